@@ -1,0 +1,24 @@
+"""HLS / LL-HLS packaging: fMP4 (CMAF) parts and segments in memory, playlists on demand."""
+
+from __future__ import annotations
+
+from media.hls.playlist import (
+    LowLatencyInfo,
+    PartEntry,
+    SegmentEntry,
+    format_program_date_time,
+    render_media_playlist,
+)
+from media.hls.segmenter import HlsMuxer, MuxerStateError, MuxerStats, is_object_name
+
+__all__ = [
+    "HlsMuxer",
+    "LowLatencyInfo",
+    "MuxerStateError",
+    "MuxerStats",
+    "PartEntry",
+    "SegmentEntry",
+    "format_program_date_time",
+    "is_object_name",
+    "render_media_playlist",
+]
