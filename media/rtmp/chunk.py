@@ -1,0 +1,372 @@
+"""RTMP chunk stream (RTMP 1.0 §5.3): parsing chunks into messages and writing messages.
+
+The reader is straight-line generator code over :class:`~media.rtmp.buffer.StreamReader`:
+basic header, message header by ``fmt``, extended timestamp, then at most one chunk of
+payload. State per chunk stream id lives in :class:`_ChunkStreamState`. Every limit that
+protects memory is enforced here; see the named constants below.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from .buffer import StreamReader
+from .errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_CHUNK_SIZE",
+    "MAX_CHUNK_STREAMS",
+    "MAX_CONTROL_MESSAGE_SIZE",
+    "MAX_MEDIA_MESSAGE_SIZE",
+    "ChunkReader",
+    "ChunkWriter",
+    "RawMessage",
+    "encode_basic_header",
+    "encode_chunk_header",
+]
+
+DEFAULT_CHUNK_SIZE = 128
+"""§5.4.1: the maximum chunk size is 128 bytes until a SetChunkSize message changes it."""
+
+MAX_CHUNK_SIZE = 0xFFFFFF
+"""Effective ceiling for a peer's chunk size. §5.4.1 allows up to 0x7FFFFFFF but notes that
+no message is larger than 0xFFFFFF bytes (the 3-byte length field), so larger values behave
+identically; we clamp instead of trusting them (nginx-rtmp #1042 allocated 2 GB from one).
+Payload buffers are sized from the *message length*, never from the chunk size."""
+
+MAX_MEDIA_MESSAGE_SIZE = 8 << 20
+"""Default cap for audio/video/aggregate messages. A 1080p keyframe is well under 1 MiB;
+8 MiB leaves headroom for 4K intra frames. Larger → RemoteProtocolError (bad-input B4)."""
+
+MAX_CONTROL_MESSAGE_SIZE = 1 << 20
+"""Default cap for control, command (AMF) and data messages, which are tiny in practice
+(nginx-rtmp's ``max_message`` is 1 MiB)."""
+
+MAX_CHUNK_STREAMS = 64
+"""Cap on distinct chunk stream ids per connection. Real publishers use fewer than ten; a
+peer cycling through 65599 ids would otherwise grow per-csid state (bad-input B2)."""
+
+BUFFERED_MESSAGES_FACTOR = 2
+"""Total bytes of *partial* messages buffered across all chunk streams may not exceed this
+many times the largest message limit, so interleaving many half-sent messages on different
+chunk streams cannot multiply memory use (bad-input B2)."""
+
+EXTENDED_TIMESTAMP_SENTINEL = 0xFFFFFF
+"""§5.3.1.3: a 3-byte timestamp field of 0xFFFFFF means a 4-byte extended timestamp follows."""
+
+# Message type ids (§5.4, §7.1) whose size is limited by the media cap.
+_MEDIA_TYPE_IDS = frozenset({8, 9, 22})
+
+# Message header sizes by fmt (§5.3.1.2).
+_MESSAGE_HEADER_SIZE = (11, 7, 3, 0)
+
+_U32 = struct.Struct(">I")
+_LE_U32 = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A reassembled RTMP message (§5.3.1.2): header fields plus payload bytes.
+
+    Attributes:
+        message_type_id: §5.4/§7.1 type id (1-6 control, 8 audio, 9 video, 18/20 AMF0…).
+        message_stream_id: the logical stream (0 for NetConnection), decoded from the
+            little-endian wire form.
+        timestamp: absolute 32-bit timestamp in milliseconds after delta accumulation.
+        payload: the message body.
+    """
+
+    message_type_id: int
+    message_stream_id: int
+    timestamp: int
+    payload: bytes
+
+
+class _ChunkStreamState:
+    """What §5.3.1.2 lets later chunks on the same chunk stream id omit."""
+
+    __slots__ = (
+        "extended",
+        "message_length",
+        "message_stream_id",
+        "message_type_id",
+        "payload",
+        "timestamp",
+        "timestamp_delta",
+    )
+
+    def __init__(self) -> None:
+        self.timestamp = 0  # absolute timestamp of the current/last message
+        self.timestamp_delta = 0  # delta applied when a type-3 chunk starts a new message
+        self.message_length = 0
+        self.message_type_id = 0
+        self.message_stream_id = 0
+        # §5.3.1.3: whether the last type 0/1/2 header used an extended timestamp; type-3
+        # chunks then repeat the 4-byte extended timestamp too (what FFmpeg and librtmp send).
+        self.extended = False
+        self.payload: bytearray | None = None  # partial message being reassembled
+
+
+def _read_u24(data: bytes, offset: int) -> int:
+    return (data[offset] << 16) | (data[offset + 1] << 8) | data[offset + 2]
+
+
+class ChunkReader:
+    """Parses chunks from a :class:`StreamReader` into :class:`RawMessage` values.
+
+    Args:
+        max_media_message_size: cap for audio/video/aggregate messages.
+        max_control_message_size: cap for every other message type.
+        max_chunk_streams: cap on distinct chunk stream ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_media_message_size: int = MAX_MEDIA_MESSAGE_SIZE,
+        max_control_message_size: int = MAX_CONTROL_MESSAGE_SIZE,
+        max_chunk_streams: int = MAX_CHUNK_STREAMS,
+    ) -> None:
+        self.max_media_message_size = max_media_message_size
+        self.max_control_message_size = max_control_message_size
+        self.max_chunk_streams = max_chunk_streams
+        self.max_buffered_bytes = BUFFERED_MESSAGES_FACTOR * max(
+            max_media_message_size, max_control_message_size
+        )
+        self._chunk_size = DEFAULT_CHUNK_SIZE
+        self._streams: dict[int, _ChunkStreamState] = {}
+        self._buffered = 0
+
+    @property
+    def chunk_size(self) -> int:
+        """The peer's current maximum chunk size (§5.4.1)."""
+        return self._chunk_size
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held in partially reassembled messages across all chunk streams."""
+        return self._buffered
+
+    @property
+    def chunk_stream_count(self) -> int:
+        """Number of chunk stream ids seen so far."""
+        return len(self._streams)
+
+    def set_chunk_size(self, size: int) -> None:
+        """Apply a validated SetChunkSize value (§5.4.1); takes effect from the next chunk.
+
+        Values above :data:`MAX_CHUNK_SIZE` are clamped (see its comment). A change in the
+        middle of a message is safe: each chunk reads ``min(chunk_size, remaining)`` bytes.
+
+        Raises:
+            LocalProtocolError: if ``size`` is not in 1..0x7FFFFFFF (validate it first).
+        """
+        if not 1 <= size <= 0x7FFFFFFF:
+            raise LocalProtocolError(f"chunk size {size} out of range")
+        self._chunk_size = min(size, MAX_CHUNK_SIZE)
+
+    def abort(self, chunk_stream_id: int) -> None:
+        """Discard the partial message on ``chunk_stream_id`` (§5.4.2 Abort Message)."""
+        state = self._streams.get(chunk_stream_id)
+        if state is not None and state.payload is not None:
+            self._buffered -= len(state.payload)
+            state.payload = None
+
+    def _limit_for(self, message_type_id: int) -> int:
+        if message_type_id in _MEDIA_TYPE_IDS:
+            return self.max_media_message_size
+        return self.max_control_message_size
+
+    def read_chunk(self, reader: StreamReader) -> Generator[None, None, RawMessage | None]:
+        """Read one chunk; return the message it completes, or ``None``.
+
+        Raises:
+            RemoteProtocolError: on malformed headers or exceeded limits.
+            EOFError: if the stream ends mid-chunk.
+        """
+        # §5.3.1.1 basic header: fmt in the top 2 bits, csid in the low 6; csid 0 and 1
+        # select the 2- and 3-byte forms (64-319 and 64-65599).
+        first = (yield from reader.read_exact(1))[0]
+        fmt = first >> 6
+        csid = first & 0x3F
+        if csid == 0:
+            csid = 64 + (yield from reader.read_exact(1))[0]
+        elif csid == 1:
+            extra = yield from reader.read_exact(2)
+            csid = 64 + extra[0] + (extra[1] << 8)
+
+        state = self._streams.get(csid)
+        if state is None:
+            if fmt != 0:
+                raise RemoteProtocolError(
+                    f"first chunk on chunk stream {csid} has type {fmt}, expected type 0"
+                )
+            if len(self._streams) >= self.max_chunk_streams:
+                raise RemoteProtocolError(
+                    f"too many chunk streams (limit {self.max_chunk_streams})"
+                )
+            state = _ChunkStreamState()
+            self._streams[csid] = state
+
+        header = yield from reader.read_exact(_MESSAGE_HEADER_SIZE[fmt])
+        timestamp_field = 0
+        if fmt <= 2:
+            timestamp_field = _read_u24(header, 0)
+            state.extended = timestamp_field == EXTENDED_TIMESTAMP_SENTINEL
+        if state.extended:
+            # §5.3.1.3; for type 3 this is the repetition of the previous header's value.
+            (timestamp_field,) = _U32.unpack((yield from reader.read_exact(4)))
+
+        if state.payload is not None:
+            # Continuation of a message: only type 3 may follow (§5.3.1.2.4).
+            if fmt != 3:
+                raise RemoteProtocolError(
+                    f"chunk type {fmt} on chunk stream {csid} interrupts a "
+                    f"{state.message_length}-byte message (expected type 3)"
+                )
+        else:
+            if fmt == 0:
+                # §5.3.1.2.1: absolute timestamp; length, type id and the little-endian
+                # message stream id. §5.3.1.2.4: a type-3 chunk after a type-0 chunk uses the
+                # type-0 timestamp as its delta.
+                state.timestamp = timestamp_field
+                state.timestamp_delta = timestamp_field
+                state.message_length = _read_u24(header, 3)
+                state.message_type_id = header[6]
+                (state.message_stream_id,) = _LE_U32.unpack_from(header, 7)
+            else:
+                if fmt <= 2:
+                    state.timestamp_delta = timestamp_field
+                if fmt == 1:
+                    state.message_length = _read_u24(header, 3)
+                    state.message_type_id = header[6]
+                state.timestamp = (state.timestamp + state.timestamp_delta) & 0xFFFFFFFF
+            limit = self._limit_for(state.message_type_id)
+            if state.message_length > limit:
+                raise RemoteProtocolError(
+                    f"message of {state.message_length} bytes exceeds the {limit}-byte limit "
+                    f"for message type {state.message_type_id}"
+                )
+            state.payload = bytearray()
+
+        payload = state.payload
+        size = min(self._chunk_size, state.message_length - len(payload))
+        if self._buffered + size > self.max_buffered_bytes:
+            raise RemoteProtocolError(
+                f"partial messages exceed {self.max_buffered_bytes} buffered bytes"
+            )
+        if size:
+            payload += yield from reader.read_exact(size)
+            self._buffered += size
+        if len(payload) < state.message_length:
+            return None
+        self._buffered -= len(payload)
+        state.payload = None
+        return RawMessage(
+            message_type_id=state.message_type_id,
+            message_stream_id=state.message_stream_id,
+            timestamp=state.timestamp,
+            payload=bytes(payload),
+        )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def encode_basic_header(fmt: int, chunk_stream_id: int) -> bytes:
+    """Encode a §5.3.1.1 basic header, choosing the 1-, 2- or 3-byte form.
+
+    Raises:
+        LocalProtocolError: if ``fmt`` is not 0-3 or the csid is not in 2..65599.
+    """
+    if not 0 <= fmt <= 3:
+        raise LocalProtocolError(f"chunk type {fmt} is not 0-3")
+    if 2 <= chunk_stream_id <= 63:
+        return bytes(((fmt << 6) | chunk_stream_id,))
+    if 64 <= chunk_stream_id <= 319:
+        return bytes((fmt << 6, chunk_stream_id - 64))
+    if 320 <= chunk_stream_id <= 65599:
+        rest = chunk_stream_id - 64
+        return bytes(((fmt << 6) | 1, rest & 0xFF, rest >> 8))
+    raise LocalProtocolError(f"chunk stream id {chunk_stream_id} is not in 2..65599")
+
+
+def encode_chunk_header(
+    fmt: int,
+    chunk_stream_id: int,
+    *,
+    timestamp: int = 0,
+    message_length: int = 0,
+    message_type_id: int = 0,
+    message_stream_id: int = 0,
+    extended_timestamp: int | None = None,
+) -> bytes:
+    """Encode a basic header plus the message header of type ``fmt`` (§5.3.1.2).
+
+    ``timestamp`` is the absolute timestamp (fmt 0) or the delta (fmt 1/2); values of
+    0xFFFFFF or more are written as 0xFFFFFF plus an extended timestamp. For fmt 3 pass
+    ``extended_timestamp`` to repeat one.
+    """
+    out = bytearray(encode_basic_header(fmt, chunk_stream_id))
+    if fmt == 3:
+        if extended_timestamp is not None:
+            out += _U32.pack(extended_timestamp & 0xFFFFFFFF)
+        return bytes(out)
+    extended = timestamp >= EXTENDED_TIMESTAMP_SENTINEL
+    field = EXTENDED_TIMESTAMP_SENTINEL if extended else timestamp
+    out += field.to_bytes(3, "big")
+    if fmt <= 1:
+        out += message_length.to_bytes(3, "big") + bytes((message_type_id,))
+    if fmt == 0:
+        out += _LE_U32.pack(message_stream_id)
+    if extended:
+        out += _U32.pack(timestamp & 0xFFFFFFFF)
+    return bytes(out)
+
+
+class ChunkWriter:
+    """Serializes messages into chunks of our outgoing chunk size.
+
+    Each message starts with a type-0 chunk (always valid, and our replies are rare) and
+    continues with type-3 chunks, repeating the extended timestamp when one is used.
+    """
+
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        self.chunk_size = chunk_size
+
+    def write(
+        self,
+        chunk_stream_id: int,
+        message_type_id: int,
+        message_stream_id: int,
+        timestamp: int,
+        payload: bytes,
+    ) -> bytes:
+        """Return the chunks carrying one message.
+
+        Raises:
+            LocalProtocolError: if the payload exceeds 0xFFFFFF bytes.
+        """
+        if len(payload) > 0xFFFFFF:
+            raise LocalProtocolError(f"message of {len(payload)} bytes is too large for RTMP")
+        timestamp &= 0xFFFFFFFF
+        out = bytearray(
+            encode_chunk_header(
+                0,
+                chunk_stream_id,
+                timestamp=timestamp,
+                message_length=len(payload),
+                message_type_id=message_type_id,
+                message_stream_id=message_stream_id,
+            )
+        )
+        extended = timestamp if timestamp >= EXTENDED_TIMESTAMP_SENTINEL else None
+        step = self.chunk_size
+        out += payload[:step]
+        for offset in range(step, len(payload), step):
+            out += encode_chunk_header(3, chunk_stream_id, extended_timestamp=extended)
+            out += payload[offset : offset + step]
+        return bytes(out)

@@ -1,0 +1,680 @@
+"""Sans-I/O RTMP server session (one TCP connection), shaped like h11's ``Connection``.
+
+Bytes go in through :meth:`RtmpServerSession.receive_data`, events come out of
+:meth:`~RtmpServerSession.events`, reply bytes out of :meth:`~RtmpServerSession.data_to_send`,
+and application decisions go back in as method calls (:meth:`accept_publish`,
+:meth:`reject_publish`, :meth:`close`). No sockets, no asyncio, no clocks.
+
+State rules: *everything that changes session state lives in this module*, and every state
+change goes through :meth:`RtmpServerSession._transition` and the ``_TRANSITIONS`` table.
+Peer misbehaviour never raises out of :meth:`receive_data`: the session records the error,
+queues a goodbye ``onStatus`` when the error carries a hint, moves to ``ERROR``, surfaces a
+:class:`ProtocolFailed` event and stops parsing (the python-websockets approach).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from . import amf0
+from .amf0 import AmfValue
+from .buffer import StreamReader
+from .chunk import (
+    MAX_CHUNK_STREAMS,
+    MAX_CONTROL_MESSAGE_SIZE,
+    MAX_MEDIA_MESSAGE_SIZE,
+    ChunkReader,
+    ChunkWriter,
+    RawMessage,
+)
+from .errors import LocalProtocolError, RemoteProtocolError
+from .handshake import HANDSHAKE_SIZE, check_c0, make_s0_s1_s2
+from .messages import (
+    Abort,
+    Acknowledgement,
+    AudioMessage,
+    CommandMessage,
+    DataMessage,
+    LimitType,
+    SetChunkSize,
+    SetPeerBandwidth,
+    UnknownMessage,
+    UserControl,
+    UserControlEventType,
+    VideoMessage,
+    WindowAcknowledgementSize,
+    parse_message,
+)
+
+__all__ = [
+    "AudioReceived",
+    "Connected",
+    "ConnectionClosed",
+    "ProtocolFailed",
+    "PublishRequested",
+    "RtmpEvent",
+    "RtmpServerSession",
+    "SessionState",
+    "StreamMetadata",
+    "Unpublished",
+    "VideoReceived",
+    "redact_stream_name",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_STREAMS = 8
+"""Default cap on ``createStream`` per connection (bad-input B6: "1000 createStream")."""
+
+DEFAULT_WINDOW_ACK_SIZE = 2_500_000
+"""Our Window Acknowledgement Size / Set Peer Bandwidth (the value OBS and nginx use)."""
+
+# Chunk stream ids for our replies (the conventional choice of FMS, nginx-rtmp, FFmpeg).
+_CSID_PROTOCOL_CONTROL = 2  # §5.4: protocol control messages use chunk stream id 2
+_CSID_COMMAND = 3
+_CSID_STATUS = 5
+
+_FMS_VERSION = "FMS/3,0,1,123"
+_CAPABILITIES = 31.0
+
+
+def redact_stream_name(stream_name: str) -> str:
+    """A loggable stand-in for a stream name (stream names are secret stream keys)."""
+    digest = hashlib.sha256(stream_name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"<key sha256:{digest[:8]} len={len(stream_name)}>"
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The client sent ``connect`` and we replied NetConnection.Connect.Success."""
+
+    app: str
+    tc_url: str | None
+    flash_ver: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequested:
+    """The client asked to publish; answer with ``accept_publish``/``reject_publish``.
+
+    ``stream_name`` is the secret stream key: never log it (see :func:`redact_stream_name`).
+    """
+
+    message_stream_id: int
+    stream_name: str
+    publish_type: str
+
+    def __repr__(self) -> str:
+        return (
+            f"PublishRequested(message_stream_id={self.message_stream_id}, "
+            f"stream_name={redact_stream_name(self.stream_name)}, "
+            f"publish_type={self.publish_type!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMetadata:
+    """``@setDataFrame``/``onMetaData`` values (width, height, videocodecid, encoder…)."""
+
+    message_stream_id: int
+    values: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioReceived:
+    """An audio message on the publishing stream.
+
+    ``timestamp`` is the absolute 32-bit RTMP timestamp in ms (uninterpreted); ``body`` is the
+    raw FLV audio tag body (see :func:`media.rtmp.flv.parse_audio_tag`).
+    """
+
+    message_stream_id: int
+    timestamp: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VideoReceived:
+    """A video message on the publishing stream (see :class:`AudioReceived`)."""
+
+    message_stream_id: int
+    timestamp: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished:
+    """The publisher ended its stream (``FCUnpublish``, ``closeStream`` or ``deleteStream``)."""
+
+    message_stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolFailed:
+    """The peer violated the protocol; the session is in ``ERROR`` and parses no more."""
+
+    error: RemoteProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer closed the connection (``receive_data(b"")``)."""
+
+
+RtmpEvent = (
+    Connected
+    | PublishRequested
+    | StreamMetadata
+    | AudioReceived
+    | VideoReceived
+    | Unpublished
+    | ProtocolFailed
+    | ConnectionClosed
+)
+
+
+# --------------------------------------------------------------------------- state machine
+
+
+class SessionState(enum.Enum):
+    """Connection-level states."""
+
+    HANDSHAKE = "handshake"  # waiting for C0/C1/C2
+    CONNECTING = "connecting"  # handshake done, waiting for the connect command
+    CONNECTED = "connected"  # NetConnection up (streams may be created, publish pending)
+    PUBLISHING = "publishing"  # a publish was accepted
+    CLOSING = "closing"  # we said goodbye; the adapter closes after writing
+    CLOSED = "closed"  # the peer closed the connection
+    ERROR = "error"  # protocol violation; nothing more is parsed
+
+
+class _Input(enum.Enum):
+    HANDSHAKE_DONE = "handshake done"
+    CONNECT = "connect"
+    ACCEPT_PUBLISH = "accept_publish"
+    UNPUBLISH = "unpublish"
+    REJECT = "reject_publish"
+    CLOSE = "close"
+    EOF = "EOF"
+    PROTOCOL_ERROR = "protocol error"
+
+
+_S = SessionState
+_I = _Input
+_TRANSITIONS: dict[tuple[SessionState, _Input], SessionState] = {
+    (_S.HANDSHAKE, _I.HANDSHAKE_DONE): _S.CONNECTING,
+    (_S.CONNECTING, _I.CONNECT): _S.CONNECTED,
+    (_S.CONNECTED, _I.ACCEPT_PUBLISH): _S.PUBLISHING,
+    (_S.PUBLISHING, _I.UNPUBLISH): _S.CONNECTED,
+    (_S.CONNECTED, _I.REJECT): _S.CLOSING,
+    (_S.CONNECTED, _I.CLOSE): _S.CLOSING,
+    (_S.PUBLISHING, _I.CLOSE): _S.CLOSING,
+    (_S.CONNECTING, _I.CLOSE): _S.CLOSING,
+    (_S.HANDSHAKE, _I.CLOSE): _S.CLOSING,
+    (_S.CLOSING, _I.CLOSE): _S.CLOSING,
+}
+for _state in (_S.HANDSHAKE, _S.CONNECTING, _S.CONNECTED, _S.PUBLISHING, _S.CLOSING):
+    _TRANSITIONS[(_state, _I.EOF)] = _S.CLOSED
+    _TRANSITIONS[(_state, _I.PROTOCOL_ERROR)] = _S.ERROR
+_TRANSITIONS[(_S.ERROR, _I.EOF)] = _S.ERROR  # keep ERROR visible to the adapter
+
+
+_PARSING_STATES = frozenset({_S.CONNECTING, _S.CONNECTED, _S.PUBLISHING})
+
+
+def _as_str(value: AmfValue) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _plain(value: AmfValue) -> object:
+    # Metadata is handed to the application as plain dicts/lists (ECMA arrays included).
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class RtmpServerSession:
+    """Sans-I/O RTMP server session for one publisher connection.
+
+    Args:
+        max_media_message_size: cap for audio/video messages (bad-input B4).
+        max_control_message_size: cap for control/command/data messages.
+        max_chunk_streams: cap on distinct chunk stream ids (B2).
+        max_message_streams: cap on ``createStream`` (B6).
+        out_chunk_size: the chunk size we announce and use for replies.
+        window_ack_size: our Window Acknowledgement Size / Set Peer Bandwidth.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_media_message_size: int = MAX_MEDIA_MESSAGE_SIZE,
+        max_control_message_size: int = MAX_CONTROL_MESSAGE_SIZE,
+        max_chunk_streams: int = MAX_CHUNK_STREAMS,
+        max_message_streams: int = MAX_MESSAGE_STREAMS,
+        out_chunk_size: int = 4096,
+        window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE,
+    ) -> None:
+        if not 1 <= out_chunk_size <= 0xFFFFFF:
+            raise LocalProtocolError(f"out_chunk_size {out_chunk_size} not in 1..0xFFFFFF")
+        self._state = SessionState.HANDSHAKE
+        self._reader = StreamReader()
+        self._chunks = ChunkReader(
+            max_media_message_size=max_media_message_size,
+            max_control_message_size=max_control_message_size,
+            max_chunk_streams=max_chunk_streams,
+        )
+        self._writer = ChunkWriter()
+        self._out_chunk_size = out_chunk_size
+        self._window_ack_size = window_ack_size
+        self._max_message_streams = max_message_streams
+        self._events: list[RtmpEvent] = []
+        self._outgoing = bytearray()
+        self._bytes_received = 0
+        # §5.4.3/§5.4.4: acknowledge every time the peer's window elapses (0 = never).
+        self._peer_window_ack_size = 0
+        self._last_ack_at = 0
+        self._next_stream_id = 1
+        self._streams: set[int] = set()
+        self._pending_publish: int | None = None
+        self._publishing: int | None = None
+        self._published_once = False
+        self._error: RemoteProtocolError | None = None
+        self._eof_reported = False
+        self._command_stream_id = 0
+        self.ignored_media_messages = 0
+        """Audio/video messages dropped because they were not on the publishing stream."""
+        self._parser = self._parse()
+        next(self._parser)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def state(self) -> SessionState:
+        """The current :class:`SessionState`."""
+        return self._state
+
+    @property
+    def bytes_received(self) -> int:
+        """Total bytes passed to :meth:`receive_data` (handshake included)."""
+        return self._bytes_received
+
+    @property
+    def error(self) -> RemoteProtocolError | None:
+        """The protocol error that moved the session to ``ERROR``, if any."""
+        return self._error
+
+    @property
+    def publishing_stream_id(self) -> int | None:
+        """The message stream id being published, once accepted."""
+        return self._publishing
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the peer; ``b""`` means the peer closed (EOF).
+
+        Never raises for peer input: violations become a :class:`ProtocolFailed` event.
+        """
+        if self._state in (SessionState.ERROR, SessionState.CLOSED):
+            if not data:
+                self._on_eof()
+            return
+        if data:
+            self._bytes_received += len(data)
+            if self._state is SessionState.CLOSING:
+                return  # we said goodbye; ignore whatever else arrives
+            self._reader.feed_data(data)
+        else:
+            self._reader.feed_eof()
+        if self._state is not SessionState.CLOSING:
+            self._run_parser()
+        if not data:
+            self._on_eof()
+        else:
+            self._maybe_acknowledge()
+
+    def events(self) -> list[RtmpEvent]:
+        """Return and clear the queued events."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Return and clear the bytes queued for the peer."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def accept_publish(self, message_stream_id: int) -> None:
+        """Accept the pending publish: StreamBegin + onStatus NetStream.Publish.Start.
+
+        Raises:
+            LocalProtocolError: if no publish is pending on ``message_stream_id``.
+        """
+        if self._pending_publish != message_stream_id:
+            raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
+        self._transition(_Input.ACCEPT_PUBLISH)
+        self._pending_publish = None
+        self._publishing = message_stream_id
+        self._send_message(_CSID_PROTOCOL_CONTROL, 0, UserControl.stream_begin(message_stream_id))
+        self._send_on_status(
+            message_stream_id, "status", "NetStream.Publish.Start", "Start publishing"
+        )
+
+    def reject_publish(self, message_stream_id: int, code: str, description: str) -> None:
+        """Refuse the pending publish with ``onStatus`` level=error and move to ``CLOSING``.
+
+        Args:
+            code: e.g. ``"NetStream.Publish.BadName"`` (bad key) or
+                ``"NetStream.Publish.BadConnection"``.
+
+        Raises:
+            LocalProtocolError: if no publish is pending on ``message_stream_id``.
+        """
+        if self._pending_publish != message_stream_id:
+            raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
+        self._transition(_Input.REJECT)
+        self._pending_publish = None
+        self._send_on_status(message_stream_id, "error", code, description)
+
+    def close(self, code: str = "NetStream.Unpublish.Success", description: str = "") -> None:
+        """End the session from our side (e.g. a takeover): onStatus, then ``CLOSING``.
+
+        Raises:
+            LocalProtocolError: if the session already ended (CLOSED or ERROR).
+        """
+        stream_id = self._publishing or self._pending_publish
+        self._transition(_Input.CLOSE)
+        if stream_id is not None:
+            level = "error" if code.endswith(("Failed", "BadName", "BadConnection")) else "status"
+            self._send_on_status(stream_id, level, code, description)
+        self._publishing = None
+        self._pending_publish = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _transition(self, inp: _Input) -> None:
+        try:
+            new_state = _TRANSITIONS[(self._state, inp)]
+        except KeyError:
+            raise LocalProtocolError(f"cannot {inp.value} in state {self._state.name}") from None
+        if new_state is not self._state:
+            logger.debug("RTMP session %s -> %s (%s)", self._state.name, new_state.name, inp.value)
+        self._state = new_state
+
+    def _run_parser(self) -> None:
+        try:
+            next(self._parser)
+        except StopIteration:
+            pass
+        except EOFError:
+            pass  # the peer hung up mid-message; _on_eof reports it
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+            logger.exception("internal error while parsing RTMP input")
+            self._fail(RemoteProtocolError(f"internal error while parsing: {exc!r}"))
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        self._error = error
+        if error.on_status_hint is not None:
+            # Answer on the stream whose command failed (where the client listens).
+            stream_id = self._command_stream_id
+            self._send_on_status(stream_id, "error", error.on_status_hint, str(error))
+        self._transition(_Input.PROTOCOL_ERROR)
+        self._reader.discard()
+        self._events.append(ProtocolFailed(error))
+        logger.info("RTMP protocol error: %s", error)
+
+    def _on_eof(self) -> None:
+        if self._eof_reported:
+            return
+        self._eof_reported = True
+        self._transition(_Input.EOF)
+        self._events.append(ConnectionClosed())
+
+    def _maybe_acknowledge(self) -> None:
+        window = self._peer_window_ack_size
+        if window and self._bytes_received - self._last_ack_at >= window:
+            self._last_ack_at = self._bytes_received
+            self._send_message(
+                _CSID_PROTOCOL_CONTROL, 0, Acknowledgement(self._bytes_received & 0xFFFFFFFF)
+            )
+
+    def _parse(self) -> Generator[None, None, None]:
+        yield  # primed by __init__
+        reader = self._reader
+        # §5.2.5: C0+C1 → S0+S1+S2, then C2 (whose content we do not check).
+        check_c0((yield from reader.read_exact(1)))
+        c1 = yield from reader.read_exact(HANDSHAKE_SIZE)
+        self._outgoing += make_s0_s1_s2(c1)
+        yield from reader.read_exact(HANDSHAKE_SIZE)
+        self._transition(_Input.HANDSHAKE_DONE)
+        while True:
+            message = yield from self._chunks.read_chunk(reader)
+            if message is not None:
+                self._handle_message(message)
+                if self._state not in _PARSING_STATES:
+                    return  # CLOSING after play/reject: stop reading
+
+    # ------------------------------------------------------------------ messages
+
+    def _send_message(
+        self,
+        chunk_stream_id: int,
+        message_stream_id: int,
+        message: SetChunkSize
+        | Acknowledgement
+        | UserControl
+        | WindowAcknowledgementSize
+        | SetPeerBandwidth
+        | CommandMessage
+        | DataMessage,
+        timestamp: int = 0,
+    ) -> None:
+        self._outgoing += self._writer.write(
+            chunk_stream_id, message.type_id, message_stream_id, timestamp, message.serialize()
+        )
+
+    def _send_command(self, message_stream_id: int, *values: AmfValue) -> None:
+        name, transaction_id, command_object, *arguments = values
+        assert isinstance(name, str) and isinstance(transaction_id, float)
+        csid = _CSID_COMMAND if message_stream_id == 0 else _CSID_STATUS
+        self._send_message(
+            csid,
+            message_stream_id,
+            CommandMessage(name, transaction_id, command_object, tuple(arguments)),
+        )
+
+    def _send_on_status(
+        self, message_stream_id: int, level: str, code: str, description: str
+    ) -> None:
+        # §7.2.2: onStatus(0, null, {level, code, description}) on the stream.
+        info: dict[str, AmfValue] = {"level": level, "code": code, "description": description}
+        self._send_command(message_stream_id, "onStatus", 0.0, None, info)
+
+    def _handle_message(self, raw: RawMessage) -> None:
+        message = parse_message(raw.message_type_id, raw.payload)
+        if isinstance(message, SetChunkSize):
+            self._chunks.set_chunk_size(message.chunk_size)
+        elif isinstance(message, Abort):
+            self._chunks.abort(message.chunk_stream_id)
+        elif isinstance(message, WindowAcknowledgementSize):
+            self._peer_window_ack_size = message.acknowledgement_window_size
+        elif isinstance(message, UserControl):
+            if message.event_type == UserControlEventType.PING_REQUEST:
+                self._send_message(
+                    _CSID_PROTOCOL_CONTROL, 0, UserControl.ping_response(message.event_data)
+                )
+        elif isinstance(message, AudioMessage | VideoMessage):
+            self._handle_media(raw, message)
+        elif isinstance(message, DataMessage):
+            self._handle_data(raw.message_stream_id, message)
+        elif isinstance(message, CommandMessage):
+            self._handle_command(raw.message_stream_id, message)
+        elif isinstance(message, UnknownMessage):
+            logger.debug("ignoring RTMP message type %d", message.message_type_id)
+        # Acknowledgement and SetPeerBandwidth from a publisher need no action.
+
+    def _handle_media(self, raw: RawMessage, message: AudioMessage | VideoMessage) -> None:
+        if self._publishing is None or raw.message_stream_id != self._publishing:
+            self.ignored_media_messages += 1
+            return
+        if isinstance(message, AudioMessage):
+            self._events.append(AudioReceived(raw.message_stream_id, raw.timestamp, message.body))
+        else:
+            self._events.append(VideoReceived(raw.message_stream_id, raw.timestamp, message.body))
+
+    def _handle_data(self, message_stream_id: int, message: DataMessage) -> None:
+        values = list(message.values)
+        if values and values[0] == "@setDataFrame":
+            values = values[1:]
+        if len(values) < 2 or values[0] != "onMetaData" or not isinstance(values[1], dict):
+            return
+        if message_stream_id not in (self._publishing, self._pending_publish):
+            return
+        metadata = {str(k): _plain(v) for k, v in values[1].items()}
+        self._events.append(StreamMetadata(message_stream_id, metadata))
+
+    def _handle_command(self, message_stream_id: int, command: CommandMessage) -> None:
+        name = command.command_name
+        if message_stream_id != 0 and message_stream_id not in self._streams:
+            self._command_stream_id = 0
+            raise RemoteProtocolError(
+                f"command {name!r} on unknown message stream id {message_stream_id}"
+            )
+        self._command_stream_id = message_stream_id
+        if self._state is SessionState.CONNECTING:
+            if name != "connect":
+                raise RemoteProtocolError(f"command {name!r} before connect")
+            self._on_connect(command)
+            return
+        txid = command.transaction_id
+        if name == "connect":
+            raise RemoteProtocolError("connect sent twice")
+        if name in ("releaseStream", "FCPublish"):
+            # Adobe FMS extensions used by OBS/FFmpeg before createStream.
+            self._send_command(0, "_result", txid, None, amf0.UNDEFINED)
+            if name == "FCPublish":
+                stream = command.arguments[0] if command.arguments else ""
+                info: dict[str, AmfValue] = {
+                    "code": "NetStream.Publish.Start",
+                    "description": stream if isinstance(stream, str) else "",
+                }
+                self._send_command(0, "onFCPublish", 0.0, None, info)
+        elif name == "createStream":
+            self._on_create_stream(txid)
+        elif name == "publish":
+            self._on_publish(message_stream_id, command)
+        elif name == "FCUnpublish":
+            if txid:
+                self._send_command(0, "_result", txid, None, amf0.UNDEFINED)
+            self._end_publish()
+        elif name == "closeStream":
+            if message_stream_id == self._publishing:
+                self._end_publish()
+        elif name == "deleteStream":
+            self._on_delete_stream(command)
+        elif name == "play":
+            self._send_on_status(
+                message_stream_id, "error", "NetStream.Play.Failed", "this is an ingest server"
+            )
+            self._transition(_Input.CLOSE)
+        elif name in ("_checkbw", "getStreamLength"):
+            if txid:
+                self._send_command(message_stream_id, "_result", txid, None, 0.0)
+        else:
+            logger.debug("ignoring RTMP command %r", name[:64])
+
+    def _on_connect(self, command: CommandMessage) -> None:
+        obj = command.command_object
+        if not isinstance(obj, dict) or not isinstance(obj.get("app"), str):
+            raise RemoteProtocolError(
+                "connect has no app name", on_status_hint="NetConnection.Connect.Rejected"
+            )
+        app = obj["app"]
+        assert isinstance(app, str)
+        tc_url = _as_str(obj.get("tcUrl"))
+        flash_ver = _as_str(obj.get("flashVer"))
+        # §7.2.1.1: Window Acknowledgement Size, Set Peer Bandwidth, (StreamBegin), _result.
+        self._send_message(
+            _CSID_PROTOCOL_CONTROL, 0, WindowAcknowledgementSize(self._window_ack_size)
+        )
+        self._send_message(
+            _CSID_PROTOCOL_CONTROL, 0, SetPeerBandwidth(self._window_ack_size, LimitType.DYNAMIC)
+        )
+        self._send_message(_CSID_PROTOCOL_CONTROL, 0, SetChunkSize(self._out_chunk_size))
+        self._writer.chunk_size = self._out_chunk_size  # applies to everything after it
+        properties: dict[str, AmfValue] = {"fmsVer": _FMS_VERSION, "capabilities": _CAPABILITIES}
+        information: dict[str, AmfValue] = {
+            "level": "status",
+            "code": "NetConnection.Connect.Success",
+            "description": "Connection succeeded.",
+            "objectEncoding": 0.0,
+        }
+        self._send_command(0, "_result", command.transaction_id, properties, information)
+        self._transition(_Input.CONNECT)
+        self._events.append(Connected(app=app, tc_url=tc_url, flash_ver=flash_ver))
+
+    def _on_create_stream(self, txid: float) -> None:
+        if len(self._streams) >= self._max_message_streams:
+            raise RemoteProtocolError(
+                f"too many message streams (limit {self._max_message_streams})"
+            )
+        stream_id = self._next_stream_id
+        self._next_stream_id += 1
+        self._streams.add(stream_id)
+        self._send_command(0, "_result", txid, None, float(stream_id))
+
+    def _on_publish(self, message_stream_id: int, command: CommandMessage) -> None:
+        if message_stream_id == 0:
+            raise RemoteProtocolError(
+                "publish on message stream 0 (createStream first)",
+                on_status_hint="NetStream.Publish.BadConnection",
+            )
+        if self._published_once or self._pending_publish is not None:
+            raise RemoteProtocolError(
+                "only one publish per connection",
+                on_status_hint="NetStream.Publish.BadConnection",
+            )
+        args = command.arguments
+        name = args[0] if args else None
+        if not isinstance(name, str):
+            raise RemoteProtocolError(
+                "publish stream name must be a string", on_status_hint="NetStream.Publish.BadName"
+            )
+        publish_type = args[1] if len(args) > 1 and isinstance(args[1], str) else "live"
+        self._published_once = True
+        self._pending_publish = message_stream_id
+        logger.info(
+            "RTMP publish requested on stream %d: %s",
+            message_stream_id,
+            redact_stream_name(name),
+        )
+        self._events.append(PublishRequested(message_stream_id, name, publish_type))
+
+    def _on_delete_stream(self, command: CommandMessage) -> None:
+        arg = command.arguments[0] if command.arguments else None
+        if not isinstance(arg, float) or not arg.is_integer() or int(arg) not in self._streams:
+            raise RemoteProtocolError(f"deleteStream of unknown message stream id {arg!r}")
+        stream_id = int(arg)
+        if stream_id == self._publishing:
+            self._end_publish()
+        if stream_id == self._pending_publish:
+            self._pending_publish = None
+        self._streams.discard(stream_id)
+
+    def _end_publish(self) -> None:
+        if self._publishing is None:
+            return
+        stream_id = self._publishing
+        self._publishing = None
+        self._transition(_Input.UNPUBLISH)
+        self._events.append(Unpublished(stream_id))
