@@ -1,0 +1,1 @@
+"""Hearth appliance: composition root (config, domain, hub, db, APIs, lifecycle)."""

@@ -1,0 +1,159 @@
+"""Admin API data shapes shared by the server, the CLI and the TUI.
+
+Pure dataclasses with ``to_dict``/``from_dict``; no aiohttp or appliance imports, so the TUI
+can import this module alone. Field names are the JSON keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+OBS_ADVICE = (
+    "OBS: Settings → Stream → Service \"Custom…\", paste the server URL and the stream key. "
+    "Settings → Output (Advanced): encoder x264 or a hardware H.264 encoder, rate control CBR, "
+    "keyframe interval 1–2 s, B-frames 0 (needed for WebRTC), audio AAC 48 kHz."
+)
+
+
+def _build(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class IngestInfo:
+    """The publisher connection of a live stream, with its health figures."""
+
+    connection_id: int
+    remote: str
+    connected_at: float
+    bitrate_kbps: float | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    keyframe_interval: float | None
+    bframes: bool
+    video_codec: str | None
+    audio_codec: str | None
+    sample_rate: int | None
+    channels: int | None
+    verdict: str
+    bytes_in: int
+    frames_discarded: int
+    reconnects: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IngestInfo:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminStream:
+    """A stream as the operator sees it."""
+
+    id: str
+    title: str
+    summary: str
+    tags: list[str]
+    image: str
+    status: str  # created | live | ended
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    viewers: int
+    peak_viewers: int
+    total_viewers: int
+    watch_url: str
+    hls_url: str
+    publishing: bool = False
+    """True while a publisher is connected (a live stream may be in its reconnect grace)."""
+    grace_until: float | None = None
+    ingest: IngestInfo | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ingest"] = self.ingest.to_dict() if self.ingest else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdminStream:
+        data = dict(data)
+        if data.get("ingest"):
+            data["ingest"] = IngestInfo.from_dict(data["ingest"])
+        return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCredentials:
+    """Returned once by create and rotate-key: the only time a key is ever shown."""
+
+    id: str
+    title: str
+    rtmp_url: str
+    stream_key: str
+    watch_url: str
+    hls_url: str
+    obs_advice: str = OBS_ADVICE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StreamCredentials:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One entry of the appliance's event/error log."""
+
+    id: int
+    at: float
+    level: str
+    kind: str
+    stream_id: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LogEvent:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One-screen health summary (``hearth status``)."""
+
+    version: str
+    started_at: float
+    uptime: float
+    public_url: str
+    rtmp_url: str
+    data_dir: str
+    streams_total: int
+    streams_live: int
+    publishers: int
+    viewers: int
+    rtmp_connections: int
+    auth_failures: int
+    frames_discarded: int
+    recent_errors: list[LogEvent] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["recent_errors"] = [e.to_dict() for e in self.recent_errors]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Status:
+        data = dict(data)
+        data["recent_errors"] = [LogEvent.from_dict(e) for e in data.get("recent_errors", [])]
+        return _build(cls, data)

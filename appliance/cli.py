@@ -1,0 +1,258 @@
+"""The ``hearth`` command line: ``serve`` runs the appliance; the rest talk to it.
+
+Every client subcommand reaches the running appliance through the admin API on its Unix
+socket, found from ``--admin-socket``, else ``HEARTH_ADMIN_SOCKET``, else the data dir
+(``--data-dir`` / ``HEARTH_DATA_DIR`` / platformdirs), else the system service's
+``/run/hearth/admin.sock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance.api.client import AdminClient, AdminError
+from appliance.api.schema import AdminStream, Status, StreamCredentials
+from appliance.config import ConfigError, default_data_dir, default_socket, load_config
+
+SYSTEM_SOCKET = Path("/run/hearth/admin.sock")
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, help="data directory (env HEARTH_DATA_DIR)")
+    common.add_argument("--admin-socket", type=Path,
+                        help="admin API socket (default: in the data dir, or /run/hearth)")
+
+    parser = argparse.ArgumentParser(
+        prog="hearth", description="Hearth: a self-hosted live-streaming appliance.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the appliance",
+                           description="Run the appliance (RTMP in, HLS out, admin API).")
+    serve.add_argument("--config", type=Path, help="TOML config file (env HEARTH_CONFIG)")
+    serve.add_argument("--http", type=_hostport, metavar="HOST:PORT",
+                       help="public HTTP address (default 0.0.0.0:8080)")
+    serve.add_argument("--rtmp", type=_hostport, metavar="HOST:PORT",
+                       help="RTMP ingest address (default 0.0.0.0:1935)")
+    serve.add_argument("--public-url", help="base URL viewers use, e.g. https://live.example.org")
+    serve.add_argument("--relay", action="append", default=None, metavar="URL",
+                       help="Nostr relay (repeatable)")
+    serve.add_argument("--no-relays", action="store_true", help="use no Nostr relays")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    stream = sub.add_parser("stream", help="create and manage streams",
+                            description="Create, list, show, end streams; rotate keys.")
+    ssub = stream.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = ssub.add_parser("create", parents=[common], help="create a stream (shows its key once)",
+                             description="Create a stream; prints the RTMP URL and key once.")
+    create.add_argument("--title", required=True)
+    create.add_argument("--summary", default="")
+    create.add_argument("--tag", action="append", default=[], help="tag (repeatable)")
+    create.add_argument("--image", default="", help="image URL (https)")
+    create.add_argument("--json", action="store_true", help="machine-readable output")
+    lst = ssub.add_parser("list", parents=[common], help="list streams",
+                          description="List streams, newest first.")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+    show = ssub.add_parser("show", parents=[common], help="show one stream",
+                           description="Show a stream with its ingest health.")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    end = ssub.add_parser("end", parents=[common], help="end a stream now",
+                          description="End a stream now; its publisher is disconnected.")
+    end.add_argument("id")
+    rotate = ssub.add_parser("rotate-key", parents=[common], help="issue a new stream key",
+                             description="Issue a new key; the old one stops working at once.")
+    rotate.add_argument("id")
+    rotate.add_argument("--json", action="store_true", help="machine-readable output")
+
+    status = sub.add_parser("status", parents=[common], help="one-screen health summary",
+                            description="Print a one-screen health summary.")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    if args.admin_socket:
+        return Path(args.admin_socket)
+    if os.environ.get("HEARTH_ADMIN_SOCKET"):
+        return Path(os.environ["HEARTH_ADMIN_SOCKET"])
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    candidate = default_socket(data_dir)
+    if not candidate.exists() and not args.data_dir and SYSTEM_SOCKET.exists():
+        return SYSTEM_SOCKET
+    return candidate
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_credentials(c: StreamCredentials, verb: str) -> None:
+    print(f"{verb}: {c.title} (id {c.id})")
+    print(f"  Server:      {c.rtmp_url}")
+    print(f"  Stream key:  {c.stream_key}")
+    print("               (shown once: paste it into OBS now; if lost, rotate it)")
+    print(f"  Watch:       {c.watch_url}")
+    print(f"  HLS:         {c.hls_url}")
+    print()
+    print(c.obs_advice)
+
+
+def _print_stream(s: AdminStream) -> None:
+    print(f"{s.title}  [{s.status}]  id {s.id}")
+    if s.summary:
+        print(f"  {s.summary}")
+    if s.tags:
+        print("  tags: " + " ".join(f"#{t}" for t in s.tags))
+    print(f"  created {_when(s.created_at)}  started {_when(s.started_at)}  "
+          f"ended {_when(s.ended_at)}")
+    print(f"  viewers {s.viewers} now, {s.peak_viewers} peak, {s.total_viewers} total")
+    print(f"  watch {s.watch_url}")
+    print(f"  hls   {s.hls_url}")
+    if s.ingest:
+        i = s.ingest
+        res = f"{i.width}x{i.height}" if i.width else "?"
+        print(f"  ingest from {i.remote}: {i.verdict}; {i.video_codec} {res} {i.fps} fps, "
+              f"{i.bitrate_kbps} kbit/s, keyframe every {i.keyframe_interval} s, "
+              f"B-frames {'yes' if i.bframes else 'no'}; audio {i.audio_codec} "
+              f"{i.sample_rate} Hz; reconnects {i.reconnects}; "
+              f"frames dropped {i.frames_discarded}")
+    elif s.status == "live" and s.grace_until:
+        print(f"  publisher disconnected; waiting until {_when(s.grace_until)}")
+
+
+async def _client_command(args: argparse.Namespace) -> int:
+    async with AdminClient(_socket_path(args)) as client:
+        if args.command == "status":
+            data = await client.request("GET", "/v1/status")
+            if args.json:
+                print(json.dumps(data, indent=2))
+                return 0
+            st = Status.from_dict(data)
+            print(f"Hearth {st.version}: up {int(st.uptime)} s")
+            print(f"  public URL  {st.public_url}")
+            print(f"  RTMP URL    {st.rtmp_url}")
+            print(f"  data dir    {st.data_dir}")
+            print(f"  streams     {st.streams_total} total, {st.streams_live} live, "
+                  f"{st.publishers} publishing, {st.viewers} viewers")
+            print(f"  RTMP        {st.rtmp_connections} connections, "
+                  f"{st.auth_failures} refused keys, {st.frames_discarded} frames dropped")
+            for e in st.recent_errors:
+                print(f"  {_when(e.at)} {e.level.upper():7} {e.kind}: {e.message}")
+            return 0
+        action = args.action
+        if action == "create":
+            body = {"title": args.title, "summary": args.summary, "tags": args.tag,
+                    "image": args.image}
+            data = await client.request("POST", "/v1/streams", body)
+            if args.json:
+                print(json.dumps(data, indent=2))
+            else:
+                _print_credentials(StreamCredentials.from_dict(data), "Stream created")
+            return 0
+        if action == "list":
+            data = await client.request("GET", "/v1/streams")
+            if args.json:
+                print(json.dumps(data, indent=2))
+                return 0
+            streams = [AdminStream.from_dict(d) for d in data]
+            if not streams:
+                print("No streams yet. Create one: hearth stream create --title \"…\"")
+            else:
+                print(f"{'ID':14} {'STATUS':8} {'VIEWERS':>7}  TITLE")
+                for s in streams:
+                    print(f"{s.id:14} {s.status:8} {s.viewers:>7}  {s.title}")
+            return 0
+        if action == "show":
+            data = await client.request("GET", f"/v1/streams/{args.id}")
+            if args.json:
+                print(json.dumps(data, indent=2))
+            else:
+                _print_stream(AdminStream.from_dict(data))
+            return 0
+        if action == "end":
+            data = await client.request("POST", f"/v1/streams/{args.id}/end")
+            print(f"Stream {args.id} is {data['status']}.")
+            return 0
+        if action == "rotate-key":
+            data = await client.request("POST", f"/v1/streams/{args.id}/rotate-key")
+            if args.json:
+                print(json.dumps(data, indent=2))
+            else:
+                _print_credentials(StreamCredentials.from_dict(data), "New key for")
+            return 0
+    raise AssertionError(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.data_dir:
+        overrides["data_dir"] = str(args.data_dir)
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    if args.http:
+        overrides["http"] = {"host": args.http[0], "port": args.http[1]}
+    if args.public_url:
+        overrides.setdefault("http", {})["public_url"] = args.public_url
+    if args.rtmp:
+        overrides["rtmp"] = {"host": args.rtmp[0], "port": args.rtmp[1]}
+    if args.admin_socket:
+        overrides["admin"] = {"socket_path": str(args.admin_socket)}
+    if args.no_relays:
+        overrides["nostr"] = {"relays": []}
+    elif args.relay:
+        overrides["nostr"] = {"relays": args.relay}
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"hearth: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from appliance.lifecycle import serve
+
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"hearth: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    try:
+        return asyncio.run(_client_command(args))
+    except AdminError as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

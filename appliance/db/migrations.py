@@ -1,0 +1,107 @@
+"""Schema migrations: an ordered registry, each applied once in its own transaction.
+
+Applied names are recorded in ``_hearth_migrations``; a migration that fails rolls back and
+stops start-up, so the database is never left half-migrated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+Migration = Callable[[Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_streams(db: Database) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE streams (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            image TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN ('created', 'live', 'ended')),
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            ended_at REAL,
+            updated_at REAL NOT NULL,
+            peak_viewers INTEGER NOT NULL DEFAULT 0,
+            total_viewers INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX streams_status ON streams(status);
+        CREATE TABLE ingest_sessions (
+            id INTEGER PRIMARY KEY,
+            stream_id TEXT NOT NULL REFERENCES streams(id),
+            remote TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            end_reason TEXT,
+            video_codec TEXT,
+            width INTEGER,
+            height INTEGER,
+            fps REAL,
+            bitrate_kbps REAL,
+            keyframe_interval REAL,
+            bframes INTEGER,
+            audio_codec TEXT,
+            sample_rate INTEGER,
+            channels INTEGER,
+            bytes_in INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX ingest_sessions_stream ON ingest_sessions(stream_id);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            level TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            stream_id TEXT,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX events_at ON events(at);
+        """
+    )
+
+
+def _script(db: Database, sql: str) -> None:
+    # Not executescript(): it COMMITs the open transaction first, which would break the
+    # one-transaction-per-migration rule. Our DDL has no ';' inside literals.
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def apply_migrations(db: Database) -> list[str]:
+    """Apply pending migrations in order; returns the names applied now."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _hearth_migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM _hearth_migrations")}
+    applied: list[str] = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            db.execute(
+                "INSERT INTO _hearth_migrations (name, applied_at) VALUES (?, ?)",
+                (name, time.time()),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

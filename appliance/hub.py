@@ -1,0 +1,149 @@
+"""Media fan-out: one :class:`Publisher` per live stream, one :class:`Reader` per consumer.
+
+``Publisher.publish`` never awaits. Each reader owns a bounded deque; when a reader falls
+behind by more than its capacity, its backlog is dropped and counted and it resumes at the next
+video keyframe (MediaMTX ``Reader.push``), so a slow consumer never stalls ingest. A new reader
+is primed with the current :class:`StreamConfig` and starts at a keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from media.units import AudioConfig, MediaUnit, TrackKind, VideoConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_READER_CAPACITY = 1024
+"""Units a reader may lag behind: ~10 s of a 30 fps + AAC stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """Codec configuration in force from this point of the stream on."""
+
+    video: VideoConfig | None
+    audio: AudioConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class Discontinuity:
+    """The publisher changed (reconnect): timestamps continue, the encoder state does not."""
+
+
+HubItem = MediaUnit | StreamConfig | Discontinuity
+
+
+class Reader:
+    """A consumer's bounded view of a publisher. Iterate with ``await reader.get()``."""
+
+    def __init__(self, publisher: Publisher, name: str, capacity: int) -> None:
+        self.name = name
+        self._publisher = publisher
+        self._queue: deque[HubItem] = deque()
+        self._capacity = capacity
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._needs_keyframe = True
+        self.frames_discarded = 0
+        self._last_warning = 0.0
+
+    def _push(self, item: HubItem) -> None:
+        if self._closed:
+            return
+        if isinstance(item, MediaUnit):
+            if self._needs_keyframe:
+                has_video = self._publisher.config.video is not None
+                if item.kind is TrackKind.VIDEO and item.keyframe:
+                    self._needs_keyframe = False
+                elif has_video:
+                    return  # not a loss: a reader's first frame must be a keyframe
+                else:
+                    self._needs_keyframe = False  # audio-only: any frame starts
+            if len(self._queue) >= self._capacity:
+                self._overflow()
+                self._push(item)
+                return
+        self._queue.append(item)
+        self._wakeup.set()
+
+    def _overflow(self) -> None:
+        dropped = sum(1 for item in self._queue if isinstance(item, MediaUnit))
+        self.frames_discarded += dropped
+        self._queue.clear()
+        self._queue.append(self._publisher.config)
+        self._needs_keyframe = True
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            logger.warning("reader %s fell behind: dropped %d frames (total %d)",
+                           self.name, dropped, self.frames_discarded)
+
+    async def get(self) -> HubItem | None:
+        """Next item, or None once the publisher is closed and the backlog drained."""
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._queue.popleft()
+
+    def get_nowait(self) -> HubItem | None:
+        return self._queue.popleft() if self._queue else None
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop receiving; ``get`` returns None after the backlog."""
+        self._closed = True
+        self._wakeup.set()
+        self._publisher._readers.discard(self)
+
+
+class Publisher:
+    """The fan-out point of one live stream."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._readers: set[Reader] = set()
+        self.config = StreamConfig(None, None)
+        self.units_published = 0
+
+    def add_reader(self, name: str, capacity: int = DEFAULT_READER_CAPACITY) -> Reader:
+        reader = Reader(self, name, capacity)
+        reader._push(self.config)
+        self._readers.add(reader)
+        return reader
+
+    @property
+    def readers(self) -> list[Reader]:
+        return list(self._readers)
+
+    @property
+    def frames_discarded(self) -> int:
+        return sum(r.frames_discarded for r in self._readers)
+
+    def set_config(self, config: StreamConfig) -> None:
+        self.config = config
+        for reader in list(self._readers):
+            reader._push(config)
+
+    def discontinuity(self) -> None:
+        for reader in list(self._readers):
+            reader._push(Discontinuity())
+
+    def publish(self, unit: MediaUnit) -> None:
+        """Hand a unit to every reader. Never blocks, never awaits."""
+        self.units_published += 1
+        for reader in list(self._readers):
+            reader._push(unit)
+
+    def close(self) -> None:
+        for reader in list(self._readers):
+            reader.close()

@@ -1,0 +1,226 @@
+"""Start-up and shutdown of the whole appliance on one asyncio loop.
+
+Order of start: data dir → database (migrations, reconcile) → stream service → RTMP server →
+public HTTP site → admin Unix socket → background tasks → ``READY=1``. Shutdown reverses it
+(uvicorn's sequence): stop accepting, tell publishers, let viewers finish up to
+``shutdown_timeout``, then close the database writer last so that nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from aiohttp import web
+
+from appliance.api.admin import build_admin_app
+from appliance.api.public import build_public_app, load_static
+from appliance.config import Config
+from appliance.db import Store
+from appliance.ingest import IngestHandler
+from appliance.state import AppState
+from appliance.streams import StreamService
+from media.rtmp.server import start_rtmp_server
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PERSIST_SECONDS = 10.0
+CHECKPOINT_SECONDS = 60.0
+
+
+def sd_notify(message: str) -> bool:
+    """Send a message to systemd's notify socket, if we run under ``Type=notify``."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(path)
+            s.sendall(message.encode())
+        return True
+    except OSError as exc:
+        logger.warning("sd_notify failed: %s", exc)
+        return False
+
+
+async def start_admin_site(runner: web.AppRunner, path: Path, mode: int) -> web.UnixSite:
+    """Bind the admin socket with restrictive permissions from the first instant.
+
+    The umask is set *before* bind so there is no window in which the socket is
+    world-connectable (bad-input.md §2.9, alpamon #409); chmod then applies the configured mode.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket():
+        path.unlink()  # stale socket from a previous run (kill -9)
+    old = os.umask(0o177)
+    try:
+        site = web.UnixSite(runner, str(path))
+        await site.start()
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
+    return site
+
+
+class Appliance:
+    """The running appliance. ``async with Appliance(config) as app: await app.wait()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state: AppState | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_port = 0
+        self.rtmp_port = 0
+
+    async def __aenter__(self) -> Appliance:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def _start(self) -> None:
+        config = self.config
+        data = config.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(data, 0o700)
+        store = await Store.open(data / "hearth.db")
+        self._stack.push_async_callback(store.close)
+
+        service = StreamService(config, store)
+        await service.start()
+        self._stack.push_async_callback(service.close)
+
+        ingest = IngestHandler(service, config.rtmp)
+        rtmp = await start_rtmp_server(
+            config.rtmp.host, config.rtmp.port, ingest,
+            handshake_timeout=config.rtmp.handshake_timeout,
+            publish_timeout=config.rtmp.publish_timeout,
+            idle_timeout=config.rtmp.idle_timeout,
+            max_connections=config.rtmp.max_connections,
+            max_connections_per_ip=config.rtmp.max_connections_per_ip,
+        )
+        self.rtmp_port = rtmp.sockets[0].getsockname()[1]
+
+        async def close_rtmp() -> None:
+            rtmp.close()
+            for conn in list(ingest.connections.values()):
+                conn.abort()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(rtmp.wait_closed(), 2)
+
+        self._stack.push_async_callback(close_rtmp)
+
+        state = AppState(config=config, store=store, service=service, ingest=ingest,
+                         static_files=load_static())
+        self.state = state
+        public_runner = web.AppRunner(build_public_app(state), access_log=None,
+                                      shutdown_timeout=config.shutdown_timeout)
+        await public_runner.setup()
+        self._stack.push_async_callback(public_runner.cleanup)
+        site = web.TCPSite(public_runner, config.http.host, config.http.port,
+                           reuse_address=True)
+        await site.start()
+        self.http_port = public_runner.addresses[0][1]
+
+        # Port 0 (tests) resolves to real ports in the URLs we hand out.
+        if config.http.port == 0 or config.rtmp.port == 0:
+            config = dataclasses.replace(
+                config,
+                http=dataclasses.replace(config.http, port=self.http_port),
+                rtmp=dataclasses.replace(config.rtmp, port=self.rtmp_port),
+            )
+            state.config = config
+            self.config = config
+
+        admin_runner = web.AppRunner(build_admin_app(state), access_log=None)
+        await admin_runner.setup()
+        self._stack.push_async_callback(admin_runner.cleanup)
+        await start_admin_site(admin_runner, config.admin_socket, config.admin.socket_mode)
+        self._stack.callback(lambda: config.admin_socket.unlink(missing_ok=True))
+
+        self._spawn(self._every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
+        self._spawn(self._every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
+        watchdog = os.environ.get("WATCHDOG_USEC")
+        if watchdog:
+            self._spawn(self._watchdog(int(watchdog) / 2e6), "watchdog")
+        logger.info("Hearth ready: %s (RTMP %s, admin socket %s)", config.public_base_url,
+                    config.rtmp_url, config.admin_socket)
+        sd_notify("READY=1\nSTATUS=serving")
+
+    def _spawn(self, coro: object, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))  # type: ignore[arg-type]
+
+    async def _every(self, seconds: float, fn: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await fn()  # type: ignore[misc]
+            except Exception:
+                logger.exception("periodic task %s failed", getattr(fn, "__name__", fn))
+
+    async def _watchdog(self, interval: float) -> None:
+        # Pinging from a loop task proves the loop is alive, not just the process.
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    async def _shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stack.aclose()
+
+
+@contextlib.contextmanager
+def _signals(stop: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def serve(config: Config) -> None:
+    """Run the appliance until SIGTERM/SIGINT."""
+    started = time.monotonic()
+    async with Appliance(config) as app:
+        logger.info("started in %.2f s", time.monotonic() - started)
+        with _signals(app.stop):
+            await app.wait()
+        logger.info("shutting down")
+
+
+__all__ = ["Appliance", "serve", "sd_notify"]

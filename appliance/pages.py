@@ -1,0 +1,93 @@
+"""Server-rendered HTML pages. Every piece of user text goes through :func:`html.escape`.
+
+Pages carry no inline script or style: the Content-Security-Policy forbids both, so even a
+markup injection that slipped past escaping could not run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from html import escape
+
+from appliance.domain import Stream, StreamState
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _layout(title: str, body: str, scripts: tuple[str, ...] = ()) -> str:
+    tags = "".join(f'<script src="/static/{escape(s)}" defer></script>' for s in scripts)
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{escape(title)}</title><link rel=\"stylesheet\" href=\"/static/style.css\">"
+        f"{tags}</head><body><header><a class=\"brand\" href=\"/\">Hearth</a></header>"
+        f"<main>{body}</main></body></html>\n"
+    )
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    minutes = int((time.time() - ts) // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h {minutes % 60} min ago"
+
+
+def discovery_page(streams: list[tuple[Stream, int]]) -> str:
+    """The front page: live streams first (with viewers), then recently ended ones."""
+    live = [(s, v) for s, v in streams if s.status is StreamState.LIVE]
+    ended = [(s, v) for s, v in streams if s.status is StreamState.ENDED][:12]
+    parts = ["<h1>Live now</h1>"]
+    if not live:
+        parts.append('<p class="empty">Nobody is live right now.</p>')
+    else:
+        parts.append('<ul class="streams">')
+        for s, viewers in live:
+            parts.append(
+                f'<li><a href="/watch/{escape(s.id)}"><span class="badge live">LIVE</span> '
+                f'<span class="title">{escape(s.title)}</span></a> '
+                f'<span class="meta">{viewers} watching · started {_ago(s.started_at)}</span>'
+                "</li>"
+            )
+        parts.append("</ul>")
+    if ended:
+        parts.append('<h2>Recently ended</h2><ul class="streams ended">')
+        for s, _ in ended:
+            parts.append(
+                f'<li><a href="/watch/{escape(s.id)}"><span class="title">{escape(s.title)}'
+                f'</span></a> <span class="meta">ended {_ago(s.ended_at)}</span></li>'
+            )
+        parts.append("</ul>")
+    return _layout("Hearth", "".join(parts))
+
+
+def watch_page(stream: Stream, viewers: int) -> str:
+    """Player page for one stream (hls.js, with native HLS as the fallback)."""
+    config = escape(json.dumps({"id": stream.id, "hls": f"/hls/{stream.id}/index.m3u8"}))
+    tags = "".join(f'<span class="tag">#{escape(t)}</span> ' for t in stream.tags)
+    badge = {
+        StreamState.LIVE: '<span class="badge live">LIVE</span>',
+        StreamState.CREATED: '<span class="badge">NOT LIVE YET</span>',
+        StreamState.ENDED: '<span class="badge">ENDED</span>',
+    }[stream.status]
+    body = (
+        f'<div id="watch" data-config="{config}">'
+        '<video id="player" controls autoplay muted playsinline></video>'
+        f'<p id="player-status" class="status" role="status">Connecting…</p>'
+        f'<h1>{badge} <span id="title">{escape(stream.title)}</span></h1>'
+        f'<p class="meta"><span id="viewers">{viewers}</span> watching</p>'
+        f'<p class="summary">{escape(stream.summary)}</p><p>{tags}</p></div>'
+    )
+    return _layout(stream.title, body, ("vendor/hls.min.js", "watch.js"))
+
+
+def not_found_page() -> str:
+    return _layout("Not found", "<h1>Not found</h1><p><a href=\"/\">All streams</a></p>")

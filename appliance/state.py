@@ -1,0 +1,27 @@
+"""The running appliance's shared objects, built by :mod:`appliance.lifecycle`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from appliance.config import Config
+from appliance.db import Store
+from appliance.streams import StreamService
+from appliance.viewers import ViewerTokens
+
+if TYPE_CHECKING:
+    from appliance.ingest import IngestHandler
+
+
+@dataclass
+class AppState:
+    config: Config
+    store: Store
+    service: StreamService
+    ingest: IngestHandler
+    tokens: ViewerTokens = field(default_factory=ViewerTokens)
+    static_files: dict[str, bytes] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    metrics_hls_bytes: int = 0

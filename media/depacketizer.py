@@ -1,0 +1,157 @@
+"""FLV audio/video tag bodies (as carried by RTMP) → codec configs and :class:`MediaUnit`s.
+
+This is where RTMP-isms end: sequence headers become :class:`VideoConfig`/:class:`AudioConfig`,
+coded frames become units on the stream's monotonic timeline (see :mod:`media.timeline`).
+Hearth packages H.264 video and AAC audio; other codecs raise :class:`UnsupportedCodecError`
+with a reason fit for the operator. Malformed frames raise :class:`MalformedMediaError`; the
+caller drops and counts them and disconnects a publisher that keeps sending them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from media.aac import AacError, parse_asc
+from media.h264 import H264Error, contains_idr, parse_avcc
+from media.rtmp.errors import RtmpError
+from media.rtmp.flv import VideoPacketType, parse_audio_tag, parse_video_tag
+from media.timeline import Timeline
+from media.units import CLOCK_RATE, AudioConfig, MediaUnit, TrackKind, VideoConfig
+
+_TICKS_PER_MS = CLOCK_RATE // 1000
+_CODED = (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X)
+MAX_COMPOSITION_MS = 10_000
+"""A composition offset beyond ±10 s is not B-frame reordering; it is a broken encoder."""
+
+
+class MediaError(ValueError):
+    """Base for media the appliance cannot package."""
+
+
+class UnsupportedCodecError(MediaError):
+    """A track uses a codec Hearth does not package; the message is for the operator."""
+
+    def __init__(self, kind: TrackKind, codec: str) -> None:
+        advice = (
+            "set the encoder to H.264 (x264, NVENC H.264, QuickSync H.264…)"
+            if kind is TrackKind.VIDEO
+            else "set the audio encoder to AAC"
+        )
+        super().__init__(
+            f"unsupported {kind.value} codec {codec!r}: Hearth packages H.264 video and AAC "
+            f"audio; {advice}"
+        )
+        self.kind = kind
+        self.codec = codec
+
+
+class MalformedMediaError(MediaError):
+    """A frame or sequence header could not be parsed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChanged:
+    """New codec configuration; applies to the units that follow."""
+
+    video: VideoConfig | None
+    audio: AudioConfig | None
+
+
+Output = MediaUnit | ConfigChanged
+
+
+class FlvDepacketizer:
+    """Converts one stream's FLV tag bodies, across publisher sessions, into units."""
+
+    def __init__(self, timeline: Timeline | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.timeline = timeline or Timeline()
+        self._clock = clock
+        self.video: VideoConfig | None = None
+        self.audio: AudioConfig | None = None
+        self._last_dts: dict[TrackKind, int] = {}
+        self.frames_before_config = 0
+
+    def new_session(self) -> None:
+        """A new publisher connection: expect fresh sequence headers and a restarted clock."""
+        self.timeline.new_session()
+
+    def _dts(self, kind: TrackKind, timestamp_ms: int) -> int:
+        dts = self.timeline.map(timestamp_ms)
+        last = self._last_dts.get(kind)
+        if last is not None and dts <= last:
+            dts = last + 1  # keep each track strictly increasing (bad encoders repeat stamps)
+        self._last_dts[kind] = dts
+        return dts
+
+    def video_tag(self, timestamp_ms: int, body: bytes) -> list[Output]:
+        try:
+            tag = parse_video_tag(body)
+        except (RtmpError, ValueError) as exc:
+            raise MalformedMediaError(f"bad video tag: {exc}") from None
+        if tag.codec != "h264":
+            raise UnsupportedCodecError(TrackKind.VIDEO, tag.codec)
+        if tag.packet_type is VideoPacketType.SEQUENCE_HEADER:
+            try:
+                config = parse_avcc(tag.data)
+            except H264Error as exc:
+                raise MalformedMediaError(f"bad AVC sequence header: {exc}") from None
+            if config == self.video:
+                return []
+            self.video = config
+            return [ConfigChanged(self.video, self.audio)]
+        if tag.packet_type not in _CODED or not tag.data:
+            return []  # end of sequence, metadata and other enhanced packet types
+        if self.video is None:
+            self.frames_before_config += 1
+            return []
+        if abs(tag.composition_time) > MAX_COMPOSITION_MS:
+            raise MalformedMediaError(f"composition time {tag.composition_time} ms out of range")
+        try:
+            # Walks (and so validates) the NALU framing. FLV's frame type is advisory: the
+            # IDR NAL unit decides, since segments may only start at a real IDR.
+            keyframe = contains_idr(tag.data, self.video.nal_length_size)
+        except H264Error as exc:
+            raise MalformedMediaError(f"bad H.264 frame: {exc}") from None
+        dts = self._dts(TrackKind.VIDEO, timestamp_ms)
+        return [
+            MediaUnit(
+                kind=TrackKind.VIDEO,
+                dts=dts,
+                pts=dts + tag.composition_time * _TICKS_PER_MS,
+                keyframe=keyframe,
+                data=tag.data,
+                arrival=self._clock(),
+            )
+        ]
+
+    def audio_tag(self, timestamp_ms: int, body: bytes) -> list[Output]:
+        try:
+            tag = parse_audio_tag(body)
+        except (RtmpError, ValueError) as exc:
+            raise MalformedMediaError(f"bad audio tag: {exc}") from None
+        if tag.codec != "aac":
+            raise UnsupportedCodecError(TrackKind.AUDIO, tag.codec)
+        if tag.aac_packet_type == 0:
+            try:
+                config = parse_asc(tag.data)
+            except AacError as exc:
+                raise MalformedMediaError(f"bad AudioSpecificConfig: {exc}") from None
+            if config == self.audio:
+                return []
+            self.audio = config
+            return [ConfigChanged(self.video, self.audio)]
+        if tag.aac_packet_type != 1 or not tag.data:
+            return []  # E-RTMP SequenceEnd and other non-frame packets
+        if self.audio is None:
+            self.frames_before_config += 1
+            return []
+        dts = self._dts(TrackKind.AUDIO, timestamp_ms)
+        return [
+            MediaUnit(
+                kind=TrackKind.AUDIO, dts=dts, pts=dts, keyframe=True, data=tag.data,
+                arrival=self._clock(),
+            )
+        ]

@@ -1,0 +1,1 @@
+"""Shared test helpers: a real appliance process, real publishers (ffmpeg CLI, PyAV)."""

@@ -1,0 +1,98 @@
+"""Real RTMP publishers that are not ours: the ffmpeg CLI and PyAV (libavformat's RTMP)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def ffmpeg_publish(url: str, seconds: float, *, size: str = "320x240", rate: int = 25,
+                   gop: int | None = None, bframes: int = 0, video_codec: str = "libx264",
+                   audio: bool = True, realtime: bool = True) -> subprocess.Popen[bytes]:
+    """Start ``ffmpeg`` pushing a synthetic test pattern (and a sine tone) to ``url``."""
+    assert FFMPEG, "ffmpeg is required (scripts/install-test-deps.sh installs it)"
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin"]
+    if realtime:
+        cmd.append("-re")
+    cmd += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    cmd += ["-t", str(seconds), "-c:v", video_codec]
+    if video_codec == "libx264":
+        cmd += ["-preset", "ultrafast", "-tune", "zerolatency", "-bf", str(bframes),
+                "-pix_fmt", "yuv420p"]
+    cmd += ["-g", str(gop or rate)]
+    if audio:
+        cmd += ["-c:a", "aac", "-b:a", "64k"]
+    cmd += ["-f", "flv", url]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def pyav_publish(url: str, seconds: float, *, width: int = 320, height: int = 240,
+                 rate: int = 25) -> None:
+    """Publish H.264 + AAC with PyAV in real time (blocking; run it in a thread)."""
+    import av
+
+    container = av.open(url, mode="w", format="flv")
+    try:
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(rate),
+                         "bf": "0"}
+        audio = container.add_stream("aac", rate=48000)
+        audio.layout = "mono"
+        frames = int(seconds * rate)
+        samples_per_frame = 1024
+        audio_pts = 0
+        start = time.monotonic()
+        t = np.arange(samples_per_frame, dtype=np.float32)
+        for i in range(frames):
+            img = np.zeros((height, width, 3), dtype=np.uint8)
+            img[:, :, 0] = (i * 7) % 256
+            img[: height // 2, : (i * 4) % width, 1] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, rate)
+            for packet in video.encode(frame):
+                container.mux(packet)
+            while audio_pts < (i + 1) * 48000 / rate:
+                wave = 0.2 * np.sin(2 * np.pi * 440 * (t + audio_pts) / 48000)
+                af = av.AudioFrame.from_ndarray(wave.reshape(1, -1).astype(np.float32),
+                                                format="flt", layout="mono")
+                af.sample_rate = 48000
+                af.pts = audio_pts
+                af.time_base = Fraction(1, 48000)
+                for packet in audio.encode(af):
+                    container.mux(packet)
+                audio_pts += samples_per_frame
+            delay = start + (i + 1) / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        for packet in video.encode():
+            container.mux(packet)
+        for packet in audio.encode():
+            container.mux(packet)
+    finally:
+        container.close()
+
+
+def pyav_publish_thread(url: str, seconds: float, **kw: object) -> tuple[threading.Thread,
+                                                                         list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pyav_publish(url, seconds, **kw)  # type: ignore[arg-type]
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
