@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser("stream", help="create and manage streams",
                             description="Create, list, show, end streams; rotate keys.")
     ssub = stream.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = ssub.add_parser("create", parents=[common], help="create a stream (shows its key once)",
+    create = ssub.add_parser("create", parents=[common],
+                             help="create a stream (shows its key once)",
                              description="Create a stream; prints the RTMP URL and key once.")
     create.add_argument("--title", required=True)
     create.add_argument("--summary", default="")

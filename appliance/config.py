@@ -80,7 +80,10 @@ class HlsConfig:
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     socket_path: str = ""
-    """Admin API Unix socket; default ``$RUNTIME_DIRECTORY/admin.sock`` or ``<data_dir>/admin.sock``."""
+    """Admin API Unix socket.
+
+    Default: ``$RUNTIME_DIRECTORY/admin.sock`` under systemd, else ``<data_dir>/admin.sock``.
+    """
     socket_mode: int = 0o600
     """File mode of the socket (0o660 lets a group of operators in)."""
 
@@ -280,6 +283,7 @@ def load_config(
     config = _apply(config, _env_values(config, env), "")
     if overrides:
         config = _apply(config, overrides, "")
+    assert isinstance(config, Config)
     if not config.data_dir:
         config = replace(config, data_dir=str(default_data_dir()))
     validate(config)

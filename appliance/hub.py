@@ -49,6 +49,7 @@ class Reader:
         self._wakeup = asyncio.Event()
         self._closed = False
         self._needs_keyframe = True
+        self._recovering = False
         self.frames_discarded = 0
         self._last_warning = 0.0
 
@@ -60,8 +61,13 @@ class Reader:
                 has_video = self._publisher.config.video is not None
                 if item.kind is TrackKind.VIDEO and item.keyframe:
                     self._needs_keyframe = False
+                    self._recovering = False
                 elif has_video:
-                    return  # not a loss: a reader's first frame must be a keyframe
+                    # A new reader's wait for its first keyframe is no loss; after an overflow
+                    # every skipped frame is.
+                    if self._recovering:
+                        self.frames_discarded += 1
+                    return
                 else:
                     self._needs_keyframe = False  # audio-only: any frame starts
             if len(self._queue) >= self._capacity:
@@ -77,6 +83,7 @@ class Reader:
         self._queue.clear()
         self._queue.append(self._publisher.config)
         self._needs_keyframe = True
+        self._recovering = True
         now = time.monotonic()
         if now - self._last_warning > 10:
             self._last_warning = now

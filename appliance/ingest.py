@@ -21,8 +21,8 @@ from media.depacketizer import MalformedMediaError, UnsupportedCodecError
 from media.rtmp.server import RtmpConnection
 from media.rtmp.session import (
     AudioReceived,
-    ConnectionClosed,
     Connected,
+    ConnectionClosed,
     ProtocolFailed,
     PublishRequested,
     RtmpEvent,

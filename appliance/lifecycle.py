@@ -23,6 +23,7 @@ from aiohttp import web
 
 from appliance.api.admin import build_admin_app
 from appliance.api.public import build_public_app, load_static
+from appliance.bus import Bus
 from appliance.config import Config
 from appliance.db import Store
 from appliance.ingest import IngestHandler
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 HEALTH_PERSIST_SECONDS = 10.0
 CHECKPOINT_SECONDS = 60.0
+VIEWERS_SECONDS = 2.0
 
 
 def sd_notify(message: str) -> bool:
@@ -110,7 +112,8 @@ class Appliance:
         store = await Store.open(data / "hearth.db")
         self._stack.push_async_callback(store.close)
 
-        service = StreamService(config, store)
+        bus = Bus()
+        service = StreamService(config, store, bus)
         await service.start()
         self._stack.push_async_callback(service.close)
 
@@ -134,7 +137,7 @@ class Appliance:
 
         self._stack.push_async_callback(close_rtmp)
 
-        state = AppState(config=config, store=store, service=service, ingest=ingest,
+        state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
                          static_files=load_static())
         self.state = state
         public_runner = web.AppRunner(build_public_app(state), access_log=None,
@@ -164,6 +167,7 @@ class Appliance:
 
         self._spawn(self._every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
         self._spawn(self._every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
+        self._spawn(self._every(VIEWERS_SECONDS, service.emit_viewers), "viewers")
         watchdog = os.environ.get("WATCHDOG_USEC")
         if watchdog:
             self._spawn(self._watchdog(int(watchdog) / 2e6), "watchdog")
@@ -178,7 +182,9 @@ class Appliance:
         while True:
             await asyncio.sleep(seconds)
             try:
-                await fn()  # type: ignore[misc]
+                result = fn()
+                if asyncio.iscoroutine(result):
+                    await result
             except Exception:
                 logger.exception("periodic task %s failed", getattr(fn, "__name__", fn))
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from appliance.bus import Bus
 from appliance.config import Config
 from appliance.db import Store
 from appliance.streams import StreamService
@@ -21,6 +22,7 @@ class AppState:
     store: Store
     service: StreamService
     ingest: IngestHandler
+    bus: Bus = field(default_factory=Bus)
     tokens: ViewerTokens = field(default_factory=ViewerTokens)
     static_files: dict[str, bytes] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)

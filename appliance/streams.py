@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from appliance.bus import Bus, LogRecorded, StreamChanged, ViewersChanged
 from appliance.config import Config
 from appliance.db import Store
 from appliance.db import queries as q
@@ -115,14 +115,14 @@ class LiveStream:
 class StreamService:
     """Owner of every stream's state. All methods run on the event loop."""
 
-    def __init__(self, config: Config, store: Store, *,
-                 on_log: Callable[[str, str, str, str | None], None] | None = None) -> None:
+    def __init__(self, config: Config, store: Store, bus: Bus | None = None) -> None:
         self.config = config
         self.store = store
+        self.bus = bus or Bus()
+        self._last_viewers: dict[str, tuple[int, int, int]] = {}
         self._keys: dict[str, str] = {}  # stream id → key hash, for streams that may publish
         self._live: dict[str, LiveStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._on_log = on_log
 
     # ---- start-up and shutdown ---------------------------------------------------------------
 
@@ -176,8 +176,8 @@ class StreamService:
         """Record an operator-visible event (DB log + Python log)."""
         getattr(logger, "warning" if level == "warning" else level, logger.info)(
             "%s%s: %s", f"[{stream_id}] " if stream_id else "", kind, message)
-        if self._on_log:
-            self._on_log(level, kind, message, stream_id)
+        self.bus.publish(LogRecorded(level=level, kind=kind, message=message,
+                                     stream_id=stream_id))
         self.spawn(self.store.write(lambda db: q.insert_event(db, level, kind, message, stream_id)),
                    "log-event")
 
@@ -191,6 +191,7 @@ class StreamService:
         stream = await self.store.write(lambda db: q.insert_stream(db, stream_id, fields, key_hash))
         self._keys[stream_id] = key_hash
         self.log("info", "stream.created", f"stream {stream.title!r} created", stream_id)
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason="created"))
         return stream, key
 
     async def get(self, stream_id: str) -> Stream:
@@ -199,7 +200,7 @@ class StreamService:
             raise StreamNotFound(stream_id)
         return stream
 
-    async def list(self, status: StreamState | None = None) -> list[Stream]:
+    async def list_streams(self, status: StreamState | None = None) -> list[Stream]:
         return await self.store.read(lambda db: q.list_streams(db, status))
 
     async def update(self, stream_id: str, fields: StreamFields) -> Stream:
@@ -208,6 +209,7 @@ class StreamService:
         if stream.status is StreamState.ENDED:
             raise StreamEnded(stream_id)
         await self.store.write(lambda db: q.update_stream_fields(db, stream_id, fields))
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason="updated"))
         return await self.get(stream_id)
 
     async def rotate_key(self, stream_id: str) -> tuple[Stream, str]:
@@ -224,6 +226,7 @@ class StreamService:
             ls.link.end("NetStream.Publish.BadName", "stream key rotated")
             self._detach(ls, "stream key rotated")
         self.log("info", "stream.key_rotated", "stream key rotated", stream_id)
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason="key_rotated"))
         return stream, key
 
     async def end(self, stream_id: str, reason: str = "ended by the operator") -> Stream:
@@ -302,6 +305,9 @@ class StreamService:
                 await self.store.write(
                     lambda db: q.update_ingest_session(db, session_id, q.IngestHealthRow(),
                                                        time.time(), "replaced"))
+            # Published after COMMIT: consumers (Nostr, dashboards) may read the new state.
+            self.bus.publish(StreamChanged(stream_id=stream_id,
+                                           reason="publisher_back" if resumed else "live"))
 
         self.spawn(persist(), f"attach-{stream_id}")
         self.log("info", "ingest.publish",
@@ -323,6 +329,7 @@ class StreamService:
                      f"publisher gone ({reason}); waiting {self.config.rtmp.grace_seconds:.0f} s",
                      ls.stream_id)
             self._start_grace(ls)
+            self.bus.publish(StreamChanged(stream_id=ls.stream_id, reason="publisher_lost"))
 
     def _start_grace(self, ls: LiveStream) -> None:
         loop = asyncio.get_running_loop()
@@ -353,7 +360,9 @@ class StreamService:
                 ENDED_RETENTION_SECONDS, lambda: self._live.pop(stream_id, None))
         await self.store.write(lambda db: q.mark_ended(db, stream_id, now))
         self._keys.pop(stream_id, None)
+        self._last_viewers.pop(stream_id, None)
         self.log("info", "stream.ended", f"stream ended: {reason}", stream_id)
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason="ended"))
 
     async def _persist_health(self, ls: LiveStream, ended: bool = False,
                               reason: str | None = None) -> None:
@@ -384,6 +393,17 @@ class StreamService:
         for ls in list(self._live.values()):
             if ls.link is not None:
                 await self._persist_health(ls)
+
+    def emit_viewers(self) -> None:
+        """Periodic: publish :class:`ViewersChanged` for live streams whose figures moved."""
+        for ls in list(self._live.values()):
+            if ls.ended:
+                continue
+            figures = (ls.viewers.current(), ls.viewers.peak, ls.viewers.total)
+            if self._last_viewers.get(ls.stream_id) != figures:
+                self._last_viewers[ls.stream_id] = figures
+                self.bus.publish(ViewersChanged(stream_id=ls.stream_id, current=figures[0],
+                                                peak=figures[1], total=figures[2]))
 
     def _ensure_live(self, stream_id: str) -> LiveStream:
         ls = self._live.get(stream_id)

@@ -162,7 +162,7 @@ async def list_streams(request: web.Request) -> web.Response:
             wanted = StreamState(status)
         except ValueError:
             return _error(400, "status must be created, live or ended", "status")
-    streams = await state.service.list(wanted)
+    streams = await state.service.list_streams(wanted)
     return web.json_response([admin_stream(state, s).to_dict() for s in streams])
 
 

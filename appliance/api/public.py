@@ -14,24 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance.api.hls import add_hls_routes
+from appliance.api.http import CONTENT_TYPES, CORS, STATE
 from appliance.domain import STREAM_ID_RE, Stream, StreamState
 from appliance.pages import CSP, discovery_page, not_found_page, watch_page
 from appliance.state import AppState
 
-HLS_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}\.(m3u8|m4s|mp4)$")
 STATIC_NAME_RE = re.compile(r"^(vendor/)?[a-z0-9_.-]{1,64}\.(js|css|txt|png|svg)$")
-CONTENT_TYPES = {
-    "m3u8": "application/vnd.apple.mpegurl",
-    "m4s": "video/iso.segment",
-    "mp4": "video/mp4",
-    "js": "text/javascript",
-    "css": "text/css",
-    "txt": "text/plain",
-    "png": "image/png",
-    "svg": "image/svg+xml",
-}
-STATE: web.AppKey[AppState] = web.AppKey("state", AppState)
-CORS = {"Access-Control-Allow-Origin": "*"}
 
 
 def load_static() -> dict[str, bytes]:
@@ -99,7 +88,7 @@ async def _stream_or_404(state: AppState, stream_id: str) -> Stream:
 
 async def discovery(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    streams = await state.service.list()
+    streams = await state.service.list_streams()
     return _html(discovery_page([(s, state.service.viewers(s.id)) for s in streams]))
 
 
@@ -121,7 +110,7 @@ async def api_streams(request: web.Request) -> web.Response:
             wanted = StreamState(status)
         except ValueError:
             return _json({"error": "status must be created, live or ended"}, status=400)
-    streams = await state.service.list(wanted)
+    streams = await state.service.list_streams(wanted)
     return _json([public_stream(state, s) for s in streams])
 
 
@@ -132,37 +121,6 @@ async def api_stream(request: web.Request) -> web.Response:
     except web.HTTPNotFound:
         return _json({"error": "no such stream"}, status=404)
     return _json(public_stream(state, stream))
-
-
-async def hls(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    stream_id = request.match_info["stream_id"]
-    name = request.match_info["name"]
-    if not STREAM_ID_RE.fullmatch(stream_id) or not HLS_NAME_RE.fullmatch(name):
-        raise web.HTTPNotFound(headers=CORS)
-    ls = state.service.live_stream(stream_id)
-    if ls is None:
-        raise web.HTTPNotFound(headers=CORS)
-    ext = name.rsplit(".", 1)[1]
-    if name == "index.m3u8":
-        token = request.query.get("s", "")
-        if not state.tokens.check(stream_id, token):
-            # First request of a player session: give it a session token (viewer counting)
-            # and let it reload that URL from now on.
-            raise web.HTTPFound(f"index.m3u8?s={state.tokens.mint(stream_id)}", headers=CORS)
-        text = ls.muxer.playlist()
-        if text is None:
-            raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
-        if not ls.ended:
-            ls.viewers.touch(token)
-        return web.Response(body=text.encode(), headers={
-            **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": "no-cache"})
-    data = ls.muxer.get(name)
-    if data is None:
-        raise web.HTTPNotFound(headers=CORS)
-    state.metrics_hls_bytes += len(data)
-    return web.Response(body=data, headers={
-        **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": "public, max-age=60"})
 
 
 async def static(request: web.Request) -> web.Response:
@@ -246,7 +204,7 @@ def build_public_app(state: AppState) -> web.Application:
     app.router.add_get("/watch/{stream_id}", watch)
     app.router.add_get("/api/streams", api_streams)
     app.router.add_get("/api/streams/{stream_id}", api_stream)
-    app.router.add_get("/hls/{stream_id}/{name}", hls)
+    add_hls_routes(app)
     app.router.add_get("/static/{name:.+}", static)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -157,3 +157,55 @@ class Status:
         data = dict(data)
         data["recent_errors"] = [LogEvent.from_dict(e) for e in data.get("recent_errors", [])]
         return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A verified chat event of a stream (NIP-53 kind 1311, or a 9735 zap receipt).
+
+    ``id``/``pubkey`` are lowercase hex; ``created_at`` is the event's own timestamp.
+    ``hidden`` is set by operator moderation (hidden messages are never shown publicly);
+    ``muted`` means the author is on the host's mute list (kind 10000).
+    """
+
+    id: str
+    stream_id: str
+    pubkey: str
+    created_at: int
+    content: str
+    kind: int = 1311
+    display_name: str | None = None
+    from_operator: bool = False
+    hidden: bool = False
+    muted: bool = False
+    pinned: bool = False
+    zap_msats: int | None = None
+    reply_to: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatMessage:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayInfo:
+    """One Nostr relay as the dashboard shows it."""
+
+    url: str
+    state: str  # connecting | connected | disconnected | failed
+    last_error: str | None = None
+    last_ok_at: float | None = None
+    failures: int = 0
+    published: int = 0
+    rejected: int = 0
+    outbox_depth: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RelayInfo:
+        return _build(cls, data)

@@ -12,6 +12,9 @@ where ``MyHandler.events_received`` answers :class:`PublishRequested` with
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import LocalProtocolError, RemoteProtocolError, RtmpError
 from .flv import (
     AudioTag,
@@ -22,7 +25,6 @@ from .flv import (
     parse_audio_tag,
     parse_video_tag,
 )
-from .server import RtmpConnection, RtmpHandler, start_rtmp_server
 from .session import (
     AudioReceived,
     Connected,
@@ -37,6 +39,20 @@ from .session import (
     VideoReceived,
     redact_stream_name,
 )
+
+if TYPE_CHECKING:
+    from .server import RtmpConnection, RtmpHandler, start_rtmp_server
+
+# The asyncio adapter is imported lazily (PEP 562) so that importing any sans-I/O module of
+# this package (``media.rtmp.session`` runs this file first) never loads asyncio.
+_LAZY_SERVER_NAMES = frozenset({"RtmpConnection", "RtmpHandler", "start_rtmp_server"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SERVER_NAMES:
+        return getattr(importlib.import_module(".server", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AudioReceived",

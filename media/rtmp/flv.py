@@ -280,9 +280,10 @@ def _parse_ex_video(cur: _Cursor, first: int) -> VideoTag:
         raise FlvParseError(f"reserved enhanced VideoPacketType {reported}") from exc
     composition_time = 0
     if frame_type == VideoFrameType.COMMAND and ptype != VideoPacketType.METADATA:
-        # E-RTMP: a command frame carries one VideoCommand byte and no video body.
-        cur.take(1, "VideoCommand")
-        cur.pos -= 1
+        # E-RTMP: a command frame carries one VideoCommand byte (returned as ``data``)
+        # and no video body.
+        if not cur.rest():
+            raise FlvParseError("video command frame has no VideoCommand byte")
     elif ptype == VideoPacketType.CODED_FRAMES and fourcc in _FOURCCS_WITH_CTS:
         composition_time = _si24(cur.take(3, "CompositionTime"))
     is_key = frame_type == VideoFrameType.KEY_FRAME and ptype in (

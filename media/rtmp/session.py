@@ -226,6 +226,7 @@ for _state in (_S.HANDSHAKE, _S.CONNECTING, _S.CONNECTED, _S.PUBLISHING, _S.CLOS
 _TRANSITIONS[(_S.ERROR, _I.EOF)] = _S.ERROR  # keep ERROR visible to the adapter
 
 
+_ENDED_STATES = frozenset({_S.CLOSING, _S.CLOSED, _S.ERROR})
 _PARSING_STATES = frozenset({_S.CONNECTING, _S.CONNECTED, _S.PUBLISHING})
 
 
@@ -338,7 +339,7 @@ class RtmpServerSession:
             self._run_parser()
         if not data:
             self._on_eof()
-        else:
+        elif self._state in _PARSING_STATES:
             self._maybe_acknowledge()
 
     def events(self) -> list[RtmpEvent]:
@@ -355,9 +356,14 @@ class RtmpServerSession:
     def accept_publish(self, message_stream_id: int) -> None:
         """Accept the pending publish: StreamBegin + onStatus NetStream.Publish.Start.
 
+        Ignored once the session has ended (CLOSING, CLOSED or ERROR): the events of one
+        ``receive_data`` call may hold a :class:`PublishRequested` followed by a failure or EOF.
+
         Raises:
             LocalProtocolError: if no publish is pending on ``message_stream_id``.
         """
+        if self._state in _ENDED_STATES:
+            return
         if self._pending_publish != message_stream_id:
             raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
         self._transition(_Input.ACCEPT_PUBLISH)
@@ -375,9 +381,14 @@ class RtmpServerSession:
             code: e.g. ``"NetStream.Publish.BadName"`` (bad key) or
                 ``"NetStream.Publish.BadConnection"``.
 
+        Ignored once the session has ended (CLOSING, CLOSED or ERROR): the events of one
+        ``receive_data`` call may hold a :class:`PublishRequested` followed by a failure or EOF.
+
         Raises:
             LocalProtocolError: if no publish is pending on ``message_stream_id``.
         """
+        if self._state in _ENDED_STATES:
+            return
         if self._pending_publish != message_stream_id:
             raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
         self._transition(_Input.REJECT)
@@ -387,9 +398,10 @@ class RtmpServerSession:
     def close(self, code: str = "NetStream.Unpublish.Success", description: str = "") -> None:
         """End the session from our side (e.g. a takeover): onStatus, then ``CLOSING``.
 
-        Raises:
-            LocalProtocolError: if the session already ended (CLOSED or ERROR).
+        Ignored once the session has ended (CLOSING, CLOSED or ERROR).
         """
+        if self._state in _ENDED_STATES:
+            return
         stream_id = self._publishing or self._pending_publish
         self._transition(_Input.CLOSE)
         if stream_id is not None:

@@ -155,7 +155,8 @@ class ApplianceProcess:
             if last:
                 return last
             time.sleep(interval)
-        raise TimeoutError(f"condition not met in {timeout} s (last {last!r})\n{self.log()[-4000:]}")
+        raise TimeoutError(
+            f"condition not met in {timeout} s (last {last!r})\n{self.log()[-4000:]}")
 
     def playlist(self, stream_id: str) -> str | None:
         """Fetch the media playlist as a player would (following the session redirect)."""

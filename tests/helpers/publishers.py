@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
+import sys
 import time
 from fractions import Fraction
 
@@ -83,16 +83,17 @@ def pyav_publish(url: str, seconds: float, *, width: int = 320, height: int = 24
         container.close()
 
 
-def pyav_publish_thread(url: str, seconds: float, **kw: object) -> tuple[threading.Thread,
-                                                                         list[BaseException]]:
-    errors: list[BaseException] = []
+def pyav_publish_process(url: str, seconds: float) -> subprocess.Popen[bytes]:
+    """PyAV publishing from a child process.
 
-    def run() -> None:
-        try:
-            pyav_publish(url, seconds, **kw)  # type: ignore[arg-type]
-        except BaseException as exc:  # reported to the test
-            errors.append(exc)
+    PyAV keeps the GIL while libavformat's RTMP client blocks on its socket, which would
+    freeze everything else in the test process; a child process keeps the test responsive.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.publishers", url, str(seconds)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, errors
+
+if __name__ == "__main__":
+    pyav_publish(sys.argv[1], float(sys.argv[2]))

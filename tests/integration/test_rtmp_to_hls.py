@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers.appliance import ApplianceProcess
 from tests.helpers.hls import Playlist, demux, download, fetch_playlist
-from tests.helpers.publishers import FFMPEG, ffmpeg_publish, pyav_publish_thread
+from tests.helpers.publishers import FFMPEG, ffmpeg_publish, pyav_publish_process
 
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
 
@@ -84,11 +84,10 @@ def test_ffmpeg_publish_plays_as_hls(appliance: ApplianceProcess) -> None:
 def test_pyav_publish_plays_as_hls(appliance: ApplianceProcess) -> None:
     """PyAV (libavformat's RTMP client) as the publisher."""
     created = appliance.create_stream("pyav test")
-    thread, errors = pyav_publish_thread(f"{appliance.rtmp_base}/{created['stream_key']}", 6)
+    pub = pyav_publish_process(f"{appliance.rtmp_base}/{created['stream_key']}", 6)
     pl, url = _wait_playlist(appliance, created["id"], min_segments=2)
     _check_hls(pl, url)
-    thread.join(30)
-    assert not errors
+    assert pub.wait(30) == 0, pub.stderr.read() if pub.stderr else ""
 
 
 def test_wrong_key_is_refused_definitively(appliance: ApplianceProcess) -> None:

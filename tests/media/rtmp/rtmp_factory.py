@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -218,7 +218,7 @@ class ChunkParser:
         next(self._gen)
         self._out: list[object] = []
 
-    def _run(self):  # type: ignore[no-untyped-def]
+    def _run(self) -> Generator[None, None, None]:
         yield
         while True:
             raw = yield from self.chunks.read_chunk(self.reader)

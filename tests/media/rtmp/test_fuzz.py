@@ -8,7 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from media.rtmp.errors import RtmpError
-from media.rtmp.session import ProtocolFailed, RtmpServerSession, SessionState
+from media.rtmp.session import (
+    ProtocolFailed,
+    PublishRequested,
+    RtmpServerSession,
+    SessionState,
+)
 from tests.media.rtmp.rtmp_factory import (
     ChunkParser,
     ClientWriter,
@@ -43,6 +48,8 @@ def _check_session(chunks: list[bytes]) -> RtmpServerSession:
     for data in chunks:
         session.receive_data(data)  # must never raise
         for event in session.events():
+            if isinstance(event, PublishRequested):
+                session.accept_publish(event.message_stream_id)
             if isinstance(event, ProtocolFailed):
                 assert "internal error" not in str(event.error)
                 assert session.state is SessionState.ERROR

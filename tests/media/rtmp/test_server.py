@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -25,6 +25,13 @@ from media.rtmp import (
     parse_audio_tag,
     parse_video_tag,
     start_rtmp_server,
+)
+from media.rtmp.messages import CommandMessage
+from tests.media.rtmp.rtmp_factory import (
+    ClientWriter,
+    ServerBytesDecoder,
+    connect_command,
+    handshake,
 )
 
 FFMPEG = "/usr/bin/ffmpeg"
@@ -132,7 +139,7 @@ async def test_ffmpeg_cli_publishes(server: tuple[RecordingHandler, int]) -> Non
     assert any(isinstance(e, Unpublished) for e in handler.events)
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None and not os.path.exists(FFMPEG), reason="ffmpeg")
+@pytest.mark.skipif(not os.path.exists(FFMPEG), reason="ffmpeg CLI not installed")
 async def test_ffmpeg_bad_key_is_rejected(server: tuple[RecordingHandler, int]) -> None:
     """A rejected publish makes the client fail instead of streaming."""
     handler, port = server
@@ -162,24 +169,28 @@ async def test_ffmpeg_bad_key_is_rejected(server: tuple[RecordingHandler, int]) 
     assert not any(isinstance(e, VideoReceived) for e in handler.events)
 
 
-def _publish_with_pyav(url: str) -> None:
-    import av
+# PyAV holds the GIL while libavformat blocks on the socket, which would freeze the event
+# loop serving it in the same process, so the publisher runs in a child interpreter.
+_PYAV_PUBLISHER = """
+import sys
+import av
 
-    with av.open(url, mode="w", format="flv") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width = 320
-        stream.height = 240
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"g": "25", "preset": "ultrafast"}
-        for i in range(50):
-            frame = av.VideoFrame(320, 240, "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes([(i * 5) % 256]) * plane.buffer_size)
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
+with av.open(sys.argv[1], mode="w", format="flv") as container:
+    stream = container.add_stream("libx264", rate=25)
+    stream.width = 320
+    stream.height = 240
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"g": "25", "preset": "ultrafast"}
+    for i in range(50):
+        frame = av.VideoFrame(320, 240, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes([(i * 5) % 256]) * plane.buffer_size)
+        frame.pts = i
+        for packet in stream.encode(frame):
             container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+"""
 
 
 @pytest.mark.slow
@@ -188,8 +199,16 @@ async def test_pyav_publishes(server: tuple[RecordingHandler, int]) -> None:
     pytest.importorskip("av")
     handler, port = server
     async with asyncio.timeout(30):
-        await asyncio.to_thread(_publish_with_pyav, f"rtmp://127.0.0.1:{port}/live/testkey")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _PYAV_PUBLISHER,
+            f"rtmp://127.0.0.1:{port}/live/testkey",
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await proc.communicate()
         await handler.done.wait()
+    assert proc.returncode == 0, stderr.decode(errors="replace")
     _assert_published_h264_aac(handler.events, audio=False)
 
 
@@ -240,6 +259,96 @@ async def test_per_ip_connection_limit() -> None:
         assert handler.made == 1
         w1.close()
         w2.close()
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+def _raw_publisher_bytes(key: str) -> bytes:
+    client = ClientWriter()
+    name, txid, obj = connect_command()
+    return (
+        handshake()
+        + client.command(0, name, txid, obj)
+        + client.command(0, "createStream", 2.0, None)
+        + client.command(1, "publish", 3.0, None, key, "live")
+    )
+
+
+class SilentHandler(RecordingHandler):
+    """Never decides on a publish."""
+
+    def events_received(self, conn: RtmpConnection, events: list[RtmpEvent]) -> None:
+        self.events += events
+
+
+async def _wait_closed_by_server(port: int, data: bytes) -> float:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    start = loop.time()
+    try:
+        async with asyncio.timeout(5):
+            while await reader.read(65536):
+                pass
+    except ConnectionResetError:
+        pass
+    writer.close()
+    return loop.time() - start
+
+
+async def test_publish_deadline() -> None:
+    """§4.4: a publish not accepted within publish_timeout of the handshake is dropped."""
+    handler = SilentHandler()
+    srv = await start_rtmp_server("127.0.0.1", 0, handler, publish_timeout=0.3)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        elapsed = await _wait_closed_by_server(port, _raw_publisher_bytes("testkey"))
+        assert 0.2 < elapsed < 3
+        async with asyncio.timeout(5):
+            await handler.done.wait()
+        assert any(isinstance(e, PublishRequested) for e in handler.events)
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_idle_deadline_while_publishing() -> None:
+    """§4.4: no data for idle_timeout while publishing closes the connection."""
+    handler = RecordingHandler()
+    srv = await start_rtmp_server("127.0.0.1", 0, handler, idle_timeout=0.3)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        elapsed = await _wait_closed_by_server(port, _raw_publisher_bytes("testkey"))
+        assert 0.2 < elapsed < 3
+        async with asyncio.timeout(5):
+            await handler.done.wait()
+        assert handler.events[-1] == ConnectionClosed()
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_rejected_publish_is_closed_after_the_reply() -> None:
+    """reject_publish: onStatus error is written, then the server closes the connection."""
+    handler = RecordingHandler()
+    srv = await start_rtmp_server("127.0.0.1", 0, handler)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_raw_publisher_bytes("wrongkey"))
+        async with asyncio.timeout(5):
+            received = await reader.read()
+        writer.close()
+        replies = ServerBytesDecoder().decode(received[1 + 2 * 1536 :])
+        statuses = [
+            r.message.arguments[0]
+            for r in replies
+            if isinstance(r.message, CommandMessage) and r.message.command_name == "onStatus"
+        ]
+        assert statuses == [
+            {"level": "error", "code": "NetStream.Publish.BadName", "description": "unknown key"}
+        ]
     finally:
         srv.close()
         await srv.wait_closed()

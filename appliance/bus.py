@@ -1,0 +1,129 @@
+"""Control-plane bus: typed, low-rate events between the appliance's parts.
+
+Subscriptions are by event class; each subscriber owns a bounded queue, so a stuck consumer
+(a dead TUI connection, a slow relay publisher) loses its own oldest events — counted in
+``dropped`` — and never blocks the publisher. Media never goes through here (see
+:mod:`appliance.hub`).
+
+Usage::
+
+    async with bus.subscribe(StreamChanged, LogRecorded) as events:
+        async for event in events:
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every bus event."""
+
+    at: float = field(default_factory=time.time, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChanged(Event):
+    """A stream was created, edited, went live, lost or regained its publisher, or ended.
+
+    ``reason`` is one of ``created``, ``updated``, ``live``, ``publisher_lost``,
+    ``publisher_back``, ``key_rotated``, ``ended``.
+    """
+
+    stream_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ViewersChanged(Event):
+    """Periodic viewer figures of a live stream (emitted only when they change)."""
+
+    stream_id: str
+    current: int
+    peak: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecorded(Event):
+    """An operator-visible event-log entry (also stored in SQLite)."""
+
+    level: str
+    kind: str
+    message: str
+    stream_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChanged(Event):
+    """A chat message arrived, or was hidden, pinned or had its author muted.
+
+    ``message`` is an :class:`appliance.api.schema.ChatMessage` as a dict; ``reason`` is one of
+    ``new``, ``hidden``, ``unhidden``, ``pinned``, ``muted``.
+    """
+
+    stream_id: str
+    reason: str
+    message: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class RelayChanged(Event):
+    """A relay's state or counters changed; ``relay`` is a RelayInfo as a dict."""
+
+    relay: dict[str, object]
+
+
+class Subscription:
+    """One consumer's bounded queue; iterate it with ``async for``."""
+
+    def __init__(self, bus: Bus, kinds: tuple[type[Event], ...], maxsize: int) -> None:
+        self._bus = bus
+        self.kinds = kinds
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def _offer(self, event: Event) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(event)
+
+    async def get(self) -> Event:
+        return await self._queue.get()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self._queue.get()
+
+
+class Bus:
+    """In-process publish/subscribe by event class."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+
+    def publish(self, event: Event) -> None:
+        """Deliver to every interested subscriber; never blocks."""
+        for sub in list(self._subs):
+            if isinstance(event, sub.kinds):
+                sub._offer(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *kinds: type[Event],
+                        maxsize: int = 1000) -> AsyncIterator[Subscription]:
+        sub = Subscription(self, kinds or (Event,), maxsize)
+        self._subs.append(sub)
+        try:
+            yield sub
+        finally:
+            self._subs.remove(sub)

@@ -1,0 +1,54 @@
+"""Media fan-out: slow readers drop and count, never stall the publisher."""
+
+from __future__ import annotations
+
+import asyncio
+
+from appliance.hub import Discontinuity, Publisher, StreamConfig
+from media.units import MediaUnit, TrackKind
+
+
+def _unit(i: int, key: bool = False, kind: TrackKind = TrackKind.VIDEO) -> MediaUnit:
+    return MediaUnit(kind=kind, dts=i, pts=i, keyframe=key, data=b"x", arrival=0.0)
+
+
+async def test_reader_gets_config_then_starts_at_a_keyframe() -> None:
+    pub = Publisher("s")
+    cfg = StreamConfig(None, None)
+    reader = pub.add_reader("r")
+    assert await reader.get() == cfg
+    pub.set_config(StreamConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    await reader.get()
+    pub.publish(_unit(0))  # not a keyframe: skipped
+    pub.publish(_unit(1, key=True))
+    pub.publish(_unit(2))
+    assert [(await reader.get()).dts for _ in range(2)] == [1, 2]  # type: ignore[union-attr]
+    assert reader.frames_discarded == 0
+
+
+async def test_slow_reader_drops_and_counts_without_blocking() -> None:
+    pub = Publisher("s")
+    pub.set_config(StreamConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    slow = pub.add_reader("slow", capacity=10)
+    fast = pub.add_reader("fast", capacity=1000)
+    for i in range(25):
+        pub.publish(_unit(i, key=(i % 10 == 0)))  # never awaits
+    assert slow.frames_discarded > 0
+    assert fast.frames_discarded == 0 and fast.backlog == 26  # config + 25 units
+    items = []
+    while (item := slow.get_nowait()) is not None:
+        items.append(item)
+    units = [i for i in items if isinstance(i, MediaUnit)]
+    assert units and units[0].keyframe  # resumed at a keyframe
+    assert isinstance(items[0], StreamConfig)
+
+
+async def test_close_ends_readers_after_backlog() -> None:
+    pub = Publisher("s")
+    reader = pub.add_reader("r")
+    await reader.get()
+    pub.discontinuity()
+    pub.close()
+    assert isinstance(await reader.get(), Discontinuity)
+    assert await asyncio.wait_for(reader.get(), 1) is None
+    assert pub.readers == []

@@ -1,0 +1,74 @@
+"""Layering and documentation rules that keep the codebase honest.
+
+Import hygiene runs in fresh interpreters (harlequin style): what a module *loads* matters,
+not only what it names. CLI coverage follows sqlite-utils' test_docs: every command has help
+and appears in the README.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _loaded_after(import_line: str) -> set[str]:
+    code = f"import sys\n{import_line}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize("module", ["media.rtmp.session", "media.rtmp.chunk", "media.rtmp.amf0",
+                                    "media.rtmp.flv", "media.rtmp.handshake"])
+def test_rtmp_parsers_are_sans_io(module: str) -> None:
+    """The RTMP engine loads no asyncio, aiohttp or PyAV."""
+    loaded = _loaded_after(f"import {module}")
+    assert not {"asyncio", "aiohttp", "av"} & loaded
+
+
+def test_libraries_import_nothing_of_ours() -> None:
+    for lib, others in (("media", ("appliance", "relay_client", "tui")),
+                        ("relay_client", ("appliance", "media", "tui"))):
+        loaded = _loaded_after(f"import {lib}; import pkgutil, importlib\n"
+                               f"for m in pkgutil.walk_packages({lib}.__path__, '{lib}.'):"
+                               f" importlib.import_module(m.name)")
+        assert not {m for m in loaded if m.split(".")[0] in others}, lib
+
+
+def test_appliance_never_loads_the_tui() -> None:
+    loaded = _loaded_after("import appliance.lifecycle, appliance.cli")
+    assert not {m for m in loaded if m.split(".")[0] in ("tui", "textual")}
+
+
+def _commands() -> list[list[str]]:
+    parser = build_parser()
+    found: list[list[str]] = []
+
+    def walk(p: object, prefix: list[str]) -> None:
+        for action in getattr(p, "_actions", []):
+            choices = getattr(action, "choices", None)
+            if isinstance(choices, dict):
+                for name, sub in choices.items():
+                    found.append(prefix + [name])
+                    walk(sub, prefix + [name])
+
+    walk(parser, [])
+    return found
+
+
+def test_every_command_has_help_and_is_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = _commands()
+    assert ["stream", "create"] in commands and ["serve"] in commands
+    for cmd in commands:
+        out = subprocess.run([sys.executable, "-m", "appliance", *cmd, "--help"],
+                             capture_output=True, text=True, cwd=ROOT)
+        assert out.returncode == 0 and "usage: hearth" in out.stdout, cmd
+        assert f"hearth {' '.join(cmd)}" in readme, f"README does not mention hearth {cmd}"
