@@ -1,0 +1,190 @@
+"""B8 (reduced): server CPU per ingest stream (performance.md §7).
+
+1 and 10 concurrent ``ffmpeg -re -c copy`` publishers of the 3 Mbit/s source into Hearth and
+into nginx-rtmp (HLS on, 2 s fragments). After a warm-up, the server's CPU time (user+sys,
+all threads; for nginx the master and its workers) is sampled for ``--duration`` seconds and
+reported as % of one core, in total and per stream. The publishers' own CPU is reported
+separately (it is load-generator cost, not server cost).
+
+Prints numbers, never asserts. Usage::
+
+    python bench/ingest_cpu.py [--duration 20] [--streams 1,10] [--quick]
+                               [--hearth-only | --nginx-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    CpuSampler,
+    hearth_server,
+    http_get,
+    make_source,
+    print_system_info,
+    print_table,
+    start_publisher,
+    terminate,
+)
+from bench.peers import nginx_rtmp as nginx_peer  # noqa: E402
+
+WARMUP_S = 3.0
+
+
+@dataclass
+class Row:
+    server: str
+    streams: int
+    server_pct: float
+    per_stream_pct: float
+    ffmpeg_pct: float
+    alive: int
+    playlists: int
+    note: str = ""
+
+
+@dataclass
+class Target:
+    server_pid: int
+    tree: bool
+    rtmp_urls: list[str]
+    playlist_urls: list[str]
+
+
+@contextlib.contextmanager
+def hearth_target(n: int) -> Iterator[Target]:
+    with hearth_server() as h:
+        rtmp, playlists = [], []
+        for i in range(n):
+            s = h.create_stream(f"cpu {i}")
+            path = urllib.parse.urlsplit(s.get("hls_url", "")).path
+            playlists.append(h.base + (path or f"/hls/{s['id']}/index.m3u8"))
+            rtmp.append(h.rtmp_url(s["stream_key"]))
+        yield Target(h.proc.pid, True, rtmp, playlists)
+
+
+@contextlib.contextmanager
+def nginx_target(n: int) -> Iterator[Target]:
+    with nginx_peer.nginx_rtmp() as ng:
+        keys = [f"cpu{i}" for i in range(n)]
+        yield Target(
+            ng.pid, True, [ng.rtmp_url(k) for k in keys], [ng.playlist_url(k) for k in keys]
+        )
+
+
+def run_one(
+    name: str,
+    target_cm: contextlib.AbstractContextManager[Target],
+    n: int,
+    src: Path,
+    duration: float,
+) -> Row:
+    pubs: list[subprocess.Popen[bytes]] = []
+    logdir = Path(tempfile.mkdtemp(prefix="bench-ff-"))
+    with target_cm as t:
+        try:
+            for i, url in enumerate(t.rtmp_urls):
+                pubs.append(start_publisher(src, url, loop=True, log=logdir / f"ff{i}.log"))
+            time.sleep(WARMUP_S)
+            server = CpuSampler([t.server_pid], tree=t.tree)
+            ff = CpuSampler([p.pid for p in pubs])
+            server.start()
+            ff.start()
+            end = time.monotonic() + duration
+            while time.monotonic() < end:
+                time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+                server.sample()
+                ff.sample()
+            cpu_s, wall = server.stop()
+            ff_s, _ = ff.stop()
+            dead = [i for i, p in enumerate(pubs) if p.poll() is not None]
+            ok = sum(http_get(u, 2.0)[0] == 200 for u in t.playlist_urls)
+        finally:
+            for p in pubs:
+                terminate(p, timeout=5)
+    note = ""
+    if dead:
+        lines = (logdir / f"ff{dead[0]}.log").read_text(errors="replace").strip().splitlines()
+        note = f"publisher {dead[0]} exited: {lines[-1][:120] if lines else '?'}"
+    shutil.rmtree(logdir, ignore_errors=True)
+    alive = n - len(dead)
+    server_pct = 100.0 * cpu_s / wall
+    # Per stream = over the publishers still alive at the end (dead ones cost little).
+    per_stream = server_pct / max(alive, 1)
+    return Row(name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok, note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--duration", type=float, default=20.0, help="sampling window in s (default 20)"
+    )
+    ap.add_argument(
+        "--streams", default="1,10", help="comma-separated publisher counts (default 1,10)"
+    )
+    ap.add_argument("--quick", action="store_true", help="5 s window, 1 and 3 publishers")
+    who = ap.add_mutually_exclusive_group()
+    who.add_argument("--hearth-only", action="store_true")
+    who.add_argument("--nginx-only", action="store_true")
+    args = ap.parse_args(argv)
+    duration = 5.0 if args.quick else args.duration
+    counts = [1, 3] if args.quick else [int(x) for x in args.streams.split(",") if x.strip()]
+
+    print_system_info()
+    src = make_source()
+    print(f"# source {src.name}; warm-up {WARMUP_S:.0f} s, window {duration:.0f} s; CPU = user+sys")
+
+    rows: list[Row] = []
+    for n in counts:
+        plan: list[tuple[str, contextlib.AbstractContextManager[Target]]] = []
+        if not args.nginx_only:
+            plan.append(("hearth", hearth_target(n)))
+        if not args.hearth_only:
+            reason = nginx_peer.available()
+            if reason:
+                print(f"# nginx-rtmp skipped: {reason}")
+            else:
+                plan.append(("nginx-rtmp", nginx_target(n)))
+        for name, cm in plan:
+            print(f"## {name}: {n} publisher(s) ...", flush=True)
+            try:
+                row = run_one(name, cm, n, src, duration)
+            except Exception as e:  # noqa: BLE001 - report and go on
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                row = Row(
+                    name, n, float("nan"), float("nan"), float("nan"), 0, 0, f"FAILED: {first}"
+                )
+            rows.append(row)
+            print(
+                f"   server {row.server_pct:.1f}% of a core, {row.per_stream_pct:.2f}%/stream; "
+                f"ffmpeg {row.ffmpeg_pct:.2f}%/publisher; alive {row.alive}/{n}; "
+                f"playlists {row.playlists}/{n} {row.note}",
+                flush=True,
+            )
+
+    print("\nCPU as % of one core (user+sys)")
+    print_table(
+        ["server", "streams", "server total %", "server %/live stream", "ffmpeg %/publisher",
+         "publishers alive", "playlists 200", "note"],
+        [[r.server, r.streams, r.server_pct, r.per_stream_pct, r.ffmpeg_pct,
+          f"{r.alive}/{r.streams}", f"{r.playlists}/{r.streams}", r.note] for r in rows],
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

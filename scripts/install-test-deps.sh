@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs. Idempotent and quick when nothing is missing.
+#
+#   bash scripts/install-test-deps.sh
+#
+# - Debian packages (as root, via apt-get; only the missing ones):
+#   ffmpeg chromium nginx libnginx-mod-rtmp tmux shellcheck
+#   Not root: missing packages are reported, and tests that need them skip.
+# - A virtualenv ($HEARTH_VENV, default .venv in the repo) with `pip install -e '.[test]'`,
+#   plus setuptools/wheel so tests can build the project offline (--no-build-isolation).
+#   Set HEARTH_VENV to an existing venv to reuse it (e.g. a CI cache).
+# Prints tool versions at the end.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+
+APT_PACKAGES=(ffmpeg chromium nginx libnginx-mod-rtmp tmux shellcheck)
+
+log() { printf '==> %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
+        log "apt-get install ${missing[*]}"
+        # Only refresh the package lists when they are missing or the install fails.
+        if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -print -quit 2>/dev/null)" ]; then
+            "${apt[@]}" update >/dev/null
+        fi
+        if ! "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null; then
+            "${apt[@]}" update >/dev/null
+            "${apt[@]}" install --no-install-recommends "${missing[@]}" >/dev/null
+        fi
+    else
+        log "not root: cannot apt-get install ${missing[*]} (tests needing them will skip)"
+    fi
+fi
+
+venv=${HEARTH_VENV:-$repo/.venv}
+py=${HEARTH_PYTHON:-python3}
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating virtualenv $venv"
+    "$py" -m venv "$venv"
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Skip pip entirely when the editable install is already current (pyproject unchanged).
+stamp="$venv/.hearth-test-deps.sha256"
+want=$(cat pyproject.toml "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+    "$venv/bin/python" -c 'import appliance, pytest' >/dev/null 2>&1; then
+    log "python test deps already installed in $venv"
+else
+    log "pip install -e '.[test]' into $venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade 'setuptools>=68' wheel
+    "$venv/bin/python" -m pip install --quiet -e "${repo}[test]"
+    printf '%s\n' "$want" >"$stamp"
+fi
+
+# Playwright uses Debian's Chromium (no browser download): tests pass
+# executable_path=/usr/bin/chromium.
+
+# First line matching PATTERN in the output of CMD..., or "not installed".
+ver() {
+    local pat=$1
+    shift
+    if command -v "$1" >/dev/null 2>&1; then "$@" 2>&1 | grep -m1 -E "$pat" || true; else echo "$1: not installed"; fi
+}
+log "versions"
+echo "python:     $("$venv/bin/python" -VV | head -n1)"
+echo "ffmpeg:     $(ver "^ffmpeg version" ffmpeg -version)"
+echo "chromium:   $(ver "Chromium" chromium --version)"
+echo "nginx:      $(ver "nginx version" nginx -v)"
+echo "tmux:       $(ver "^tmux" tmux -V)"
+echo "shellcheck: $(ver "^version" shellcheck --version)"
+"$venv/bin/python" - <<'PYEOF'
+from importlib.metadata import PackageNotFoundError, version
+names = ["hearth", "aiohttp", "av", "pytest", "ruff", "mypy", "import-linter", "playwright"]
+out = []
+for n in names:
+    try:
+        out.append(f"{n} {version(n)}")
+    except PackageNotFoundError:
+        out.append(f"{n} -")
+print("python pkgs: " + ", ".join(out))
+PYEOF
