@@ -1,19 +1,211 @@
-"""HLS serving: playlists and media objects from memory, with viewer-session counting.
+"""HLS and LL-HLS serving: playlists and media objects from memory, with viewer counting.
 
 Only well-formed names resolve (bad-input.md B12): ``^[a-z0-9_-]{1,64}\\.(m3u8|m4s|mp4)$``,
 looked up in the stream's in-memory muxer; nothing here touches the filesystem.
+
+Low latency (draft-pantos-hls-rfc8216bis §6.2.5): with ``hls.low_latency`` the playlist carries
+parts, server control and a preload hint; one playlist serves LL and plain clients alike.
+
+* Blocking playlist reload: ``_HLS_msn=M[&_HLS_part=N]`` parks the request until the playlist
+  holds segment M (part N of segment M, "or later"), then answers with the new playlist.
+  Requests are released from the muxer's ``on_update`` callback, i.e. in the same loop
+  iteration that the part lands. Malformed values, ``_HLS_part`` without ``_HLS_msn``, an msn
+  more than two past the last one, or a part past the Advance Part Limit get 400 at once
+  (bad-input.md B13); a request still unsatisfied after three target durations gets 503
+  (§6.2.5.2). Parked requests are capped in total and per client address (429).
+* Delta updates: ``_HLS_skip=YES`` (or ``v2``) renders EXT-X-SKIP when the playlist is longer
+  than CAN-SKIP-UNTIL.
+* Preload hints: a request for the hinted (not yet existing) part is held until the part is
+  published (§4.4.5.3), or answered 404 if the segment ended before it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 import re
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
+from appliance.config import HlsConfig
 from appliance.domain import STREAM_ID_RE
+from media.hls.segmenter import HlsMuxer
 
 HLS_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}\.(m3u8|m4s|mp4)$")
+PART_NAME_RE = re.compile(r"^part-(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,5})\.m4s$")
+MSN_RE = re.compile(r"^(0|[1-9][0-9]{0,17})$")
+PART_RE = re.compile(r"^(0|[1-9][0-9]{0,5})$")
+
+MSN_AHEAD_LIMIT = 2
+"""rfc8216bis §6.2.5.2: an _HLS_msn more than two past the last segment gets 400."""
+BLOCK_TARGET_DURATIONS = 3
+"""rfc8216bis §6.2.5.2: answer 503 when a blocking request is not satisfied in 3 × TD."""
+
+PLAYLIST_HEADERS = {**CORS, "Content-Type": CONTENT_TYPES["m3u8"], "Cache-Control": "no-cache"}
+
+
+def advance_part_limit(part_target: float) -> int:
+    """rfc8216bis §6.2.5.2: 3 / PART-TARGET parts when the target is under a second, else 3."""
+    return math.ceil(3 / part_target) if part_target < 1 else 3
+
+
+class _MuxerWatch:
+    """Parked requests of one muxer, keyed by what they wait for; woken by ``on_update``."""
+
+    def __init__(self, muxer: HlsMuxer) -> None:
+        self.muxer = muxer
+        # (msn, part) → futures; part -1 means "the complete segment msn".
+        self.waiters: dict[tuple[int, int], list[asyncio.Future[None]]] = {}
+        self._bodies: dict[bool, tuple[str, bytes]] = {}
+        previous = muxer.on_update
+
+        def on_update() -> None:
+            if previous is not None:
+                previous()
+            self.release()
+
+        muxer.on_update = on_update
+
+    def satisfied(self, msn: int, part: int) -> bool:
+        m = self.muxer
+        if m.ended:
+            return True
+        if part < 0:
+            last = m.last_segment_msn
+            return last is not None and last >= msn
+        if m.last_msn is None or m.last_part is None:
+            return False
+        return (m.last_msn, m.last_part) >= (msn, part)
+
+    def release(self) -> None:
+        for key in [k for k in self.waiters if self.satisfied(*k)]:
+            for fut in self.waiters.pop(key):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def wait(self, msn: int, part: int, timeout: float) -> bool:
+        """Wait until (msn, part) is available; False on timeout."""
+        if self.satisfied(msn, part):
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        key = (msn, part)
+        self.waiters.setdefault(key, []).append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            futs = self.waiters.get(key)
+            if futs is not None:
+                with contextlib.suppress(ValueError):
+                    futs.remove(fut)
+                if not futs:
+                    del self.waiters[key]
+
+    def body(self, low_latency: bool, skip: bool) -> bytes | None:
+        """The playlist as bytes, encoded once per muxer change (not once per request)."""
+        text = self.muxer.playlist(low_latency=low_latency, skip=skip)
+        if text is None:
+            return None
+        cached = self._bodies.get(skip)
+        if cached is not None and cached[0] is text:
+            return cached[1]
+        data = text.encode()
+        self._bodies[skip] = (text, data)
+        return data
+
+
+@dataclass
+class BlockingGate:
+    """Every parked LL-HLS request goes through here: caps and per-muxer wait lists."""
+
+    parked: int = 0
+    per_client: dict[str, int] = field(default_factory=dict)
+    watches: weakref.WeakKeyDictionary[HlsMuxer, _MuxerWatch] = field(
+        default_factory=weakref.WeakKeyDictionary)
+    refused: int = 0
+
+    def watch(self, muxer: HlsMuxer) -> _MuxerWatch:
+        w = self.watches.get(muxer)
+        if w is None:
+            w = self.watches[muxer] = _MuxerWatch(muxer)
+        return w
+
+    @contextlib.contextmanager
+    def slot(self, client: str, config: HlsConfig) -> Iterator[None]:
+        if self.parked >= config.max_blocking:
+            self.refused += 1
+            raise web.HTTPTooManyRequests(text="too many blocking playlist requests",
+                                          headers={**CORS, "Retry-After": "1"})
+        if self.per_client.get(client, 0) >= config.max_blocking_per_ip:
+            self.refused += 1
+            raise web.HTTPTooManyRequests(text="too many blocking playlist requests from you",
+                                          headers={**CORS, "Retry-After": "1"})
+        self.parked += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            self.parked -= 1
+            left = self.per_client[client] - 1
+            if left:
+                self.per_client[client] = left
+            else:
+                del self.per_client[client]
+
+
+HLS_GATE: web.AppKey[BlockingGate] = web.AppKey("hls_gate", BlockingGate)
+
+
+def _bad(text: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=text, headers=CORS)
+
+
+def _block_timeout(config: HlsConfig, muxer: HlsMuxer) -> float:
+    return config.block_timeout or BLOCK_TARGET_DURATIONS * muxer.target_duration
+
+
+def parse_blocking(query: Mapping[str, str], muxer: HlsMuxer
+                   ) -> tuple[int | None, int | None, bool]:
+    """Validate ``_HLS_msn``/``_HLS_part``/``_HLS_skip``; raises HTTP 400 on abuse."""
+    get = query.get
+    raw_msn, raw_part, raw_skip = get("_HLS_msn"), get("_HLS_part"), get("_HLS_skip")
+    skip = False
+    if raw_skip is not None:
+        if raw_skip not in ("YES", "v2"):
+            raise _bad("_HLS_skip must be YES or v2")
+        skip = True
+    if raw_msn is None:
+        if raw_part is not None:
+            raise _bad("_HLS_part needs _HLS_msn")
+        return None, None, skip
+    if not MSN_RE.fullmatch(raw_msn):
+        raise _bad("_HLS_msn must be a non-negative integer")
+    msn = int(raw_msn)
+    part: int | None = None
+    if raw_part is not None:
+        if not PART_RE.fullmatch(raw_part):
+            raise _bad("_HLS_part must be a non-negative integer")
+        part = int(raw_part)
+    last_msn = muxer.last_msn if muxer.last_msn is not None else -1
+    if msn > last_msn + MSN_AHEAD_LIMIT:
+        raise _bad("_HLS_msn is too far in the future")
+    if part is not None:
+        limit = advance_part_limit(muxer.part_target)
+        last_part = muxer.last_part if muxer.last_part is not None else -1
+        ahead = part - last_part if msn == last_msn else part + 1 if msn > last_msn else 0
+        if msn > last_msn + 1 and part > 0:
+            ahead = limit + 1
+        if ahead > limit:
+            raise _bad("_HLS_part is too far in the future")
+    return msn, part, skip
 
 
 async def hls(request: web.Request) -> web.StreamResponse:
@@ -26,20 +218,38 @@ async def hls(request: web.Request) -> web.StreamResponse:
     if ls is None:
         raise web.HTTPNotFound(headers=CORS)
     ext = name.rsplit(".", 1)[1]
+    config = state.config.hls
+    muxer = ls.muxer
     if name == "index.m3u8":
         token = request.query.get("s", "")
         if not state.tokens.check(stream_id, token):
             # First request of a player session: give it a session token (viewer counting)
             # and let it reload that URL from now on.
             raise web.HTTPFound(f"index.m3u8?s={state.tokens.mint(stream_id)}", headers=CORS)
-        text = ls.muxer.playlist()
-        if text is None:
+        low_latency = config.low_latency
+        msn = part = None
+        skip = False
+        if low_latency:
+            msn, part, skip = parse_blocking(request.query, muxer)
+        gate = request.app[HLS_GATE]
+        watch = gate.watch(muxer)
+        if msn is not None:
+            key_part = -1 if part is None else part
+            if not watch.satisfied(msn, key_part):
+                with gate.slot(request.remote or "", config):
+                    ok = await watch.wait(msn, key_part, _block_timeout(config, muxer))
+                if not ok:
+                    raise web.HTTPServiceUnavailable(
+                        text="the requested part did not appear in time", headers=CORS)
+        body = watch.body(low_latency, skip)
+        if body is None:
             raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
         if not ls.ended:
             ls.viewers.touch(token)
-        return web.Response(body=text.encode(), headers={
-            **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": "no-cache"})
-    data = ls.muxer.get(name)
+        return web.Response(body=body, headers=PLAYLIST_HEADERS)
+    data = muxer.get(name)
+    if data is None and config.low_latency and (m := PART_NAME_RE.fullmatch(name)):
+        data = await _await_hinted_part(request, muxer, int(m[1]), int(m[2]))
     if data is None:
         raise web.HTTPNotFound(headers=CORS)
     state.metrics_hls_bytes += len(data)
@@ -47,5 +257,21 @@ async def hls(request: web.Request) -> web.StreamResponse:
         **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": "public, max-age=60"})
 
 
+async def _await_hinted_part(request: web.Request, muxer: HlsMuxer, msn: int,
+                             part: int) -> bytes | None:
+    """Hold a request for the part named by EXT-X-PRELOAD-HINT until it is published."""
+    if muxer.ended or muxer.last_msn is None or muxer.last_part is None:
+        return None
+    nxt = (muxer.last_msn, muxer.last_part + 1)
+    if (msn, part) not in (nxt, (muxer.last_msn + 1, 0)):
+        return None  # only the next part may be awaited; anything else is simply missing
+    state = request.app[STATE]
+    gate = request.app[HLS_GATE]
+    with gate.slot(request.remote or "", state.config.hls):
+        await gate.watch(muxer).wait(msn, part, _block_timeout(state.config.hls, muxer))
+    return muxer.get(f"part-{msn}-{part}.m4s")
+
+
 def add_hls_routes(app: web.Application) -> None:
+    app[HLS_GATE] = BlockingGate()
     app.router.add_get("/hls/{stream_id}/{name}", hls)

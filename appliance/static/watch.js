@@ -1,5 +1,10 @@
-// Watch page player: hls.js where MSE exists, native HLS (Safari/iOS) otherwise.
-// Reads its configuration from a data attribute (CSP forbids inline scripts).
+// Watch page player.
+//  * LL-HLS by default: hls.js in low-latency mode with live catch-up (playback rate up to
+//    1.2 until it is back at PART-HOLD-BACK); native HLS (Safari/iOS) where MSE is missing.
+//  * "Low latency" toggle (only when the server offers WHEP): WebRTC over WHEP (RFC 9725).
+//    Any WebRTC failure falls back to LL-HLS by itself.
+// Reads its configuration from a data attribute (CSP forbids inline scripts). ``?mode=hls``,
+// ``?mode=llhls`` or ``?mode=webrtc`` forces a mode (benchmarks, tests).
 "use strict";
 (function () {
   const root = document.getElementById("watch");
@@ -8,12 +13,50 @@
   const viewers = document.getElementById("viewers");
   if (!root || !video) return;
   const cfg = JSON.parse(root.dataset.config);
+  const params = new URLSearchParams(window.location.search);
+  const forced = params.get("mode");
+  const PREF_KEY = "hearth.lowLatency";
   const setStatus = (text) => { status.textContent = text; };
-  window.hearthPlayer = { video: video, hls: null };
+  const player = { video: video, hls: null, pc: null, mode: null, whepUrl: null,
+                   fallbackReason: null };
+  window.hearthPlayer = player;
+  let retryTimer = null;
+  let whepResource = null;
+
+  // ---- HLS / LL-HLS ------------------------------------------------------------------------
+
+  function stopHls() {
+    if (player.hls) { player.hls.destroy(); player.hls = null; }
+  }
 
   function startHls() {
-    const hls = new Hls({ liveSyncDurationCount: 3, manifestLoadingMaxRetry: 0 });
-    window.hearthPlayer.hls = hls;
+    stopHls();
+    clearTimeout(retryTimer);
+    const lowLatency = forced !== "hls";
+    player.mode = lowLatency ? "llhls" : "hls";
+    if (!(window.Hls && Hls.isSupported())) {
+      if (video.canPlayType("application/vnd.apple.mpegurl")) {
+        video.srcObject = null;
+        video.src = cfg.hls;  // Safari speaks LL-HLS natively
+        video.addEventListener("loadedmetadata", () => setStatus(""), { once: true });
+        video.onerror = () => {
+          setStatus("Waiting for the stream…");
+          retryTimer = setTimeout(() => { video.src = cfg.hls; }, 2000);
+        };
+      } else {
+        setStatus("This browser cannot play HLS.");
+      }
+      return;
+    }
+    const hls = new Hls(lowLatency ? {
+      lowLatencyMode: true,
+      maxLiveSyncPlaybackRate: 1.2,   // catch up after joining or a stall
+      liveSyncOnStallIncrease: 0.2,
+      backBufferLength: 30,
+      manifestLoadingMaxRetry: 0,
+    } : { lowLatencyMode: false, liveSyncDurationCount: 3, manifestLoadingMaxRetry: 0 });
+    player.hls = hls;
+    video.srcObject = null;
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
       setStatus("");
       video.play().catch(() => setStatus("Press play to start"));
@@ -23,34 +66,137 @@
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
       // Not live yet, or the publisher is reconnecting: try again shortly.
       setStatus("Waiting for the stream…");
-      hls.destroy();
-      setTimeout(startHls, 2000);
+      stopHls();
+      retryTimer = setTimeout(startHls, 2000);
     });
     hls.loadSource(cfg.hls);
     hls.attachMedia(video);
   }
 
-  if (window.Hls && Hls.isSupported()) {
-    startHls();
-  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-    video.src = cfg.hls;
-    video.addEventListener("loadedmetadata", () => setStatus(""));
-    video.addEventListener("error", () => {
-      setStatus("Waiting for the stream…");
-      setTimeout(() => { video.src = cfg.hls; }, 2000);
-    });
-  } else {
-    setStatus("This browser cannot play HLS.");
+  // ---- WebRTC over WHEP ----------------------------------------------------------------------
+
+  function stopWhep() {
+    if (player.pc) { player.pc.close(); player.pc = null; }
+    if (whepResource) {
+      fetch(whepResource, { method: "DELETE", keepalive: true }).catch(() => {});
+      whepResource = null;
+    }
   }
 
-  async function refresh() {
+  function gatheringDone(pc, ms) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") { clearTimeout(t); resolve(); }
+      });
+    });
+  }
+
+  function fallBack(reason) {
+    if (player.mode !== "webrtc") return;
+    player.fallbackReason = reason;
+    stopWhep();
+    setStatus("Low latency unavailable (" + reason + "); using HLS");
+    if (toggle) toggle.checked = false;
+    startHls();
+  }
+
+  async function startWhep() {
+    stopHls();
+    clearTimeout(retryTimer);
+    player.mode = "webrtc";
+    setStatus("Connecting (low latency)…");
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    player.pc = pc;
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const media = new MediaStream();
+    pc.ontrack = (ev) => {
+      try { ev.receiver.jitterBufferTarget = 0; } catch (_e) { /* older browsers */ }
+      media.addTrack(ev.track);
+      video.srcObject = media;
+      video.play().catch(() => setStatus("Press play to start"));
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc !== player.pc) return;
+      if (pc.connectionState === "connected") setStatus("");
+      if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        fallBack("connection " + pc.connectionState);
+      }
+    };
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await gatheringDone(pc, 2000);
+      const res = await fetch(player.whepUrl, {
+        method: "POST", headers: { "Content-Type": "application/sdp" },
+        body: pc.localDescription.sdp,
+      });
+      const body = await res.text();
+      if (res.status !== 201) throw new Error(body.trim() || "HTTP " + res.status);
+      const location = res.headers.get("Location");
+      if (location) whepResource = new URL(location, player.whepUrl).toString();
+      if (pc !== player.pc) return;
+      await pc.setRemoteDescription({ type: "answer", sdp: body });
+      setTimeout(() => {
+        if (pc === player.pc && pc.connectionState !== "connected") fallBack("timed out");
+      }, 10000);
+    } catch (e) {
+      if (pc === player.pc) fallBack(String(e.message || e));
+    }
+  }
+
+  // ---- mode selection ----------------------------------------------------------------------
+
+  let toggle = null;
+
+  function addToggle() {
+    const label = document.createElement("label");
+    label.className = "lowlatency";
+    toggle = document.createElement("input");
+    toggle.type = "checkbox";
+    toggle.id = "low-latency";
+    label.append(toggle, " Low latency (WebRTC)");
+    status.after(label);
+    toggle.checked = localStorage.getItem(PREF_KEY) === "1";
+    toggle.addEventListener("change", () => {
+      localStorage.setItem(PREF_KEY, toggle.checked ? "1" : "0");
+      if (toggle.checked) startWhep(); else { stopWhep(); startHls(); }
+    });
+    return toggle.checked;
+  }
+
+  async function fetchStream() {
     try {
       const res = await fetch("/api/streams/" + encodeURIComponent(cfg.id));
-      if (res.ok) {
-        const s = await res.json();
-        viewers.textContent = String(s.viewers);
+      return res.ok ? await res.json() : null;
+    } catch (_e) { return null; }
+  }
+
+  async function init() {
+    const s = cfg.whep === undefined && forced !== "hls" && forced !== "llhls"
+      ? await fetchStream() : null;
+    const whep = cfg.whep || (s && s.whep_url) || null;
+    if (whep && window.RTCPeerConnection) {
+      // Same origin as the page (CSP connect-src 'self'), whatever host the API advertised.
+      const path = new URL(whep, window.location.href).pathname;
+      player.whepUrl = new URL(path, window.location.href).toString();
+      const wanted = addToggle();
+      if (forced === "webrtc" || (wanted && !forced)) {
+        toggle.checked = true;
+        startWhep();
+        return;
       }
-    } catch (_e) { /* offline: keep the last figure */ }
+    }
+    startHls();
+  }
+
+  window.addEventListener("pagehide", stopWhep);
+  init();
+
+  async function refresh() {
+    const s = await fetchStream();
+    if (s) viewers.textContent = String(s.viewers);
   }
   setInterval(refresh, 10000);
 })();

@@ -256,14 +256,21 @@ class HlsMuxer:
     # --- output -----------------------------------------------------------------------------
 
     def playlist(self, *, low_latency: bool = False, skip: bool = False) -> str | None:
-        """Render the media playlist, or None until the first segment is complete.
+        """Render the media playlist, or None while there is nothing to list.
+
+        The plain rendering needs a complete segment. The low-latency one is available as soon
+        as the first part exists: EXT-X-MAP, the open segment's EXT-X-PARTs and a preload
+        hint, with no EXTINF yet (valid per rfc8216bis §4.4.4.9 / §4.4.5.3), so LL clients
+        can start about one part after publish instead of one GOP.
 
         Args:
             low_latency: add LL-HLS tags (server control, parts, preload hint).
             skip: with ``low_latency``, render a delta update (EXT-X-SKIP) when the playlist
                 is longer than the skip boundary.
         """
-        if not self._segments:
+        if not self._segments and not (
+            low_latency and self._open is not None and self._open.parts
+        ):
             return None
         key = (low_latency, skip and low_latency)
         cached = self._playlist_cache.get(key)
@@ -275,10 +282,15 @@ class HlsMuxer:
         ll: LowLatencyInfo | None = None
         if low_latency:
             ll = self._low_latency_info()
+        if listed:
+            media_sequence = listed[0].msn
+        else:
+            assert self._open is not None  # checked above: only the open segment has parts
+            media_sequence = self._open.msn
         text = render_media_playlist(
             entries,
             target_duration=self._target_duration,
-            media_sequence=listed[0].msn,
+            media_sequence=media_sequence,
             discontinuity_sequence=self._disc_total - window_disc,
             ended=self._ended,
             low_latency=ll,
@@ -306,6 +318,16 @@ class HlsMuxer:
         if self._open is not None and self._open.parts:
             return self._open.msn
         return self._segments[-1].msn if self._segments else None
+
+    @property
+    def last_segment_msn(self) -> int | None:
+        """Media sequence number of the newest *complete* segment (None before any)."""
+        return self._segments[-1].msn if self._segments else None
+
+    @property
+    def part_target(self) -> float:
+        """EXT-X-PART-INF PART-TARGET in seconds."""
+        return self._part_target_s
 
     @property
     def last_part(self) -> int | None:

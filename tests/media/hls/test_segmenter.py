@@ -114,17 +114,68 @@ def shifted(stream: SyntheticStream, ticks: int) -> list[MediaUnit]:
     return [dataclasses.replace(u, dts=u.dts + ticks, pts=u.pts + ticks) for u in stream.units]
 
 
-def test_no_playlist_before_first_segment() -> None:
+def test_no_plain_playlist_before_first_segment() -> None:
     s = make_stream(6.0)
     muxer = HlsMuxer()
     muxer.set_config(s.video, s.audio)
     assert muxer.playlist() is None and muxer.last_msn is None
+    assert muxer.playlist(low_latency=True) is None  # no part yet either
     for u in s.units:
         if u.dts >= 2 * CLOCK_RATE:
             break
         muxer.push(u)
     assert muxer.playlist() is None
     assert muxer.last_part is not None  # parts exist before the first segment completes
+
+
+def test_low_latency_playlist_from_the_first_part() -> None:
+    """rfc8216bis: an LL playlist may list only the open segment's parts (no EXTINF yet)."""
+    s = make_stream(6.0)
+    muxer = HlsMuxer(part_target=0.25)
+    muxer.set_config(s.video, s.audio)
+    first: str | None = None
+    for u in s.units:
+        muxer.push(u)
+        first = muxer.playlist(low_latency=True)
+        if first is not None:
+            break
+    assert first is not None
+    assert muxer.stats.parts_emitted == 1 and muxer.stats.segments_emitted == 0
+    assert muxer.playlist() is None  # the plain rendering still waits for a segment
+    pl = parse(first)
+    assert pl.segments == [] and "#EXTINF" not in first
+    assert pl.tags["EXT-X-VERSION"] == "9"
+    assert pl.tags["EXT-X-MEDIA-SEQUENCE"] == "0"
+    assert pl.tags["EXT-X-DISCONTINUITY-SEQUENCE"] == "0"
+    assert pl.tags["EXT-X-TARGETDURATION"] == "2"
+    assert "CAN-BLOCK-RELOAD=YES" in pl.tags["EXT-X-SERVER-CONTROL"]
+    assert "PART-HOLD-BACK=" in pl.tags["EXT-X-SERVER-CONTROL"]
+    assert float(pl.tags["EXT-X-PART-INF"].split("=")[1]) == pytest.approx(0.25)
+    # EXT-X-MAP and PROGRAM-DATE-TIME come before the first part; the part is independent.
+    map_at = pl.lines.index('#EXT-X-MAP:URI="init-0.mp4"')
+    pdt_at = next(i for i, x in enumerate(pl.lines) if x.startswith("#EXT-X-PROGRAM-DATE-TIME:"))
+    part_at = next(i for i, x in enumerate(pl.lines) if x.startswith("#EXT-X-PART:"))
+    assert map_at < part_at and pdt_at < part_at
+    assert pl.open_parts == [("part-0-0.m4s", pytest.approx(0.25, abs=0.04), True)]
+    assert pl.open_parts[0][1] <= 0.25 + 1e-9
+    assert muxer.get("part-0-0.m4s") and muxer.get("init-0.mp4")
+    assert pl.preload_hint == "part-0-1.m4s"
+    assert pl.lines[-1].startswith("#EXT-X-PRELOAD-HINT:") and not pl.ended
+    # The part plus the init segment is playable on its own.
+    data = (muxer.get("init-0.mp4") or b"") + (muxer.get("part-0-0.m4s") or b"")
+    assert demux(data)["video"].decoded > 0
+    # A delta request before any segment renders the same (nothing to skip).
+    assert "EXT-X-SKIP" not in (muxer.playlist(low_latency=True, skip=True) or "")
+    # Later parts keep being listed until the segment completes, then it gets its EXTINF.
+    for u in s.units:
+        if u.dts <= s.units[0].dts:
+            continue
+        muxer.push(u)
+        if muxer.stats.segments_emitted:
+            break
+    done = parse(muxer.playlist(low_latency=True) or "")
+    assert done.segments[0].uri == "seg-0.m4s" and len(done.segments[0].parts) >= 2
+    assert done.tags["EXT-X-MEDIA-SEQUENCE"] == "0"
 
 
 @pytest.mark.parametrize(("gop", "expected"), [(25, 2.0), (30, 2.4), (15, 2.4)])
@@ -230,7 +281,11 @@ def test_playlist_rules_over_time() -> None:
             assert seg.pdt is not None
             first_msn.setdefault(seg.uri, msn)
         assert pl.tags["EXT-X-VERSION"] in ("7", "9")
-        assert pl.segments[0].map_uri == "init-0.mp4"
+        if pl.segments:
+            assert pl.segments[0].map_uri == "init-0.mp4"
+        else:  # an LL playlist before the first segment: parts of the open one only
+            assert pl.open_parts and '#EXT-X-MAP:URI="init-0.mp4"' in pl.lines
+            assert msn == 0 and pl.tags["EXT-X-VERSION"] == "9"
     assert last_target == 3
     assert parse(muxer.playlist() or "").ended
 

@@ -1,0 +1,379 @@
+"""WebRTC playback (WHEP, RFC 9725): one :class:`StreamSource` per stream fans pre-encoded
+media out to that stream's peers.
+
+Per stream, once: a hub reader (so a slow peer never stalls ingest), AVCC → Annex-B with
+SPS/PPS before each IDR, and AAC → Opus in a worker thread. Per peer: an aiortc
+``RTCPeerConnection`` whose tracks yield the shared packets (aiortc packetizes and protects
+them; nothing is re-encoded). Limits (bad-input.md B15/B16): SDP size, m-lines, pending
+negotiations globally and per address, peers in total, a connect timeout that frees
+everything, unguessable resource URLs, and the stray-datagram guard on every ICE socket.
+Sources with B-frames are refused (WebRTC has no reordering buffer to speak of): the viewer
+gets the reason, the operator gets an event-log entry, HLS carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcpeerconnection import filter_preferred_codecs
+
+from appliance.config import WebRtcConfig
+from appliance.hub import Discontinuity, StreamConfig
+from appliance.streams import LiveStream, StreamService
+from media.units import AudioConfig, MediaUnit, TrackKind, VideoConfig
+from media.webrtc.gathering import configure_gathering
+from media.webrtc.guard import DatagramGuard, guard_connection
+from media.webrtc.opus import AacToOpus
+from media.webrtc.tracks import EncodedTrack, video_packet
+
+logger = logging.getLogger(__name__)
+
+MAX_M_LINES = 8
+"""A WHEP offer needs two m-lines (video, audio); hundreds only cost parsing time (B15)."""
+MAX_AUDIO_BACKLOG = 500
+"""AAC units waiting for the Opus worker (~10 s); older ones are dropped."""
+VIEWER_TOUCH_SECONDS = 5.0
+BFRAMES_REASON = ("WebRTC is unavailable for this stream: the source video uses B-frames "
+                  "(set B-frames to 0 in the encoder, e.g. OBS x264 option bframes=0); "
+                  "HLS playback is unaffected")
+
+
+class WhepError(Exception):
+    """A refusal with an HTTP status and a human-readable reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Peer:
+    token: str
+    stream_id: str
+    remote: str
+    pc: RTCPeerConnection
+    video: EncodedTrack
+    audio: EncodedTrack | None
+    created: float = field(default_factory=time.monotonic)
+    connected: bool = False
+    pending: bool = True
+    closed: bool = False
+    guards: list[DatagramGuard] = field(default_factory=list)
+    timeout: asyncio.TimerHandle | None = None
+
+    @property
+    def datagrams_dropped(self) -> int:
+        return sum(g.dropped for g in self.guards)
+
+
+class StreamSource:
+    """The per-stream fan-out: hub reader → shared packets → every peer's tracks."""
+
+    def __init__(self, manager: WebRtcManager, ls: LiveStream) -> None:
+        self.manager = manager
+        self.ls = ls
+        self.peers: set[Peer] = set()
+        self.reader = ls.publisher.add_reader(f"webrtc:{ls.stream_id}")
+        self.video_config: VideoConfig | None = None
+        self.audio_config: AudioConfig | None = None
+        self._transcoder: AacToOpus | None = None
+        self._audio_pending: list[MediaUnit] = []
+        self._audio_task: asyncio.Task[None] | None = None
+        self._reset_audio = False
+        self._max_pts: int | None = None
+        self.closed = False
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"webrtc-{ls.stream_id}")
+
+    async def _run(self) -> None:
+        try:
+            while (item := await self.reader.get()) is not None:
+                if isinstance(item, MediaUnit):
+                    if item.kind is TrackKind.VIDEO:
+                        if not self._video(item):
+                            return
+                    else:
+                        self._audio(item)
+                elif isinstance(item, StreamConfig):
+                    self.video_config = item.video
+                    if item.audio != self.audio_config:
+                        self.audio_config = item.audio
+                        self._transcoder = None
+                elif isinstance(item, Discontinuity):
+                    self._max_pts = None
+                    self._reset_audio = True
+        except Exception:
+            logger.exception("[%s] WebRTC source failed", self.ls.stream_id)
+        finally:
+            self.reader.close()
+            self.manager._source_done(self)
+
+    def _video(self, unit: MediaUnit) -> bool:
+        if self._max_pts is not None and unit.pts < self._max_pts:
+            self.manager.refuse_bframes(self.ls)
+            return False
+        self._max_pts = unit.pts if self._max_pts is None else max(self._max_pts, unit.pts)
+        config = self.video_config
+        if config is None or not self.peers:
+            return True
+        try:
+            packet = video_packet(unit, config)
+        except ValueError:
+            return True  # malformed access unit: HLS counts it; here it is just skipped
+        for peer in self.peers:
+            peer.video.push(packet, unit.keyframe)
+        return True
+
+    def _audio(self, unit: MediaUnit) -> None:
+        if self.audio_config is None or not any(p.audio for p in self.peers):
+            return
+        self._audio_pending.append(unit)
+        if len(self._audio_pending) > MAX_AUDIO_BACKLOG:
+            del self._audio_pending[: len(self._audio_pending) - MAX_AUDIO_BACKLOG]
+        if self._audio_task is None or self._audio_task.done():
+            self._audio_task = asyncio.get_running_loop().create_task(
+                self._transcode_loop(), name=f"opus-{self.ls.stream_id}")
+
+    async def _transcode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._audio_pending and self.audio_config is not None:
+            batch, self._audio_pending = self._audio_pending, []
+            config = self.audio_config
+            reset, self._reset_audio = self._reset_audio, False
+            try:
+                packets = await loop.run_in_executor(
+                    self.manager.executor, self._transcode, config, batch, reset)
+            except Exception:
+                logger.exception("[%s] AAC → Opus failed", self.ls.stream_id)
+                return
+            for packet in packets:
+                for peer in self.peers:
+                    if peer.audio is not None:
+                        peer.audio.push(packet)
+
+    def _transcode(self, config: AudioConfig, units: list[MediaUnit], reset: bool) -> list[Any]:
+        # Worker thread: PyAV releases the GIL in libavcodec; the loop never waits on this.
+        if self._transcoder is None or self._transcoder.config != config:
+            self._transcoder = AacToOpus(config, self.manager.config.opus_bitrate)
+        elif reset:
+            self._transcoder.reset()
+        return self._transcoder.transcode(units)
+
+    def close(self) -> None:
+        self.closed = True
+        self.reader.close()
+
+
+class WebRtcManager:
+    """Every WHEP peer of the appliance; created only when ``webrtc.enabled``."""
+
+    def __init__(self, config: WebRtcConfig, service: StreamService) -> None:
+        self.config = config
+        self.service = service
+        self.peers: dict[str, Peer] = {}
+        self.sources: dict[str, StreamSource] = {}
+        self.pending_by_ip: Counter[str] = Counter()
+        self.executor = ThreadPoolExecutor(2, thread_name_prefix="webrtc-opus")
+        self._bframes_logged: set[str] = set()
+        self._touch_task: asyncio.Task[None] | None = None
+        self.refused = 0
+
+    async def start(self) -> None:
+        self._touch_task = asyncio.get_running_loop().create_task(
+            self._touch_viewers(), name="webrtc-viewers")
+
+    async def close(self) -> None:
+        """Close every peer (shutdown)."""
+        if self._touch_task:
+            self._touch_task.cancel()
+        await asyncio.gather(*(self._close_peer(p) for p in list(self.peers.values())),
+                             return_exceptions=True)
+        for source in list(self.sources.values()):
+            source.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def pending(self) -> int:
+        return sum(self.pending_by_ip.values())
+
+    def peers_of(self, stream_id: str) -> list[Peer]:
+        return [p for p in self.peers.values() if p.stream_id == stream_id]
+
+    # ---- refusal reasons ---------------------------------------------------------------------
+
+    def refuse_bframes(self, ls: LiveStream) -> None:
+        """The source has B-frames: close its peers, tell the operator once per stream."""
+        if ls.stream_id not in self._bframes_logged:
+            self._bframes_logged.add(ls.stream_id)
+            self.service.log("warning", "webrtc.bframes", BFRAMES_REASON, ls.stream_id)
+        for peer in self.peers_of(ls.stream_id):
+            asyncio.get_running_loop().create_task(self._close_peer(peer))
+
+    # ---- negotiation -------------------------------------------------------------------------
+
+    async def create_peer(self, stream_id: str, offer: str, remote: str) -> tuple[str, str]:
+        """Answer a WHEP offer. Returns (resource token, answer SDP).
+
+        Raises:
+            WhepError: 404 not live, 409 B-frames, 400 bad offer, 429/503 over a limit.
+        """
+        ls = self.service.live_stream(stream_id)
+        if ls is None or ls.ended or ls.publisher.config.video is None:
+            raise WhepError(404, "stream is not live")
+        if ls.health.bframes:
+            self.refuse_bframes(ls)
+            raise WhepError(409, BFRAMES_REASON)
+        cfg = self.config
+        if len(self.peers) >= cfg.max_peers:
+            self.refused += 1
+            raise WhepError(503, "too many WebRTC viewers; use HLS")
+        if self.pending >= cfg.max_pending:
+            self.refused += 1
+            raise WhepError(503, "too many WebRTC negotiations in progress; retry shortly")
+        if self.pending_by_ip[remote] >= cfg.max_pending_per_ip:
+            self.refused += 1
+            raise WhepError(429, "too many WebRTC negotiations from your address")
+        if offer.count("\nm=") + offer.startswith("m=") > MAX_M_LINES:
+            raise WhepError(400, "offer has too many media sections")
+        if "\nm=video" not in offer:
+            raise WhepError(400, "offer has no video section")
+
+        self.pending_by_ip[remote] += 1
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        video = EncodedTrack("video")
+        audio = EncodedTrack("audio") if ls.publisher.config.audio is not None else None
+        peer = Peer(token=secrets.token_urlsafe(18), stream_id=stream_id, remote=remote, pc=pc,
+                    video=video, audio=audio)
+        self.peers[peer.token] = peer
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            except Exception as exc:
+                raise WhepError(400, f"invalid SDP offer: {exc}") from None
+            h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+                    if c.mimeType.lower() == "video/h264"]
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    # Pass-through needs H.264; browsers list VP8 first. aiortc negotiated the
+                    # common codecs in setRemoteDescription, so narrow them here.
+                    transceiver._codecs = filter_preferred_codecs(transceiver._codecs, h264)
+                    if not any(c.mimeType.lower() == "video/h264" for c in transceiver._codecs):
+                        raise WhepError(400, "the offer does not support H.264 video")
+            pc.addTrack(video)
+            if audio is not None and any(t.kind == "audio" for t in pc.getTransceivers()):
+                pc.addTrack(audio)
+            connections = self._ice_connections(pc)
+            for conn in connections:
+                configure_gathering(conn, port_min=cfg.udp_port_min, port_max=cfg.udp_port_max,
+                                    public_ip=cfg.public_ip)
+            try:
+                await pc.setLocalDescription(await pc.createAnswer())
+            except OSError as exc:
+                raise WhepError(503, f"no UDP port available for WebRTC: {exc}") from None
+            except Exception as exc:
+                raise WhepError(400, f"cannot answer this offer: {exc}") from None
+            peer.guards = [guard_connection(conn) for conn in connections]
+        except BaseException:
+            await self._close_peer(peer)
+            raise
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            if state == "connected" and not peer.connected:
+                peer.connected = True
+                self._unpend(peer)
+                ls.viewers.touch(f"whep:{peer.token}")
+                logger.info("[%s] WebRTC peer %s connected in %.2f s", stream_id, remote,
+                            time.monotonic() - peer.created)
+            elif state in ("failed", "closed"):
+                await self._close_peer(peer)
+
+        loop = asyncio.get_running_loop()
+        peer.timeout = loop.call_later(
+            cfg.connect_timeout,
+            lambda: None if peer.connected else loop.create_task(self._close_peer(peer)))
+        source = self.sources.get(stream_id)
+        if source is None or source.ls is not ls or source.closed:
+            source = self.sources[stream_id] = StreamSource(self, ls)
+        source.peers.add(peer)
+        answer = pc.localDescription.sdp
+        return peer.token, answer
+
+    @staticmethod
+    def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
+        conns: list[Any] = []
+        for transceiver in pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if dtls is None:
+                continue
+            conn = dtls.transport.iceGatherer._connection
+            if all(conn is not c for c in conns):
+                conns.append(conn)
+        return conns
+
+    async def delete(self, stream_id: str, token: str) -> bool:
+        peer = self.peers.get(token)
+        if peer is None or not secrets.compare_digest(peer.stream_id, stream_id):
+            return False
+        await self._close_peer(peer)
+        return True
+
+    # ---- teardown ----------------------------------------------------------------------------
+
+    def _unpend(self, peer: Peer) -> None:
+        if peer.pending:
+            peer.pending = False
+            self.pending_by_ip[peer.remote] -= 1
+            if self.pending_by_ip[peer.remote] <= 0:
+                del self.pending_by_ip[peer.remote]
+
+    async def _close_peer(self, peer: Peer) -> None:
+        if peer.closed:
+            return
+        peer.closed = True
+        self._unpend(peer)
+        if peer.timeout:
+            peer.timeout.cancel()
+        self.peers.pop(peer.token, None)
+        source = self.sources.get(peer.stream_id)
+        if source is not None:
+            source.peers.discard(peer)
+            if not source.peers:
+                source.close()
+                if self.sources.get(peer.stream_id) is source:
+                    del self.sources[peer.stream_id]
+        peer.video.finish()
+        if peer.audio:
+            peer.audio.finish()
+        with contextlib.suppress(Exception):
+            await peer.pc.close()
+        logger.info("[%s] WebRTC peer %s closed after %.1f s (%d stray datagrams dropped)",
+                    peer.stream_id, peer.remote, time.monotonic() - peer.created,
+                    peer.datagrams_dropped)
+
+    def _source_done(self, source: StreamSource) -> None:
+        if self.sources.get(source.ls.stream_id) is source:
+            del self.sources[source.ls.stream_id]
+        for peer in list(source.peers):
+            asyncio.get_running_loop().create_task(self._close_peer(peer))
+
+    async def _touch_viewers(self) -> None:
+        # WHEP viewers count in the same per-stream counter as HLS sessions.
+        while True:
+            await asyncio.sleep(VIEWER_TOUCH_SECONDS)
+            for peer in list(self.peers.values()):
+                if peer.connected:
+                    ls = self.service.live_stream(peer.stream_id)
+                    if ls is not None and not ls.ended:
+                        ls.viewers.touch(f"whep:{peer.token}")

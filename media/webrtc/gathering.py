@@ -1,0 +1,91 @@
+"""Host-candidate gathering for a server: a fixed UDP port range and an advertised address.
+
+aioice binds one ephemeral port per local address and offers no port range. A server behind
+a firewall or 1:1 NAT needs both, so :func:`configure_gathering` replaces the connection's
+``get_component_candidates`` (the per-component gathering step of aioice 0.13) with one that
+
+* binds a free port in ``[port_min, port_max]`` (ephemeral when both are 0), and
+* with ``public_ip``, binds once on the wildcard address and advertises ``public_ip`` as the
+  single host candidate (ICE-lite style 1:1 NAT, like MediaMTX ``webrtcAdditionalHosts``).
+
+Only host candidates are gathered: a LAN appliance has no STUN/TURN servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import socket
+from typing import Any
+
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.ice import Connection, StunProtocol
+
+__all__ = ["configure_gathering", "PortRangeExhausted"]
+
+RCVBUF = 1 << 20
+
+
+class PortRangeExhausted(OSError):
+    """Every port of the configured UDP range is in use."""
+
+
+async def _bind(connection: Connection, address: str, port_min: int, port_max: int
+                ) -> tuple[asyncio.DatagramTransport, StunProtocol]:
+    loop = asyncio.get_running_loop()
+    if port_min == 0:
+        ports = [0]
+    else:
+        ports = list(range(port_min, port_max + 1))
+        random.shuffle(ports)
+    last: OSError | None = None
+    for port in ports:
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: StunProtocol(connection), local_addr=(address, port))
+        except OSError as exc:
+            last = exc
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        return transport, protocol
+    raise PortRangeExhausted(f"no free UDP port in {port_min}-{port_max} on {address}: {last}")
+
+
+def configure_gathering(connection: Connection, *, port_min: int = 0, port_max: int = 0,
+                        public_ip: str = "") -> None:
+    """Make ``connection`` gather host candidates in a port range / with a public address.
+
+    Must be called before ``gather_candidates`` (i.e. before aiortc's setLocalDescription).
+    """
+
+    async def get_component_candidates(component: int, addresses: list[str],
+                                       timeout: int = 5) -> list[Candidate]:
+        if public_ip:
+            wildcard = "::" if ipaddress.ip_address(public_ip).version == 6 else "0.0.0.0"
+            binds = [(wildcard, public_ip)]
+        else:
+            binds = [(a, a) for a in addresses]
+        candidates: list[Candidate] = []
+        protocols: list[Any] = []
+        for bind_addr, advertised in binds:
+            try:
+                transport, protocol = await _bind(connection, bind_addr, port_min, port_max)
+            except OSError:
+                continue
+            port = transport.get_extra_info("sockname")[1]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", advertised),
+                component=component, transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=advertised, port=port, type="host")
+            candidates.append(protocol.local_candidate)
+            protocols.append(protocol)
+        connection._protocols += protocols
+        if not candidates:
+            raise PortRangeExhausted("could not bind any UDP socket for WebRTC")
+        return candidates
+
+    connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]

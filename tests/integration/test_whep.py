@@ -1,0 +1,241 @@
+"""WebRTC over WHEP (RFC 9725) through the real ``hearth serve``: an aiortc client peer,
+Chromium, stray UDP datagrams, B-frame refusal and the negotiation limits."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.helpers.appliance import ApplianceProcess, http_get
+from tests.helpers.browser import CHROMIUM, chromium_page
+from tests.helpers.publishers import FFMPEG, ffmpeg_publish
+
+aiortc = pytest.importorskip("aiortc")
+pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
+
+
+@pytest.fixture
+def rtc_app(data_dir: object) -> Iterator[ApplianceProcess]:
+    app = ApplianceProcess(data_dir, {  # type: ignore[arg-type]
+        "HEARTH_WEBRTC_ENABLED": "1", "HEARTH_WEBRTC_PUBLIC_IP": "127.0.0.1",
+        "HEARTH_WEBRTC_UDP_PORT_MIN": "47000", "HEARTH_WEBRTC_UDP_PORT_MAX": "47999",
+        "HEARTH_WEBRTC_MAX_PENDING_PER_IP": "2",
+    })
+    app.start()
+    yield app
+    app.stop()
+
+
+def _live(app: ApplianceProcess, seconds: float = 40, **kw: Any) -> tuple[str, Any]:
+    created = app.create_stream("rtc")
+    pub = ffmpeg_publish(f"{app.rtmp_base}/{created['stream_key']}", seconds, **kw)
+    app.wait_for(lambda: app.get(f"/hls/{created['id']}/index.m3u8").status == 200, 20)
+    return created["id"], pub
+
+
+class WhepClient:
+    """A receive-only aiortc peer that decodes what it gets (aiortc decodes with PyAV)."""
+
+    def __init__(self) -> None:
+        self.pc = aiortc.RTCPeerConnection()
+        self.video_frames: list[Any] = []
+        self.audio_frames: list[Any] = []
+        self.answer = ""
+        self.location = ""
+        self._tasks: list[asyncio.Task[None]] = []
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    async def _consume(self, track: Any) -> None:
+        sink = self.video_frames if track.kind == "video" else self.audio_frames
+        try:
+            while True:
+                sink.append(await track.recv())
+        except Exception:
+            return
+
+    async def connect(self, url: str) -> int:
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with aiohttp.ClientSession() as http, http.post(
+                url, data=self.pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"}) as resp:
+            body = await resp.text()
+            if resp.status != 201:
+                self.answer = body
+                return resp.status
+            self.location = resp.headers["Location"]
+            self.answer = body
+        await self.pc.setRemoteDescription(
+            aiortc.RTCSessionDescription(sdp=self.answer, type="answer"))
+        return 201
+
+    async def wait_frames(self, video: int, audio: int, timeout: float = 20) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.video_frames) < video or len(self.audio_frames) < audio:
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for t in self._tasks:
+            t.cancel()
+
+
+def _server_ports(answer: str) -> set[int]:
+    return {int(m[1]) for m in re.finditer(r"a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ host",
+                                          answer, re.I)}
+
+
+async def test_aiortc_peer_receives_h264_and_opus(rtc_app: ApplianceProcess) -> None:
+    """WHEP answer negotiates H.264 + Opus; frames decode; WHEP viewers count; DELETE ends."""
+    sid, pub = _live(rtc_app)
+    client = WhepClient()
+    try:
+        meta = http_get(f"{rtc_app.base}/api/streams/{sid}").json()
+        assert meta["whep_url"].endswith(f"/whep/{sid}")
+        assert await client.connect(f"{rtc_app.base}/whep/{sid}") == 201
+        assert re.search(r"a=rtpmap:\d+ H264/90000", client.answer)
+        assert re.search(r"a=rtpmap:\d+ opus/48000/2", client.answer)
+        assert "VP8" not in client.answer
+        assert _server_ports(client.answer) <= set(range(47000, 48000))
+        assert " 127.0.0.1 " in client.answer  # the configured public address
+        await client.wait_frames(video=30, audio=50)
+        frame = client.video_frames[-1]
+        assert (frame.width, frame.height) == (320, 240)
+        assert client.audio_frames[-1].sample_rate == 48000
+        # The WHEP viewer counts like an HLS session (nobody fetched HLS with a token).
+        async with asyncio.timeout(10):
+            while http_get(f"{rtc_app.base}/api/streams/{sid}").json()["viewers"] < 1:
+                await asyncio.sleep(0.2)
+        async with aiohttp.ClientSession() as http:
+            async with http.delete(f"{rtc_app.base}{client.location}") as resp:
+                assert resp.status == 200
+            async with http.delete(f"{rtc_app.base}{client.location}") as resp:
+                assert resp.status == 404
+            async with http.patch(f"{rtc_app.base}{client.location}") as resp:
+                assert resp.status in (404, 405)
+        async with asyncio.timeout(10):
+            while client.pc.connectionState not in ("closed", "failed", "disconnected"):
+                n = len(client.video_frames)
+                await asyncio.sleep(1)
+                if len(client.video_frames) == n:
+                    break
+    finally:
+        await client.close()
+        pub.kill()
+        pub.wait(10)
+
+
+async def test_stray_udp_datagrams_do_not_kill_the_session(rtc_app: ApplianceProcess) -> None:
+    """bad-input.md B16: empty and junk datagrams to the ICE port leave the peer connected."""
+    sid, pub = _live(rtc_app)
+    client = WhepClient()
+    try:
+        assert await client.connect(f"{rtc_app.base}/whep/{sid}") == 201
+        await client.wait_frames(video=10, audio=0)
+        ports = _server_ports(client.answer)
+        assert ports
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for port in ports:
+                for payload in (b"", b"", b"\x00", b"\x16\xfe\xfd" + b"\x00" * 50,
+                                b"\x80" + b"\x00" * 30, bytes(range(256))):
+                    s.sendto(payload, ("127.0.0.1", port))
+        await asyncio.sleep(2)
+        n = len(client.video_frames)
+        await asyncio.sleep(2)
+        assert client.pc.connectionState == "connected"
+        assert len(client.video_frames) > n + 20, "media keeps flowing"
+    finally:
+        await client.close()
+        pub.kill()
+        pub.wait(10)
+
+
+async def test_bframes_are_refused_for_webrtc_only(rtc_app: ApplianceProcess) -> None:
+    """A source with B-frames gets a clear WHEP refusal and an event-log entry; HLS plays."""
+    sid, pub = _live(rtc_app, 20, bframes=2)
+    client = WhepClient()
+    try:
+        await asyncio.sleep(1)
+        status = await client.connect(f"{rtc_app.base}/whep/{sid}")
+        assert status == 409
+        assert "B-frames" in client.answer
+        assert "webrtc.bframes" in rtc_app.log()
+        assert http_get(f"{rtc_app.base}/hls/{sid}/index.m3u8").status == 200
+    finally:
+        await client.close()
+        pub.kill()
+        pub.wait(10)
+
+
+async def test_negotiation_limits(rtc_app: ApplianceProcess) -> None:
+    """B15: oversized SDP → 413, wrong type → 415, garbage → 400, pending cap per IP → 429."""
+    sid, pub = _live(rtc_app)
+    url = f"{rtc_app.base}/whep/{sid}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def post(body: bytes, ctype: str = "application/sdp") -> int:
+                async with http.post(url, data=body, headers={"Content-Type": ctype}) as r:
+                    await r.read()
+                    return r.status
+
+            assert await post(b"v=0\r\n" + b"a=x\r\n" * 20000) == 413
+            assert await post(b"v=0", "text/plain") == 415
+            assert await post(b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n") == 400
+            assert await post(b"v=0\r\n" + b"m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 50) == 400
+            async with http.post(f"{rtc_app.base}/whep/nosuchstream1",
+                                 data=b"v=0", headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 404
+            # Two valid offers that never complete ICE stay pending; the third is refused.
+            clients = [WhepClient() for _ in range(3)]
+            statuses = []
+            for c in clients:
+                c.pc.addTransceiver("video", direction="recvonly")
+                await c.pc.setLocalDescription(await c.pc.createOffer())
+                statuses.append(await post(c.pc.localDescription.sdp.encode()))
+            assert statuses == [201, 201, 429], statuses
+            for c in clients:
+                await c.close()
+    finally:
+        pub.kill()
+        pub.wait(10)
+
+
+def test_whep_disabled_by_default(appliance: ApplianceProcess) -> None:
+    """Without webrtc.enabled there is no WHEP endpoint and no whep_url."""
+    created = appliance.create_stream("no rtc")
+    assert "whep_url" not in http_get(f"{appliance.base}/api/streams/{created['id']}").json()
+    assert appliance.get(f"/whep/{created['id']}").status in (404, 405)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+def test_chromium_plays_over_whep(rtc_app: ApplianceProcess) -> None:
+    """The watch page in WebRTC mode renders frames from the WHEP session."""
+    sid, pub = _live(rtc_app)
+    try:
+        with chromium_page() as page:
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{rtc_app.base}/watch/{sid}?mode=webrtc")
+            page.wait_for_function(
+                "() => { const v = document.getElementById('player');"
+                " return v.srcObject && v.getVideoPlaybackQuality().totalVideoFrames > 30; }",
+                timeout=30_000)
+            info = page.evaluate("""() => ({mode: window.hearthPlayer.mode,
+                state: window.hearthPlayer.pc && window.hearthPlayer.pc.connectionState,
+                w: document.getElementById('player').videoWidth,
+                toggle: !!document.getElementById('low-latency')})""")
+            assert info == {"mode": "webrtc", "state": "connected", "w": 320, "toggle": True}
+            assert not errors, errors
+    finally:
+        pub.kill()
+        pub.wait(10)
