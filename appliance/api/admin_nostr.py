@@ -1,0 +1,155 @@
+"""Admin API routes for chat, moderation and relays (Unix socket only).
+
+Contract (bodies and answers are JSON; errors ``{"error": message, "field"?: name}``):
+
+* ``GET  /v1/streams/{id}/chat?limit=N`` → ``[ChatMessage]`` oldest first, hidden and muted
+  ones included and flagged.
+* ``POST /v1/streams/{id}/chat`` ``{"content": str, "reply_to"?: event_id}`` → ``ChatMessage``
+  (201), signed as the operator (imported key) or the service, committed, then published.
+* ``POST /v1/streams/{id}/chat/{event_id}/hide`` | ``/unhide`` → ``ChatMessage``.
+* ``POST /v1/streams/{id}/chat/{event_id}/pin`` → ``ChatMessage`` (30311 ``pinned`` tag set and
+  the live event republished).
+* ``POST /v1/mutes`` ``{"pubkey": hex | npub}`` → ``{"pubkey": hex, "mutes": [hex…]}``;
+  ``DELETE /v1/mutes/{pubkey}`` → same; ``GET /v1/mutes`` → ``{"mutes": [hex…]}``.
+* ``GET  /v1/relays`` → ``[RelayInfo]``.
+* ``GET  /v1/nostr`` → identities (``service_pubkey``, ``service_npub``, ``activity_pubkey``,
+  ``operator_pubkey``, ``signing_as``) and rejection counters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from appliance.api.admin import STATE, _body, _error, _stream_id
+from appliance.nostr.service import ChatRejected, NostrNotFound, NostrService
+from relay_client.nip19 import encode_npub
+
+_EVENT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _nostr(request: web.Request) -> NostrService:
+    nostr = request.app[STATE].nostr
+    if nostr is None:
+        raise web.HTTPServiceUnavailable(text='{"error": "nostr is starting"}',
+                                         content_type="application/json")
+    return nostr
+
+
+def _event_id(request: web.Request) -> str:
+    event_id = request.match_info["event_id"]
+    if not _EVENT_ID_RE.fullmatch(event_id):
+        raise NostrNotFound(event_id)
+    return event_id
+
+
+@web.middleware
+async def nostr_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    except ChatRejected as exc:
+        return _error(400, str(exc), "content")
+    except NostrNotFound as exc:
+        return _error(404, f"no chat message {exc.args[0]!r} in this stream")
+
+
+async def list_chat(request: web.Request) -> web.Response:
+    stream_id = _stream_id(request)
+    try:
+        limit = max(1, min(1000, int(request.query.get("limit", "200"))))
+    except ValueError:
+        return _error(400, "limit must be an integer", "limit")
+    nostr = _nostr(request)
+    await request.app[STATE].service.get(stream_id)
+    messages = await nostr.list_chat(stream_id, limit)
+    return web.json_response([m.to_dict() for m in messages])
+
+
+async def send_chat(request: web.Request) -> web.Response:
+    stream_id = _stream_id(request)
+    data = await _body(request)
+    content = data.get("content")
+    if not isinstance(content, str):
+        return _error(400, "content must be a string", "content")
+    reply_to = data.get("reply_to")
+    if reply_to is not None and (not isinstance(reply_to, str)
+                                 or not _EVENT_ID_RE.fullmatch(reply_to)):
+        return _error(400, "reply_to must be a 64-character lowercase hex event id", "reply_to")
+    msg = await _nostr(request).send_operator_chat(stream_id, content, reply_to)
+    return web.json_response(msg.to_dict(), status=201)
+
+
+async def hide(request: web.Request) -> web.Response:
+    msg = await _nostr(request).set_hidden(_stream_id(request), _event_id(request), True)
+    return web.json_response(msg.to_dict())
+
+
+async def unhide(request: web.Request) -> web.Response:
+    msg = await _nostr(request).set_hidden(_stream_id(request), _event_id(request), False)
+    return web.json_response(msg.to_dict())
+
+
+async def pin(request: web.Request) -> web.Response:
+    msg = await _nostr(request).pin(_stream_id(request), _event_id(request))
+    return web.json_response(msg.to_dict())
+
+
+async def add_mute(request: web.Request) -> web.Response:
+    data = await _body(request)
+    pubkey = data.get("pubkey")
+    if not isinstance(pubkey, str):
+        return _error(400, "pubkey must be a string (hex or npub)", "pubkey")
+    nostr = _nostr(request)
+    try:
+        hex_key = await nostr.mute(pubkey)
+    except ValueError as exc:
+        return _error(400, str(exc), "pubkey")
+    return web.json_response({"pubkey": hex_key, "mutes": nostr.mutes()})
+
+
+async def remove_mute(request: web.Request) -> web.Response:
+    nostr = _nostr(request)
+    try:
+        hex_key = await nostr.unmute(request.match_info["pubkey"])
+    except ValueError as exc:
+        return _error(400, str(exc), "pubkey")
+    return web.json_response({"pubkey": hex_key, "mutes": nostr.mutes()})
+
+
+async def list_mutes(request: web.Request) -> web.Response:
+    return web.json_response({"mutes": _nostr(request).mutes()})
+
+
+async def list_relays(request: web.Request) -> web.Response:
+    return web.json_response([r.to_dict() for r in _nostr(request).relay_infos()])
+
+
+async def nostr_info(request: web.Request) -> web.Response:
+    nostr = _nostr(request)
+    return web.json_response({
+        "service_pubkey": nostr.service_pubkey,
+        "service_npub": encode_npub(nostr.service_pubkey),
+        "activity_pubkey": nostr.activity_pubkey,
+        "operator_pubkey": nostr.operator_pubkey,
+        "signing_as": "service" if nostr.activity_pubkey == nostr.service_pubkey else "operator",
+        "relays": list(nostr.relays),
+        **nostr.counters(),
+    })
+
+
+def add_nostr_routes(app: web.Application) -> None:
+    """Register the routes above on the admin app (its ``STATE`` key must be set)."""
+    app.middlewares.append(nostr_errors)
+    app.router.add_get("/v1/streams/{stream_id}/chat", list_chat)
+    app.router.add_post("/v1/streams/{stream_id}/chat", send_chat)
+    app.router.add_post("/v1/streams/{stream_id}/chat/{event_id}/hide", hide)
+    app.router.add_post("/v1/streams/{stream_id}/chat/{event_id}/unhide", unhide)
+    app.router.add_post("/v1/streams/{stream_id}/chat/{event_id}/pin", pin)
+    app.router.add_get("/v1/mutes", list_mutes)
+    app.router.add_post("/v1/mutes", add_mute)
+    app.router.add_delete("/v1/mutes/{pubkey}", remove_mute)
+    app.router.add_get("/v1/relays", list_relays)
+    app.router.add_get("/v1/nostr", nostr_info)

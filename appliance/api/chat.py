@@ -1,0 +1,162 @@
+"""Public chat routes for viewer pages.
+
+* ``GET /api/streams/{id}/chat?limit=N`` → JSON list, oldest first, moderated (hidden messages
+  and muted authors left out). Each item: ``id``, ``pubkey``, ``created_at``, ``content``
+  (display form: bidi/control characters stripped, ≤ 500 chars), ``kind``, ``display_name``,
+  ``from_operator``, ``pinned``, ``zap_msats``, ``reply_to``.
+* ``GET /api/streams/{id}/chat/ws`` WebSocket. Server → page: ``{"type": "hello", "address":
+  "30311:…", "relays": [...]}``, ``{"type": "message", "message": {...}}``, ``{"type": "hide",
+  "id"}``, ``{"type": "mute", "pubkey"}``, ``{"type": "pinned", "id"}``, ``{"type": "ok",
+  "id"}``, ``{"type": "error", "error": text, "id"?}``. Page → server: ``{"type": "event",
+  "event": <signed kind 1311>}`` (frames ≤ 8 KiB; 2 messages / 3 s per IP and per pubkey).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from appliance.api.http import CORS, STATE
+from appliance.api.schema import ChatMessage
+from appliance.bus import ChatChanged
+from appliance.domain import STREAM_ID_RE
+from appliance.nostr.chat import WS_FRAME_BYTES
+from appliance.nostr.service import ChatRejected, NostrService
+from appliance.streams import StreamNotFound
+
+logger = logging.getLogger(__name__)
+
+_PUBLIC_FIELDS = ("id", "pubkey", "created_at", "content", "kind", "display_name",
+                  "from_operator", "pinned", "zap_msats", "reply_to")
+# aiohttp's own hard cap; frames between the two limits get a readable error instead of 1009.
+_HARD_FRAME_LIMIT = 8 * WS_FRAME_BYTES
+
+
+def public_message(msg: ChatMessage | dict[str, Any]) -> dict[str, Any]:
+    data = msg.to_dict() if isinstance(msg, ChatMessage) else msg
+    return {k: data.get(k) for k in _PUBLIC_FIELDS}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status,
+                             headers={**CORS, "Cache-Control": "no-cache",
+                                      "X-Content-Type-Options": "nosniff"})
+
+
+async def _resolve(request: web.Request) -> tuple[NostrService, str] | web.Response:
+    state = request.app[STATE]
+    stream_id = request.match_info["stream_id"]
+    if not STREAM_ID_RE.fullmatch(stream_id):
+        return _json({"error": "no such stream"}, 404)
+    try:
+        await state.service.get(stream_id)
+    except StreamNotFound:
+        return _json({"error": "no such stream"}, 404)
+    if state.nostr is None:
+        return _json({"error": "chat is starting"}, 503)
+    return state.nostr, stream_id
+
+
+async def chat_history(request: web.Request) -> web.Response:
+    resolved = await _resolve(request)
+    if isinstance(resolved, web.Response):
+        return resolved
+    nostr, stream_id = resolved
+    try:
+        limit = max(1, min(500, int(request.query.get("limit", "200"))))
+    except ValueError:
+        return _json({"error": "limit must be an integer"}, 400)
+    messages = await nostr.list_chat(stream_id, limit, public=True)
+    return _json([public_message(m) for m in messages])
+
+
+def _client_ip(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def chat_ws(request: web.Request) -> web.StreamResponse:
+    resolved = await _resolve(request)
+    if isinstance(resolved, web.Response):
+        return resolved
+    nostr, stream_id = resolved
+    ws = web.WebSocketResponse(max_msg_size=_HARD_FRAME_LIMIT, heartbeat=30.0)
+    await ws.prepare(request)
+    ip = _client_ip(request)
+    bus = request.app[STATE].bus
+    async with bus.subscribe(ChatChanged, maxsize=500) as sub:
+        forward = asyncio.get_running_loop().create_task(
+            _forward(ws, sub, stream_id), name=f"chat-ws-{stream_id}")
+        try:
+            await ws.send_json({"type": "hello", "address": nostr.address(stream_id),
+                                "relays": list(nostr.relays)})
+            async for frame in ws:
+                if frame.type is not WSMsgType.TEXT:
+                    if frame.type is WSMsgType.BINARY:
+                        await ws.send_json({"type": "error", "error": "send JSON text frames"})
+                    continue
+                await _handle_frame(ws, nostr, stream_id, ip, frame.data)
+        finally:
+            forward.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forward
+    return ws
+
+
+async def _handle_frame(ws: web.WebSocketResponse, nostr: NostrService, stream_id: str,
+                        ip: str, data: str) -> None:
+    if len(data.encode("utf-8", "surrogatepass")) > WS_FRAME_BYTES:
+        nostr.rejected["frame-too-large"] += 1
+        await ws.send_json({"type": "error",
+                            "error": f"message too large (limit {WS_FRAME_BYTES} bytes)"})
+        return
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        nostr.rejected["malformed"] += 1
+        await ws.send_json({"type": "error", "error": "frames must be JSON"})
+        return
+    if not isinstance(obj, dict) or obj.get("type") != "event":
+        await ws.send_json({"type": "error", "error": 'expected {"type": "event", "event": …}'})
+        return
+    event = obj.get("event")
+    event_id = event.get("id") if isinstance(event, dict) else None
+    try:
+        msg = await nostr.accept_browser_event(stream_id, event, ip)
+    except ChatRejected as exc:
+        await ws.send_json({"type": "error", "error": str(exc), "reason": exc.reason,
+                            "id": event_id if isinstance(event_id, str) else None})
+        return
+    await ws.send_json({"type": "ok", "id": msg.id})
+
+
+async def _forward(ws: web.WebSocketResponse, sub: Any, stream_id: str) -> None:
+    while not ws.closed:
+        ev = await sub.get()
+        assert isinstance(ev, ChatChanged)
+        out: dict[str, Any] | None = None
+        if ev.reason == "muted":
+            out = {"type": "mute", "pubkey": ev.message.get("pubkey")}
+        elif ev.stream_id != stream_id:
+            continue
+        elif ev.reason in ("new", "unhidden"):
+            if not ev.message.get("hidden") and not ev.message.get("muted"):
+                out = {"type": "message", "message": public_message(ev.message)}
+        elif ev.reason == "hidden":
+            out = {"type": "hide", "id": ev.message.get("id")}
+        elif ev.reason == "pinned":
+            out = {"type": "pinned", "id": ev.message.get("id")}
+        if out is not None:
+            try:
+                await ws.send_json(out)
+            except (ConnectionError, RuntimeError):
+                return
+
+
+def add_chat_routes(app: web.Application) -> None:
+    app.router.add_get("/api/streams/{stream_id}/chat", chat_history)
+    app.router.add_get("/api/streams/{stream_id}/chat/ws", chat_ws)

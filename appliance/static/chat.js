@@ -1,0 +1,181 @@
+// Hearth live chat (NIP-53 kind 1311) for the watch page.
+// History from /api/streams/{id}/chat, live updates and sending over the same-origin
+// WebSocket /api/streams/{id}/chat/ws. Messages are signed in the browser: with a NIP-07
+// extension (window.nostr) when present, else with a key generated once and kept in
+// localStorage, using the vendored nostr-tools bundle. All user text goes through
+// textContent, never innerHTML (bad-input B20).
+(function () {
+  "use strict";
+  var root = document.getElementById("watch");
+  var panel = document.getElementById("chat");
+  if (!root || !panel) return;
+  var config;
+  try { config = JSON.parse(root.getAttribute("data-config") || "{}"); } catch (e) { return; }
+  var chat = config.chat;
+  if (!chat || !chat.address) { panel.hidden = true; return; }
+
+  var log = document.getElementById("chat-log");
+  var statusEl = document.getElementById("chat-status");
+  var form = document.getElementById("chat-form");
+  var input = document.getElementById("chat-input");
+  var identity = document.getElementById("chat-identity");
+  var pinnedEl = document.getElementById("chat-pinned");
+  var seen = Object.create(null);
+  var texts = Object.create(null);
+  var ws = null;
+  var retry = 1000;
+  var KEY = "hearth.chat.sk";
+
+  function setStatus(text) { statusEl.textContent = text || ""; }
+
+  function shortKey(pk) { return pk ? pk.slice(0, 8) + "…" : "?"; }
+
+  function render(m) {
+    if (!m || typeof m.id !== "string" || seen[m.id]) return;
+    var li = document.createElement("li");
+    li.dataset.id = m.id;
+    li.dataset.pubkey = m.pubkey || "";
+    if (m.from_operator) li.className = "operator";
+    var who = document.createElement("span");
+    who.className = "author";
+    who.textContent = m.display_name || shortKey(m.pubkey);
+    li.appendChild(who);
+    if (m.zap_msats) {
+      var zap = document.createElement("span");
+      zap.className = "zap";
+      zap.textContent = "⚡ " + Math.floor(m.zap_msats / 1000) + " sats ";
+      li.appendChild(zap);
+    }
+    var text = document.createElement("span");
+    text.className = "text";
+    text.textContent = String(m.content || "");
+    li.appendChild(text);
+    seen[m.id] = li;
+    texts[m.id] = String(m.content || "");
+    // Keep created_at order (relays may deliver history late).
+    var ts = Number(m.created_at) || 0;
+    li.dataset.ts = String(ts);
+    var before = null;
+    for (var n = log.lastElementChild; n; n = n.previousElementSibling) {
+      if (Number(n.dataset.ts) <= ts) break;
+      before = n;
+    }
+    var stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 30;
+    log.insertBefore(li, before);
+    if (stick) log.scrollTop = log.scrollHeight;
+    if (m.pinned) showPinned(m.id);
+  }
+
+  function showPinned(id) {
+    var t = texts[id];
+    if (t === undefined) return;
+    pinnedEl.textContent = "📌 " + t;
+    pinnedEl.hidden = false;
+  }
+
+  function remove(id) {
+    var li = seen[id];
+    if (li && li.parentNode) li.parentNode.removeChild(li);
+  }
+
+  function removeAuthor(pk) {
+    Array.prototype.slice.call(log.children).forEach(function (li) {
+      if (li.dataset.pubkey === pk) li.parentNode.removeChild(li);
+    });
+  }
+
+  function loadHistory() {
+    return fetch("/api/streams/" + encodeURIComponent(config.id) + "/chat?limit=200",
+                 { cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (list) { if (Array.isArray(list)) list.forEach(render); })
+      .catch(function () {});
+  }
+
+  function connect() {
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    ws = new WebSocket(proto + "//" + location.host + "/api/streams/" +
+                       encodeURIComponent(config.id) + "/chat/ws");
+    ws.onopen = function () { retry = 1000; panel.dataset.connected = "1"; loadHistory(); };
+    ws.onmessage = function (ev) {
+      var msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (msg.type === "message") render(msg.message);
+      else if (msg.type === "hide") remove(msg.id);
+      else if (msg.type === "mute") removeAuthor(msg.pubkey);
+      else if (msg.type === "pinned") showPinned(msg.id);
+      else if (msg.type === "ok") setStatus("");
+      else if (msg.type === "error") setStatus(String(msg.error || "message refused"));
+    };
+    ws.onclose = function () {
+      panel.dataset.connected = "";
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 15000);
+    };
+  }
+
+  // ---- signing ---------------------------------------------------------------------------
+
+  function toHex(bytes) {
+    var out = "";
+    for (var i = 0; i < bytes.length; i++) out += (bytes[i] + 256).toString(16).slice(1);
+    return out;
+  }
+
+  function fromHex(hex) {
+    var out = new Uint8Array(hex.length / 2);
+    for (var i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+    return out;
+  }
+
+  function localKey() {
+    var NT = window.NostrTools;
+    if (!NT) return null;
+    var hex = null;
+    try { hex = localStorage.getItem(KEY); } catch (e) { /* storage disabled */ }
+    if (!hex || !/^[0-9a-f]{64}$/.test(hex)) {
+      hex = toHex(NT.generateSecretKey());
+      try { localStorage.setItem(KEY, hex); } catch (e) { /* session-only key */ }
+    }
+    return fromHex(hex);
+  }
+
+  function template(content) {
+    // NIP-53: a live chat message MUST carry the activity's "a" coordinate.
+    return { kind: 1311, created_at: Math.floor(Date.now() / 1000),
+             tags: [["a", chat.address, (chat.relays && chat.relays[0]) || ""]],
+             content: content };
+  }
+
+  function sign(content) {
+    if (window.nostr && typeof window.nostr.signEvent === "function") {
+      return window.nostr.signEvent(template(content)); // NIP-07
+    }
+    var sk = localKey();
+    if (!sk) return Promise.reject(new Error("signing library not loaded"));
+    return Promise.resolve(window.NostrTools.finalizeEvent(template(content), sk));
+  }
+
+  function showIdentity() {
+    if (window.nostr) { identity.textContent = "Signing with your Nostr extension"; return; }
+    var sk = localKey();
+    if (sk) {
+      identity.textContent = "Chatting as " + shortKey(window.NostrTools.getPublicKey(sk)) +
+        " (key kept in this browser)";
+    }
+  }
+
+  form.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var content = input.value.trim();
+    if (!content) return;
+    if (!ws || ws.readyState !== WebSocket.OPEN) { setStatus("not connected yet"); return; }
+    sign(content).then(function (event) {
+      ws.send(JSON.stringify({ type: "event", event: event }));
+      input.value = "";
+    }).catch(function (err) { setStatus("could not sign: " + (err && err.message || err)); });
+  });
+
+  showIdentity();
+  connect();
+})();

@@ -1,0 +1,82 @@
+"""Nostr fixtures shared by relay_client and appliance tests: a real relay, nostr-tools in node.
+
+Import the fixtures into a test module (``from tests.nostr_fixtures import nostr_relay, …``).
+The relay process and the nostr-tools install are the ones from ``tests/relay_client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.relay_client.conftest import RelayProcess, nostr_relay_venv
+from tests.relay_client.test_nostr_tools_interop import nostr_tools_dir  # noqa: F401
+
+__all__ = ["RelayProcess", "nostr_relay", "nostr_tools_dir", "node_run", "relay_query",
+           "relay_publish", "run_sync"]
+
+
+@pytest.fixture
+def nostr_relay(tmp_path: Path) -> Iterator[RelayProcess]:
+    relay = RelayProcess(nostr_relay_venv(), tmp_path)
+    relay.start()
+    try:
+        yield relay
+    finally:
+        relay.stop()
+
+
+def node_run(tools_dir: Path, script: str, stdin: Any) -> Any:
+    """Run ``script`` with node inside the nostr-tools install; JSON in, JSON out."""
+    node = shutil.which("node")
+    assert node
+    out = subprocess.run([node, "-e", script], input=json.dumps(stdin), cwd=tools_dir,
+                         capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+async def _query(url: str, flt: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout), connect(url) as ws:
+        await ws.send(json.dumps(["REQ", "q", flt]))
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg[0] == "EVENT":
+                events.append(msg[2])
+            elif msg[0] in ("EOSE", "CLOSED"):
+                return events
+
+
+def run_sync(coro: Any) -> Any:
+    """``asyncio.run`` in a fresh thread (Playwright's sync API owns this thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def relay_query(url: str, flt: dict[str, Any], timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Stored events matching ``flt``, straight from the relay (NIP-01 REQ until EOSE)."""
+    result: list[dict[str, Any]] = run_sync(_query(url, flt, timeout))
+    return result
+
+
+async def _publish(url: str, event: dict[str, Any], timeout: float) -> list[Any]:
+    async with asyncio.timeout(timeout), connect(url) as ws:
+        await ws.send(json.dumps(["EVENT", event]))
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg[0] == "OK":
+                return list(msg)
+
+
+def relay_publish(url: str, event: dict[str, Any], timeout: float = 5.0) -> list[Any]:
+    result: list[Any] = run_sync(_publish(url, event, timeout))
+    return result
