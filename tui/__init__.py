@@ -1,0 +1,1 @@
+"""Hearth operator dashboard (Textual). Talks to the appliance only through the admin API."""

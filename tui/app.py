@@ -1,0 +1,49 @@
+"""``DashboardApp``: the thin Textual app. Its admin client and clock are injected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual.app import App
+from textual.binding import Binding
+
+from tui.client import AdminClient
+from tui.screens.main import MainScreen
+
+
+class DashboardApp(App[None]):
+    """The operator's dashboard.
+
+    Args:
+        client: how the app reaches the appliance (:class:`tui.client.UnixSocketAdminClient`
+            in production, :class:`tui.testing.FakeAdminClient` in tests and benches).
+        clock: wall-clock seconds, for uptimes and ages (frozen in tests).
+        where: shown in the header, e.g. the admin socket path.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Hearth"
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("t", "toggle_theme", "Light/dark"),
+    ]
+
+    def __init__(self, client: AdminClient, *, clock: Callable[[], float] = time.time,
+                 where: str = "") -> None:
+        super().__init__()
+        self.client = client
+        self.clock = clock
+        self.sub_title = where
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    async def action_quit(self) -> None:
+        await self.client.close()
+        self.exit()

@@ -1,0 +1,73 @@
+"""Small, pure formatters for figures shown on the dashboard (no clock reads here)."""
+
+from __future__ import annotations
+
+import time
+
+from appliance.api.schema import AdminStream
+
+
+def clock_time(ts: float) -> str:
+    """``HH:MM:SS`` in the terminal's local time zone."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def duration(seconds: float | None) -> str:
+    """``1:02:03`` / ``2:03``; ``-`` when unknown."""
+    if seconds is None or seconds < 0:
+        return "-"
+    s = int(seconds)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02}:{sec:02}" if h else f"{m}:{sec:02}"
+
+
+def ago(now: float, ts: float | None) -> str:
+    """``12s ago`` style age of ``ts`` at ``now``; ``never`` when unknown."""
+    if ts is None:
+        return "never"
+    d = max(0.0, now - ts)
+    if d < 60:
+        return f"{int(d)}s ago"
+    if d < 3600:
+        return f"{int(d // 60)}m ago"
+    return f"{int(d // 3600)}h ago"
+
+
+def uptime(stream: AdminStream, now: float) -> str:
+    if stream.status != "live" or stream.started_at is None:
+        return "-"
+    return duration(now - stream.started_at)
+
+
+def health(stream: AdminStream, now: float) -> str:
+    """One word for the health column (``ok``, ``warn``, ``B-frames``, ``waiting 12s``…)."""
+    if stream.status == "ended":
+        return "ended"
+    if stream.status != "live":
+        return "idle"
+    ingest = stream.ingest
+    if ingest is None:
+        if stream.grace_until is not None:
+            return f"waiting {int(max(0.0, stream.grace_until - now))}s"
+        return "no input"
+    if ingest.verdict == "ok" and ingest.bframes:
+        return "B-frames"
+    return ingest.verdict
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def resolution(stream: AdminStream) -> str:
+    i = stream.ingest
+    if i is None or not i.width or not i.height:
+        return "-"
+    return f"{i.width}x{i.height}"
+
+
+def short_key(pubkey: str) -> str:
+    return pubkey[:8] if len(pubkey) > 8 else pubkey

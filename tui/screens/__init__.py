@@ -1,0 +1,1 @@
+"""Screens: the dashboard (controller) and its modals."""

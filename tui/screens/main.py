@@ -1,0 +1,413 @@
+"""The dashboard screen: the controller between the admin client and the widgets.
+
+It owns the :class:`~tui.model.DashboardModel`, runs the feed worker (initial load, then the
+admin API's event stream, reconnecting with backoff), turns widget intents into client
+calls, and pushes model state down to widgets as attributes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label
+
+from appliance.api.schema import AdminStream, ChatMessage, LogEvent, RelayInfo
+from tui.client import AdminClient, ApiEvent, ApplianceError, ApplianceUnreachable, StreamDraft
+from tui.format import duration
+from tui.messages import (
+    ChatLoaded,
+    ChatReceived,
+    ConnectionLost,
+    LogAppended,
+    MuteChanged,
+    Redraw,
+    RelayUpdated,
+    Snapshot,
+    StreamsUpdated,
+    StreamUpdated,
+    ViewersUpdated,
+)
+from tui.model import DashboardModel
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.credentials import CredentialsScreen
+from tui.screens.error import ErrorScreen
+from tui.screens.stream_form import StreamForm
+from tui.widgets.banner import ConnectionBanner
+from tui.widgets.chat_pane import ChatPane
+from tui.widgets.log_pane import LogPane
+from tui.widgets.relay_panel import RelayPanel
+from tui.widgets.stream_table import StreamTable
+from tui.widgets.viewer_graph import ViewerGraph
+
+if TYPE_CHECKING:
+    from tui.app import DashboardApp
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 2.0
+MIN_REDRAW_INTERVAL = 0.1
+"""Seconds between two redraws of the dashboard (bursts coalesce)."""
+"""Health figures (bitrate, fps) have no events; re-read the list this often while live."""
+BACKOFF = (0.5, 1.0, 2.0, 5.0)
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("n", "new_stream", "New"),
+        Binding("e", "edit_stream", "Edit"),
+        Binding("k", "rotate_key", "Rotate key"),
+        Binding("x", "end_stream", "End"),
+        Binding("c", "chat", "Chat"),
+        Binding("escape", "focus_streams", "Streams", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = DashboardModel()
+        self.selected_id: str | None = None
+        self.connected = False
+        self._dirty: set[str] = set()
+        self._last_redraw = 0.0
+        self._redraw_scheduled = False
+
+    @property
+    def dash(self) -> DashboardApp:
+        from tui.app import DashboardApp
+
+        assert isinstance(self.app, DashboardApp)
+        return self.app
+
+    @property
+    def client(self) -> AdminClient:
+        return self.dash.client
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield ConnectionBanner(id="banner")
+        yield StreamTable(id="streams")
+        with Horizontal(id="lower"):
+            with Vertical(id="left"):
+                yield ViewerGraph(id="viewers")
+                yield ChatPane(id="chat")
+            with Vertical(id="right"):
+                yield Label("Events", classes="pane-title")
+                yield LogPane(id="log")
+                yield Label("Relays", classes="pane-title")
+                yield RelayPanel(id="relays")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(StreamTable).focus()
+        self.query_one(ConnectionBanner).message = "Connecting to the appliance…"
+        self._feed()
+        self.set_interval(REFRESH_SECONDS, self._periodic)
+
+    # ---- feed: appliance → messages ------------------------------------------------------
+
+    @work(exclusive=True, group="feed")
+    async def _feed(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                streams = await self.client.list_streams()
+                events = await self.client.list_events(100)
+                relays = await self.client.list_relays()
+                self.post_message(Snapshot(streams, events, relays))
+                attempt = 0
+                async for event in self.client.events():
+                    self._dispatch(event)
+                raise ApplianceUnreachable("the event stream ended", "Connection lost")
+            except ApplianceError as exc:
+                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                self.post_message(ConnectionLost(exc.message, delay))
+                await asyncio.sleep(delay)
+
+    def _dispatch(self, event: ApiEvent) -> None:
+        d = event.data
+        try:
+            if event.kind == "stream":
+                if isinstance(d.get("stream"), dict):
+                    self.post_message(StreamUpdated(AdminStream.from_dict(d["stream"])))
+                else:
+                    self._refresh_streams()
+            elif event.kind == "viewers":
+                self.post_message(ViewersUpdated(d["stream_id"], int(d["current"]),
+                                                 int(d["peak"])))
+            elif event.kind == "log":
+                self.post_message(LogAppended(LogEvent(
+                    id=int(d.get("id", 0)), at=float(d["at"]), level=d["level"], kind=d["kind"],
+                    stream_id=d.get("stream_id"), message=d["message"])))
+            elif event.kind == "chat":
+                reason = d.get("reason", "new")
+                if reason in ("muted", "unmuted"):  # payload is {"pubkey", "muted"}
+                    self.post_message(MuteChanged(str(d["message"]["pubkey"]),
+                                                  reason == "muted"))
+                else:
+                    self.post_message(ChatReceived(d["stream_id"], reason,
+                                                   ChatMessage.from_dict(d["message"])))
+            elif event.kind == "relay":
+                self.post_message(RelayUpdated(RelayInfo.from_dict(d["relay"])))
+        except (KeyError, TypeError, ValueError):
+            logger.warning("ignoring malformed %s event: %r", event.kind, d)
+
+    def _periodic(self) -> None:
+        if self.connected and any(s.status == "live" for s in self.model.streams.values()):
+            self._refresh_streams()
+
+    @work(exclusive=True, group="streams")
+    async def _refresh_streams(self) -> None:
+        try:
+            self.post_message(StreamsUpdated(await self.client.list_streams()))
+        except ApplianceError:
+            pass  # the feed worker reports a lost connection
+
+    @work(exclusive=True, group="chat")
+    async def _load_chat(self, stream_id: str) -> None:
+        try:
+            self.post_message(ChatLoaded(stream_id, await self.client.list_chat(stream_id)))
+        except ApplianceError:
+            self.post_message(ChatLoaded(stream_id, None))
+
+    # ---- messages → model → widgets --------------------------------------------------------
+
+    def _mark(self, *parts: str) -> None:
+        """Schedule a redraw of ``parts``; everything queued before it is drawn at once.
+
+        At most one redraw per :data:`MIN_REDRAW_INTERVAL`: a quiet screen redraws at once,
+        a burst (50 chat messages/s, 20 streams' viewer figures) coalesces into ≤ 10 frames/s.
+        """
+        self._dirty |= set(parts)
+        if self._redraw_scheduled:
+            return
+        self._redraw_scheduled = True
+        wait = self._last_redraw + MIN_REDRAW_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self.post_message(Redraw("all"))
+        else:
+            self.set_timer(wait, lambda: self.post_message(Redraw("all")))
+
+    def on_snapshot(self, message: Snapshot) -> None:
+        self.connected = True
+        self.query_one(ConnectionBanner).message = ""
+        self.model.set_streams(message.streams)
+        self.model.events.clear()
+        self.model.events.extend(sorted(message.events, key=lambda e: (e.at, e.id)))
+        self.model.relays = (None if message.relays is None
+                             else {r.url: r for r in message.relays})
+        if self.selected_id is not None:
+            self._load_chat(self.selected_id)
+        self._mark("streams", "log", "relays", "selected")
+
+    def on_streams_updated(self, message: StreamsUpdated) -> None:
+        self.model.set_streams(message.streams)
+        self._mark("streams", "selected")
+
+    def on_stream_updated(self, message: StreamUpdated) -> None:
+        self.model.upsert_stream(message.stream)
+        self._mark("streams", "selected")
+
+    def on_viewers_updated(self, message: ViewersUpdated) -> None:
+        self.model.set_viewers(message.stream_id, message.current, message.peak)
+        self._mark("streams", "selected")
+
+    def on_chat_loaded(self, message: ChatLoaded) -> None:
+        self.model.set_chat(message.stream_id, message.messages)
+        if message.stream_id == self.selected_id:
+            self._mark("chat")
+
+    def on_chat_received(self, message: ChatReceived) -> None:
+        self.model.apply_chat(message.stream_id, message.message)
+        if message.stream_id == self.selected_id:
+            self._mark("chat")
+
+    def on_mute_changed(self, message: MuteChanged) -> None:
+        self.model.set_muted(message.pubkey, message.muted)
+        self._mark("chat")
+
+    def on_log_appended(self, message: LogAppended) -> None:
+        self.model.events.append(message.event)
+        self._mark("log")
+
+    def on_relay_updated(self, message: RelayUpdated) -> None:
+        self.model.set_relay(message.relay)
+        self._mark("relays")
+
+    def on_connection_lost(self, message: ConnectionLost) -> None:
+        self.connected = False
+        self.query_one(ConnectionBanner).message = (
+            f"Connection to the appliance lost: {message.reason} "
+            f"Reconnecting every {message.retry_in:g} s…")
+
+    def on_redraw(self, message: Redraw) -> None:
+        self._redraw_scheduled = False
+        self._last_redraw = time.monotonic()
+        dirty, self._dirty = self._dirty, set()
+        now = self.dash.clock()
+        if "streams" in dirty:
+            table = self.query_one(StreamTable)
+            table.now = now
+            table.streams = tuple(self.model.ordered_streams())
+        if "selected" in dirty or "chat" in dirty:
+            self._draw_selected()
+        if "log" in dirty:
+            self.query_one(LogPane).entries = tuple(self.model.events)
+        if "relays" in dirty:
+            relays = self.query_one(RelayPanel)
+            relays.now = now
+            relays.relays = (None if self.model.relays is None
+                             else tuple(self.model.relays.values()))
+
+    def _draw_selected(self) -> None:
+        stream = self.model.streams.get(self.selected_id or "")
+        graph = self.query_one(ViewerGraph)
+        chat = self.query_one(ChatPane)
+        if stream is None:
+            graph.caption = "No stream selected"
+            graph.history = ()
+            chat.stream_label = ""
+            chat.messages = ()
+            return
+        up = (f", up {duration(self.dash.clock() - stream.started_at)}"
+              if stream.status == "live" and stream.started_at else "")
+        graph.caption = (f"{stream.title}: {stream.viewers} watching, "
+                         f"peak {stream.peak_viewers}{up}")
+        graph.history = tuple(self.model.viewer_history.get(stream.id, ()))
+        chat.stream_label = stream.title
+        chat.available = not self.model.chat_unavailable
+        chat.messages = tuple(self.model.chat_for(stream.id))
+
+    @on(StreamTable.Selected)
+    def _selected(self, message: StreamTable.Selected) -> None:
+        self.selected_id = message.stream_id
+        if message.stream_id is not None:
+            self._load_chat(message.stream_id)
+        self._mark("selected")
+
+    # ---- intents → client ------------------------------------------------------------------
+
+    def _selected_stream(self) -> AdminStream | None:
+        stream = self.model.streams.get(self.selected_id or "")
+        if stream is None:
+            self.notify("Select a stream first (or press n to create one)", severity="warning")
+        return stream
+
+    def _report(self, exc: ApplianceError) -> None:
+        if isinstance(exc, ApplianceUnreachable):
+            self.notify(exc.message, title=exc.title, severity="error")
+        else:
+            self.app.push_screen(ErrorScreen(exc.title, exc.message))
+
+    async def _form_loop(self, stream: AdminStream | None) -> None:
+        draft = (StreamDraft(stream.title, stream.summary, tuple(stream.tags), stream.image)
+                 if stream else None)
+        error: tuple[str | None, str] | None = None
+        while True:
+            form = StreamForm(draft, editing=stream is not None, error=error)
+            result = await self.app.push_screen_wait(form)
+            if result is None:
+                return
+            try:
+                if stream is None:
+                    creds = await self.client.create_stream(result)
+                    await self.app.push_screen(CredentialsScreen(creds, "Stream created"))
+                    self._refresh_streams()
+                else:
+                    self.model.upsert_stream(await self.client.update_stream(stream.id, result))
+                    self._mark("streams", "selected")
+                    self.notify(f"Saved {result.title!r}")
+                return
+            except ApplianceError as exc:
+                if exc.status == 400:
+                    draft, error = result, (exc.field, exc.message)
+                    continue
+                self._report(exc)
+                return
+
+    @work(group="intent")
+    async def action_new_stream(self) -> None:
+        await self._form_loop(None)
+
+    @work(group="intent")
+    async def action_edit_stream(self) -> None:
+        stream = self._selected_stream()
+        if stream is not None:
+            await self._form_loop(stream)
+
+    @work(group="intent")
+    async def action_rotate_key(self) -> None:
+        stream = self._selected_stream()
+        if stream is None:
+            return
+        ok = await self.app.push_screen_wait(ConfirmScreen(
+            f"Rotate the key of {stream.title!r}?",
+            "The old key stops working at once; OBS needs the new one."))
+        if not ok:
+            return
+        try:
+            creds = await self.client.rotate_key(stream.id)
+        except ApplianceError as exc:
+            self._report(exc)
+            return
+        await self.app.push_screen(CredentialsScreen(creds, "New key for"))
+
+    @work(group="intent")
+    async def action_end_stream(self) -> None:
+        stream = self._selected_stream()
+        if stream is None:
+            return
+        if stream.status == "ended":
+            self.notify(f"{stream.title!r} has already ended")
+            return
+        ok = await self.app.push_screen_wait(ConfirmScreen(
+            f"End {stream.title!r} now?",
+            "The publisher is disconnected and the stream cannot go live again."))
+        if not ok:
+            return
+        try:
+            self.model.upsert_stream(await self.client.end_stream(stream.id))
+        except ApplianceError as exc:
+            self._report(exc)
+            return
+        self._mark("streams", "selected")
+
+    def action_chat(self) -> None:
+        self.query_one(ChatPane).action_compose()
+
+    def action_focus_streams(self) -> None:
+        self.query_one(StreamTable).focus()
+
+    @on(ChatPane.SendRequested)
+    def _send(self, message: ChatPane.SendRequested) -> None:
+        if self.selected_id is not None:
+            self._call(self.client.send_chat, self.selected_id, message.content,
+                       message.reply_to)
+
+    @on(ChatPane.ModerationRequested)
+    def _moderate(self, message: ChatPane.ModerationRequested) -> None:
+        m = message.message
+        if message.action == "hide":
+            self._call(self.client.hide_message, m.stream_id, m.id)
+        elif message.action == "pin":
+            self._call(self.client.pin_message, m.stream_id, m.id)
+        elif message.action == "mute":
+            self._call(self.client.mute_pubkey, m.pubkey)
+
+    @work(group="intent")
+    async def _call(self, method: Any, *args: Any) -> None:
+        try:
+            await method(*args)
+        except ApplianceError as exc:
+            if exc.status == 404:
+                self.notify("Chat moderation is not available on this appliance",
+                            severity="warning")
+            else:
+                self._report(exc)

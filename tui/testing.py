@@ -1,0 +1,194 @@
+"""An in-memory :class:`~tui.client.AdminClient` for tests, benches and demos.
+
+It records every call in :attr:`FakeAdminClient.calls` (the intents the dashboard sent), and
+lets the test push live events (:meth:`emit`) or cut the socket (:meth:`disconnect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from appliance.api.schema import (
+    AdminStream,
+    ChatMessage,
+    IngestInfo,
+    LogEvent,
+    RelayInfo,
+    Status,
+    StreamCredentials,
+)
+from tui.client import ApiEvent, ApplianceError, ApplianceUnreachable, StreamDraft
+
+T0 = 1_700_000_000.0
+"""The frozen 'now' of fixtures (2023-11-14 22:13:20 UTC)."""
+
+
+def make_stream(n: int, *, status: str = "live", viewers: int = 3, title: str | None = None,
+                verdict: str = "ok", publishing: bool = True) -> AdminStream:
+    """A deterministic stream fixture; live ones carry ingest health figures."""
+    sid = f"s{n:011d}"
+    ingest = None
+    if status == "live" and publishing:
+        ingest = IngestInfo(
+            connection_id=n, remote="192.0.2.10:50000", connected_at=T0 - 600,
+            bitrate_kbps=2500.0 + n, fps=30.0, width=1280, height=720,
+            keyframe_interval=2.0 if verdict == "ok" else 8.0, bframes=False,
+            video_codec="h264", audio_codec="aac", sample_rate=48000, channels=2,
+            verdict=verdict, bytes_in=10_000_000, frames_discarded=0, reconnects=0)
+    return AdminStream(
+        id=sid, title=title or f"Stream {n}", summary="", tags=["music"], image="",
+        status=status, created_at=T0 - 3600 - n, started_at=T0 - 600 - n * 60
+        if status != "created" else None, ended_at=T0 - 60 if status == "ended" else None,
+        viewers=viewers if status == "live" else 0, peak_viewers=viewers + 5,
+        total_viewers=viewers + 20, watch_url=f"http://box:8080/watch/{sid}",
+        hls_url=f"http://box:8080/hls/{sid}/index.m3u8", publishing=ingest is not None,
+        grace_until=T0 + 12 if status == "live" and not publishing else None, ingest=ingest)
+
+
+def make_chat(stream_id: str, n: int, content: str | None = None, **kw: Any) -> ChatMessage:
+    pubkey = kw.pop("pubkey", f"{n % 7:x}" * 64)
+    return ChatMessage(id=f"{n:064x}", stream_id=stream_id, pubkey=pubkey,
+                       created_at=int(T0) - 100 + n, content=content or f"message {n}",
+                       display_name=kw.pop("display_name", f"viewer{n % 7}"), **kw)
+
+
+class FakeAdminClient:
+    """Scriptable fake of the admin API (see module docstring)."""
+
+    def __init__(self, streams: list[AdminStream] | None = None, *,
+                 events: list[LogEvent] | None = None,
+                 chat: dict[str, list[ChatMessage]] | None = None,
+                 relays: list[RelayInfo] | None = None,
+                 chat_available: bool = True, connected: bool = True) -> None:
+        self.streams = {s.id: s for s in streams or []}
+        self.log = list(events or [])
+        self.chat = {k: list(v) for k, v in (chat or {}).items()}
+        self.relays = relays
+        self.chat_available = chat_available
+        self.connected = connected
+        self.calls: list[tuple[Any, ...]] = []
+        self.errors: dict[str, ApplianceError] = {}
+        """Method name → error to raise once (e.g. a 400 validation error)."""
+        self._queue: asyncio.Queue[ApiEvent | None] = asyncio.Queue()
+        self._next = len(self.streams) + 1
+        self.subscribed = asyncio.Event()
+
+    # ---- test controls ------------------------------------------------------------------
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Deliver one live event to the dashboard's event stream."""
+        self._queue.put_nowait(ApiEvent(kind, data))
+
+    def disconnect(self) -> None:
+        """Cut the socket: the event stream fails and every call raises until reconnect."""
+        self.connected = False
+        self._queue.put_nowait(None)
+
+    def reconnect(self) -> None:
+        self.connected = True
+
+    # ---- AdminClient --------------------------------------------------------------------
+
+    def _check(self, name: str) -> None:
+        if not self.connected:
+            raise ApplianceUnreachable("No admin API at /tmp/fake.sock.", "Connection lost")
+        if name in self.errors:
+            raise self.errors.pop(name)
+
+    async def get_status(self) -> Status:
+        self._check("get_status")
+        live = [s for s in self.streams.values() if s.status == "live"]
+        return Status(version="test", started_at=T0 - 3600, uptime=3600.0,
+                      public_url="http://box:8080", rtmp_url="rtmp://box:1935/live",
+                      data_dir="/var/lib/hearth", streams_total=len(self.streams),
+                      streams_live=len(live), publishers=len(live),
+                      viewers=sum(s.viewers for s in live), rtmp_connections=len(live),
+                      auth_failures=0, frames_discarded=0)
+
+    async def list_streams(self) -> list[AdminStream]:
+        self._check("list_streams")
+        return list(self.streams.values())
+
+    async def list_events(self, limit: int = 100) -> list[LogEvent]:
+        self._check("list_events")
+        return self.log[-limit:]
+
+    async def list_chat(self, stream_id: str, limit: int = 200) -> list[ChatMessage] | None:
+        self._check("list_chat")
+        if not self.chat_available:
+            return None
+        return self.chat.get(stream_id, [])[-limit:]
+
+    async def list_relays(self) -> list[RelayInfo] | None:
+        self._check("list_relays")
+        return self.relays
+
+    async def create_stream(self, draft: StreamDraft) -> StreamCredentials:
+        self.calls.append(("create_stream", draft))
+        self._check("create_stream")
+        n = self._next
+        self._next += 1
+        stream = replace(make_stream(n, status="created"), title=draft.title,
+                         summary=draft.summary, tags=list(draft.tags), image=draft.image)
+        self.streams[stream.id] = stream
+        return StreamCredentials(id=stream.id, title=stream.title,
+                                 rtmp_url="rtmp://box:1935/live",
+                                 stream_key=f"hk_{stream.id}_{'k' * 32}",
+                                 watch_url=stream.watch_url, hls_url=stream.hls_url)
+
+    async def update_stream(self, stream_id: str, draft: StreamDraft) -> AdminStream:
+        self.calls.append(("update_stream", stream_id, draft))
+        self._check("update_stream")
+        stream = replace(self.streams[stream_id], title=draft.title, summary=draft.summary,
+                         tags=list(draft.tags), image=draft.image)
+        self.streams[stream_id] = stream
+        return stream
+
+    async def end_stream(self, stream_id: str) -> AdminStream:
+        self.calls.append(("end_stream", stream_id))
+        self._check("end_stream")
+        stream = replace(self.streams[stream_id], status="ended", ended_at=T0, ingest=None,
+                         viewers=0, publishing=False)
+        self.streams[stream_id] = stream
+        return stream
+
+    async def rotate_key(self, stream_id: str) -> StreamCredentials:
+        self.calls.append(("rotate_key", stream_id))
+        self._check("rotate_key")
+        s = self.streams[stream_id]
+        return StreamCredentials(id=s.id, title=s.title, rtmp_url="rtmp://box:1935/live",
+                                 stream_key=f"hk_{s.id}_{'r' * 32}", watch_url=s.watch_url,
+                                 hls_url=s.hls_url)
+
+    async def send_chat(self, stream_id: str, content: str,
+                        reply_to: str | None = None) -> None:
+        self.calls.append(("send_chat", stream_id, content, reply_to))
+        self._check("send_chat")
+
+    async def hide_message(self, stream_id: str, event_id: str) -> None:
+        self.calls.append(("hide_message", stream_id, event_id))
+        self._check("hide_message")
+
+    async def pin_message(self, stream_id: str, event_id: str) -> None:
+        self.calls.append(("pin_message", stream_id, event_id))
+        self._check("pin_message")
+
+    async def mute_pubkey(self, pubkey: str) -> None:
+        self.calls.append(("mute_pubkey", pubkey))
+        self._check("mute_pubkey")
+
+    async def events(self) -> AsyncIterator[ApiEvent]:
+        self._check("events")
+        self.subscribed.set()
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                self.subscribed.clear()
+                raise ApplianceUnreachable("The admin socket closed.", "Connection lost")
+            yield event
+
+    async def close(self) -> None:
+        self.calls.append(("close",))
