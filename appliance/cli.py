@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.api.client import AdminClient, AdminError
-from appliance.api.schema import AdminStream, Status, StreamCredentials
+from appliance.api.schema import AdminStream, ChatMessage, Status, StreamCredentials
 from appliance.config import ConfigError, default_data_dir, default_socket, load_config
 
 SYSTEM_SOCKET = Path("/run/hearth/admin.sock")
@@ -83,6 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("id")
     rotate.add_argument("--json", action="store_true", help="machine-readable output")
 
+    chat = sub.add_parser("chat", help="read and write a stream's live chat",
+                          description="Read a stream's chat or post as the operator (NIP-53).")
+    csub = chat.add_subparsers(dest="action", required=True, metavar="ACTION")
+    clist = csub.add_parser("list", parents=[common], help="show a stream's chat",
+                            description="Show recent chat messages, oldest first.")
+    clist.add_argument("id")
+    clist.add_argument("--limit", type=int, default=50)
+    clist.add_argument("--json", action="store_true", help="machine-readable output")
+    csend = csub.add_parser("send", parents=[common], help="post a chat message",
+                            description="Post a message signed as the operator (or service).")
+    csend.add_argument("id")
+    csend.add_argument("text")
+    csend.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("tui", parents=[common], help="the operator's dashboard (Textual)",
+                   description="Open the live dashboard on the running appliance.")
     status = sub.add_parser("status", parents=[common], help="one-screen health summary",
                             description="Print a one-screen health summary.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -161,6 +177,8 @@ async def _client_command(args: argparse.Namespace) -> int:
                 print(f"  {_when(e.at)} {e.level.upper():7} {e.kind}: {e.message}")
             return 0
         action = args.action
+        if args.command == "chat":
+            return await _chat_command(client, args)
         if action == "create":
             body = {"title": args.title, "summary": args.summary, "tags": args.tag,
                     "image": args.image}
@@ -202,6 +220,29 @@ async def _client_command(args: argparse.Namespace) -> int:
                 _print_credentials(StreamCredentials.from_dict(data), "New key for")
             return 0
     raise AssertionError(args)
+
+
+async def _chat_command(client: AdminClient, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        data = await client.request("GET", f"/v1/streams/{args.id}/chat?limit={args.limit}")
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        if not data:
+            print("No chat messages yet.")
+        for m in (ChatMessage.from_dict(d) for d in data):
+            who = m.display_name or m.pubkey[:12]
+            flags = "".join(f" [{f}]" for f, on in (("hidden", m.hidden), ("muted", m.muted),
+                                                     ("pinned", m.pinned)) if on)
+            zap = f" ⚡{m.zap_msats // 1000} sats" if m.zap_msats else ""
+            print(f"{_when(m.created_at)} {who}{zap}: {m.content}{flags}  ({m.id[:12]})")
+        return 0
+    data = await client.request("POST", f"/v1/streams/{args.id}/chat", {"content": args.text})
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"Sent ({data['id']}).")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -248,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "tui":  # exec, not import: the appliance never loads the TUI
+        os.execv(sys.executable, [sys.executable, "-m", "tui",
+                                  "--admin-socket", str(_socket_path(args))])
     try:
         return asyncio.run(_client_command(args))
     except AdminError as exc:

@@ -75,6 +75,37 @@ class HlsConfig:
     """LL-HLS partial segment target in seconds (used by the low-latency issue)."""
     window: int = 6
     """Segments listed in the live playlist (retention keeps twice as many)."""
+    low_latency: bool = True
+    """Serve LL-HLS (partial segments, blocking reload, preload hints); plain clients still work."""
+    max_blocking: int = 2000
+    """Blocking playlist requests (``_HLS_msn``) parked at once, across all streams."""
+    max_blocking_per_ip: int = 16
+    """Blocking playlist requests parked at once from one address."""
+    block_timeout: float = 0.0
+    """Seconds a blocking request may wait; 0 means three target durations (RFC 8216bis)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebRtcConfig:
+    enabled: bool = False
+    """Offer sub-second WebRTC playback over WHEP (RFC 9725) at ``/whep/{id}``."""
+    public_ip: str = ""
+    """Address advertised in ICE host candidates (the LAN/public IP viewers reach); all
+    local addresses when empty."""
+    udp_port_min: int = 0
+    """Lowest UDP port for WebRTC media; 0 with ``udp_port_max`` 0 lets the OS choose."""
+    udp_port_max: int = 0
+    max_peers: int = 200
+    """Concurrent WebRTC viewers across all streams."""
+    max_pending: int = 32
+    """WHEP negotiations in progress (offer received, ICE not yet connected) at once."""
+    max_pending_per_ip: int = 4
+    max_sdp_bytes: int = 32768
+    """Largest SDP offer accepted (HTTP 413 above)."""
+    connect_timeout: float = 15.0
+    """Seconds for a new peer to reach ICE connected before it is dropped."""
+    opus_bitrate: int = 96000
+    """Bits per second of the Opus audio transcoded (once per stream) from AAC."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +125,13 @@ class NostrConfig:
     """Relays to publish to and read chat from; none by default (local chat only)."""
     operator_pubkey: str = ""
     """The operator's pubkey (npub or hex), named as the host of every stream."""
+    operator_key_file: str = ""
+    """Optional file holding the operator's secret key (hex or nsec, relative to the data dir);
+    when set, live events, operator chat and the mute list are signed as the operator."""
+    republish_interval: float = 60.0
+    """Seconds between 30311 republishes for viewer-count changes while live (they coalesce)."""
+    refresh_interval: float = 600.0
+    """Seconds between keep-alive 30311 republishes of a live stream with no changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +144,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     rtmp: RtmpConfig = field(default_factory=RtmpConfig)
     hls: HlsConfig = field(default_factory=HlsConfig)
+    webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     nostr: NostrConfig = field(default_factory=NostrConfig)
 
@@ -311,12 +350,50 @@ def validate(config: Config) -> None:
         raise ConfigError("hls.part_target", "must be between 0.1 s and the segment target")
     if not 3 <= config.hls.window <= 100:
         raise ConfigError("hls.window", "must be between 3 and 100 segments")
+    if config.hls.max_blocking < 1 or config.hls.max_blocking_per_ip < 1:
+        raise ConfigError("hls.max_blocking", "must be at least 1")
+    if config.hls.block_timeout < 0:
+        raise ConfigError("hls.block_timeout", "must not be negative")
+    w = config.webrtc
+    _port("webrtc.udp_port_min", w.udp_port_min)
+    _port("webrtc.udp_port_max", w.udp_port_max)
+    if (w.udp_port_min == 0) != (w.udp_port_max == 0) or w.udp_port_min > w.udp_port_max:
+        raise ConfigError("webrtc.udp_port_min", "udp_port_min..udp_port_max must be a range "
+                          "(both 0 for OS-chosen ports)")
+    if w.udp_port_min and w.udp_port_max - w.udp_port_min + 1 < 2:
+        raise ConfigError("webrtc.udp_port_max", "port range must hold at least 2 ports")
+    if w.public_ip:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(w.public_ip)
+        except ValueError:
+            raise ConfigError("webrtc.public_ip", "must be an IP address") from None
+    for key, val in (("max_peers", w.max_peers), ("max_pending", w.max_pending),
+                     ("max_pending_per_ip", w.max_pending_per_ip)):
+        if val < 1:
+            raise ConfigError(f"webrtc.{key}", "must be at least 1")
+    if not 1024 <= w.max_sdp_bytes <= 1_048_576:
+        raise ConfigError("webrtc.max_sdp_bytes", "must be between 1024 and 1048576")
+    if w.connect_timeout <= 0:
+        raise ConfigError("webrtc.connect_timeout", "must be positive")
+    if not 6000 <= w.opus_bitrate <= 510000:
+        raise ConfigError("webrtc.opus_bitrate", "must be between 6000 and 510000")
     if config.rtmp.grace_seconds < 0:
         raise ConfigError("rtmp.grace_seconds", "must not be negative")
     if config.rtmp.auth_failure_delay < 0:
         raise ConfigError("rtmp.auth_failure_delay", "must not be negative")
     if config.admin.socket_mode & ~0o777 or config.admin.socket_mode & 0o007:
         raise ConfigError("admin.socket_mode", "must not grant access to other users")
+    if config.nostr.operator_pubkey:
+        from appliance.nostr.keys import parse_pubkey
+
+        try:
+            parse_pubkey(config.nostr.operator_pubkey)
+        except ValueError as exc:
+            raise ConfigError("nostr.operator_pubkey", str(exc)) from None
+    if config.nostr.republish_interval < 1 or config.nostr.refresh_interval < 1:
+        raise ConfigError("nostr.republish_interval", "intervals must be at least 1 second")
     for relay in config.nostr.relays:
         if urlsplit(relay).scheme not in ("ws", "wss"):
             raise ConfigError("nostr.relays", f"not a ws:// or wss:// URL: {relay!r}")

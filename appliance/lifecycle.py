@@ -27,6 +27,7 @@ from appliance.bus import Bus
 from appliance.config import Config
 from appliance.db import Store
 from appliance.ingest import IngestHandler
+from appliance.nostr.service import NostrService
 from appliance.state import AppState
 from appliance.streams import StreamService
 from media.rtmp.server import start_rtmp_server
@@ -137,13 +138,23 @@ class Appliance:
 
         self._stack.push_async_callback(close_rtmp)
 
+        nostr = NostrService(config, store, service, bus)
+        await nostr.start()
+        self._stack.push_async_callback(nostr.close)
+
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
-                         static_files=load_static())
+                         static_files=load_static(), nostr=nostr)
         self.state = state
         public_runner = web.AppRunner(build_public_app(state), access_log=None,
                                       shutdown_timeout=config.shutdown_timeout)
         await public_runner.setup()
         self._stack.push_async_callback(public_runner.cleanup)
+        if config.webrtc.enabled:
+            from appliance.webrtc import WebRtcManager  # aiortc is imported only when enabled
+
+            state.webrtc = WebRtcManager(config.webrtc, service)
+            await state.webrtc.start()
+            self._stack.push_async_callback(state.webrtc.close)  # every peer closed first
         site = web.TCPSite(public_runner, config.http.host, config.http.port,
                            reuse_address=True)
         await site.start()
@@ -158,6 +169,8 @@ class Appliance:
             )
             state.config = config
             self.config = config
+        nostr.config = config
+        nostr.start_tasks()  # after port resolution: 30311 URLs need the real public URL
 
         admin_runner = web.AppRunner(build_admin_app(state), access_log=None)
         await admin_runner.setup()

@@ -41,8 +41,31 @@ def _ago(ts: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60} min ago"
 
 
-def discovery_page(streams: list[tuple[Stream, int]]) -> str:
-    """The front page: live streams first (with viewers), then recently ended ones."""
+def _thumb(s: Stream) -> str:
+    # B20: only https images are referenced; anything else gets the CSS placeholder.
+    if s.image.startswith("https://"):
+        return f'<img class="thumb" src="{escape(s.image)}" alt="" loading="lazy">'
+    return '<span class="thumb placeholder" aria-hidden="true"></span>'
+
+
+def _card(s: Stream, viewers: int, host: str) -> str:
+    live = s.status is StreamState.LIVE
+    badge = '<span class="badge live">LIVE</span>' if live else '<span class="badge">ENDED</span>'
+    meta = (f"{viewers} watching · started {_ago(s.started_at)}" if live
+            else f"ended {_ago(s.ended_at)}")
+    host_html = f'<span class="host">{escape(host)}</span>' if host else ""
+    return (
+        f'<li class="card"><a href="/watch/{escape(s.id)}">{_thumb(s)}{badge}'
+        f'<span class="title">{escape(s.title)}</span></a>{host_html}'
+        f'<span class="meta">{meta}</span></li>'
+    )
+
+
+def discovery_page(streams: list[tuple[Stream, int]], host: str = "") -> str:
+    """The front page: live streams first (with viewers), then recently ended ones.
+
+    ``host`` is the operator's display name (or short npub), shown on each card.
+    """
     live = [(s, v) for s, v in streams if s.status is StreamState.LIVE]
     ended = [(s, v) for s, v in streams if s.status is StreamState.ENDED][:12]
     parts = ["<h1>Live now</h1>"]
@@ -50,35 +73,33 @@ def discovery_page(streams: list[tuple[Stream, int]]) -> str:
         parts.append('<p class="empty">Nobody is live right now.</p>')
     else:
         parts.append('<ul class="streams">')
-        for s, viewers in live:
-            parts.append(
-                f'<li><a href="/watch/{escape(s.id)}"><span class="badge live">LIVE</span> '
-                f'<span class="title">{escape(s.title)}</span></a> '
-                f'<span class="meta">{viewers} watching · started {_ago(s.started_at)}</span>'
-                "</li>"
-            )
+        parts.extend(_card(s, v, host) for s, v in live)
         parts.append("</ul>")
     if ended:
         parts.append('<h2>Recently ended</h2><ul class="streams ended">')
-        for s, _ in ended:
-            parts.append(
-                f'<li><a href="/watch/{escape(s.id)}"><span class="title">{escape(s.title)}'
-                f'</span></a> <span class="meta">ended {_ago(s.ended_at)}</span></li>'
-            )
+        parts.extend(_card(s, v, host) for s, v in ended)
         parts.append("</ul>")
     return _layout("Hearth", "".join(parts))
 
 
-def watch_page(stream: Stream, viewers: int) -> str:
-    """Player page for one stream (hls.js, with native HLS as the fallback)."""
-    config = escape(json.dumps({"id": stream.id, "hls": f"/hls/{stream.id}/index.m3u8"}))
+def watch_page(stream: Stream, viewers: int, chat: dict[str, object] | None = None) -> str:
+    """Player page for one stream (hls.js, with native HLS as the fallback) and its chat.
+
+    ``chat`` goes into ``data-config`` for chat.js: ``address`` (the NIP-53 ``a`` coordinate
+    browser-signed messages must carry), ``relays`` and ``host``. Everything is attribute-escaped
+    JSON; chat.js renders user text with ``textContent`` only.
+    """
+    cfg: dict[str, object] = {"id": stream.id, "hls": f"/hls/{stream.id}/index.m3u8"}
+    if chat:
+        cfg["chat"] = chat
+    config = escape(json.dumps(cfg))
     tags = "".join(f'<span class="tag">#{escape(t)}</span> ' for t in stream.tags)
     badge = {
         StreamState.LIVE: '<span class="badge live">LIVE</span>',
         StreamState.CREATED: '<span class="badge">NOT LIVE YET</span>',
         StreamState.ENDED: '<span class="badge">ENDED</span>',
     }[stream.status]
-    body = (
+    player = (
         f'<div id="watch" data-config="{config}">'
         '<video id="player" controls autoplay muted playsinline></video>'
         f'<p id="player-status" class="status" role="status">Connecting…</p>'
@@ -86,7 +107,20 @@ def watch_page(stream: Stream, viewers: int) -> str:
         f'<p class="meta"><span id="viewers">{viewers}</span> watching</p>'
         f'<p class="summary">{escape(stream.summary)}</p><p>{tags}</p></div>'
     )
-    return _layout(stream.title, body, ("vendor/hls.min.js", "watch.js"))
+    panel = (
+        '<aside id="chat" class="chat" aria-label="Live chat">'
+        '<h2>Chat</h2><p id="chat-pinned" class="pinned" hidden></p>'
+        '<ol id="chat-log" class="chat-log" aria-live="polite"></ol>'
+        '<p id="chat-status" class="chat-status" role="status"></p>'
+        '<form id="chat-form" class="chat-form" autocomplete="off">'
+        '<input id="chat-input" name="content" maxlength="500" placeholder="Say something…" '
+        'aria-label="Chat message" required>'
+        '<button id="chat-send" type="submit">Send</button></form>'
+        '<p id="chat-identity" class="chat-identity"></p></aside>'
+    )
+    body = f'<div class="watch-layout">{player}{panel}</div>'
+    return _layout(stream.title, body,
+                   ("vendor/hls.min.js", "watch.js", "vendor/nostr-tools.js", "chat.js"))
 
 
 def not_found_page() -> str:

@@ -14,6 +14,8 @@ from appliance.viewers import ViewerTokens
 
 if TYPE_CHECKING:
     from appliance.ingest import IngestHandler
+    from appliance.nostr.service import NostrService
+    from appliance.webrtc import WebRtcManager
 
 
 @dataclass
@@ -27,3 +29,6 @@ class AppState:
     static_files: dict[str, bytes] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     metrics_hls_bytes: int = 0
+    webrtc: WebRtcManager | None = None
+    """WHEP peers; None unless ``webrtc.enabled``."""
+    nostr: NostrService | None = None

@@ -72,3 +72,11 @@ def test_every_command_has_help_and_is_documented() -> None:
                              capture_output=True, text=True, cwd=ROOT)
         assert out.returncode == 0 and "usage: hearth" in out.stdout, cmd
         assert f"hearth {' '.join(cmd)}" in readme, f"README does not mention hearth {cmd}"
+
+
+def test_tui_loads_only_the_schema_of_the_appliance() -> None:
+    """`import tui` (and its app) loads no media stack and no appliance module but the schema."""
+    loaded = _loaded_after("import tui, tui.app, tui.__main__")
+    assert not {"av", "aiortc", "sqlite_utils", "media"} & {m.split(".")[0] for m in loaded}
+    ours = {m for m in loaded if m.split(".")[0] == "appliance"}
+    assert ours <= {"appliance", "appliance.api", "appliance.api.schema"}, ours

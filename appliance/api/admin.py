@@ -222,4 +222,9 @@ def build_admin_app(state: AppState) -> web.Application:
     app.router.add_post("/v1/streams/{stream_id}/end", end_stream)
     app.router.add_post("/v1/streams/{stream_id}/rotate-key", rotate_key)
     app.router.add_get("/v1/events", list_events)
+    from appliance.api.admin_events import add_event_stream  # here: admin_events imports us
+
+    add_event_stream(app)
+    from appliance.api.admin_nostr import add_nostr_routes  # noqa: E402 - imports this module
+    add_nostr_routes(app)
     return app

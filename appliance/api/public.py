@@ -14,8 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance.api.chat import add_chat_routes
 from appliance.api.hls import add_hls_routes
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
+from appliance.api.whep import add_whep_routes
 from appliance.domain import STREAM_ID_RE, Stream, StreamState
 from appliance.pages import CSP, discovery_page, not_found_page, watch_page
 from appliance.state import AppState
@@ -69,6 +71,7 @@ def public_stream(state: AppState, stream: Stream) -> dict[str, Any]:
         "ended_at": stream.ended_at,
         "watch_url": f"{base}/watch/{stream.id}",
         "hls_url": f"{base}/hls/{stream.id}/index.m3u8",
+        **({"whep_url": f"{base}/whep/{stream.id}"} if state.config.webrtc.enabled else {}),
     }
 
 
@@ -89,7 +92,8 @@ async def _stream_or_404(state: AppState, stream_id: str) -> Stream:
 async def discovery(request: web.Request) -> web.Response:
     state = request.app[STATE]
     streams = await state.service.list_streams()
-    return _html(discovery_page([(s, state.service.viewers(s.id)) for s in streams]))
+    host = state.nostr.host_label() if state.nostr else ""
+    return _html(discovery_page([(s, state.service.viewers(s.id)) for s in streams], host))
 
 
 async def watch(request: web.Request) -> web.Response:
@@ -98,7 +102,8 @@ async def watch(request: web.Request) -> web.Response:
         stream = await _stream_or_404(state, request.match_info["stream_id"])
     except web.HTTPNotFound:
         return _html(not_found_page(), status=404)
-    return _html(watch_page(stream, state.service.viewers(stream.id)))
+    chat = state.nostr.page_config(stream.id) if state.nostr else None
+    return _html(watch_page(stream, state.service.viewers(stream.id), chat))
 
 
 async def api_streams(request: web.Request) -> web.Response:
@@ -205,6 +210,8 @@ def build_public_app(state: AppState) -> web.Application:
     app.router.add_get("/api/streams", api_streams)
     app.router.add_get("/api/streams/{stream_id}", api_stream)
     add_hls_routes(app)
+    add_whep_routes(app)
+    add_chat_routes(app)
     app.router.add_get("/static/{name:.+}", static)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -74,6 +74,70 @@ def m001_streams(db: Database) -> None:
     )
 
 
+@migration
+def m002_nostr(db: Database) -> None:
+    # Nostr state (appliance.nostr): outbox + per-relay deliveries, chat, moderation, and the
+    # last 30311 created_at per stream (NIP-53: must increase strictly per address).
+    _script(
+        db,
+        """
+        CREATE TABLE nostr_outbox (
+            event_id TEXT PRIMARY KEY,
+            kind INTEGER NOT NULL,
+            stream_id TEXT,
+            supersede_key TEXT,
+            event_json TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            enqueued_at REAL NOT NULL,
+            superseded INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX nostr_outbox_key ON nostr_outbox(supersede_key);
+        CREATE TABLE nostr_deliveries (
+            event_id TEXT NOT NULL REFERENCES nostr_outbox(event_id) ON DELETE CASCADE,
+            relay TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'ok', 'failed', 'superseded')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (event_id, relay)
+        );
+        CREATE INDEX nostr_deliveries_pending ON nostr_deliveries(state, next_attempt_at);
+        CREATE TABLE nostr_live (
+            stream_id TEXT PRIMARY KEY,
+            last_created_at INTEGER NOT NULL DEFAULT 0,
+            last_event_id TEXT,
+            last_status TEXT,
+            pinned TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE TABLE nostr_chat (
+            id TEXT PRIMARY KEY,
+            stream_id TEXT NOT NULL,
+            pubkey TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            kind INTEGER NOT NULL,
+            content TEXT NOT NULL,
+            event_json TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            source TEXT NOT NULL,
+            hidden INTEGER NOT NULL DEFAULT 0,
+            zap_msats INTEGER,
+            reply_to TEXT
+        );
+        CREATE INDEX nostr_chat_stream ON nostr_chat(stream_id, created_at);
+        CREATE TABLE nostr_mutes (
+            pubkey TEXT PRIMARY KEY,
+            added_at REAL NOT NULL
+        );
+        CREATE TABLE nostr_profiles (
+            pubkey TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

@@ -94,7 +94,8 @@ class ApplianceProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", "serve", "--data-dir", str(self.data_dir),
              "--http", f"127.0.0.1:{self.http_port}", "--rtmp", f"127.0.0.1:{self.rtmp_port}",
-             "--no-relays"],
+             # Nostr tests pass HEARTH_NOSTR_RELAYS; everything else runs relay-less.
+             *([] if "HEARTH_NOSTR_RELAYS" in self.env_overrides else ["--no-relays"])],
             stdout=log, stderr=subprocess.STDOUT, env=self.env(),
         )
         log.close()
