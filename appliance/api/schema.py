@@ -7,9 +7,7 @@ can import this module alone. Field names are the JSON keys.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any, Self, TypeVar
 
 OBS_ADVICE = (
     "OBS: Settings → Stream → Service \"Custom…\", paste the server URL and the stream key. "
@@ -18,13 +16,34 @@ OBS_ADVICE = (
 )
 
 
-def _build(cls: type[T], data: dict[str, Any]) -> T:
+D = TypeVar("D", bound="_Dto")
+
+
+class _Dto:
+    """JSON mapping shared by every DTO: ``asdict`` out; known keys only, back in.
+
+    Unknown keys are ignored on the way in, so an older TUI keeps working against a newer
+    appliance that added fields.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return _known_fields(cls, data)
+
+
+def _known_fields(cls: type[D], data: dict[str, Any]) -> D:
+    # Not super(): zero-argument super() breaks in slots dataclasses (the class is rebuilt).
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True, slots=True)
-class IngestInfo:
+class IngestInfo(_Dto):
     """The publisher connection of a live stream, with its health figures."""
 
     connection_id: int
@@ -45,16 +64,10 @@ class IngestInfo:
     frames_discarded: int
     reconnects: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IngestInfo:
-        return _build(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
-class AdminStream:
+class AdminStream(_Dto):
     """A stream as the operator sees it."""
 
     id: str
@@ -76,21 +89,17 @@ class AdminStream:
     grace_until: float | None = None
     ingest: IngestInfo | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ingest"] = self.ingest.to_dict() if self.ingest else None
-        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdminStream:
         data = dict(data)
         if data.get("ingest"):
             data["ingest"] = IngestInfo.from_dict(data["ingest"])
-        return _build(cls, data)
+        return _known_fields(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
-class StreamCredentials:
+class StreamCredentials(_Dto):
     """Returned once by create and rotate-key: the only time a key is ever shown."""
 
     id: str
@@ -101,16 +110,10 @@ class StreamCredentials:
     hls_url: str
     obs_advice: str = OBS_ADVICE
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StreamCredentials:
-        return _build(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
-class LogEvent:
+class LogEvent(_Dto):
     """One entry of the appliance's event/error log."""
 
     id: int
@@ -120,16 +123,10 @@ class LogEvent:
     stream_id: str | None
     message: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LogEvent:
-        return _build(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class Status(_Dto):
     """One-screen health summary (``hearth status``)."""
 
     version: str
@@ -147,20 +144,16 @@ class Status:
     frames_discarded: int
     recent_errors: list[LogEvent] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["recent_errors"] = [e.to_dict() for e in self.recent_errors]
-        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Status:
         data = dict(data)
         data["recent_errors"] = [LogEvent.from_dict(e) for e in data.get("recent_errors", [])]
-        return _build(cls, data)
+        return _known_fields(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
-class ChatMessage:
+class ChatMessage(_Dto):
     """A verified chat event of a stream (NIP-53 kind 1311, or a 9735 zap receipt).
 
     ``id``/``pubkey`` are lowercase hex; ``created_at`` is the event's own timestamp.
@@ -182,16 +175,10 @@ class ChatMessage:
     zap_msats: int | None = None
     reply_to: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChatMessage:
-        return _build(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
-class RelayInfo:
+class RelayInfo(_Dto):
     """One Nostr relay as the dashboard shows it."""
 
     url: str
@@ -203,9 +190,3 @@ class RelayInfo:
     rejected: int = 0
     outbox_depth: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RelayInfo:
-        return _build(cls, data)
