@@ -277,6 +277,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve(config))
+    except ConfigError as exc:  # found only at start-up (e.g. an unreadable key file)
+        print(f"hearth: configuration error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"hearth: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ KEY_FILE = "nostr.key"
 _HEX = frozenset("0123456789abcdef")
 
 
-class KeyError_(ValueError):  # noqa: N801 - avoid shadowing the builtin KeyError
+class NostrKeyError(ValueError):
     """A configured key is malformed or unreadable (the message never contains the key)."""
 
 
@@ -59,20 +59,20 @@ def load_or_create_service_key(data_dir: Path) -> PrivateKeySigner:
     try:
         return PrivateKeySigner.from_secret(text)
     except ValueError:
-        raise KeyError_(f"{path}: not a valid Nostr secret key (hex or nsec)") from None
+        raise NostrKeyError(f"{path}: not a valid Nostr secret key (hex or nsec)") from None
 
 
 def load_operator_key(path: Path) -> PrivateKeySigner:
     """Import the operator's secret key (hex or ``nsec1…``) from ``path``.
 
     Raises:
-        KeyError_: unreadable or malformed (the message names the file, never the key).
+        NostrKeyError: unreadable or malformed (the message names the file, never the key).
     """
     try:
         text = path.read_text().strip()
     except OSError as exc:
-        raise KeyError_(f"cannot read operator key file {path}: {exc.strerror}") from None
+        raise NostrKeyError(f"cannot read operator key file {path}: {exc.strerror}") from None
     try:
         return PrivateKeySigner.from_secret(text)
     except ValueError:
-        raise KeyError_(f"{path}: not a valid Nostr secret key (hex or nsec)") from None
+        raise NostrKeyError(f"{path}: not a valid Nostr secret key (hex or nsec)") from None

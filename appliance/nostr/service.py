@@ -34,7 +34,7 @@ from typing import Any
 
 from appliance.api.schema import ChatMessage, RelayInfo
 from appliance.bus import Bus, ChatChanged, RelayChanged, StreamChanged, ViewersChanged
-from appliance.config import Config
+from appliance.config import Config, ConfigError
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.domain import StreamState
@@ -48,7 +48,12 @@ from appliance.nostr.chat import (
     reply_target,
     zap_amount,
 )
-from appliance.nostr.keys import load_operator_key, load_or_create_service_key, parse_pubkey
+from appliance.nostr.keys import (
+    NostrKeyError,
+    load_operator_key,
+    load_or_create_service_key,
+    parse_pubkey,
+)
 from appliance.streams import StreamNotFound, StreamService
 from relay_client import (
     EventError,
@@ -180,11 +185,15 @@ class NostrService:
         if nostr.operator_key_file:
             # A relative path is relative to the data dir.
             key_path = self.config.data_path / nostr.operator_key_file
-            self._operator_signer = await asyncio.to_thread(load_operator_key, key_path)
+            try:
+                self._operator_signer = await asyncio.to_thread(load_operator_key, key_path)
+            except NostrKeyError as exc:
+                raise ConfigError("nostr.operator_key_file", str(exc)) from None
             if self.operator_pubkey is None:
                 self.operator_pubkey = self._operator_signer.public_key
             elif self.operator_pubkey != self._operator_signer.public_key:
-                raise ValueError("nostr.operator_key_file does not match nostr.operator_pubkey")
+                raise ConfigError("nostr.operator_key_file",
+                                  "the key does not belong to nostr.operator_pubkey")
         logger.info("nostr: service pubkey %s, signing as %s, %d relay(s)", self.service_pubkey,
                     "operator" if self._operator_signer else "service", len(self.relays))
         self._mutes = await self.store.read(nq.list_mutes)
