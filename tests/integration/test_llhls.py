@@ -239,7 +239,7 @@ def test_blocking_reload_waits_for_the_next_part(live: tuple[ApplianceProcess, s
         r = _get(url, f"_HLS_msn={msn}&_HLS_part={part}")
         waited = time.monotonic() - t0
         assert r.status == 200
-        assert waited < 1.0, waited
+        assert waited < 3.0, waited  # parked until the part landed, not until a timeout
         nxt = LLPlaylist.parse(r.text)
         names = {p[0] for _, _, ps in nxt.segments for p in ps} | {p[0] for p in nxt.open_parts}
         # "or later": the part itself, or (segment closed early) the next segment's first part.
@@ -253,7 +253,7 @@ def test_blocking_reload_waits_for_the_next_part(live: tuple[ApplianceProcess, s
     # An old msn answers at once.
     t0 = time.monotonic()
     assert _get(url, f"_HLS_msn={pl.media_sequence}&_HLS_part=0").status == 200
-    assert time.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < 2.0  # not parked (the block timeout is 6 s)
 
 
 def test_preload_hint_is_served_when_it_lands(live: tuple[ApplianceProcess, str, str]) -> None:
@@ -271,7 +271,7 @@ def test_preload_hint_is_served_when_it_lands(live: tuple[ApplianceProcess, str,
     # A part far in the future is simply missing, not held.
     t0 = time.monotonic()
     assert http_get(f"{base}/part-999999-0.m4s").status == 404
-    assert time.monotonic() - t0 < 0.3
+    assert time.monotonic() - t0 < 2.0  # not parked (the block timeout is 6 s)
 
 
 @pytest.mark.parametrize("query", [
@@ -285,7 +285,7 @@ def test_malformed_or_far_future_requests_get_400(live: tuple[ApplianceProcess, 
     _app, _sid, url = live
     t0 = time.monotonic()
     assert _get(url, query).status == 400
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 2.0  # refused, not parked
 
 
 def test_part_past_the_advance_limit_gets_400(live: tuple[ApplianceProcess, str, str]) -> None:
@@ -317,7 +317,7 @@ def test_parked_requests_are_capped_and_time_out(ll_app: ApplianceProcess) -> No
     # Nothing stays parked: a new request parks (and times out) again.
     t0 = time.monotonic()
     assert _get(url, f"_HLS_msn={nxt}").status == 503
-    assert 1.2 < time.monotonic() - t0 < 3
+    assert 1.2 < time.monotonic() - t0 < 6  # held for the 1.5 s block timeout
 
 
 def test_delta_update_skips_old_segments(live: tuple[ApplianceProcess, str, str]) -> None:
