@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     end = ssub.add_parser("end", parents=[common], help="end a stream now",
                           description="End a stream now; its publisher is disconnected.")
     end.add_argument("id")
+    delete = ssub.add_parser("delete", parents=[common], help="delete a stream",
+                             description="End a stream if live, remove it from listings and "
+                             "pages, and ask Nostr relays to delete its events (NIP-09).")
+    delete.add_argument("id")
     rotate = ssub.add_parser("rotate-key", parents=[common], help="issue a new stream key",
                              description="Issue a new key; the old one stops working at once.")
     rotate.add_argument("id")
@@ -211,6 +215,10 @@ async def _client_command(args: argparse.Namespace) -> int:
         if action == "end":
             data = await client.request("POST", f"/v1/streams/{args.id}/end")
             print(f"Stream {args.id} is {data['status']}.")
+            return 0
+        if action == "delete":
+            await client.request("DELETE", f"/v1/streams/{args.id}")
+            print(f"Stream {args.id} deleted.")
             return 0
         if action == "rotate-key":
             data = await client.request("POST", f"/v1/streams/{args.id}/rotate-key")

@@ -241,6 +241,20 @@ class StreamService:
         await self._finish(stream_id, reason)
         return await self.get(stream_id)
 
+    async def delete(self, stream_id: str) -> None:
+        """End the stream if needed, then remove it from every listing, page and lookup.
+
+        The row stays (chat and history reference it); consumers of ``StreamChanged``
+        with reason ``deleted`` (the Nostr service) ask relays to delete its events (NIP-09).
+        """
+        await self.end(stream_id, "deleted by the operator")
+        await self.store.write(lambda db: q.mark_deleted(db, stream_id, time.time()))
+        ls = self._live.pop(stream_id, None)
+        if ls is not None:
+            ls.publisher.close()
+        self.log("info", "stream.deleted", "stream deleted", stream_id)
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason="deleted"))
+
     # ---- runtime queries -------------------------------------------------------------------
 
     def live_stream(self, stream_id: str) -> LiveStream | None:

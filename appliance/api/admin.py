@@ -186,6 +186,13 @@ async def update_stream(request: web.Request) -> web.Response:
     return web.json_response(admin_stream(state, stream).to_dict())
 
 
+async def delete_stream(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    stream_id = _stream_id(request)
+    await state.service.delete(stream_id)
+    return web.json_response({"id": stream_id, "deleted": True})
+
+
 async def end_stream(request: web.Request) -> web.Response:
     state = request.app[STATE]
     stream = await state.service.end(_stream_id(request))
@@ -219,6 +226,7 @@ def build_admin_app(state: AppState) -> web.Application:
     app.router.add_post("/v1/streams", create_stream)
     app.router.add_get("/v1/streams/{stream_id}", get_stream)
     app.router.add_patch("/v1/streams/{stream_id}", update_stream)
+    app.router.add_delete("/v1/streams/{stream_id}", delete_stream)
     app.router.add_post("/v1/streams/{stream_id}/end", end_stream)
     app.router.add_post("/v1/streams/{stream_id}/rotate-key", rotate_key)
     app.router.add_get("/v1/events", list_events)

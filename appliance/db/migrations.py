@@ -138,6 +138,13 @@ def m002_nostr(db: Database) -> None:
     )
 
 
+@migration
+def m003_stream_deleted(db: Database) -> None:
+    # Deleted streams keep their row (chat, ingest history and the NIP-09 request reference
+    # it) but disappear from every listing, page and lookup.
+    db.execute("ALTER TABLE streams ADD COLUMN deleted_at REAL")
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

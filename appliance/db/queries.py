@@ -65,7 +65,8 @@ def update_stream_fields(db: Database, stream_id: str, fields: StreamFields) -> 
 
 
 def get_stream(db: Database, stream_id: str) -> Stream | None:
-    row = db.execute(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE id = ?", (stream_id,)).fetchone()
+    row = db.execute(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE id = ? AND deleted_at IS NULL",
+                     (stream_id,)).fetchone()
     return _stream(row) if row else None
 
 
@@ -73,12 +74,13 @@ def list_streams(db: Database, status: StreamState | None = None,
                  limit: int = 500) -> list[Stream]:
     if status is None:
         rows = db.execute(
-            f"SELECT {_STREAM_COLUMNS} FROM streams ORDER BY created_at DESC LIMIT ?", (limit,)
+            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE deleted_at IS NULL "
+            "ORDER BY created_at DESC LIMIT ?", (limit,)
         )
     else:
         rows = db.execute(
-            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE status = ? ORDER BY created_at DESC "
-            "LIMIT ?",
+            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE status = ? AND deleted_at IS NULL "
+            "ORDER BY created_at DESC LIMIT ?",
             (status.value, limit),
         )
     return [_stream(r) for r in rows]
@@ -86,7 +88,8 @@ def list_streams(db: Database, status: StreamState | None = None,
 
 def key_hashes(db: Database) -> dict[str, str]:
     """``key_hash → stream id`` for every stream that may still publish (not ended)."""
-    rows = db.execute("SELECT key_hash, id FROM streams WHERE status != 'ended'")
+    rows = db.execute(
+        "SELECT key_hash, id FROM streams WHERE status != 'ended' AND deleted_at IS NULL")
     return {r[0]: r[1] for r in rows}
 
 
@@ -111,6 +114,11 @@ def mark_ended(db: Database, stream_id: str, at: float) -> None:
         "WHERE id = ? AND status != 'ended'",
         (at, at, stream_id),
     )
+
+
+def mark_deleted(db: Database, stream_id: str, at: float) -> None:
+    db.execute("UPDATE streams SET deleted_at = ?, updated_at = ? WHERE id = ?",
+               (at, at, stream_id))
 
 
 def record_viewers(db: Database, stream_id: str, peak: int, total: int) -> None:

@@ -66,6 +66,7 @@ from relay_client import (
     UnsignedEvent,
     activity_address,
     build_chat_message,
+    build_deletion,
     build_live_event,
 )
 from relay_client.live import CHAT_KIND, LIVE_ACTIVITY_KIND, ZAP_RECEIPT_KIND, LiveStatus
@@ -253,6 +254,8 @@ class NostrService:
                             await self.publish_activity(ev.stream_id)
                         if ev.reason in ("created", "live"):
                             self._subscribe_chat(ev.stream_id)
+                        if ev.reason == "deleted":
+                            await self.publish_deletion(ev.stream_id)
                     elif isinstance(ev, ViewersChanged):
                         self._flags.dirty.add(ev.stream_id)
                 except Exception:
@@ -334,6 +337,33 @@ class NostrService:
         event = await self.store.write(tx)
         logger.info("nostr: 30311 %s for %s (%s, %s viewers)", event.id[:12], stream_id, status,
                     current)
+        await self._after_enqueue()
+        return event
+
+    async def publish_deletion(self, stream_id: str) -> NostrEvent:
+        """NIP-09: ask relays to delete the stream's live event (``a`` and last ``e``).
+
+        Signed by the key that signed the 30311 (only the author may delete). It supersedes
+        any unsent version of the 30311, which then never goes out.
+        """
+        signer = self.signer
+        relays = self.relays
+        address = self.address(stream_id)
+
+        def tx(db: Any) -> NostrEvent:
+            last = nq.live_state(db, stream_id)["last_event_id"]
+            unsigned = build_deletion(
+                event_ids=[last] if last else [], addresses=[address],
+                reason="stream deleted by its host",
+                created_at=nq.claim_created_at(db, stream_id, int(time.time())))
+            event = signer.sign_event(unsigned)
+            nq.enqueue_event(db, event_id=event.id, kind=event.kind, event_json=event.to_json(),
+                             created_at=event.created_at, relays=relays, stream_id=stream_id,
+                             supersede_key=address)
+            return event
+
+        event = await self.store.write(tx)
+        logger.info("nostr: NIP-09 deletion %s for %s", event.id[:12], stream_id)
         await self._after_enqueue()
         return event
 

@@ -88,3 +88,19 @@ async def test_store_rolls_back_a_failed_write(service: StreamService) -> None:
     with pytest.raises(RuntimeError):
         await service.store.write(boom)
     assert (await service.get(stream.id)).status is StreamState.CREATED
+
+
+async def test_delete_ends_and_hides_the_stream(service: StreamService) -> None:
+    stream, key = await service.create(StreamFields("to delete"))
+    kept, _ = await service.create(StreamFields("kept"))
+    await service.delete(stream.id)
+    assert [s.id for s in await service.list_streams()] == [kept.id]
+    with pytest.raises(LookupError):
+        await service.get(stream.id)
+    with pytest.raises(PublishRefused):
+        service.authorize(key)
+    # The row stays for history, marked ended and deleted.
+    row = await service.store.read(
+        lambda db: db.execute("SELECT status, deleted_at FROM streams WHERE id = ?",
+                              (stream.id,)).fetchone())
+    assert row[0] == "ended" and row[1] is not None

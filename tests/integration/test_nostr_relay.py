@@ -209,3 +209,30 @@ def test_forged_events_from_relay_are_dropped_and_counted(
         assert [m["content"] for m in app.get(f"/api/streams/{sid}/chat").json()] == ["ours"]
     finally:
         app.stop()
+
+
+def test_deleting_a_stream_sends_a_nip09_request(
+        nostr_relay: RelayProcess, nostr_tools_dir: Path) -> None:  # noqa: F811
+    """hearth stream delete → a kind 5 with the 30311's ``a`` and last ``e``, by its author."""
+    app = _app(nostr_relay).start()
+    try:
+        sid = app.create_stream("short-lived")["id"]
+        planned = app.wait_for(lambda: _activity(nostr_relay, app, sid))
+        app.cli("stream", "delete", sid)
+        pk = _info(app)["activity_pubkey"]
+
+        def deletion() -> dict[str, Any] | None:
+            found = relay_query(nostr_relay.url, {"kinds": [5], "authors": [pk]})
+            return found[0] if found else None
+
+        request = app.wait_for(deletion)
+        assert ["a", f"30311:{pk}:{sid}"] in [list(t) for t in request["tags"]]
+        assert ["k", "30311"] in [list(t) for t in request["tags"]]
+        e_tags = [t[1] for t in request["tags"] if t[0] == "e"]
+        assert e_tags and request["created_at"] > planned["created_at"]
+        assert node_run(nostr_tools_dir, _VERIFY, [request]) == [True]
+        assert app.get(f"/api/streams/{sid}").status == 404
+        assert app.get(f"/watch/{sid}").status == 404
+        assert sid not in app.cli("stream", "list").stdout
+    finally:
+        app.stop()
