@@ -536,7 +536,13 @@ class RtmpServerSession:
         # Acknowledgement and SetPeerBandwidth from a publisher need no action.
 
     def _handle_media(self, raw: RawMessage, message: AudioMessage | VideoMessage) -> None:
-        if self._publishing is None or raw.message_stream_id != self._publishing:
+        # Media on a stream whose publish awaits the application's decision is passed on too:
+        # a client that does not wait for NetStream.Publish.Start (or whose sequence headers
+        # share a TCP read with ``publish``) would otherwise lose its codec configuration. The
+        # events follow PublishRequested in order, so the application sees its own decision
+        # first and drops them if it refused.
+        if raw.message_stream_id not in (self._publishing, self._pending_publish) or (
+                self._publishing is None and self._pending_publish is None):
             self.ignored_media_messages += 1
             return
         if isinstance(message, AudioMessage):

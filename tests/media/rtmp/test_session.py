@@ -290,6 +290,19 @@ def test_media_on_non_publishing_stream_is_ignored() -> None:
     assert driver.session.ignored_media_messages == 1
 
 
+def test_media_right_after_publish_is_not_lost() -> None:
+    """Sequence headers sent in the same read as ``publish`` reach the application in order."""
+    driver = SessionDriver()
+    driver.connect()
+    msid = driver.create_stream()
+    c = driver.client
+    events = driver.send(c.command(msid, "publish", 5.0, None, "testkey", "live")
+                         + c.video(msid, 0, b"\x17\x00\x00\x00\x00cfg"))
+    assert events == [PublishRequested(msid, "testkey", "live"),
+                      VideoReceived(msid, 0, b"\x17\x00\x00\x00\x00cfg")]
+    assert driver.session.ignored_media_messages == 0
+
+
 def test_ping_request_gets_ping_response() -> None:
     """§7.1.7: PingRequest is answered with PingResponse carrying the same timestamp."""
     driver = SessionDriver()
