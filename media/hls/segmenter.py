@@ -268,9 +268,7 @@ class HlsMuxer:
             skip: with ``low_latency``, render a delta update (EXT-X-SKIP) when the playlist
                 is longer than the skip boundary.
         """
-        if not self._segments and not (
-            low_latency and self._open is not None and self._open.parts
-        ):
+        if not self._segments and not (low_latency and self._open is not None and self._open.parts):
             return None
         key = (low_latency, skip and low_latency)
         cached = self._playlist_cache.get(key)

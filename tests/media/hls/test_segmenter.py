@@ -156,8 +156,8 @@ def test_low_latency_playlist_from_the_first_part() -> None:
     pdt_at = next(i for i, x in enumerate(pl.lines) if x.startswith("#EXT-X-PROGRAM-DATE-TIME:"))
     part_at = next(i for i, x in enumerate(pl.lines) if x.startswith("#EXT-X-PART:"))
     assert map_at < part_at and pdt_at < part_at
-    assert pl.open_parts == [("part-0-0.m4s", pytest.approx(0.25, abs=0.04), True)]
-    assert pl.open_parts[0][1] <= 0.25 + 1e-9
+    assert [(uri, ind) for uri, _, ind in pl.open_parts] == [("part-0-0.m4s", True)]
+    assert 0.2 <= pl.open_parts[0][1] <= 0.25 + 1e-9
     assert muxer.get("part-0-0.m4s") and muxer.get("init-0.mp4")
     assert pl.preload_hint == "part-0-1.m4s"
     assert pl.lines[-1].startswith("#EXT-X-PRELOAD-HINT:") and not pl.ended

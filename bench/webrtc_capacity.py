@@ -1,0 +1,279 @@
+"""B10: WebRTC (WHEP) fan-out cost: server CPU per RTP packet, viewers per core, RSS per peer.
+
+Method. ``hearth serve`` with ``HEARTH_WEBRTC_ENABLED=1`` on loopback; one publish of the
+bench source (``make_source()``: 720p30, 3 Mbit/s, AAC) looped with ``ffmpeg -re -c copy``.
+First the idle cost of the stream (ingest, LL-HLS, the once-per-stream AAC → Opus) is sampled
+with no peer. Then, for each N (default 10, 25, 50), ``--procs`` client processes (fork) each
+open N/procs aiortc ``RTCPeerConnection``s (recvonly video + audio) and negotiate over WHEP
+(``POST /whep/{id}``), at most 4 negotiations in flight per process. The clients *receive but
+do not decode*: ``RTCRtpReceiver._handle_rtp_packet`` is replaced in the client processes by
+a counter, so media stops right after SRTP unprotect (no jitter buffer, no H.264/Opus
+decoding, no RTCP receiver reports or NACKs from the clients). Once every peer has received
+media, after a 2 s settle, the server's CPU (``CpuSampler``) and the RTP packets the clients
+received are counted over ``--window`` seconds; the server's RSS is read at the end. The peers
+are closed (WHEP DELETE + pc.close) before the next N.
+
+Reported per N: server CPU % of one core, RTP packets/s (video + audio, all peers),
+µs of server CPU per packet (total, and marginal = above the no-peer baseline), extrapolated
+viewers per core at 80 % (from the marginal cost per viewer), RSS above baseline per peer,
+and WHEP setup time (POST → first RTP packet) p50/p95.
+
+Caveats: clients and server share the 2 cores, so at large N the clients (which still run
+aiortc's ICE/DTLS/SRTP receive path, ~1/3 of the server's per-packet cost) compete with the
+server; a loss-free loopback means no retransmissions; without receiver reports the server's
+RTCP work is lighter than with browsers. Prints numbers, never asserts. Bounded: each N
+has a 45 s setup cap, the window is ≤ 20 s.
+
+    /tmp/hv/bin/python bench/webrtc_capacity.py [--n 10 25 50] [--procs 4] [--window 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    CpuSampler,
+    hearth_server,
+    make_source,
+    pct,
+    print_system_info,
+    print_table,
+    start_publisher,
+    terminate,
+    wait_http_ok,
+)
+
+SETUP_TIMEOUT_S = 45.0
+SETTLE_S = 2.0
+CONCURRENT_SETUPS = 4
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --------------------------------------------------------------------------- client processes
+
+
+def client(conn: Connection, whep_url: str, n: int) -> None:
+    """Client process: n receive-only peers; reports packet counts on request."""
+    asyncio.run(_client(conn, whep_url, n))
+
+
+async def _client(conn: Connection, whep_url: str, n: int) -> None:
+    import aiohttp
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+    counts = {"packets": 0}
+    first_packet: dict[int, float] = {}
+
+    async def count_only(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        counts["packets"] += 1
+        first_packet.setdefault(id(self), time.monotonic())
+
+    RTCRtpReceiver._handle_rtp_packet = count_only  # type: ignore[method-assign]
+
+    loop = asyncio.get_running_loop()
+    pcs: list[tuple[Any, str, Any]] = []
+    setups: list[float] = []
+    failures = 0
+    reasons: dict[str, int] = {}
+    sem = asyncio.Semaphore(CONCURRENT_SETUPS)
+
+    async with aiohttp.ClientSession() as http:
+
+        async def negotiate() -> tuple[Any, Any, float] | None:
+            """One WHEP session; retries 429/503 (limits) up to 3 times, as a player would."""
+            for _attempt in range(4):
+                pc = RTCPeerConnection()
+                video = pc.addTransceiver("video", direction="recvonly")
+                pc.addTransceiver("audio", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                t0 = time.monotonic()
+                headers = {"Content-Type": "application/sdp"}
+                async with http.post(whep_url, data=pc.localDescription.sdp,
+                                     headers=headers) as r:  # fmt: skip
+                    body = await r.text()
+                    status = r.status
+                    location = r.headers.get("Location", "")
+                if status == 201:
+                    await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+                    pcs.append((pc, location, video.receiver))
+                    return pc, video.receiver, t0
+                reasons[f"{status} {body[:60]}"] = reasons.get(f"{status} {body[:60]}", 0) + 1
+                await pc.close()
+                if status not in (429, 503):
+                    return None
+                await asyncio.sleep(1.0)
+            return None
+
+        async def one() -> None:
+            nonlocal failures
+            async with sem:
+                got = await negotiate()
+            if got is None:
+                failures += 1
+                return
+            _pc, receiver, t0 = got
+            deadline = time.monotonic() + SETUP_TIMEOUT_S
+            while id(receiver) not in first_packet and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if id(receiver) in first_packet:
+                setups.append(first_packet[id(receiver)] - t0)
+            else:
+                failures += 1
+                reasons["no media before timeout"] = reasons.get("no media before timeout", 0) + 1
+
+        await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        conn.send(("ready", {"setups": setups, "failures": failures, "reasons": reasons}))
+        while True:
+            cmd = await loop.run_in_executor(None, conn.recv)
+            if cmd == "count":
+                conn.send(("count", counts["packets"]))
+            elif cmd == "stop":
+                base = whep_url.split("/whep/", 1)[0]
+                for pc, location, _ in pcs:
+                    try:
+                        async with http.delete(base + location):
+                            pass
+                    except aiohttp.ClientError:
+                        pass
+                    await pc.close()
+                conn.send(("stopped", None))
+                return
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def measure_n(whep_url: str, server_pid: int, n: int, procs: int, window: float) -> dict[str, Any]:
+    shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    shares = [s for s in shares if s]
+    ctx = mp.get_context("fork")
+    pipes: list[Connection] = []
+    children = []
+    for share in shares:
+        parent_end, child_end = ctx.Pipe()
+        p = ctx.Process(target=client, args=(child_end, whep_url, share), daemon=True)
+        p.start()
+        children.append(p)
+        pipes.append(parent_end)
+    setups: list[float] = []
+    failures = 0
+    reasons: dict[str, int] = {}
+    try:
+        for c in pipes:
+            if not c.poll(SETUP_TIMEOUT_S + 10):
+                raise TimeoutError("client setup did not finish")
+            info = c.recv()[1]
+            setups += info["setups"]
+            failures += info["failures"]
+            for k, v in info["reasons"].items():
+                reasons[k] = reasons.get(k, 0) + v
+        time.sleep(SETTLE_S)
+
+        def packets() -> int:
+            for c in pipes:
+                c.send("count")
+            return sum(c.recv()[1] for c in pipes)
+
+        sampler = CpuSampler([server_pid])
+        p0 = packets()
+        sampler.start()
+        time.sleep(window)
+        cpu_s, wall = sampler.stop()
+        p1 = packets()
+        rss = rss_mb(server_pid)
+        for c in pipes:
+            c.send("stop")
+        for c in pipes:
+            if c.poll(20):
+                c.recv()
+    finally:
+        for p in children:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    return {"cpu": cpu_s / wall, "pps": (p1 - p0) / wall, "rss": rss, "setups": setups,
+            "connected": len(setups), "failures": failures, "reasons": reasons}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[10, 25, 50])
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--window", type=float, default=8.0)
+    args = ap.parse_args()
+    ns = [max(1, min(n, 200)) for n in args.n]
+    procs = max(1, min(args.procs, 8))
+    window = max(2.0, min(args.window, 20.0))
+    os.environ.update({
+        "HEARTH_WEBRTC_ENABLED": "1", "HEARTH_WEBRTC_PUBLIC_IP": "127.0.0.1",
+        "HEARTH_WEBRTC_MAX_PEERS": "500", "HEARTH_WEBRTC_MAX_PENDING": "64",
+        "HEARTH_WEBRTC_MAX_PENDING_PER_IP": "64",
+    })  # fmt: skip
+    os.environ.setdefault("HEARTH_LOG_LEVEL", "WARNING")
+    print_system_info()
+    src = make_source()
+    t_start = time.monotonic()
+    rows: list[list[object]] = []
+    with hearth_server() as srv:
+        created = srv.create_stream("b10")
+        sid = created["id"]
+        pub = start_publisher(src, srv.rtmp_url(created["stream_key"]), loop=True)
+        try:
+            wait_http_ok(srv.playlist_url(sid), timeout=20)
+            time.sleep(2.0)
+            whep_url = f"{srv.base}/whep/{sid}"
+            sampler = CpuSampler([srv.proc.pid])
+            sampler.start()
+            time.sleep(window / 2)
+            cpu0, wall0 = sampler.stop()
+            base_cpu, base_rss = cpu0 / wall0, rss_mb(srv.proc.pid)
+            rows.append(["0 (stream only)", "-", f"{100 * base_cpu:.1f}", "-", "-", "-", "-",
+                         f"{base_rss:.0f}", "-", "-"])  # fmt: skip
+            for n in ns:
+                r = measure_n(whep_url, srv.proc.pid, n, procs, window)
+                if r["reasons"]:
+                    print(f"# N={n}: refused/failed attempts: {r['reasons']}")
+                connected = r["connected"]
+                pps = r["pps"]
+                marginal = max(r["cpu"] - base_cpu, 0.0)
+                us_total = 1e6 * r["cpu"] / pps if pps else float("nan")
+                us_marg = 1e6 * marginal / pps if pps else float("nan")
+                per_viewer = marginal / connected if connected else float("nan")
+                per_core = 0.8 / per_viewer if per_viewer else float("nan")
+                rss_peer = (r["rss"] - base_rss) / connected if connected else float("nan")
+                rows.append([
+                    f"{n}", f"{connected}/{n}", f"{100 * r['cpu']:.1f}", f"{pps:.0f}",
+                    f"{us_total:.1f}", f"{us_marg:.1f}", f"{per_core:.0f}", f"{r['rss']:.0f}",
+                    f"{rss_peer:.2f}",
+                    f"{pct(r['setups'], 50):.2f}/{pct(r['setups'], 95):.2f}",
+                ])  # fmt: skip
+        finally:
+            terminate(pub)
+    print(f"# 1 publish at 3 Mbit/s; {procs} client processes; {window:g} s window per N;"
+          f" total {time.monotonic() - t_start:.0f} s")  # fmt: skip
+    print_table(
+        ["peers", "connected", "server CPU %", "RTP pkt/s", "µs/pkt", "µs/pkt marginal",
+         "viewers/core @80%", "RSS MB", "MB/peer", "setup p50/p95 s"],
+        rows,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
