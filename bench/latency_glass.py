@@ -32,7 +32,7 @@ to ~33 ms; the measurement window is short (default 20 s), so p95 is over ~600 f
 latency depends on join time relative to the segment cadence. Prints numbers, never asserts.
 
     /tmp/hv/bin/python bench/latency_glass.py [--quick] [--modes llhls hls webrtc nginx]
-        [--part-target 0.333] [--warmup 8] [--measure 20]
+        [--part-target 0.2] [--warmup 8] [--measure 20]
 """
 
 from __future__ import annotations
@@ -368,8 +368,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="4 s warm-up, 8 s measurement")
     ap.add_argument("--modes", nargs="+", default=["llhls", "hls", "webrtc", "nginx"],
                     choices=["llhls", "hls", "webrtc", "nginx"])  # fmt: skip
-    ap.add_argument("--part-target", type=float, default=0.333,
-                    help="HEARTH_HLS_PART_TARGET for the run (product default 0.333)")  # fmt: skip
+    ap.add_argument("--part-target", type=float, default=0.2,
+                    help="HEARTH_HLS_PART_TARGET for the run (product default 0.2)")  # fmt: skip
     ap.add_argument("--no-audio", action="store_true", help="publish video only")
     ap.add_argument("--warmup", type=float, default=8.0)
     ap.add_argument("--measure", type=float, default=20.0)

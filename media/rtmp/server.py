@@ -91,8 +91,8 @@ class RtmpConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not an isinstance check: uvloop's TCPTransport is not an asyncio.Transport subclass.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = (str(peer[0]), int(peer[1]))
@@ -104,7 +104,7 @@ class RtmpConnection(asyncio.Protocol):
         ):
             logger.warning("rtmp#%d %s refused: connection limit reached", self.id, ip)
             self._lost = True  # the handler never sees this connection
-            transport.abort()
+            self._transport.abort()
             return
         limits.total += 1
         limits.per_ip[ip] = limits.per_ip.get(ip, 0) + 1
