@@ -362,17 +362,27 @@ class RtmpServerSession:
         Raises:
             LocalProtocolError: if no publish is pending on ``message_stream_id``.
         """
-        if self._state in _ENDED_STATES:
+        if not self._take_pending_publish(message_stream_id):
             return
-        if self._pending_publish != message_stream_id:
-            raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
         self._transition(_Input.ACCEPT_PUBLISH)
-        self._pending_publish = None
         self._publishing = message_stream_id
         self._send_message(_CSID_PROTOCOL_CONTROL, 0, UserControl.stream_begin(message_stream_id))
         self._send_on_status(
             message_stream_id, "status", "NetStream.Publish.Start", "Start publishing"
         )
+
+    def _take_pending_publish(self, message_stream_id: int) -> bool:
+        """Clear the pending publish for an application decision; False if the session ended.
+
+        Raises:
+            LocalProtocolError: if no publish is pending on ``message_stream_id``.
+        """
+        if self._state in _ENDED_STATES:
+            return False
+        if self._pending_publish != message_stream_id:
+            raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
+        self._pending_publish = None
+        return True
 
     def reject_publish(self, message_stream_id: int, code: str, description: str) -> None:
         """Refuse the pending publish with ``onStatus`` level=error and move to ``CLOSING``.
@@ -387,12 +397,9 @@ class RtmpServerSession:
         Raises:
             LocalProtocolError: if no publish is pending on ``message_stream_id``.
         """
-        if self._state in _ENDED_STATES:
+        if not self._take_pending_publish(message_stream_id):
             return
-        if self._pending_publish != message_stream_id:
-            raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
         self._transition(_Input.REJECT)
-        self._pending_publish = None
         self._send_on_status(message_stream_id, "error", code, description)
 
     def close(self, code: str = "NetStream.Unpublish.Success", description: str = "") -> None:
