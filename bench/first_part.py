@@ -27,8 +27,9 @@ the playlist only when it closes the first fragment; no parts).
 
 Caveats: the source is a file pushed at real time, so a part can only be sealed once one part
 duration of media (plus one frame, which seals it) has arrived: the floor of ``part − frame``
-is ``part_target + 1/30 s``. With ``hls.part_target`` 0.333 s the 0.3 s target is out of reach by construction (the
-product default is now 0.2 s); ``--part-target 0.2`` runs a second server with
+is ``part_target + 1/30 s``. With ``hls.part_target`` 0.333 s the 0.3 s target is out of
+reach by construction (the product default is now 0.2 s); ``--part-target 0.2`` runs a
+second server with
 200 ms parts (performance.md's reference setting). The wall-clock mapping assumes the wall
 clock does not step during a run. Prints numbers, never asserts.
 

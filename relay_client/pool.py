@@ -23,7 +23,6 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import random
@@ -339,9 +338,9 @@ class _Relay:
         finally:
             for t in (reader, writer):
                 t.cancel()
-            for t in (reader, writer):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            # asyncio.wait, not ``await t`` under suppress(CancelledError): that would also
+            # swallow *our* cancellation (pool.close() cancelling this task) and hang close().
+            await asyncio.wait({reader, writer})
         for t in done:
             exc = t.exception()
             if exc is not None:
@@ -646,8 +645,7 @@ class RelayPool:
     async def _stop_relay(self, relay: _Relay, message: str) -> None:
         if relay.task is not None:
             relay.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay.task
+            await asyncio.wait({relay.task})  # never swallows the caller's cancellation
         for eid in list(relay.outbox):
             relay.resolve(eid, False, message)
         relay._update(state=RelayState.CLOSED, next_attempt_at=None)

@@ -45,15 +45,17 @@ def node_run(tools_dir: Path, script: str, stdin: Any) -> Any:
 
 
 async def _query(url: str, flt: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+    # By id: an event stored while the REQ runs can arrive twice (stored result and live
+    # broadcast before EOSE); NIP-01 clients deduplicate by id, and so does this one.
+    events: dict[str, dict[str, Any]] = {}
     async with asyncio.timeout(timeout), connect(url) as ws:
         await ws.send(json.dumps(["REQ", "q", flt]))
         while True:
             msg = json.loads(await ws.recv())
             if msg[0] == "EVENT":
-                events.append(msg[2])
+                events.setdefault(msg[2]["id"], msg[2])
             elif msg[0] in ("EOSE", "CLOSED"):
-                return events
+                return list(events.values())
 
 
 def run_sync(coro: Any) -> Any:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -102,8 +101,7 @@ async def chat_ws(request: web.Request) -> web.StreamResponse:
                 await _handle_frame(ws, nostr, stream_id, ip, frame.data)
         finally:
             forward.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forward
+            await asyncio.wait({forward})  # never swallows this handler's own cancellation
     return ws
 
 
