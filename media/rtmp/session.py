@@ -578,7 +578,7 @@ class RtmpServerSession:
         self._command_stream_id = message_stream_id
         if self._state is SessionState.CONNECTING:
             if name != "connect":
-                raise RemoteProtocolError(f"command {name!r} before connect")
+                raise RemoteProtocolError(f"command {name[:64]!r} before connect")
             self._on_connect(command)
             return
         txid = command.transaction_id
@@ -687,8 +687,16 @@ class RtmpServerSession:
 
     def _on_delete_stream(self, command: CommandMessage) -> None:
         arg = command.arguments[0] if command.arguments else None
+        if isinstance(arg, str):
+            # GStreamer's rtmp2sink sends deleteStream with the *stream name* (the secret key)
+            # instead of the id when it stops. Treat it as ending this connection's stream, and
+            # never echo the value: it is a stream key.
+            if self._publishing is not None:
+                self._end_publish()
+            return
         if not isinstance(arg, float) or not arg.is_integer() or int(arg) not in self._streams:
-            raise RemoteProtocolError(f"deleteStream of unknown message stream id {arg!r}")
+            shown = repr(arg) if isinstance(arg, float) else type(arg).__name__
+            raise RemoteProtocolError(f"deleteStream of unknown message stream id {shown}")
         stream_id = int(arg)
         if stream_id == self._publishing:
             self._end_publish()

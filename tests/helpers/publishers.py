@@ -11,6 +11,7 @@ from fractions import Fraction
 import numpy as np
 
 FFMPEG = shutil.which("ffmpeg")
+GST_LAUNCH = shutil.which("gst-launch-1.0")
 
 
 def ffmpeg_publish(url: str, seconds: float, *, size: str = "320x240", rate: int = 25,
@@ -33,6 +34,23 @@ def ffmpeg_publish(url: str, seconds: float, *, size: str = "320x240", rate: int
         cmd += ["-c:a", "aac", "-b:a", "64k"]
     cmd += ["-f", "flv", url]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def gstreamer_publish(url: str, seconds: float, *, rate: int = 25) -> subprocess.Popen[bytes]:
+    """GStreamer's own RTMP client (``rtmp2sink``) pushing x264 + AAC from test sources."""
+    assert GST_LAUNCH, "gst-launch-1.0 is required (scripts/install-test-deps.sh installs it)"
+    frames = int(seconds * rate)
+    audio_buffers = int(seconds * 48000 / 1024)
+    pipeline = (
+        f"videotestsrc is-live=true num-buffers={frames} "
+        f"! video/x-raw,width=320,height=240,framerate={rate}/1 "
+        f"! x264enc tune=zerolatency key-int-max={rate} bframes=0 ! h264parse "
+        f"! flvmux name=mux streamable=true ! rtmp2sink location={url} "
+        f"audiotestsrc is-live=true num-buffers={audio_buffers} samplesperbuffer=1024 "
+        "! audioconvert ! audioresample ! audio/x-raw,rate=48000 ! avenc_aac ! aacparse ! mux."
+    )
+    return subprocess.Popen([GST_LAUNCH, "-q", *pipeline.split()], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
 
 
 def pyav_publish(url: str, seconds: float, *, width: int = 320, height: int = 240,

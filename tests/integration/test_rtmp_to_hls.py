@@ -9,7 +9,13 @@ import pytest
 
 from tests.helpers.appliance import ApplianceProcess
 from tests.helpers.hls import Playlist, demux, download, fetch_playlist
-from tests.helpers.publishers import FFMPEG, ffmpeg_publish, pyav_publish_process
+from tests.helpers.publishers import (
+    FFMPEG,
+    GST_LAUNCH,
+    ffmpeg_publish,
+    gstreamer_publish,
+    pyav_publish_process,
+)
 
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
 
@@ -88,6 +94,20 @@ def test_pyav_publish_plays_as_hls(appliance: ApplianceProcess) -> None:
     pl, url = _wait_playlist(appliance, created["id"], min_segments=2)
     _check_hls(pl, url)
     assert pub.wait(30) == 0, pub.stderr.read() if pub.stderr else ""
+
+
+@pytest.mark.skipif(GST_LAUNCH is None, reason="GStreamer not installed")
+def test_gstreamer_publish_plays_as_hls(appliance: ApplianceProcess) -> None:
+    """GStreamer's rtmp2sink as the publisher; its end-of-stream (deleteStream by name) is a
+    clean unpublish, not a protocol error, and never logs the key."""
+    created = appliance.create_stream("gstreamer test")
+    pub = gstreamer_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 5)
+    pl, url = _wait_playlist(appliance, created["id"], min_segments=2)
+    _check_hls(pl, url)
+    assert pub.wait(30) == 0, pub.stderr.read() if pub.stderr else ""
+    appliance.wait_for(lambda: "publisher gone (publisher stopped)" in appliance.log())
+    assert "protocol error" not in appliance.log()
+    assert created["stream_key"] not in appliance.log()
 
 
 def test_wrong_key_is_refused_definitively(appliance: ApplianceProcess) -> None:

@@ -275,6 +275,26 @@ def test_delete_unknown_stream() -> None:
     assert only_failure(events) == "deleteStream of unknown message stream id 3.0"
 
 
+def test_delete_stream_by_name_ends_the_publish_without_echoing_the_key() -> None:
+    """GStreamer's rtmp2sink sends deleteStream(streamName): the publish ends, no error, and
+    the key appears nowhere (not in events, errors or replies)."""
+    driver = SessionDriver()
+    driver.publish("hk_secret_key")
+    driver.session.accept_publish(1)
+    driver.replies()
+    events = driver.send(driver.client.command(0, "deleteStream", 7.0, None, "hk_secret_key"))
+    assert events == [Unpublished(1)]
+    assert driver.session.error is None
+    assert b"hk_secret_key" not in driver.session.data_to_send()
+
+
+def test_delete_stream_with_a_bad_argument_names_only_its_type() -> None:
+    driver = SessionDriver()
+    driver.connect()
+    events = driver.send(driver.client.command(0, "deleteStream", 9.0, None, True))
+    assert only_failure(events) == "deleteStream of unknown message stream id bool"
+
+
 def test_connect_without_app() -> None:
     driver = SessionDriver()
     driver.send(handshake())
