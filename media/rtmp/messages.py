@@ -274,7 +274,7 @@ class CommandMessage:
             raise RemoteProtocolError("command message does not start with a command name")
         name = values[0]
         if len(values) < 2 or not isinstance(values[1], float) or isinstance(values[1], bool):
-            raise RemoteProtocolError(f"command {name!r} has no numeric transaction id")
+            raise RemoteProtocolError(f"command {name[:64]!r} has no numeric transaction id")
         command_object = values[2] if len(values) > 2 else None
         return cls(name, values[1], command_object, tuple(values[3:]))
 

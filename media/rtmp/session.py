@@ -573,7 +573,7 @@ class RtmpServerSession:
         if message_stream_id != 0 and message_stream_id not in self._streams:
             self._command_stream_id = 0
             raise RemoteProtocolError(
-                f"command {name!r} on unknown message stream id {message_stream_id}"
+                f"command {name[:64]!r} on unknown message stream id {message_stream_id}"
             )
         self._command_stream_id = message_stream_id
         if self._state is SessionState.CONNECTING:
