@@ -16,8 +16,9 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +31,7 @@ from appliance.ingest import IngestHandler
 from appliance.nostr.service import NostrService
 from appliance.state import AppState
 from appliance.streams import StreamService
+from appliance.tasks import BackgroundTasks
 from media.rtmp.server import start_rtmp_server
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class Appliance:
         self.state: AppState | None = None
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = BackgroundTasks("appliance")
         self.http_port = 0
         self.rtmp_port = 0
 
@@ -188,8 +190,8 @@ class Appliance:
                     config.rtmp_url, config.admin_socket)
         sd_notify("READY=1\nSTATUS=serving")
 
-    def _spawn(self, coro: object, name: str) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.spawn(coro, name)
 
     async def _every(self, seconds: float, fn: Callable[[], object]) -> None:
         while True:
@@ -209,9 +211,7 @@ class Appliance:
 
     async def _shutdown(self) -> None:
         sd_notify("STOPPING=1")
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self._stack.aclose()
 
 

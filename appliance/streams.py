@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from appliance.bus import Bus, LogRecorded, StreamChanged, ViewersChanged
 from appliance.config import Config
@@ -30,6 +31,7 @@ from appliance.domain import (
     new_stream_key,
 )
 from appliance.hub import Discontinuity, Publisher, Reader, StreamConfig
+from appliance.tasks import BackgroundTasks
 from appliance.viewers import ViewerCounter
 from media.depacketizer import ConfigChanged, FlvDepacketizer
 from media.health import HealthMeter
@@ -122,7 +124,7 @@ class StreamService:
         self._last_viewers: dict[str, tuple[int, int, int]] = {}
         self._keys: dict[str, str] = {}  # stream id → key hash, for streams that may publish
         self._live: dict[str, LiveStream] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks("streams")
 
     # ---- start-up and shutdown ---------------------------------------------------------------
 
@@ -158,19 +160,10 @@ class StreamService:
             ls.publisher.close()
             if ls.hls_task:
                 ls.hls_task.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
-    def spawn(self, coro: object, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.spawn(coro, name)
 
     def log(self, level: str, kind: str, message: str, stream_id: str | None = None) -> None:
         """Record an operator-visible event (DB log + Python log)."""

@@ -55,6 +55,7 @@ from appliance.nostr.keys import (
     parse_pubkey,
 )
 from appliance.streams import StreamNotFound, StreamService
+from appliance.tasks import BackgroundTasks
 from relay_client import (
     EventError,
     NostrEvent,
@@ -121,7 +122,7 @@ class NostrService:
         self._service: PrivateKeySigner | None = None
         self._operator_signer: PrivateKeySigner | None = None
         self.operator_pubkey: str | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks("nostr")
         self._inflight: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._flags = _Flags()
@@ -216,21 +217,12 @@ class NostrService:
         self._spawn(self._reconcile(), "nostr-reconcile")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if self._pool is not None:
             await self._pool.close()
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("nostr task %s failed", task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(coro, name)
 
     async def _reconcile(self) -> None:
         """Rebuild 30311 state from SQLite: subscribe active streams' chat and publish any
