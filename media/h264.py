@@ -91,6 +91,29 @@ def _check_length_size(length_size: int) -> None:
         raise H264Error(f"NALU length size must be 1, 2 or 4, got {length_size}")
 
 
+def _nalu_spans(data: bytes, length_size: int) -> Iterator[tuple[int, int]]:
+    """``(offset, size)`` of each NAL unit in AVCC-framed ``data``, validating the framing."""
+    _check_length_size(length_size)
+    pos = 0
+    end = len(data)
+    while pos < end:
+        if end - pos < length_size:
+            raise H264Error(
+                f"truncated NALU length prefix at offset {pos}: {end - pos} of {length_size} bytes"
+            )
+        size = int.from_bytes(data[pos : pos + length_size], "big")
+        pos += length_size
+        if size == 0:
+            raise H264Error(f"zero-length NALU at offset {pos - length_size}")
+        if size > end - pos:
+            raise H264Error(
+                f"NALU length {size} at offset {pos - length_size} exceeds the "
+                f"{end - pos} bytes remaining"
+            )
+        yield pos, size
+        pos += size
+
+
 def iter_nalus(data: bytes, length_size: int) -> Iterator[bytes]:
     """Split AVCC-framed data (big-endian length prefix before each NALU) into NAL units.
 
@@ -106,35 +129,20 @@ def iter_nalus(data: bytes, length_size: int) -> Iterator[bytes]:
             length that runs past the end of ``data`` (the iterator raises when it gets there;
             callers that must not act on partial input should materialize it with ``list()``).
     """
-    _check_length_size(length_size)
     view = memoryview(data)
-    pos = 0
-    end = len(data)
-    while pos < end:
-        if end - pos < length_size:
-            raise H264Error(
-                f"truncated NALU length prefix at offset {pos}: {end - pos} of {length_size} bytes"
-            )
-        size = int.from_bytes(view[pos : pos + length_size], "big")
-        pos += length_size
-        if size == 0:
-            raise H264Error(f"zero-length NALU at offset {pos - length_size}")
-        if size > end - pos:
-            raise H264Error(
-                f"NALU length {size} at offset {pos - length_size} exceeds the "
-                f"{end - pos} bytes remaining"
-            )
+    for pos, size in _nalu_spans(data, length_size):
         yield bytes(view[pos : pos + size])
-        pos += size
 
 
 def contains_idr(data: bytes, length_size: int) -> bool:
     """True if the AVCC-framed access unit contains an IDR slice.
 
+    Runs for every ingested video frame, so it reads NAL headers in place (no copies).
+
     Raises:
         H264Error: if the framing is invalid.
     """
-    return any(is_idr(n) for n in iter_nalus(data, length_size))
+    return any(data[pos] & 0x1F == NAL_IDR for pos, _ in _nalu_spans(data, length_size))
 
 
 def avcc_to_annexb(data: bytes, length_size: int) -> bytes:
