@@ -32,6 +32,18 @@ def rtc_app(data_dir: object) -> Iterator[ApplianceProcess]:
     app.stop()
 
 
+@pytest.fixture
+def rtc_app_host(data_dir: object) -> Iterator[ApplianceProcess]:
+    """WebRTC with plain host candidates on the machine's own addresses (no 1:1 NAT)."""
+    app = ApplianceProcess(data_dir, {  # type: ignore[arg-type]
+        "HEARTH_WEBRTC_ENABLED": "1",
+        "HEARTH_WEBRTC_UDP_PORT_MIN": "47000", "HEARTH_WEBRTC_UDP_PORT_MAX": "47999",
+    })
+    app.start()
+    yield app
+    app.stop()
+
+
 def _live(app: ApplianceProcess, seconds: float = 40, **kw: Any) -> tuple[str, Any]:
     created = app.create_stream("rtc")
     pub = ffmpeg_publish(f"{app.rtmp_base}/{created['stream_key']}", seconds, **kw)
@@ -90,6 +102,11 @@ class WhepClient:
             t.cancel()
 
 
+def _server_candidates(answer: str) -> set[tuple[str, int]]:
+    return {(m[1], int(m[2])) for m in re.finditer(
+        r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ host", answer, re.I)}
+
+
 def _server_ports(answer: str) -> set[int]:
     return {int(m[1]) for m in re.finditer(r"a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ host",
                                           answer, re.I)}
@@ -135,20 +152,22 @@ async def test_aiortc_peer_receives_h264_and_opus(rtc_app: ApplianceProcess) -> 
         pub.wait(10)
 
 
-async def test_stray_udp_datagrams_do_not_kill_the_session(rtc_app: ApplianceProcess) -> None:
+async def test_stray_udp_datagrams_do_not_kill_the_session(
+        rtc_app_host: ApplianceProcess) -> None:
     """bad-input.md B16: empty and junk datagrams to the ICE port leave the peer connected."""
-    sid, pub = _live(rtc_app)
+    sid, pub = _live(rtc_app_host)
     client = WhepClient()
     try:
-        assert await client.connect(f"{rtc_app.base}/whep/{sid}") == 201
+        assert await client.connect(f"{rtc_app_host.base}/whep/{sid}") == 201
         await client.wait_frames(video=10, audio=0)
-        ports = _server_ports(client.answer)
-        assert ports
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for port in ports:
+        targets = _server_candidates(client.answer)
+        assert targets
+        for host, port in targets:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
                 for payload in (b"", b"", b"\x00", b"\x16\xfe\xfd" + b"\x00" * 50,
                                 b"\x80" + b"\x00" * 30, bytes(range(256))):
-                    s.sendto(payload, ("127.0.0.1", port))
+                    s.sendto(payload, (host, port))
         await asyncio.sleep(2)
         n = len(client.video_frames)
         await asyncio.sleep(2)
