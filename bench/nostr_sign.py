@@ -39,7 +39,7 @@ def bench_crypto(n: int) -> None:
         build_chat_message(addr, f"message {i} " + "x" * 80, created_at=i) for i in range(n)
     ]
     t0 = time.perf_counter()
-    events = [u.sign(signer) for u in unsigned]
+    events = [signer.sign_event(u) for u in unsigned]
     sign_us = (time.perf_counter() - t0) / n * 1e6
     t0 = time.perf_counter()
     for ev in events:
@@ -68,9 +68,9 @@ async def bench_relay(url: str, n: int) -> None:
         await pool.wait_connected(timeout=10)
         now = int(time.time())
         for i in range(n):
-            ev: NostrEvent = UnsignedEvent(
+            ev: NostrEvent = signer.sign_event(UnsignedEvent(
                 kind=1, content=f"bench {i}", tags=(), created_at=now
-            ).sign(signer)
+            ))
             t0 = time.perf_counter()
             result = await pool.publish(ev)
             latencies.append(time.perf_counter() - t0)

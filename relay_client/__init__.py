@@ -2,7 +2,9 @@
 
 Imports nothing else of Hearth. Pure codecs (:mod:`~relay_client.event`,
 :mod:`~relay_client.messages`, :mod:`~relay_client.nip19`, :mod:`~relay_client.live`) plus
-a websockets transport (:mod:`~relay_client.pool`).
+a sans-IO relay session (:mod:`~relay_client.session`) under a thin websockets loop
+(:mod:`~relay_client.pool`). Import order is one-way: ``jsonbound``/``schnorr`` ← ``event`` ←
+``messages``/``signing`` ← ``session`` ← ``pool``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from relay_client.event import (
     MAX_EVENT_BYTES,
     MAX_TAGS,
     EventError,
+    EventIdMismatch,
+    InvalidSignature,
     NostrEvent,
     UnsignedEvent,
     compute_id,
@@ -73,6 +77,8 @@ __all__ = [
     "Closed",
     "Eose",
     "EventError",
+    "EventIdMismatch",
+    "InvalidSignature",
     "EventMessage",
     "Filter",
     "InvalidEventMessage",

@@ -15,12 +15,9 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from relay_client.signing import verify_signature
-
-if TYPE_CHECKING:
-    from relay_client.signing import Signer
+from relay_client.jsonbound import JsonBoundError, decode_bounded
+from relay_client.schnorr import verify_signature
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +26,8 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_TAGS",
     "EventError",
+    "EventIdMismatch",
+    "InvalidSignature",
     "NostrEvent",
     "Tags",
     "UnsignedEvent",
@@ -52,6 +51,14 @@ _FIELDS = ("id", "pubkey", "created_at", "kind", "tags", "content", "sig")
 
 class EventError(ValueError):
     """An event is malformed, oversized or fails id/signature checks."""
+
+
+class EventIdMismatch(EventError):
+    """The event's ``id`` is not the sha256 of its canonical serialization (NIP-01)."""
+
+
+class InvalidSignature(EventError):
+    """The event's BIP-340 ``sig`` does not verify against its ``pubkey`` and ``id``."""
 
 
 def _preview(value: object) -> str:
@@ -157,7 +164,11 @@ class UnsignedEvent:
         return compute_id(pubkey, self.created_at, self.kind, self.tags, self.content)
 
     def finalize(self, pubkey: str, sign_digest: Callable[[bytes], bytes]) -> NostrEvent:
-        """Complete the event with ``pubkey``, its id and ``sign_digest(id_bytes)``."""
+        """Complete the event with ``pubkey``, its id and ``sign_digest(id_bytes)``.
+
+        The building block of :class:`~relay_client.signing.Signer` implementations; code
+        that wants a signed event calls ``signer.sign_event(unsigned)`` (the one way to sign).
+        """
         _check_hex("pubkey", pubkey, 64)
         event_id = self.compute_id(pubkey)
         sig = sign_digest(bytes.fromhex(event_id)).hex()
@@ -170,10 +181,6 @@ class UnsignedEvent:
             content=self.content,
             sig=sig,
         )
-
-    def sign(self, signer: Signer) -> NostrEvent:
-        """Sign with a synchronous :class:`~relay_client.signing.Signer`."""
-        return signer.sign_event(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,19 +251,10 @@ class NostrEvent:
         Raises:
             EventError: not JSON, not UTF-8, oversized, or any :meth:`from_dict` failure.
         """
-        size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
-        if size > MAX_EVENT_BYTES:
-            raise EventError(f"event is {size} bytes, limit is {MAX_EVENT_BYTES}")
-        if isinstance(text, bytes):
-            # Decode explicitly: json.loads(bytes) would sniff UTF-16/32 from a BOM.
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise EventError(f"event is not valid UTF-8: {exc.reason}") from exc
         try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise EventError(f"event is not valid JSON: {exc}") from exc
+            obj = decode_bounded(text, MAX_EVENT_BYTES, "event")
+        except JsonBoundError as exc:
+            raise EventError(str(exc)) from None
         return cls.from_dict(obj)
 
     def to_dict(self) -> dict[str, object]:
@@ -285,9 +283,9 @@ class NostrEvent:
         """
         computed = self.compute_id()
         if computed != self.id:
-            raise EventError(f"event id does not match its content (computed {computed})")
+            raise EventIdMismatch(f"event id does not match its content (computed {computed})")
         if not verify_signature(self.pubkey, bytes.fromhex(self.id), self.sig):
-            raise EventError("event signature is invalid")
+            raise InvalidSignature("event signature is invalid")
 
     def verify(self) -> bool:
         """``True`` iff the id matches the content and the BIP-340 signature is valid."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from relay_client.event import EventError, NostrEvent, UnsignedEvent
+from relay_client.jsonbound import JsonBoundError, decode_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -169,21 +170,10 @@ def parse_relay_message(frame: str | bytes) -> RelayMessage:
         InvalidEventMessage: an ``EVENT`` frame whose event is malformed.
         RelayProtocolError: anything else malformed (size, JSON, arity, types, type name).
     """
-    size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
-    if size > MAX_FRAME_BYTES:
-        raise RelayProtocolError(f"frame is {size} bytes, limit is {MAX_FRAME_BYTES}")
-    if isinstance(frame, bytes):
-        # RFC 6455 text is UTF-8; json.loads(bytes) would sniff UTF-16/32 from a BOM.
-        try:
-            frame = frame.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RelayProtocolError(f"frame is not valid UTF-8: {exc.reason}") from exc
     try:
-        data = json.loads(frame)
-    except RecursionError as exc:
-        raise RelayProtocolError("frame is not valid JSON: nested too deeply") from exc
-    except ValueError as exc:
-        raise RelayProtocolError(f"frame is not valid JSON: {exc}") from exc
+        data = decode_bounded(frame, MAX_FRAME_BYTES, "frame")
+    except JsonBoundError as exc:
+        raise RelayProtocolError(str(exc)) from None
     if not isinstance(data, list):
         raise RelayProtocolError(f"frame must be a JSON array, got {_json_type(data)}")
     if not data:

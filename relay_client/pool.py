@@ -1,23 +1,22 @@
-"""A pool of Nostr relay connections on ``websockets`` (asyncio): pure transport.
+"""A pool of Nostr relay connections: a thin ``websockets`` (asyncio) loop per relay.
 
-One long-lived task per relay connects, serves, and reconnects with jittered exponential
-backoff (bad-input §4.4: 1 s × 1.5, capped at 5 min). While connected, a reader and a writer
-run side by side: the writer drains control frames (REQ/CLOSE/AUTH) and then unsent events;
-the reader parses frames with the sans-IO codec in :mod:`relay_client.messages`.
+All protocol state lives in the sans-IO :class:`~relay_client.session.RelaySession` (one per
+relay, kept across reconnects). This module only moves bytes: one long-lived task per relay
+connects, feeds frames into its session, writes what the session wants sent, turns session
+events into callbacks and futures, and reconnects with jittered exponential backoff
+(docs/threat-model.md §Nostr relays: 1 s × 1.5, capped at 5 min).
 
 Contracts:
 
 * :meth:`RelayPool.publish` resolves per relay on ``OK`` (NIP-01) or on timeout; events for
   a disconnected relay wait in memory and are sent on (re)connect. Durable storage is the
   caller's (the appliance's outbox); a timed-out publish is forgotten here.
-* Subscriptions are re-sent on every reconnect. Every incoming event passes the cheap
-  checks (subscription known, time window, filter match, dedup), then id recompute and
-  BIP-340 verify, before the callback sees it (bad-input B17); rejects are counted by
-  reason.
+* Subscriptions are re-sent on every reconnect. Every incoming event passes the session's
+  checks (cheap ones first, then id recompute and BIP-340 verify) before the callback sees
+  it; rejects are counted by reason.
 * NIP-42: on ``AUTH`` with a signer configured the pool answers with a signed kind 22242;
   an ``OK false "auth-required: …"`` publish is retried once after authentication.
-* A relay that exceeds its misbehaviour budget (malformed frames, invalid events, ``OK``
-  for unknown ids, floods — bad-input B18) is disconnected and backed off harder.
+* A relay that exceeds its misbehaviour budget is disconnected (1008) and backed off harder.
 """
 
 from __future__ import annotations
@@ -27,32 +26,30 @@ import enum
 import logging
 import random
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from relay_client.event import EventError, NostrEvent
-from relay_client.messages import (
-    MAX_FRAME_BYTES,
-    Auth,
-    Closed,
-    Eose,
-    EventMessage,
-    Filter,
-    InvalidEventMessage,
-    Notice,
-    Ok,
-    RelayProtocolError,
-    any_filter_matches,
-    auth_message,
-    build_auth_event,
-    close_message,
-    event_message,
-    parse_relay_message,
-    req_message,
+from relay_client.event import NostrEvent
+from relay_client.messages import MAX_FRAME_BYTES, Filter, build_auth_event, req_message
+from relay_client.session import (
+    AuthAnswered,
+    AuthRequested,
+    CloseRequested,
+    DeliveredIds,
+    EndOfStoredEvents,
+    EventReceived,
+    EventRejected,
+    NoticeReceived,
+    PublishAnswered,
+    RelaySession,
+    SessionEvent,
+    SessionLimits,
+    Subscription,
+    SubscriptionClosed,
 )
 from relay_client.signing import AsyncSigner, Signer
 
@@ -66,6 +63,7 @@ __all__ = [
     "RelayPublishResult",
     "RelayState",
     "RelayStatus",
+    "backoff_delay",
 ]
 
 EventCallback = Callable[[NostrEvent, str], None]
@@ -85,7 +83,7 @@ class RelayState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
-    """Tunables. Defaults follow bad-input §4.4; tests shrink the time values."""
+    """Tunables. Defaults follow docs/threat-model.md §Nostr relays; tests shrink the times."""
 
     backoff_initial: float = 1.0
     backoff_factor: float = 1.5
@@ -105,18 +103,31 @@ class PoolConfig:
     max_frame_bytes: int = MAX_FRAME_BYTES
     #: websockets ``max_queue``: frames buffered before TCP back-pressure
     max_queue: int = 32
-    #: protocol strikes tolerated per connection before it is cut (B18)
+    #: protocol strikes tolerated per connection before it is cut
     misbehaviour_budget: int = 20
     #: NOTICE / AUTH frames tolerated per connection before each one counts as a strike
     notice_budget: int = 50
     auth_budget: int = 5
-    #: LRU of delivered event ids (bad-input §4.4: 100k)
+    #: LRU of delivered event ids (100k)
     dedup_size: int = 100_000
-    #: events dated further ahead than this are rejected (bad-input §4.4: +15 min)
+    #: events dated further ahead than this are rejected (+15 min)
     max_future_seconds: int = 900
     user_agent: str = "hearth-relay-client"
     #: websockets ``proxy``; ``None`` ignores proxy environment variables
     proxy: str | None = None
+
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(misbehaviour_budget=self.misbehaviour_budget,
+                             notice_budget=self.notice_budget, auth_budget=self.auth_budget,
+                             max_future_seconds=self.max_future_seconds)
+
+
+def backoff_delay(config: PoolConfig, failures: int) -> float:
+    """Jittered exponential backoff after ``failures`` consecutive failures."""
+    base = min(config.backoff_max,
+               config.backoff_initial * config.backoff_factor ** max(0, failures - 1))
+    jitter = random.uniform(1.0 - config.backoff_jitter, 1.0 + config.backoff_jitter)
+    return min(config.backoff_max, base * jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +161,12 @@ class RelayPublishResult:
     accepted: bool
     message: str
 
+    @property
+    def prefix(self) -> str:
+        """NIP-01 machine-readable prefix of ``message`` (``invalid``, ``rate-limited``…)."""
+        head, sep, _ = self.message.partition(":")
+        return head.strip() if sep and " " not in head.strip() else ""
+
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
@@ -166,23 +183,22 @@ class PublishResult:
         return tuple(r.relay_url for r in self.results if r.accepted)
 
 
-@dataclass(slots=True)
-class _Subscription:
-    sub_id: str
-    filters: tuple[Filter, ...]
+@dataclass(frozen=True, slots=True)
+class _Listener:
     callback: EventCallback
     on_eose: Callable[[str], None] | None
-    max_age: int | None
 
 
-@dataclass(slots=True)
-class _Pending:
-    event: NostrEvent
-    future: asyncio.Future[RelayPublishResult]
-    sent: bool = False
-    #: held back until NIP-42 authentication succeeds
-    hold: bool = False
-    auth_retried: bool = False
+@dataclass(frozen=True, slots=True)
+class _Hooks:
+    """What a connection tells its pool (explicit, instead of reaching into it)."""
+
+    deliver: Callable[[str, NostrEvent, str], None]
+    eose: Callable[[str, str], None]
+    rejected: Callable[[str], None]
+    status: Callable[[RelayStatus], None]
+    publish_result: Callable[[RelayPublishResult], None]
+    signer: Signer | AsyncSigner | None
 
 
 class _Misbehaving(Exception):
@@ -205,68 +221,169 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-class _Relay:
-    """One relay connection; private helper of :class:`RelayPool`."""
+class _Connection:
+    """The I/O loop of one relay around its :class:`RelaySession`."""
 
-    def __init__(self, pool: RelayPool, url: str) -> None:
-        self.pool = pool
+    def __init__(self, url: str, config: PoolConfig, session: RelaySession,
+                 hooks: _Hooks) -> None:
         self.url = url
+        self.config = config
+        self.session = session
+        self.hooks = hooks
         self.status = RelayStatus(url=url, state=RelayState.DISCONNECTED)
-        self.outbox: dict[str, _Pending] = {}
         self.task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
-        self._ws: ClientConnection | None = None
-        self._control: deque[str] = deque()
+        self._futures: dict[str, asyncio.Future[RelayPublishResult]] = {}
         self._wake = asyncio.Event()
-        self._strikes = 0
-        self._notices = 0
-        self._auths = 0
-        self._challenge: str | None = None
-        self._auth_event_id: str | None = None
-        self._authenticated = False
-        self._auth_sent = False
-        self._closed_for_auth: set[str] = set()
+        self._close_request: CloseRequested | None = None
         self._aux_tasks: set[asyncio.Task[None]] = set()
+        # Connection-level status fields (the session owns the protocol counters).
+        self._state = RelayState.DISCONNECTED
+        self._last_error: str | None = None
+        self._connected_since: float | None = None
+        self._failures = 0
+        self._next_attempt_at: float | None = None
 
-    # -- status ----------------------------------------------------------------------
+    # -- status ------------------------------------------------------------------------
 
-    def _update(self, **changes: object) -> None:
-        changes.setdefault("pending", len(self.outbox))
-        changes.setdefault("authenticated", self._authenticated)
-        self.status = replace(self.status, **changes)  # type: ignore[arg-type]
-        self.pool._emit_status(self.status)
+    def _sync_status(self) -> None:
+        c = self.session.counters
+        last_error = self._last_error
+        if self._state is RelayState.CONNECTED and c.last_protocol_error is not None:
+            last_error = c.last_protocol_error
+        snap = RelayStatus(
+            url=self.url, state=self._state, last_error=last_error, last_ok_at=c.last_ok_at,
+            connected_since=self._connected_since, failures=self._failures,
+            next_attempt_at=self._next_attempt_at, published=c.published, rejected=c.rejected,
+            rejected_events=c.rejected_events, malformed_frames=c.malformed_frames,
+            pending=self.session.pending, authenticated=self.session.authenticated)
+        if snap != self.status:
+            self.status = snap
+            self.hooks.status(snap)
 
-    # -- connection loop -------------------------------------------------------------
+    # -- session plumbing ----------------------------------------------------------------
+
+    def _after_input(self) -> None:
+        """Act on what the session produced, wake the writer, publish the status."""
+        self._dispatch(self.session.events())
+        if self.session.has_frames_to_send():
+            self._wake.set()
+        self._sync_status()
+
+    def _dispatch(self, events: list[SessionEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, EventReceived):
+                self.hooks.deliver(ev.subscription_id, ev.event, self.url)
+            elif isinstance(ev, PublishAnswered):
+                self._answer(ev)
+            elif isinstance(ev, EventRejected):
+                self.hooks.rejected(ev.reason)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("relay %s: dropped event (%s): %s", self.url, ev.reason,
+                                 ev.detail[:200])
+            elif isinstance(ev, EndOfStoredEvents):
+                self.hooks.eose(ev.subscription_id, self.url)
+            elif isinstance(ev, NoticeReceived):
+                logger.info("relay %s NOTICE: %s", self.url, ev.message[:200])
+            elif isinstance(ev, SubscriptionClosed):
+                logger.warning("relay %s closed subscription %s: %s", self.url,
+                               ev.subscription_id, ev.message[:200])
+            elif isinstance(ev, AuthRequested):
+                self._spawn_auth(ev.challenge)
+            elif isinstance(ev, AuthAnswered):
+                if ev.accepted:
+                    logger.info("relay %s: NIP-42 authenticated", self.url)
+                else:
+                    logger.warning("relay %s rejected our AUTH: %s", self.url, ev.message[:200])
+            elif isinstance(ev, CloseRequested):
+                self._close_request = ev
+
+    def _answer(self, ev: PublishAnswered) -> None:
+        result = RelayPublishResult(self.url, ev.event_id, ev.accepted, ev.message)
+        fut = self._futures.pop(ev.event_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+        self.hooks.publish_result(result)
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def enqueue(self, event: NostrEvent) -> asyncio.Future[RelayPublishResult]:
+        existing = self._futures.get(event.id)
+        if existing is not None:
+            return existing
+        fut: asyncio.Future[RelayPublishResult] = asyncio.get_running_loop().create_future()
+        self._futures[event.id] = fut
+        self.session.publish(event)
+        self._after_input()
+        return fut
+
+    def cancel(self, event_id: str, message: str) -> None:
+        self.session.cancel_publish(event_id, message)
+        self._after_input()
+
+    def subscribe(self, sub: Subscription) -> None:
+        self.session.subscribe(sub)
+        self._after_input()
+
+    def unsubscribe(self, sub_id: str) -> None:
+        self.session.unsubscribe(sub_id)
+        self._after_input()
+
+    # -- NIP-42 --------------------------------------------------------------------------
+
+    def _spawn_auth(self, challenge: str) -> None:
+        task = asyncio.create_task(self._authenticate(challenge), name=f"relay-auth:{self.url}")
+        self._aux_tasks.add(task)
+        task.add_done_callback(self._aux_tasks.discard)
+
+    async def _authenticate(self, challenge: str) -> None:
+        signer = self.hooks.signer
+        if signer is None:
+            return
+        try:
+            result = signer.sign_event(build_auth_event(self.url, challenge))
+            event = result if isinstance(result, NostrEvent) else await result
+        except Exception as exc:  # a signer failure must not kill the connection
+            logger.warning("relay %s: signing AUTH failed: %s", self.url, exc)
+            return
+        self.session.authenticate(event)
+        self._after_input()
+
+    # -- the loop ------------------------------------------------------------------------
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"relay:{self.url}")
 
+    async def stop(self, message: str) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.wait({self.task})  # never swallows the caller's cancellation
+        for event_id in self.session.pending_ids():
+            self.session.cancel_publish(event_id, message)
+        self._state, self._next_attempt_at = RelayState.CLOSED, None
+        self._after_input()
+
     async def _run(self) -> None:
-        cfg = self.pool.config
+        cfg = self.config
         while True:
-            self._update(state=RelayState.CONNECTING, next_attempt_at=None)
+            self._state, self._next_attempt_at = RelayState.CONNECTING, None
+            self._sync_status()
             connected_at: float | None = None
-            error: str
             misbehaved = False
             try:
                 async with connect(
-                    self.url,
-                    max_size=cfg.max_frame_bytes,
-                    max_queue=cfg.max_queue,
-                    open_timeout=cfg.open_timeout,
-                    close_timeout=cfg.close_timeout,
-                    ping_interval=cfg.ping_interval,
-                    ping_timeout=cfg.ping_timeout,
-                    user_agent_header=cfg.user_agent,
-                    proxy=cfg.proxy,
+                    self.url, max_size=cfg.max_frame_bytes, max_queue=cfg.max_queue,
+                    open_timeout=cfg.open_timeout, close_timeout=cfg.close_timeout,
+                    ping_interval=cfg.ping_interval, ping_timeout=cfg.ping_timeout,
+                    user_agent_header=cfg.user_agent, proxy=cfg.proxy,
                 ) as ws:
                     connected_at = time.monotonic()
-                    self._on_open(ws)
+                    self._opened()
                     try:
                         await self._serve(ws)
                         error = "connection closed by relay"
                     finally:
-                        self._on_close()
+                        self._closed()
             except asyncio.CancelledError:
                 raise
             except _Misbehaving as exc:
@@ -275,60 +392,40 @@ class _Relay:
             except (OSError, TimeoutError, WebSocketException) as exc:
                 error = _describe(exc)
                 if isinstance(exc, ConnectionClosed) and exc.sent is not None:
-                    misbehaved = exc.sent.code == 1009  # oversized frame (B18)
+                    misbehaved = exc.sent.code == 1009  # oversized frame
             except Exception as exc:  # keep the pool alive whatever a relay does
                 logger.exception("relay %s: unexpected error", self.url)
                 error = _describe(exc)
 
-            failures = self.status.failures
             stable = connected_at is not None and (
-                time.monotonic() - connected_at >= cfg.stable_after
-            )
-            failures = 1 if stable else failures + 1
+                time.monotonic() - connected_at >= cfg.stable_after)
+            self._failures = 1 if stable else self._failures + 1
             if misbehaved:
-                failures += cfg.misbehaviour_penalty
-            delay = self.pool._backoff_delay(failures)
-            state = (
-                RelayState.DISCONNECTED
-                if connected_at is not None and not misbehaved
-                else RelayState.FAILED
-            )
+                self._failures += cfg.misbehaviour_penalty
+            delay = backoff_delay(cfg, self._failures)
+            self._state = (RelayState.DISCONNECTED if connected_at is not None and not misbehaved
+                           else RelayState.FAILED)
             logger.info("relay %s closed: %s (retry in %.1fs)", self.url, error, delay)
-            self._update(
-                state=state,
-                last_error=error,
-                failures=failures,
-                connected_since=None,
-                next_attempt_at=time.time() + delay,
-            )
+            self._last_error, self._connected_since = error, None
+            self._next_attempt_at = time.time() + delay
+            self._sync_status()
             await asyncio.sleep(delay)
 
-    def _on_open(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        self._strikes = self._notices = self._auths = 0
-        self._challenge = self._auth_event_id = None
-        self._authenticated = self._auth_sent = False
-        self._closed_for_auth.clear()
-        self._control.clear()
-        for sub in self.pool._subs.values():
-            self._control.append(req_message(sub.sub_id, *sub.filters))
-        for p in self.outbox.values():
-            p.sent = False
-            p.hold = False
-        self._wake.set()
+    def _opened(self) -> None:
+        self._close_request = None
+        self.session.connection_made()
         self.connected.set()
         logger.info("relay %s connected", self.url)
-        self._update(state=RelayState.CONNECTED, connected_since=time.time(), next_attempt_at=None)
+        self._state, self._connected_since = RelayState.CONNECTED, time.time()
+        self._next_attempt_at = None
+        self._after_input()
 
-    def _on_close(self) -> None:
-        self._ws = None
+    def _closed(self) -> None:
         self.connected.clear()
-        self._authenticated = self._auth_sent = False
         for t in self._aux_tasks:
             t.cancel()
         self._aux_tasks.clear()
-        for p in self.outbox.values():
-            p.sent = False
+        self.session.connection_lost()
 
     async def _serve(self, ws: ClientConnection) -> None:
         reader = asyncio.create_task(self._read_loop(ws), name=f"relay-read:{self.url}")
@@ -348,230 +445,22 @@ class _Relay:
 
     async def _read_loop(self, ws: ClientConnection) -> None:
         async for raw in ws:
-            try:
-                self._handle_frame(raw)
-            except _Misbehaving:
-                # 1008 = policy violation (RFC 6455 §7.4.1)
-                await ws.close(1008, "protocol violations")
-                raise
+            self.session.receive_frame(raw)
+            self._after_input()
+            request = self._close_request
+            if request is not None:
+                await ws.close(request.code, "protocol violations")
+                raise _Misbehaving(request.reason)
 
     async def _write_loop(self, ws: ClientConnection) -> None:
         while True:
-            while True:
-                if self._control:
-                    await ws.send(self._control.popleft())
-                    continue
-                p = next((p for p in self.outbox.values() if not p.sent and not p.hold), None)
-                if p is None:
-                    break
-                p.sent = True
-                await ws.send(event_message(p.event))
             self._wake.clear()
-            await self._wake.wait()
-
-    def send_control(self, frame: str) -> None:
-        if self._ws is not None:
-            self._control.append(frame)
-            self._wake.set()
-
-    # -- publishing ------------------------------------------------------------------
-
-    def enqueue(self, event: NostrEvent) -> asyncio.Future[RelayPublishResult]:
-        existing = self.outbox.get(event.id)
-        if existing is not None:
-            return existing.future
-        fut: asyncio.Future[RelayPublishResult] = asyncio.get_running_loop().create_future()
-        self.outbox[event.id] = _Pending(event, fut)
-        self._wake.set()
-        self._update()
-        return fut
-
-    def resolve(self, event_id: str, accepted: bool, message: str) -> None:
-        p = self.outbox.pop(event_id, None)
-        if p is None:
-            return
-        result = RelayPublishResult(self.url, event_id, accepted, message)
-        if not p.future.done():
-            p.future.set_result(result)
-        if accepted:
-            self._update(published=self.status.published + 1, last_ok_at=time.time())
-        else:
-            self._update(rejected=self.status.rejected + 1)
-        self.pool._emit_publish_result(result)
-
-    # -- inbound ---------------------------------------------------------------------
-
-    def _strike(self, reason: str) -> None:
-        self._strikes += 1
-        if self._strikes > self.pool.config.misbehaviour_budget:
-            raise _Misbehaving(f"{self._strikes} protocol violations, last: {reason}")
-
-    def _reject_event(self, reason: str, detail: str) -> None:
-        self.pool._rejected_events[reason] += 1
-        self._update(rejected_events=self.status.rejected_events + 1)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("relay %s: dropped event (%s): %s", self.url, reason, detail)
-
-    def _handle_frame(self, raw: str | bytes) -> None:
-        try:
-            msg = parse_relay_message(raw)
-        except InvalidEventMessage as exc:
-            self._reject_event("invalid", exc.reason)
-            self._strike(str(exc))
-            return
-        except RelayProtocolError as exc:
-            self._update(malformed_frames=self.status.malformed_frames + 1, last_error=str(exc))
-            logger.debug("relay %s: malformed frame: %s", self.url, exc)
-            self._strike(str(exc))
-            return
-        if isinstance(msg, EventMessage):
-            self._on_event(msg)
-        elif isinstance(msg, Ok):
-            self._on_ok(msg)
-        elif isinstance(msg, Eose):
-            sub = self.pool._subs.get(msg.subscription_id)
-            if sub is not None and sub.on_eose is not None:
-                self.pool._call(sub.on_eose, self.url)
-        elif isinstance(msg, Closed):
-            self._on_closed(msg)
-        elif isinstance(msg, Notice):
-            self._notices += 1
-            if self._notices > self.pool.config.notice_budget:
-                self._strike("NOTICE flood")
-            else:
-                logger.info("relay %s NOTICE: %s", self.url, msg.message[:200])
-        elif isinstance(msg, Auth):
-            self._on_auth(msg)
-
-    def _on_event(self, msg: EventMessage) -> None:
-        pool = self.pool
-        sub = pool._subs.get(msg.subscription_id)
-        ev = msg.event
-        if sub is None:
-            # NIP-01: EVENT only for subscriptions we opened (B18).
-            self._reject_event("unknown-subscription", msg.subscription_id)
-            self._strike("EVENT for unknown subscription")
-            return
-        now = time.time()
-        if ev.created_at > now + pool.config.max_future_seconds:
-            self._reject_event("created-at-future", ev.id)
-            return
-        if sub.max_age is not None and ev.created_at < now - sub.max_age:
-            self._reject_event("created-at-too-old", ev.id)
-            return
-        if not any_filter_matches(sub.filters, ev):
-            self._reject_event("filter-mismatch", ev.id)
-            self._strike("event does not match the subscription filter")
-            return
-        delivered = pool._seen.get(ev.id)
-        if delivered is not None and sub.sub_id in delivered:
-            pool.duplicate_events += 1
-            pool._seen.move_to_end(ev.id)
-            return
-        try:
-            ev.check()
-        except EventError as exc:
-            reason = "bad-id" if "id does not match" in str(exc) else "bad-signature"
-            if "surrogate" in str(exc):
-                reason = "invalid"
-            self._reject_event(reason, str(exc))
-            self._strike(str(exc))
-            return
-        pool._mark_delivered(ev.id, sub.sub_id)
-        pool._call(sub.callback, ev, self.url)
-
-    def _on_ok(self, ok: Ok) -> None:
-        if ok.event_id == self._auth_event_id:
-            self._on_auth_ok(ok)
-            return
-        p = self.outbox.get(ok.event_id)
-        if p is None or not p.sent:
-            # OK for something we never sent on this connection (B18); may be a late
-            # answer for a publish that timed out, so it is only a strike.
-            self.pool.unexpected_oks += 1
-            self._strike("OK for an unknown event id")
-            return
-        if (
-            not ok.accepted
-            and ok.prefix == "auth-required"
-            and self.pool.signer is not None
-            and not p.auth_retried
-        ):
-            # NIP-42: authenticate, then retry this event once.
-            p.auth_retried = True
-            p.sent = False
-            if self._auth_sent:
-                self._wake.set()
-            else:
-                p.hold = True
-            return
-        # NIP-01 shows "duplicate:" with true, but relays differ (nostr-relay 1.14 says
-        # false); either way the relay holds the event, which is what a publish means.
-        accepted = ok.accepted or ok.prefix == "duplicate"
-        self.resolve(ok.event_id, accepted, ok.message)
-
-    def _on_closed(self, msg: Closed) -> None:
-        sub_id = msg.subscription_id
-        if (
-            msg.prefix == "auth-required"
-            and self.pool.signer is not None
-            and sub_id in self.pool._subs
-            and sub_id not in self._closed_for_auth
-        ):
-            self._closed_for_auth.add(sub_id)
-            if self._auth_sent:
-                sub = self.pool._subs[sub_id]
-                self.send_control(req_message(sub_id, *sub.filters))
-            return
-        logger.warning("relay %s closed subscription %s: %s", self.url, sub_id, msg.message[:200])
-
-    def _on_auth(self, msg: Auth) -> None:
-        self._auths += 1
-        if self._auths > self.pool.config.auth_budget:
-            self._strike("AUTH flood")
-            return
-        self._challenge = msg.challenge
-        if self.pool.signer is None:
-            logger.info("relay %s asked for NIP-42 AUTH; no signer configured", self.url)
-            return
-        task = asyncio.create_task(self._authenticate(msg.challenge), name=f"relay-auth:{self.url}")
-        self._aux_tasks.add(task)
-        task.add_done_callback(self._aux_tasks.discard)
-
-    async def _authenticate(self, challenge: str) -> None:
-        signer = self.pool.signer
-        assert signer is not None
-        unsigned = build_auth_event(self.url, challenge)
-        try:
-            result = signer.sign_event(unsigned)
-            event = result if isinstance(result, NostrEvent) else await result
-        except Exception as exc:
-            logger.warning("relay %s: signing AUTH failed: %s", self.url, exc)
-            return
-        if self._ws is None:
-            return
-        self._auth_event_id = event.id
-        self._control.append(auth_message(event))
-        # The AUTH frame goes out before anything queued after it on this connection, so
-        # held publishes and auth-closed subscriptions are retried right behind it (not
-        # every relay answers AUTH with an OK; nostr-relay 1.14 does not).
-        self._auth_sent = True
-        for p in self.outbox.values():
-            p.hold = False
-        for sub_id in self._closed_for_auth:
-            sub = self.pool._subs.get(sub_id)
-            if sub is not None:
-                self._control.append(req_message(sub_id, *sub.filters))
-        self._wake.set()
-
-    def _on_auth_ok(self, ok: Ok) -> None:
-        self._auth_event_id = None
-        self._authenticated = ok.accepted
-        self._update()
-        if ok.accepted:
-            logger.info("relay %s: NIP-42 authenticated", self.url)
-        else:
-            logger.warning("relay %s rejected our AUTH: %s", self.url, ok.message[:200])
+            frames = self.session.frames_to_send()
+            if not frames:
+                await self._wake.wait()
+                continue
+            for frame in frames:
+                await ws.send(frame)
 
 
 class RelayPool:
@@ -594,14 +483,17 @@ class RelayPool:
         self.signer = signer
         self.on_status_change = on_status_change
         self.on_publish_result = on_publish_result
-        self.duplicate_events = 0
-        self.unexpected_oks = 0
-        self._relays: dict[str, _Relay] = {}
-        self._subs: dict[str, _Subscription] = {}
-        self._seen: OrderedDict[str, set[str]] = OrderedDict()
+        self._connections: dict[str, _Connection] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._listeners: dict[str, _Listener] = {}
+        self._delivered = DeliveredIds(self.config.dedup_size)
         self._rejected_events: Counter[str] = Counter()
+        self._unexpected_oks_gone = 0
         self._started = False
         self._initial = list(dict.fromkeys(relays))
+        self._hooks = _Hooks(deliver=self._deliver, eose=self._eose,
+                             rejected=self._count_rejected, status=self._emit_status,
+                             publish_result=self._emit_publish_result, signer=signer)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -622,51 +514,60 @@ class RelayPool:
 
     def add_relay(self, url: str) -> None:
         """Add a relay and start connecting to it (no-op if present)."""
-        if url in self._relays:
+        if url in self._connections:
             return
-        relay = _Relay(self, url)
-        self._relays[url] = relay
+        session = RelaySession(url, delivered=self._delivered,
+                               can_authenticate=self.signer is not None,
+                               limits=self.config.session_limits())
+        for sub in self._subs.values():
+            session.subscribe(sub)
+        conn = _Connection(url, self.config, session, self._hooks)
+        self._connections[url] = conn
         if self._started:
-            relay.start()
+            conn.start()
 
     async def remove_relay(self, url: str) -> None:
         """Disconnect and forget a relay; its pending publishes resolve as failed."""
-        relay = self._relays.pop(url, None)
-        if relay is not None:
-            await self._stop_relay(relay, "error: relay removed from pool")
+        conn = self._connections.pop(url, None)
+        if conn is not None:
+            self._unexpected_oks_gone += conn.session.counters.unexpected_oks
+            await conn.stop("error: relay removed from pool")
 
     async def close(self) -> None:
         """Stop every connection; pending publishes resolve with ``error: pool closed``."""
-        relays = list(self._relays.values())
-        self._relays.clear()
-        await asyncio.gather(*(self._stop_relay(r, "error: pool closed") for r in relays))
+        conns = list(self._connections.values())
+        self._connections.clear()
+        await asyncio.gather(*(c.stop("error: pool closed") for c in conns))
         self._started = False
-
-    async def _stop_relay(self, relay: _Relay, message: str) -> None:
-        if relay.task is not None:
-            relay.task.cancel()
-            await asyncio.wait({relay.task})  # never swallows the caller's cancellation
-        for eid in list(relay.outbox):
-            relay.resolve(eid, False, message)
-        relay._update(state=RelayState.CLOSED, next_attempt_at=None)
 
     # -- status ----------------------------------------------------------------------
 
     @property
     def relay_urls(self) -> tuple[str, ...]:
-        return tuple(self._relays)
+        return tuple(self._connections)
 
     def statuses(self) -> tuple[RelayStatus, ...]:
         """Immutable snapshot of every relay's state and counters."""
-        return tuple(r.status for r in self._relays.values())
+        return tuple(c.status for c in self._connections.values())
 
     def status(self, url: str) -> RelayStatus:
-        return self._relays[url].status
+        return self._connections[url].status
 
     @property
     def rejected_events(self) -> Mapping[str, int]:
         """Dropped inbound events by reason (``bad-signature``, ``bad-id``, ``invalid``, …)."""
         return dict(self._rejected_events)
+
+    @property
+    def duplicate_events(self) -> int:
+        """Events received again (from another relay or a re-sent REQ) and not re-delivered."""
+        return self._delivered.duplicates
+
+    @property
+    def unexpected_oks(self) -> int:
+        """``OK`` frames for events never sent on that connection."""
+        return self._unexpected_oks_gone + sum(
+            c.session.counters.unexpected_oks for c in self._connections.values())
 
     async def wait_connected(self, url: str | None = None, timeout: float = 10.0) -> None:
         """Wait until ``url`` (or every relay) is connected.
@@ -674,10 +575,11 @@ class RelayPool:
         Raises:
             TimeoutError: not connected within ``timeout`` seconds.
         """
-        relays = [self._relays[url]] if url is not None else list(self._relays.values())
+        conns = ([self._connections[url]] if url is not None
+                 else list(self._connections.values()))
         async with asyncio.timeout(timeout):
-            for r in relays:
-                await r.connected.wait()
+            for c in conns:
+                await c.connected.wait()
 
     # -- publish ---------------------------------------------------------------------
 
@@ -696,16 +598,15 @@ class RelayPool:
         its queue. With zero relays the result is empty (``accepted`` is ``False``).
         """
         timeout = self.config.publish_timeout if timeout is None else timeout
-        targets = (
-            [self._relays[u] for u in relays] if relays is not None else list(self._relays.values())
-        )
-        futures = [r.enqueue(event) for r in targets]
+        targets = ([self._connections[u] for u in relays] if relays is not None
+                   else list(self._connections.values()))
+        futures = [c.enqueue(event) for c in targets]
         if futures:
             await asyncio.wait(futures, timeout=timeout)
         results: list[RelayPublishResult] = []
-        for relay, fut in zip(targets, futures, strict=True):
+        for conn, fut in zip(targets, futures, strict=True):
             if not fut.done():
-                relay.resolve(event.id, False, f"timeout: no OK within {timeout:g}s")
+                conn.cancel(event.id, f"timeout: no OK within {timeout:g}s")
             results.append(fut.result())
         return PublishResult(event.id, tuple(results))
 
@@ -726,39 +627,39 @@ class RelayPool:
             filters: NIP-01 filters, OR-ed; events not matching any are dropped.
             callback: ``callback(event, relay_url)`` for verified, deduplicated events.
             on_eose: ``on_eose(relay_url)`` when a relay finishes stored events.
-            max_age: drop events older than this many seconds (chat: 7 days, §4.4).
+            max_age: drop events older than this many seconds (chat: 7 days).
         """
-        frame = req_message(sub_id, *filters)  # validates sub_id and filters
-        self._subs[sub_id] = _Subscription(sub_id, tuple(filters), callback, on_eose, max_age)
-        for relay in self._relays.values():
-            relay.send_control(frame)
+        req_message(sub_id, *filters)  # validates sub_id and filters before any change
+        sub = Subscription(sub_id, tuple(filters), max_age)
+        self._subs[sub_id] = sub
+        self._listeners[sub_id] = _Listener(callback, on_eose)
+        for conn in self._connections.values():
+            conn.subscribe(sub)
 
     def unsubscribe(self, sub_id: str) -> None:
         if self._subs.pop(sub_id, None) is None:
             return
-        frame = close_message(sub_id)
-        for relay in self._relays.values():
-            relay.send_control(frame)
+        self._listeners.pop(sub_id, None)
+        for conn in self._connections.values():
+            conn.unsubscribe(sub_id)
 
-    # -- internals -------------------------------------------------------------------
+    # -- hooks (called by connections) -------------------------------------------------
 
     def _backoff_delay(self, failures: int) -> float:
-        cfg = self.config
-        base = min(
-            cfg.backoff_max, cfg.backoff_initial * cfg.backoff_factor ** max(0, failures - 1)
-        )
-        jitter = random.uniform(1.0 - cfg.backoff_jitter, 1.0 + cfg.backoff_jitter)
-        return min(cfg.backoff_max, base * jitter)
+        return backoff_delay(self.config, failures)
 
-    def _mark_delivered(self, event_id: str, sub_id: str) -> None:
-        subs = self._seen.get(event_id)
-        if subs is None:
-            self._seen[event_id] = {sub_id}
-            if len(self._seen) > self.config.dedup_size:
-                self._seen.popitem(last=False)
-        else:
-            subs.add(sub_id)
-            self._seen.move_to_end(event_id)
+    def _deliver(self, sub_id: str, event: NostrEvent, url: str) -> None:
+        listener = self._listeners.get(sub_id)
+        if listener is not None:
+            self._call(listener.callback, event, url)
+
+    def _eose(self, sub_id: str, url: str) -> None:
+        listener = self._listeners.get(sub_id)
+        if listener is not None and listener.on_eose is not None:
+            self._call(listener.on_eose, url)
+
+    def _count_rejected(self, reason: str) -> None:
+        self._rejected_events[reason] += 1
 
     def _emit_status(self, status: RelayStatus) -> None:
         if self.on_status_change is not None:

@@ -2,7 +2,9 @@
 
 NIP-01: ``sig`` is a BIP-340 signature of the 32-byte event id by the x-only ``pubkey``.
 The crypto is coincurve (its wheels bundle libsecp256k1 and expose
-``secp256k1_schnorrsig_sign32``/``verify``); nothing here is hand-rolled.
+``secp256k1_schnorrsig_sign32``/``verify``) behind :mod:`relay_client.schnorr`; nothing here
+is hand-rolled. There is one way to sign an event: ``signer.sign_event(unsigned)``, with a
+:class:`Signer` (local key) or an :class:`AsyncSigner` (e.g. a NIP-46 bunker).
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from coincurve import PrivateKey, PublicKeyXOnly
+from coincurve import PrivateKey
 
-if TYPE_CHECKING:
-    from relay_client.event import NostrEvent, UnsignedEvent
+from relay_client.event import NostrEvent, UnsignedEvent
+from relay_client.nip19 import Nip19Error, decode_nsec
+from relay_client.schnorr import sign32, verify_signature, xonly_public_key
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ __all__ = [
     "Signer",
     "SigningError",
     "generate_private_key",
-    "verify_signature",
+    "verify_signature",  # re-exported from relay_client.schnorr
 ]
 
 _HEX = frozenset("0123456789abcdef")
@@ -78,7 +81,7 @@ class PrivateKeySigner:
             self._key = PrivateKey(secret)
         except ValueError as exc:  # zero or >= curve order
             raise SigningError("secret key is not a valid secp256k1 scalar") from exc
-        self._public_key = self._key.public_key_xonly.format().hex()
+        self._public_key = xonly_public_key(self._key)
 
     @classmethod
     def generate(cls) -> PrivateKeySigner:
@@ -98,8 +101,6 @@ class PrivateKeySigner:
         """
         text = text.strip()
         if text.startswith("nsec1"):
-            from relay_client.nip19 import Nip19Error, decode_nsec
-
             try:
                 return cls(bytes.fromhex(decode_nsec(text)))
             except Nip19Error as exc:
@@ -126,11 +127,9 @@ class PrivateKeySigner:
         """
         if len(digest) != 32:
             raise SigningError(f"message must be 32 bytes, got {len(digest)}")
-        if aux_rand is None:
-            aux_rand = os.urandom(32)
-        elif len(aux_rand) != 32:
+        if aux_rand is not None and len(aux_rand) != 32:
             raise SigningError(f"aux_rand must be 32 bytes, got {len(aux_rand)}")
-        return self._key.sign_schnorr(digest, aux_rand)
+        return sign32(self._key, digest, aux_rand)
 
     def sign_event(self, unsigned: UnsignedEvent) -> NostrEvent:
         return unsigned.finalize(self._public_key, self.sign_digest)
@@ -142,18 +141,3 @@ class PrivateKeySigner:
 def generate_private_key() -> PrivateKeySigner:
     """Shorthand for :meth:`PrivateKeySigner.generate`."""
     return PrivateKeySigner.generate()
-
-
-def verify_signature(pubkey_hex: str, msg32: bytes, sig_hex: str) -> bool:
-    """BIP-340 verify; ``False`` for any invalid input (bad hex, off-curve key, …).
-
-    Never raises: a forged or garbled signature is an ordinary ``False``.
-    """
-    if len(msg32) != 32 or len(pubkey_hex) != 64 or len(sig_hex) != 128:
-        return False
-    try:
-        pub = PublicKeyXOnly(bytes.fromhex(pubkey_hex))
-        sig = bytes.fromhex(sig_hex)
-    except ValueError:  # not hex, or x not on the curve / >= field size (BIP-340 lift_x)
-        return False
-    return bool(pub.verify(sig, msg32))

@@ -62,7 +62,7 @@ def test_live_event_tags(alice: PrivateKeySigner) -> None:
         ("relays", "wss://a", "wss://b"),
         ("pinned", "ab" * 32),
     )
-    assert u.sign(alice).verify()
+    assert alice.sign_event(u).verify()
 
 
 def test_live_event_validation() -> None:
@@ -89,9 +89,9 @@ def test_chat_message(alice: PrivateKeySigner) -> None:
     u = build_chat_message(addr, "hello", reply_to="cd" * 32, created_at=5)
     assert u.kind == 1311
     assert u.tags == (("a", addr, "", "root"), ("e", "cd" * 32, "", "reply"))
-    ev = u.sign(alice)
+    ev = alice.sign_event(u)
     assert chat_activity_address(ev) == addr
-    other = UnsignedEvent(kind=1311, content="x", tags=(), created_at=5).sign(alice)
+    other = alice.sign_event(UnsignedEvent(kind=1311, content="x", tags=(), created_at=5))
     assert chat_activity_address(other) is None
 
 
@@ -131,12 +131,12 @@ def test_bolt11_garbage(invoice: str) -> None:
 def _receipt(signer: PrivateKeySigner, bolt11: str, amount_tag: str | None) -> object:
     tags = [["p", HOST]] + ([["amount", amount_tag]] if amount_tag is not None else [])
     request = {"kind": 9734, "content": "", "tags": tags, "pubkey": "00" * 32}
-    return UnsignedEvent(
+    return signer.sign_event(UnsignedEvent(
         kind=9735,
         content="",
         tags=(("p", HOST), ("bolt11", bolt11), ("description", json.dumps(request))),
         created_at=1,
-    ).sign(signer)
+    ))
 
 
 def test_zap_amount(alice: PrivateKeySigner) -> None:

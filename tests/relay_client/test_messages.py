@@ -34,9 +34,9 @@ EID = "ab" * 32
 
 @pytest.fixture
 def event(alice: PrivateKeySigner) -> NostrEvent:
-    return UnsignedEvent(
+    return alice.sign_event(UnsignedEvent(
         kind=1311, content="hi", tags=(("a", "30311:" + "cd" * 32 + ":s1"),), created_at=100
-    ).sign(alice)
+    ))
 
 
 def test_parse_event(event: NostrEvent) -> None:
@@ -136,7 +136,7 @@ def test_client_builders(event: NostrEvent) -> None:
 
 def test_auth_event(alice: PrivateKeySigner) -> None:
     """NIP-42: kind 22242 with relay and challenge tags, empty content."""
-    ev = build_auth_event("wss://relay.example/", "c1", created_at=5).sign(alice)
+    ev = alice.sign_event(build_auth_event("wss://relay.example/", "c1", created_at=5))
     assert ev.kind == 22242
     assert ev.tags == (("relay", "wss://relay.example/"), ("challenge", "c1"))
     assert ev.content == ""

@@ -55,19 +55,20 @@ def test_nostr_tools_verifies_our_events(
 ) -> None:
     addr = activity_address(alice.public_key, "s1")
     events: list[NostrEvent] = [
-        build_live_event(
+        alice.sign_event(build_live_event(
             d="s1",
             title="Tïtle ☃ 🎥",
             status="live",
             streaming=["https://h/live.m3u8"],
             host_pubkey=bob.public_key,
             created_at=1_700_000_000,
-        ).sign(alice),
-        build_chat_message(
+        )),
+        bob.sign_event(build_chat_message(
             addr, 'all escapes: \n " \\ \r \t \b \f and \x00\x01\x1f\x7f \u2028', created_at=1
-        ).sign(bob),
-        UnsignedEvent(kind=1, content="", tags=(("t", ""),), created_at=0).sign(alice),
-        UnsignedEvent(kind=65535, content="x" * 5000, tags=(), created_at=2**53 - 1).sign(bob),
+        )),
+        alice.sign_event(UnsignedEvent(kind=1, content="", tags=(("t", ""),), created_at=0)),
+        bob.sign_event(UnsignedEvent(kind=65535, content="x" * 5000, tags=(),
+                                     created_at=2**53 - 1)),
     ]
     forged = NostrEvent.from_dict({**events[0].to_dict(), "sig": events[2].sig})
     payload = json.dumps([e.to_dict() for e in [*events, forged]], ensure_ascii=False)

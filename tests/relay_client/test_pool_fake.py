@@ -26,9 +26,8 @@ Factory = Callable[[Handler], Awaitable[FakeRelay]]
 
 
 def _note(signer: PrivateKeySigner, content: str = "hi", kind: int = 1) -> NostrEvent:
-    return UnsignedEvent(kind=kind, content=content, tags=(), created_at=int(time.time())).sign(
-        signer
-    )
+    return signer.sign_event(
+        UnsignedEvent(kind=kind, content=content, tags=(), created_at=int(time.time())))
 
 
 async def _serve_events(ws: ServerConnection, relay: FakeRelay, frames: list[str]) -> None:
@@ -49,9 +48,8 @@ async def test_invalid_events_dropped_and_counted(
     forged = {**_note(alice, "forged").to_dict(), "sig": good.sig}
     mis_hashed = {**good.to_dict(), "content": "changed"}
     wrong_kind = _note(alice, "wrong kind", kind=7)
-    future = UnsignedEvent(kind=1, content="f", tags=(), created_at=int(time.time()) + 3600).sign(
-        alice
-    )
+    future = alice.sign_event(
+        UnsignedEvent(kind=1, content="f", tags=(), created_at=int(time.time()) + 3600))
     schema = {**good.to_dict(), "kind": "1"}
     frames = [
         json.dumps(["EVENT", "{sub}", forged]),

@@ -18,7 +18,8 @@ FAST = PoolConfig(
 
 
 def _note(signer: PrivateKeySigner, content: str = "hi") -> NostrEvent:
-    return UnsignedEvent(kind=1, content=content, tags=(), created_at=int(time.time())).sign(signer)
+    return signer.sign_event(
+        UnsignedEvent(kind=1, content=content, tags=(), created_at=int(time.time())))
 
 
 async def test_publish_ok_true(nostr_relay: RelayProcess, alice: PrivateKeySigner) -> None:
@@ -47,14 +48,14 @@ async def test_publish_ok_true(nostr_relay: RelayProcess, alice: PrivateKeySigne
 
 async def test_live_event_round_trip(nostr_relay: RelayProcess, alice: PrivateKeySigner) -> None:
     """Publish a 30311, fetch it back with a REQ, and verify it."""
-    live = build_live_event(
+    live = alice.sign_event(build_live_event(
         d="stream-1",
         title="Test stream",
         status="live",
         streaming=["https://hearth.local/hls/live.m3u8"],
         host_pubkey=alice.public_key,
         created_at=int(time.time()),
-    ).sign(alice)
+    ))
     async with RelayPool([nostr_relay.url], config=FAST) as pool:
         assert (await pool.publish(live, timeout=10)).accepted
         got: list[NostrEvent] = []
@@ -87,10 +88,11 @@ async def test_chat_subscription_receives_other_clients_event(
         )
         async with asyncio.timeout(10):
             await eose.wait()
-        msg = build_chat_message(addr, "hello from bob", created_at=int(time.time())).sign(bob)
-        noise = build_chat_message(
+        msg = bob.sign_event(
+            build_chat_message(addr, "hello from bob", created_at=int(time.time())))
+        noise = bob.sign_event(build_chat_message(
             activity_address(alice.public_key, "other"), "elsewhere", created_at=int(time.time())
-        ).sign(bob)
+        ))
         assert (await other.publish(noise, timeout=10)).accepted
         assert (await other.publish(msg, timeout=10)).accepted
         await eventually(lambda: len(received) >= 1, timeout=10)
