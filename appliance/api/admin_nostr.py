@@ -134,7 +134,7 @@ async def nostr_info(request: web.Request) -> web.Response:
         "service_npub": encode_npub(nostr.service_pubkey),
         "activity_pubkey": nostr.activity_pubkey,
         "operator_pubkey": nostr.operator_pubkey,
-        "signing_as": "service" if nostr.activity_pubkey == nostr.service_pubkey else "operator",
+        "signing_as": nostr.signing_as,
         "relays": list(nostr.relays),
         **nostr.counters(),
     })

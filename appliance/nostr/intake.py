@@ -1,0 +1,213 @@
+"""Chat intake: kind 1311 (and 9735 zap receipts) from relays and browsers, checked, stored
+and shown; plus the chat read model (:meth:`ChatIntake.message`, :meth:`list_chat`).
+
+Order for a browser event (docs/threat-model.md §Chat): rate limits (per IP, then per pubkey)
+→ shape → activity, time window and size → id and Schnorr signature → identical-text spam →
+mutes → commit (+ outbox). Relay events arrive verified by the pool and go through the same
+activity and commit steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from appliance.api.schema import ChatMessage
+from appliance.bus import Bus, ChatChanged
+from appliance.db import Store
+from appliance.db import nostr_queries as nq
+from appliance.nostr.chat import (
+    MAX_CONTENT_BYTES,
+    DuplicateGuard,
+    RateLimiter,
+    chat_reject_reason,
+    display_text,
+    reply_target,
+    zap_amount,
+)
+from appliance.nostr.errors import ChatRejected
+from appliance.nostr.identity import Identity
+from appliance.nostr.mutes import MuteList
+from appliance.nostr.outbox import Outbox, add_to_outbox
+from appliance.nostr.profiles import Profiles
+from appliance.streams import StreamNotFound, StreamService
+from appliance.tasks import BackgroundTasks
+from relay_client import EventError, NostrEvent, RelayPool, build_chat_message
+from relay_client.live import CHAT_KIND, LIVE_ACTIVITY_KIND, ZAP_RECEIPT_KIND
+
+logger = logging.getLogger(__name__)
+
+#: chat older than this is not asked from relays (7 days)
+CHAT_MAX_AGE = 7 * 24 * 3600
+
+
+class ChatIntake:
+    """Accepts, stores and lists chat; see the module docstring for the order of checks."""
+
+    def __init__(self, *, store: Store, streams: StreamService, bus: Bus, identity: Identity,
+                 outbox: Outbox, profiles: Profiles, mutes: MuteList, pool: RelayPool,
+                 relays: tuple[str, ...], tasks: BackgroundTasks, rejected: Counter[str],
+                 ip_limiter: RateLimiter, pubkey_limiter: RateLimiter,
+                 duplicates: DuplicateGuard) -> None:
+        self.store = store
+        self.streams = streams
+        self.bus = bus
+        self.identity = identity
+        self.outbox = outbox
+        self.profiles = profiles
+        self.mutes = mutes
+        self.pool = pool
+        self.relays = relays
+        self.rejected = rejected
+        self.ip_limiter = ip_limiter
+        self.pubkey_limiter = pubkey_limiter
+        self.duplicates = duplicates
+        self._tasks = tasks
+        self._subscribed: set[str] = set()
+
+    # ---- from relays -----------------------------------------------------------------------
+
+    def subscribe(self, stream_id: str) -> None:
+        """Follow the stream's chat and zap receipts on the relays (idempotent)."""
+        if not self.relays or stream_id in self._subscribed:
+            return
+        self._subscribed.add(stream_id)
+        flt = {"kinds": [CHAT_KIND, ZAP_RECEIPT_KIND], "#a": [self.identity.address(stream_id)],
+               "limit": 200}
+        self.pool.subscribe(f"chat-{stream_id}", [flt], self._on_relay_chat,
+                            max_age=CHAT_MAX_AGE)
+
+    def _on_relay_chat(self, event: NostrEvent, relay: str) -> None:
+        # The pool has verified id and signature before calling us.
+        self._tasks.spawn(self._ingest_relay_event(event), "nostr-chat-in")
+
+    async def _ingest_relay_event(self, event: NostrEvent) -> None:
+        stream_id = self._stream_of(event)
+        if stream_id is None:
+            self.rejected["other-activity"] += 1
+            return
+        try:
+            await self._store_chat(event, stream_id, source="relay")
+        except ChatRejected:
+            pass
+
+    def _stream_of(self, event: NostrEvent) -> str | None:
+        prefix = f"{LIVE_ACTIVITY_KIND}:{self.identity.activity_pubkey}:"
+        for value in event.tag_values("a"):
+            if value.startswith(prefix):
+                return value[len(prefix):]
+        return None
+
+    # ---- from browsers and the operator ----------------------------------------------------
+
+    def _reject(self, reason: str, message: str) -> ChatRejected:
+        self.rejected[reason] += 1
+        return ChatRejected(reason, message)
+
+    async def accept_browser_event(self, stream_id: str, obj: object, ip: str) -> ChatMessage:
+        """Check, store and queue a kind 1311 signed in a viewer's browser.
+
+        Raises:
+            ChatRejected: with a message fit to show the sender.
+        """
+        wait = self.ip_limiter.check(ip)
+        if wait:
+            raise self._reject("rate-limited", f"slow down: at most 2 messages every 3 s; "
+                                               f"try again in {wait:.0f} s")
+        try:
+            event = NostrEvent.from_dict(obj)
+        except EventError as exc:
+            raise self._reject("malformed", f"malformed event: {exc}") from None
+        if event.kind != CHAT_KIND:
+            raise self._reject("wrong-kind", "only kind 1311 chat messages are accepted")
+        wait = self.pubkey_limiter.check(event.pubkey)
+        if wait:
+            raise self._reject("rate-limited", f"slow down: at most 2 messages every 3 s; "
+                                               f"try again in {wait:.0f} s")
+        reason = chat_reject_reason(event, self.identity.address(stream_id))
+        if reason is not None:
+            raise self._reject(reason, f"message refused: {reason}")
+        if event.compute_id() != event.id:
+            raise self._reject("bad-id", "event id does not match its content")
+        if not event.verify():
+            raise self._reject("bad-signature", "event signature is invalid")
+        if self.duplicates.is_duplicate(event.pubkey, event.content):
+            raise self._reject("duplicate-text", "you just sent the same message")
+        if self.mutes.is_muted(event.pubkey):
+            raise self._reject("muted", "you are muted in this chat")
+        return await self._store_chat(event, stream_id, source="web", publish=True)
+
+    async def send_operator_chat(self, stream_id: str, content: str,
+                                 reply_to: str | None = None) -> ChatMessage:
+        """Sign a 1311 as the operator/service, commit it with its outbox entry, publish."""
+        await self.streams.get(stream_id)  # StreamNotFound → 404
+        if not content.strip():
+            raise ChatRejected("empty", "content must not be empty")
+        if len(content.encode()) > MAX_CONTENT_BYTES:
+            raise ChatRejected("too-large", f"content is larger than {MAX_CONTENT_BYTES} bytes")
+        unsigned = build_chat_message(self.identity.address(stream_id), content, reply_to)
+        event = self.identity.signer.sign_event(unsigned)
+        return await self._store_chat(event, stream_id, source="operator", publish=True)
+
+    async def _store_chat(self, event: NostrEvent, stream_id: str, *, source: str,
+                          publish: bool = False) -> ChatMessage:
+        reason = chat_reject_reason(event, self.identity.address(stream_id))
+        if reason is not None:
+            raise self._reject(reason, f"message refused: {reason}")
+        try:
+            await self.streams.get(stream_id)
+        except StreamNotFound:
+            raise self._reject("unknown-stream", "no such stream") from None
+        relays = self.relays if publish else ()
+        zap = zap_amount(event)
+        reply = reply_target(event)
+
+        def tx(db: Any) -> bool:
+            inserted = nq.insert_chat(
+                db, event_id=event.id, stream_id=stream_id, pubkey=event.pubkey,
+                created_at=event.created_at, kind=event.kind, content=event.content,
+                event_json=event.to_json(), source=source, zap_msats=zap, reply_to=reply)
+            if inserted and publish:
+                add_to_outbox(db, event, relays, stream_id=stream_id)
+            return inserted
+
+        if not await self.store.write(tx):
+            raise self._reject("duplicate-id", "this message was already received")
+        if publish:
+            await self.outbox.wake()
+        self.profiles.note_author(event.pubkey)
+        row = nq.ChatRow(event.id, stream_id, event.pubkey, event.created_at, event.kind,
+                         event.content, False, zap, reply, source)
+        msg = self.message(row, await self.pinned(stream_id))
+        self.bus.publish(ChatChanged(stream_id=stream_id, reason="new", message=msg.to_dict()))
+        return msg
+
+    # ---- read model ------------------------------------------------------------------------
+
+    async def pinned(self, stream_id: str) -> list[str]:
+        st = await self.store.read(lambda db: nq.live_state(db, stream_id))
+        pinned: list[str] = st["pinned"]
+        return pinned
+
+    def message(self, row: nq.ChatRow, pinned: list[str]) -> ChatMessage:
+        """A stored chat row as shown to the admin API, pages and the TUI."""
+        return ChatMessage(
+            id=row.id, stream_id=row.stream_id, pubkey=row.pubkey, created_at=row.created_at,
+            content=display_text(row.content), kind=row.kind,
+            display_name=self.profiles.name(row.pubkey),
+            from_operator=row.pubkey in self.identity.operators(), hidden=row.hidden,
+            muted=self.mutes.is_muted(row.pubkey), pinned=row.id in pinned,
+            zap_msats=row.zap_msats, reply_to=row.reply_to)
+
+    async def list_chat(self, stream_id: str, limit: int = 200,
+                        public: bool = False) -> list[ChatMessage]:
+        """Messages oldest first. ``public`` leaves out hidden messages and muted authors."""
+        rows = await self.store.read(
+            lambda db: nq.list_chat(db, stream_id, limit * 2 if public else limit))
+        await self.profiles.load({r.pubkey for r in rows})
+        pinned = await self.pinned(stream_id)
+        out = [self.message(r, pinned) for r in rows]
+        if public:
+            out = [m for m in out if not m.hidden and not m.muted][-limit:]
+        return out

@@ -1,0 +1,226 @@
+"""NIP-53 live events (kind 30311) of Hearth's streams, and NIP-09 deletions.
+
+Two pieces, kept apart on purpose:
+
+* :class:`LiveEventInput` + :func:`live_event_input` + :func:`build_activity` — *what* the
+  30311 says: a small immutable input built from a stream (and its live figures), turned into
+  an unsigned event. This is the part that changes when the domain changes (e.g. broadcasts
+  instead of streams); it does no I/O.
+* :class:`LiveEvents` — *when* it is said: follows the bus (immediately on status/metadata
+  changes; viewer figures coalesce to at most one republish per ``republish_interval``; a
+  keep-alive every ``refresh_interval`` while live, because NIP-53 clients may treat a live
+  event silent for 1 h as ended), signs, and commits to the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.bus import Bus, StreamChanged, ViewersChanged
+from appliance.config import Config
+from appliance.db import Store
+from appliance.db import nostr_queries as nq
+from appliance.domain import Stream, StreamState
+from appliance.nostr.identity import Identity
+from appliance.nostr.outbox import Outbox, add_to_outbox
+from appliance.streams import StreamNotFound, StreamService
+from relay_client import NostrEvent, UnsignedEvent, build_deletion, build_live_event
+from relay_client.live import LiveStatus
+
+logger = logging.getLogger(__name__)
+
+_STATUS: dict[StreamState, LiveStatus] = {
+    StreamState.CREATED: "planned", StreamState.LIVE: "live", StreamState.ENDED: "ended"}
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEventInput:
+    """Everything a kind 30311 says about one activity, as plain values."""
+
+    d: str
+    status: LiveStatus
+    title: str
+    summary: str | None = None
+    image: str | None = None
+    hashtags: tuple[str, ...] = ()
+    #: playback URLs (HLS first: zap.stream plays the first ``.m3u8``)
+    streaming: tuple[str, ...] = ()
+    recording: str | None = None
+    starts: int | None = None
+    ends: int | None = None
+    current_participants: int | None = None
+    total_participants: int | None = None
+    #: the watch page (NIP-31 ``alt`` text names it for clients that do not know 30311)
+    watch_url: str = ""
+
+
+def live_event_input(stream: Stream, *, base_url: str, webrtc: bool,
+                     current_viewers: int | None, live_total: int) -> LiveEventInput:
+    """The 30311 content of ``stream`` (``d`` = stream id)."""
+    status = _STATUS[stream.status]
+    live = stream.status is StreamState.LIVE
+    streaming: list[str] = []
+    if stream.status is not StreamState.ENDED:
+        streaming.append(f"{base_url}/hls/{stream.id}/index.m3u8")
+        if webrtc:
+            streaming.append(f"{base_url}/whep/{stream.id}")
+    total = max(stream.total_viewers, live_total)
+    return LiveEventInput(
+        d=stream.id, status=status, title=stream.title, summary=stream.summary or None,
+        image=stream.image or None, hashtags=tuple(stream.tags), streaming=tuple(streaming),
+        starts=int(stream.started_at) if stream.started_at else None,
+        ends=int(stream.ended_at) if stream.ended_at and not live else None,
+        current_participants=current_viewers if live else None,
+        total_participants=total if stream.status is not StreamState.CREATED else None,
+        watch_url=f"{base_url}/watch/{stream.id}")
+
+
+def build_activity(inp: LiveEventInput, *, host_pubkey: str | None, relays: tuple[str, ...],
+                   pinned: list[str], created_at: int) -> UnsignedEvent:
+    """The unsigned kind 30311 for ``inp`` (NIP-53)."""
+    return build_live_event(
+        d=inp.d, status=inp.status, title=inp.title, summary=inp.summary, image=inp.image,
+        tags=inp.hashtags, streaming=inp.streaming, recording=inp.recording, starts=inp.starts,
+        ends=inp.ends, current_participants=inp.current_participants,
+        total_participants=inp.total_participants, host_pubkey=host_pubkey, relays=relays,
+        pinned=pinned,
+        # NIP-31 alt text for clients that do not know kind 30311.
+        extra_tags=[("alt", f"Live stream: {inp.title} at {inp.watch_url}")],
+        created_at=created_at)
+
+
+@dataclass
+class _Schedule:
+    dirty: set[str] = field(default_factory=set)
+    last_publish: dict[str, float] = field(default_factory=dict)
+
+
+class LiveEvents:
+    """Publishes each stream's 30311 (see the module docstring for when)."""
+
+    def __init__(self, *, config: Config, store: Store, streams: StreamService, bus: Bus,
+                 identity: Identity, outbox: Outbox, relays: tuple[str, ...],
+                 on_active: Callable[[str], None]) -> None:
+        self.config = config
+        self.store = store
+        self.streams = streams
+        self.bus = bus
+        self.identity = identity
+        self.outbox = outbox
+        self.relays = relays
+        #: called with the id of a stream whose chat should be followed
+        self.on_active = on_active
+        self._schedule = _Schedule()
+
+    async def reconcile(self) -> None:
+        """Rebuild 30311 state from SQLite: follow active streams' chat and publish any
+        status the relays have not been given yet (e.g. after kill -9), and live ones fresh."""
+        for s in await self.streams.list_streams():
+            if s.status is not StreamState.ENDED:
+                self.on_active(s.id)
+            st = await self.store.read(functools.partial(nq.live_state, stream_id=s.id))
+            if s.status is StreamState.LIVE or st["last_status"] != _STATUS[s.status]:
+                await self.publish_activity(s.id)
+
+    async def follow_bus(self) -> None:
+        async with self.bus.subscribe(StreamChanged, ViewersChanged) as events:
+            async for ev in events:
+                try:
+                    if isinstance(ev, StreamChanged):
+                        if ev.reason in ("created", "updated", "live", "ended"):
+                            await self.publish_activity(ev.stream_id)
+                        if ev.reason in ("created", "live"):
+                            self.on_active(ev.stream_id)
+                        if ev.reason == "deleted":
+                            await self.publish_deletion(ev.stream_id)
+                    elif isinstance(ev, ViewersChanged):
+                        self._schedule.dirty.add(ev.stream_id)
+                except Exception:
+                    logger.exception("nostr: handling %r failed", ev)
+
+    async def tick(self) -> None:
+        """Republish coalesced viewer figures and keep-alives (one task)."""
+        nostr = self.config.nostr
+        while True:
+            await asyncio.sleep(min(1.0, nostr.republish_interval))
+            now = time.monotonic()
+            for ls in self.streams.live_streams():
+                if ls.ended:
+                    continue
+                sid = ls.stream_id
+                since = now - self._schedule.last_publish.get(sid, 0.0)
+                if (sid in self._schedule.dirty and since >= nostr.republish_interval) or (
+                        since >= nostr.refresh_interval):
+                    try:
+                        await self.publish_activity(sid)
+                    except Exception:
+                        logger.exception("nostr: republishing %s failed", sid)
+
+    async def publish_activity(self, stream_id: str) -> NostrEvent | None:
+        """Build the stream's kind 30311 from SQLite, commit it to the outbox, wake the sender.
+
+        ``created_at`` is strictly increasing per stream (persisted); the new event supersedes
+        any unsent older version (NIP-01: addressable events replace by kind+pubkey+d).
+        """
+        try:
+            stream = await self.streams.get(stream_id)
+        except StreamNotFound:
+            return None
+        live = stream.status is StreamState.LIVE
+        ls = self.streams.live_stream(stream.id)
+        inp = live_event_input(
+            stream, base_url=self.config.public_base_url, webrtc=self.config.webrtc.enabled,
+            current_viewers=self.streams.viewers(stream.id) if live else None,
+            live_total=ls.viewers.total if ls and not ls.ended else 0)
+        signer = self.identity.signer
+        relays = self.relays
+        host = self.identity.operator_pubkey
+        address = self.identity.address(stream.id)
+        self._schedule.dirty.discard(stream_id)
+        self._schedule.last_publish[stream_id] = time.monotonic()
+
+        def tx(db: Any) -> NostrEvent:
+            pinned = nq.live_state(db, stream.id)["pinned"]
+            created_at = nq.claim_created_at(db, stream.id, int(time.time()))
+            event = signer.sign_event(build_activity(
+                inp, host_pubkey=host, relays=relays, pinned=pinned, created_at=created_at))
+            add_to_outbox(db, event, relays, stream_id=stream.id, supersede_key=address)
+            nq.set_live_published(db, stream.id, event.id, inp.status)
+            return event
+
+        event = await self.store.write(tx)
+        logger.info("nostr: 30311 %s for %s (%s, %s viewers)", event.id[:12], stream_id,
+                    inp.status, inp.current_participants)
+        await self.outbox.wake()
+        return event
+
+    async def publish_deletion(self, stream_id: str) -> NostrEvent:
+        """NIP-09: ask relays to delete the stream's live event (``a`` and last ``e``).
+
+        Signed by the key that signed the 30311 (only the author may delete). It supersedes
+        any unsent version of the 30311, which then never goes out.
+        """
+        signer = self.identity.signer
+        relays = self.relays
+        address = self.identity.address(stream_id)
+
+        def tx(db: Any) -> NostrEvent:
+            last = nq.live_state(db, stream_id)["last_event_id"]
+            unsigned = build_deletion(
+                event_ids=[last] if last else [], addresses=[address],
+                reason="stream deleted by its host",
+                created_at=nq.claim_created_at(db, stream_id, int(time.time())))
+            event = signer.sign_event(unsigned)
+            add_to_outbox(db, event, relays, stream_id=stream_id, supersede_key=address)
+            return event
+
+        event = await self.store.write(tx)
+        logger.info("nostr: NIP-09 deletion %s for %s", event.id[:12], stream_id)
+        await self.outbox.wake()
+        return event

@@ -1,0 +1,96 @@
+"""Host moderation commands: hide/unhide and pin chat messages, mute/unmute authors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from appliance.api.schema import ChatMessage
+from appliance.bus import Bus, ChatChanged
+from appliance.db import Store
+from appliance.db import nostr_queries as nq
+from appliance.nostr.errors import NostrNotFound
+from appliance.nostr.identity import Identity
+from appliance.nostr.intake import ChatIntake
+from appliance.nostr.keys import parse_pubkey
+from appliance.nostr.live_events import LiveEvents
+from appliance.nostr.mutes import MUTE_LIST_KIND, MuteList
+from appliance.nostr.outbox import Outbox, add_to_outbox
+from relay_client import UnsignedEvent
+
+
+class Moderation:
+    """Each command commits, then announces a ``ChatChanged`` on the bus."""
+
+    def __init__(self, *, store: Store, bus: Bus, identity: Identity, mutes: MuteList,
+                 intake: ChatIntake, live: LiveEvents, outbox: Outbox,
+                 relays: tuple[str, ...]) -> None:
+        self.store = store
+        self.bus = bus
+        self.identity = identity
+        self.mutes = mutes
+        self.intake = intake
+        self.live = live
+        self.outbox = outbox
+        self.relays = relays
+
+    async def set_hidden(self, stream_id: str, event_id: str, hidden: bool) -> ChatMessage:
+        row = await self.store.write(lambda db: nq.set_hidden(db, stream_id, event_id, hidden))
+        if row is None:
+            raise NostrNotFound(event_id)
+        msg = self.intake.message(row, await self.intake.pinned(stream_id))
+        self.bus.publish(ChatChanged(stream_id=stream_id,
+                                     reason="hidden" if hidden else "unhidden",
+                                     message=msg.to_dict()))
+        return msg
+
+    async def pin(self, stream_id: str, event_id: str) -> ChatMessage:
+        """Set the 30311 ``pinned`` tag to this message and republish (NIP-53)."""
+        row = await self.store.read(lambda db: nq.get_chat(db, event_id))
+        if row is None or row.stream_id != stream_id:
+            raise NostrNotFound(event_id)
+        await self.store.write(lambda db: nq.set_pinned(db, stream_id, [event_id]))
+        await self.live.publish_activity(stream_id)
+        msg = self.intake.message(row, [event_id])
+        self.bus.publish(ChatChanged(stream_id=stream_id, reason="pinned",
+                                     message=msg.to_dict()))
+        return msg
+
+    async def mute(self, pubkey_text: str) -> str:
+        """Add to the host mute list (applied locally; published as kind 10000 when signing
+        as the operator). Returns the hex pubkey."""
+        pubkey = parse_pubkey(pubkey_text)
+        await self.mutes.add(pubkey)
+        await self._publish_mutes()
+        self.bus.publish(ChatChanged(stream_id="", reason="muted",
+                                     message={"pubkey": pubkey, "muted": True}))
+        return pubkey
+
+    async def unmute(self, pubkey_text: str) -> str:
+        pubkey = parse_pubkey(pubkey_text)
+        await self.mutes.remove(pubkey)
+        await self._publish_mutes()
+        self.bus.publish(ChatChanged(stream_id="", reason="unmuted",
+                                     message={"pubkey": pubkey, "muted": False}))
+        return pubkey
+
+    def list_mutes(self) -> list[str]:
+        return sorted(self.mutes.local)
+
+    async def _publish_mutes(self) -> None:
+        signer = self.identity.operator_signer
+        if signer is None:
+            return  # a mute list must be signed by the host; the service key cannot
+        mutes = sorted(self.mutes.local | self.mutes.remote)
+        relays = self.relays
+
+        def tx(db: Any) -> None:
+            created_at = nq.claim_created_at(db, f"kind:{MUTE_LIST_KIND}", int(time.time()))
+            event = signer.sign_event(UnsignedEvent(
+                kind=MUTE_LIST_KIND, content="", tags=tuple(("p", pk) for pk in mutes),
+                created_at=created_at))
+            add_to_outbox(db, event, relays,
+                          supersede_key=f"{MUTE_LIST_KIND}:{signer.public_key}")
+
+        await self.store.write(tx)
+        await self.outbox.wake()
