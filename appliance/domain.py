@@ -85,17 +85,7 @@ class StreamFields:
         summary = self.summary.strip()
         if len(summary) > MAX_SUMMARY:
             raise ValidationError("summary", f"at most {MAX_SUMMARY} characters")
-        tags: list[str] = []
-        for raw in self.tags:
-            tag = raw.strip().lstrip("#").lower()
-            if not tag:
-                continue
-            if len(tag) > MAX_TAG or any(c.isspace() for c in tag):
-                raise ValidationError("tags", f"{raw!r}: one word of at most {MAX_TAG} characters")
-            if tag not in tags:
-                tags.append(tag)
-        if len(tags) > MAX_TAGS:
-            raise ValidationError("tags", f"at most {MAX_TAGS} tags")
+        tags = _normalized_tags(self.tags)
         image = self.image.strip()
         if image:
             parts = urlsplit(image)
@@ -104,7 +94,23 @@ class StreamFields:
         for name, value in (("title", title), ("summary", summary)):
             if any(ord(c) < 32 and c not in "\n\t" for c in value):
                 raise ValidationError(name, "contains control characters")
-        return StreamFields(title=title, summary=summary, tags=tuple(tags), image=image)
+        return StreamFields(title=title, summary=summary, tags=tags, image=image)
+
+
+def _normalized_tags(raw_tags: tuple[str, ...]) -> tuple[str, ...]:
+    """Lowercase one-word tags without a leading ``#``, deduplicated in order."""
+    tags: list[str] = []
+    for raw in raw_tags:
+        tag = raw.strip().lstrip("#").lower()
+        if not tag:
+            continue
+        if len(tag) > MAX_TAG or any(c.isspace() for c in tag):
+            raise ValidationError("tags", f"{raw!r}: one word of at most {MAX_TAG} characters")
+        if tag not in tags:
+            tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise ValidationError("tags", f"at most {MAX_TAGS} tags")
+    return tuple(tags)
 
 
 @dataclass(frozen=True, slots=True)

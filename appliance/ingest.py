@@ -22,7 +22,6 @@ from media.rtmp.server import RtmpConnection
 from media.rtmp.session import (
     AudioReceived,
     Connected,
-    ConnectionClosed,
     ProtocolFailed,
     PublishRequested,
     RtmpEvent,
@@ -132,30 +131,34 @@ class IngestHandler:
         if st is None:
             return
         for ev in events:
+            # Media first: it is nearly every event, the rest happen a few times per connection.
             if isinstance(ev, VideoReceived | AudioReceived):
                 if st.stream_id is not None:
                     self._media(conn, st, ev)
-            elif isinstance(ev, Connected):
-                st.app = ev.app
-            elif isinstance(ev, PublishRequested):
-                self._publish(conn, st, ev)
-            elif isinstance(ev, StreamMetadata):
-                encoder = ev.values.get("encoder")
-                if isinstance(encoder, str):
-                    st.encoder = encoder[:100]
-            elif isinstance(ev, Unpublished):
-                if st.stream_id is not None and st.link is not None:
-                    self.service.detach(st.stream_id, st.link, "publisher stopped")
-                    st.stream_id = None
-            elif isinstance(ev, ProtocolFailed):
-                self.protocol_errors += 1
-                logger.warning("rtmp #%d from %s: protocol error: %s", conn.id, conn.peer[0],
-                               ev.error)
-                if st.stream_id is not None:
-                    self.service.log("warning", "ingest.protocol_error",
-                                     f"publisher sent malformed RTMP: {ev.error}", st.stream_id)
-            elif isinstance(ev, ConnectionClosed):
-                pass  # connection_lost follows
+            else:
+                self._control_event(conn, st, ev)
+
+    def _control_event(self, conn: RtmpConnection, st: _ConnState, ev: RtmpEvent) -> None:
+        if isinstance(ev, Connected):
+            st.app = ev.app
+        elif isinstance(ev, PublishRequested):
+            self._publish(conn, st, ev)
+        elif isinstance(ev, StreamMetadata):
+            encoder = ev.values.get("encoder")
+            if isinstance(encoder, str):
+                st.encoder = encoder[:100]
+        elif isinstance(ev, Unpublished):
+            if st.stream_id is not None and st.link is not None:
+                self.service.detach(st.stream_id, st.link, "publisher stopped")
+                st.stream_id = None
+        elif isinstance(ev, ProtocolFailed):
+            self.protocol_errors += 1
+            logger.warning("rtmp #%d from %s: protocol error: %s", conn.id, conn.peer[0],
+                           ev.error)
+            if st.stream_id is not None:
+                self.service.log("warning", "ingest.protocol_error",
+                                 f"publisher sent malformed RTMP: {ev.error}", st.stream_id)
+        # ConnectionClosed: connection_lost follows.
 
     # ---- publish decisions -------------------------------------------------------------------
 

@@ -64,9 +64,10 @@ async def start_admin_site(runner: web.AppRunner, path: Path, mode: int) -> web.
     The umask is set *before* bind so there is no window in which the socket is
     world-connectable (bad-input.md §2.9, alpamon #409); chmod then applies the configured mode.
     """
+    # Startup, before any client is served: a blocking stat/mkdir here delays nobody.
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_socket():
-        path.unlink()  # stale socket from a previous run (kill -9)
+    if path.is_socket():  # noqa: ASYNC240
+        path.unlink()  # noqa: ASYNC240 - stale socket from a previous run (kill -9)
     old = os.umask(0o177)
     try:
         site = web.UnixSite(runner, str(path))

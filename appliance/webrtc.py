@@ -221,12 +221,8 @@ class WebRtcManager:
 
     # ---- negotiation -------------------------------------------------------------------------
 
-    async def create_peer(self, stream_id: str, offer: str, remote: str) -> tuple[str, str]:
-        """Answer a WHEP offer. Returns (resource token, answer SDP).
-
-        Raises:
-            WhepError: 404 not live, 409 B-frames, 400 bad offer, 429/503 over a limit.
-        """
+    def _admit(self, stream_id: str, offer: str, remote: str) -> LiveStream:
+        """The live stream to answer for, or a WhepError if this offer cannot be taken now."""
         ls = self.service.live_stream(stream_id)
         if ls is None or ls.ended or ls.publisher.config.video is None:
             raise WhepError(404, "stream is not live")
@@ -247,7 +243,16 @@ class WebRtcManager:
             raise WhepError(400, "offer has too many media sections")
         if "\nm=video" not in offer:
             raise WhepError(400, "offer has no video section")
+        return ls
 
+    async def create_peer(self, stream_id: str, offer: str, remote: str) -> tuple[str, str]:
+        """Answer a WHEP offer. Returns (resource token, answer SDP).
+
+        Raises:
+            WhepError: 404 not live, 409 B-frames, 400 bad offer, 429/503 over a limit.
+        """
+        ls = self._admit(stream_id, offer, remote)
+        cfg = self.config
         self.pending_by_ip[remote] += 1
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         video = EncodedTrack("video")
@@ -260,15 +265,7 @@ class WebRtcManager:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             except Exception as exc:
                 raise WhepError(400, f"invalid SDP offer: {exc}") from None
-            h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
-                    if c.mimeType.lower() == "video/h264"]
-            for transceiver in pc.getTransceivers():
-                if transceiver.kind == "video":
-                    # Pass-through needs H.264; browsers list VP8 first. aiortc negotiated the
-                    # common codecs in setRemoteDescription, so narrow them here.
-                    transceiver._codecs = filter_preferred_codecs(transceiver._codecs, h264)
-                    if not any(c.mimeType.lower() == "video/h264" for c in transceiver._codecs):
-                        raise WhepError(400, "the offer does not support H.264 video")
+            self._narrow_video_to_h264(pc)
             pc.addTrack(video)
             if audio is not None and any(t.kind == "audio" for t in pc.getTransceivers()):
                 pc.addTrack(audio)
@@ -309,6 +306,18 @@ class WebRtcManager:
         source.peers.add(peer)
         answer = pc.localDescription.sdp
         return peer.token, answer
+
+    @staticmethod
+    def _narrow_video_to_h264(pc: RTCPeerConnection) -> None:
+        h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() == "video/h264"]
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "video":
+                # Pass-through needs H.264; browsers list VP8 first. aiortc negotiated the
+                # common codecs in setRemoteDescription, so narrow them here.
+                transceiver._codecs = filter_preferred_codecs(transceiver._codecs, h264)
+                if not any(c.mimeType.lower() == "video/h264" for c in transceiver._codecs):
+                    raise WhepError(400, "the offer does not support H.264 video")
 
     @staticmethod
     def _ice_connections(pc: RTCPeerConnection) -> list[Any]:

@@ -49,7 +49,7 @@ async def _wait_for(ws: ClientConnection, event_id: str) -> None:
 
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def _report(name: str, values: list[float]) -> None:

@@ -320,7 +320,7 @@ def start_publisher(
     if loop:
         cmd += ["-stream_loop", "-1"]
     cmd += ["-re", "-i", str(src), "-c", "copy", "-f", "flv", url]
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log, "ab") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     finally:

@@ -53,7 +53,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     hearth_server,
     make_source,
     pct,
@@ -62,7 +62,7 @@ from bench.common import (  # noqa: E402
     start_publisher,
     terminate,
 )
-from bench.peers import nginx_rtmp as nginx_peer  # noqa: E402
+from bench.peers import nginx_rtmp as nginx_peer
 
 POLL_S = 0.010
 REP_TIMEOUT_S = 10.0

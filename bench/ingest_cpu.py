@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     CpuSampler,
     hearth_server,
     http_get,
@@ -38,7 +38,7 @@ from bench.common import (  # noqa: E402
     start_publisher,
     terminate,
 )
-from bench.peers import nginx_rtmp as nginx_peer  # noqa: E402
+from bench.peers import nginx_rtmp as nginx_peer
 
 WARMUP_S = 3.0
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"## {name}: {n} publisher(s) ...", flush=True)
             try:
                 row = run_one(name, cm, n, src, duration)
-            except Exception as e:  # noqa: BLE001 - report and go on
+            except Exception as e:  # report and go on
                 first = str(e).splitlines()[0] if str(e) else type(e).__name__
                 row = Row(
                     name, n, float("nan"), float("nan"), float("nan"), 0, 0, f"FAILED: {first}"

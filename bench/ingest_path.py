@@ -22,18 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.hub import Publisher, StreamConfig  # noqa: E402
-from bench.common import hearth_server, make_source  # noqa: E402
-from media.depacketizer import ConfigChanged, FlvDepacketizer  # noqa: E402
-from media.health import HealthMeter  # noqa: E402
-from media.hls.segmenter import HlsMuxer  # noqa: E402
-from media.rtmp.session import (  # noqa: E402
+from appliance.hub import Publisher, StreamConfig
+from bench.common import hearth_server, make_source
+from media.depacketizer import ConfigChanged, FlvDepacketizer
+from media.health import HealthMeter
+from media.hls.segmenter import HlsMuxer
+from media.rtmp.session import (
     AudioReceived,
     PublishRequested,
     RtmpServerSession,
     VideoReceived,
 )
-from media.units import MediaUnit  # noqa: E402
+from media.units import MediaUnit
 
 CAPTURE = Path(__file__).resolve().parent / "out" / "rtmp_capture_30s.bin"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     hearth_server,
     http_get,
     make_source,
@@ -35,7 +35,7 @@ from bench.common import (  # noqa: E402
     start_publisher,
     terminate,
 )
-from bench.peers import nginx_rtmp as nginx_peer  # noqa: E402
+from bench.peers import nginx_rtmp as nginx_peer
 
 POLL_S = 0.010
 
@@ -91,7 +91,7 @@ def run_nginx(src: Path, reps: int, timeout: float) -> Result:
                 key = f"bench{i}"
                 got = measure(src, n.rtmp_url(key), n.playlist_url(key), timeout)
             record(res, got, "nginx-rtmp", i)
-        except Exception as e:  # noqa: BLE001 - a benchmark reports and goes on
+        except Exception as e:  # a benchmark reports and goes on
             res.failures.append(f"rep {i}: {e}")
             print(f"  nginx-rtmp rep {i}: FAILED {e}", flush=True)
     return res
@@ -107,7 +107,7 @@ def run_hearth(src: Path, reps: int, timeout: float) -> Result:
                 playlist = h.base + (path or f"/hls/{s['id']}/index.m3u8")
                 got = measure(src, h.rtmp_url(s["stream_key"]), playlist, timeout)
             record(res, got, "hearth", i)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             res.failures.append(f"rep {i}: {e}")
             print(f"  hearth rep {i}: FAILED {e}", flush=True)
     return res

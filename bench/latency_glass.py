@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     REPO,
     hearth_server,
     http_get,
@@ -63,8 +63,8 @@ from bench.common import (  # noqa: E402
     print_table,
     terminate,
 )
-from bench.peers import nginx_rtmp as nginx_peer  # noqa: E402
-from tests.helpers.browser import CHROMIUM, chromium_page  # noqa: E402
+from bench.peers import nginx_rtmp as nginx_peer
+from tests.helpers.browser import CHROMIUM, chromium_page
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
 COLS, ROWS = 8, 6

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay_client.event import NostrEvent, UnsignedEvent  # noqa: E402
-from relay_client.live import activity_address, build_chat_message  # noqa: E402
-from relay_client.messages import EventMessage, parse_relay_message  # noqa: E402
-from relay_client.pool import PoolConfig, RelayPool  # noqa: E402
-from relay_client.signing import PrivateKeySigner  # noqa: E402
+from relay_client.event import NostrEvent, UnsignedEvent
+from relay_client.live import activity_address, build_chat_message
+from relay_client.messages import EventMessage, parse_relay_message
+from relay_client.pool import PoolConfig, RelayPool
+from relay_client.signing import PrivateKeySigner
 
 logger = logging.getLogger("bench.nostr_sign")
 

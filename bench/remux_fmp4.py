@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from media.hls import HlsMuxer  # noqa: E402
-from tests.media.hls.media_factory import make_stream  # noqa: E402
+from media.hls import HlsMuxer
+from tests.media.hls.media_factory import make_stream
 
 
 def main() -> None:

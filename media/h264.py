@@ -277,6 +277,46 @@ def _skip_scaling_list(r: _BitReader, size: int) -> None:
         last_scale = next_scale if next_scale != 0 else last_scale
 
 
+def _read_high_profile_fields(r: _BitReader) -> tuple[int, bool, int, int]:
+    """The High-profile SPS fields (§7.3.2.1.1): chroma format, bit depths, scaling lists.
+
+    Returns ``(chroma_format_idc, separate_colour_plane, bit_depth_luma, bit_depth_chroma)``.
+    """
+    chroma_format_idc = r.ue()
+    if chroma_format_idc > 3:
+        raise H264Error(f"chroma_format_idc {chroma_format_idc} out of range 0..3")
+    separate_colour_plane = r.flag() if chroma_format_idc == 3 else False
+    bit_depth_luma = r.ue() + 8
+    bit_depth_chroma = r.ue() + 8
+    if bit_depth_luma > 14 or bit_depth_chroma > 14:
+        raise H264Error(f"bit depth {bit_depth_luma}/{bit_depth_chroma} exceeds 14")
+    r.flag()  # qpprime_y_zero_transform_bypass_flag
+    if r.flag():  # seq_scaling_matrix_present_flag
+        for i in range(8 if chroma_format_idc != 3 else 12):
+            if r.flag():  # seq_scaling_list_present_flag[i]
+                _skip_scaling_list(r, 16 if i < 6 else 64)
+    return chroma_format_idc, separate_colour_plane, bit_depth_luma, bit_depth_chroma
+
+
+def _skip_pic_order_cnt_fields(r: _BitReader) -> None:
+    """pic_order_cnt_type and the fields it selects (§7.3.2.1.1), validated and skipped."""
+    poc_type = r.ue()
+    if poc_type == 0:
+        if r.ue() > 12:
+            raise H264Error("log2_max_pic_order_cnt_lsb_minus4 exceeds 12")
+    elif poc_type == 1:
+        r.flag()  # delta_pic_order_always_zero_flag
+        r.se()  # offset_for_non_ref_pic
+        r.se()  # offset_for_top_to_bottom_field
+        cycle = r.ue()
+        if cycle > MAX_REF_FRAMES_IN_POC_CYCLE:
+            raise H264Error(f"num_ref_frames_in_pic_order_cnt_cycle {cycle} exceeds 255")
+        for _ in range(cycle):
+            r.se()
+    elif poc_type != 2:
+        raise H264Error(f"pic_order_cnt_type {poc_type} out of range 0..2")
+
+
 def parse_sps(nalu: bytes) -> Sps:
     """Parse an SPS NAL unit (with its 1-byte NAL header) up to the frame cropping fields.
 
@@ -307,38 +347,13 @@ def parse_sps(nalu: bytes) -> Sps:
     separate_colour_plane = False
     bit_depth_luma = bit_depth_chroma = 8
     if profile_idc in HIGH_PROFILES:
-        chroma_format_idc = r.ue()
-        if chroma_format_idc > 3:
-            raise H264Error(f"chroma_format_idc {chroma_format_idc} out of range 0..3")
-        if chroma_format_idc == 3:
-            separate_colour_plane = r.flag()
-        bit_depth_luma = r.ue() + 8
-        bit_depth_chroma = r.ue() + 8
-        if bit_depth_luma > 14 or bit_depth_chroma > 14:
-            raise H264Error(f"bit depth {bit_depth_luma}/{bit_depth_chroma} exceeds 14")
-        r.flag()  # qpprime_y_zero_transform_bypass_flag
-        if r.flag():  # seq_scaling_matrix_present_flag
-            for i in range(8 if chroma_format_idc != 3 else 12):
-                if r.flag():  # seq_scaling_list_present_flag[i]
-                    _skip_scaling_list(r, 16 if i < 6 else 64)
+        chroma_format_idc, separate_colour_plane, bit_depth_luma, bit_depth_chroma = (
+            _read_high_profile_fields(r)
+        )
     log2_max_frame_num_minus4 = r.ue()
     if log2_max_frame_num_minus4 > 12:
         raise H264Error(f"log2_max_frame_num_minus4 {log2_max_frame_num_minus4} exceeds 12")
-    poc_type = r.ue()
-    if poc_type == 0:
-        if r.ue() > 12:
-            raise H264Error("log2_max_pic_order_cnt_lsb_minus4 exceeds 12")
-    elif poc_type == 1:
-        r.flag()  # delta_pic_order_always_zero_flag
-        r.se()  # offset_for_non_ref_pic
-        r.se()  # offset_for_top_to_bottom_field
-        cycle = r.ue()
-        if cycle > MAX_REF_FRAMES_IN_POC_CYCLE:
-            raise H264Error(f"num_ref_frames_in_pic_order_cnt_cycle {cycle} exceeds 255")
-        for _ in range(cycle):
-            r.se()
-    elif poc_type != 2:
-        raise H264Error(f"pic_order_cnt_type {poc_type} out of range 0..2")
+    _skip_pic_order_cnt_fields(r)
     r.ue()  # max_num_ref_frames
     r.flag()  # gaps_in_frame_num_value_allowed_flag
     width_mbs = r.ue() + 1

@@ -84,6 +84,15 @@ def _hls_first(urls: Sequence[str]) -> list[str]:
     return sorted(urls, key=lambda u: 0 if ".m3u8" in u.split("?", 1)[0] else 1)
 
 
+def _present(*tags: tuple[str, str | None]) -> list[tuple[str, str]]:
+    """The ``(name, value)`` tags whose value was given, in order."""
+    return [(name, value) for name, value in tags if value is not None]
+
+
+def _int_str(value: int | None) -> str | None:
+    return None if value is None else str(int(value))
+
+
 def build_live_event(
     *,
     d: str,
@@ -125,20 +134,12 @@ def build_live_event(
     if status not in _STATUSES:
         raise ValueError(f"status must be one of {', '.join(_STATUSES)}, got {status!r}")
     out: list[tuple[str, ...]] = [("d", d)]
-    if title is not None:
-        out.append(("title", title))
-    if summary is not None:
-        out.append(("summary", summary))
-    if image is not None:
-        out.append(("image", image))
+    out.extend(_present(("title", title), ("summary", summary), ("image", image)))
     out.extend(("t", t) for t in tags)
     out.extend(("streaming", url) for url in _hls_first(streaming))
-    if recording is not None:
-        out.append(("recording", recording))
-    if starts is not None:
-        out.append(("starts", str(int(starts))))
-    if ends is not None:
-        out.append(("ends", str(int(ends))))
+    out.extend(
+        _present(("recording", recording), ("starts", _int_str(starts)), ("ends", _int_str(ends)))
+    )
     out.append(("status", status))
     for name, count in (
         ("current_participants", current_participants),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from relay_client.event import EventError, NostrEvent, UnsignedEvent
@@ -182,44 +182,69 @@ def parse_relay_message(frame: str | bytes) -> RelayMessage:
     if not isinstance(kind, str):
         raise RelayProtocolError(f"message type must be a string, got {_json_type(kind)}")
 
-    if kind == "EVENT":
-        _expect_arity(kind, data, 3)
-        sub_id = _expect_sub_id(kind, data[1])
-        try:
-            event = NostrEvent.from_dict(data[2])
-        except EventError as exc:
-            raise InvalidEventMessage(sub_id, str(exc)) from exc
-        return EventMessage(sub_id, event)
-    if kind == "OK":
-        # NIP-01: "The 4th parameter MUST always be present".
-        _expect_arity(kind, data, 4)
-        event_id = _expect_str(kind, "event id", data[1])
-        if len(event_id) != 64 or any(c not in "0123456789abcdef" for c in event_id):
-            raise RelayProtocolError("OK event id must be 64 lowercase hex characters")
-        accepted = data[2]
-        if not isinstance(accepted, bool):
-            raise RelayProtocolError(f"OK status must be a boolean, got {_json_type(accepted)}")
-        return Ok(event_id, accepted, _expect_str(kind, "message", data[3]))
-    if kind == "EOSE":
-        _expect_arity(kind, data, 2)
-        return Eose(_expect_sub_id(kind, data[1]))
-    if kind == "CLOSED":
-        _expect_arity(kind, data, 3)
-        return Closed(_expect_sub_id(kind, data[1]), _expect_str(kind, "message", data[2]))
-    if kind == "NOTICE":
-        _expect_arity(kind, data, 2)
-        return Notice(_expect_str(kind, "message", data[1]))
-    if kind == "AUTH":
-        _expect_arity(kind, data, 2)
-        challenge = _expect_str(kind, "challenge", data[1])
-        if not 1 <= len(challenge) <= MAX_CHALLENGE_LENGTH:
-            raise RelayProtocolError(
-                f"AUTH challenge must be 1..{MAX_CHALLENGE_LENGTH} characters, got {len(challenge)}"
-            )
-        return Auth(challenge)
-    shown = kind if len(kind) <= 20 else kind[:17] + "..."
-    raise RelayProtocolError(f"unknown message type {shown!r}")
+    parse = _PARSERS.get(kind)
+    if parse is None:
+        shown = kind if len(kind) <= 20 else kind[:17] + "..."
+        raise RelayProtocolError(f"unknown message type {shown!r}")
+    return parse(data)
 
+
+def _parse_event(data: list[object]) -> RelayMessage:
+    _expect_arity("EVENT", data, 3)
+    sub_id = _expect_sub_id("EVENT", data[1])
+    try:
+        event = NostrEvent.from_dict(data[2])
+    except EventError as exc:
+        raise InvalidEventMessage(sub_id, str(exc)) from exc
+    return EventMessage(sub_id, event)
+
+
+def _parse_ok(data: list[object]) -> RelayMessage:
+    # NIP-01: "The 4th parameter MUST always be present".
+    _expect_arity("OK", data, 4)
+    event_id = _expect_str("OK", "event id", data[1])
+    if len(event_id) != 64 or any(c not in "0123456789abcdef" for c in event_id):
+        raise RelayProtocolError("OK event id must be 64 lowercase hex characters")
+    accepted = data[2]
+    if not isinstance(accepted, bool):
+        raise RelayProtocolError(f"OK status must be a boolean, got {_json_type(accepted)}")
+    return Ok(event_id, accepted, _expect_str("OK", "message", data[3]))
+
+
+def _parse_eose(data: list[object]) -> RelayMessage:
+    _expect_arity("EOSE", data, 2)
+    return Eose(_expect_sub_id("EOSE", data[1]))
+
+
+def _parse_closed(data: list[object]) -> RelayMessage:
+    _expect_arity("CLOSED", data, 3)
+    return Closed(_expect_sub_id("CLOSED", data[1]), _expect_str("CLOSED", "message", data[2]))
+
+
+def _parse_notice(data: list[object]) -> RelayMessage:
+    _expect_arity("NOTICE", data, 2)
+    return Notice(_expect_str("NOTICE", "message", data[1]))
+
+
+def _parse_auth(data: list[object]) -> RelayMessage:
+    _expect_arity("AUTH", data, 2)
+    challenge = _expect_str("AUTH", "challenge", data[1])
+    if not 1 <= len(challenge) <= MAX_CHALLENGE_LENGTH:
+        raise RelayProtocolError(
+            f"AUTH challenge must be 1..{MAX_CHALLENGE_LENGTH} characters, got {len(challenge)}"
+        )
+    return Auth(challenge)
+
+
+# One parser per relay → client message type (NIP-01, NIP-42 for AUTH).
+_PARSERS: dict[str, Callable[[list[object]], RelayMessage]] = {
+    "EVENT": _parse_event,
+    "OK": _parse_ok,
+    "EOSE": _parse_eose,
+    "CLOSED": _parse_closed,
+    "NOTICE": _parse_notice,
+    "AUTH": _parse_auth,
+}
 
 # -- client → relay -----------------------------------------------------------------------
 

@@ -297,11 +297,17 @@ def _decode_tlv_entity(hrp: str, data: bytes) -> NProfile | NEvent | NAddr:
             kind = int.from_bytes(value, "big")
     if special is None:
         raise Nip19Error(f"{hrp} has no special (type 0) TLV record")
+    return _tlv_entity(hrp, special, tuple(relays), author, kind)
+
+
+def _tlv_entity(
+    hrp: str, special: bytes, relays: tuple[str, ...], author: str | None, kind: int | None
+) -> NProfile | NEvent | NAddr:
     if hrp == "nprofile":
-        return NProfile(pubkey=_one32("pubkey", special), relays=tuple(relays))
+        return NProfile(pubkey=_one32("pubkey", special), relays=relays)
     if hrp == "nevent":
         return NEvent(
-            event_id=_one32("event id", special), relays=tuple(relays), author=author, kind=kind
+            event_id=_one32("event id", special), relays=relays, author=author, kind=kind
         )
     if author is None:
         raise Nip19Error("naddr has no author (type 2) TLV record")
@@ -311,7 +317,7 @@ def _decode_tlv_entity(hrp: str, data: bytes) -> NProfile | NEvent | NAddr:
         identifier = special.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Nip19Error("naddr identifier is not valid UTF-8") from exc
-    return NAddr(identifier=identifier, author=author, kind=kind, relays=tuple(relays))
+    return NAddr(identifier=identifier, author=author, kind=kind, relays=relays)
 
 
 def decode(text: str) -> tuple[str, str | NProfile | NEvent | NAddr]:

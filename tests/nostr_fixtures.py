@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.relay_client.conftest import RelayProcess, nostr_relay_venv
-from tests.relay_client.test_nostr_tools_interop import nostr_tools_dir  # noqa: F401
+from tests.relay_client.test_nostr_tools_interop import nostr_tools_dir
 
 __all__ = ["RelayProcess", "nostr_relay", "nostr_tools_dir", "node_run", "relay_query",
            "relay_publish", "run_sync"]

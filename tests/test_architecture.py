@@ -56,8 +56,8 @@ def _commands() -> list[list[str]]:
             choices = getattr(action, "choices", None)
             if isinstance(choices, dict):
                 for name, sub in choices.items():
-                    found.append(prefix + [name])
-                    walk(sub, prefix + [name])
+                    found.append([*prefix, name])
+                    walk(sub, [*prefix, name])
 
     walk(parser, [])
     return found

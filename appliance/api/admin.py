@@ -233,6 +233,6 @@ def build_admin_app(state: AppState) -> web.Application:
     from appliance.api.admin_events import add_event_stream  # here: admin_events imports us
 
     add_event_stream(app)
-    from appliance.api.admin_nostr import add_nostr_routes  # noqa: E402 - imports this module
+    from appliance.api.admin_nostr import add_nostr_routes  # imports this module
     add_nostr_routes(app)
     return app

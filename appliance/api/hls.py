@@ -28,6 +28,7 @@ import re
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -35,6 +36,9 @@ from appliance.api.http import CONTENT_TYPES, CORS, STATE
 from appliance.config import HlsConfig
 from appliance.domain import STREAM_ID_RE
 from media.hls.segmenter import HlsMuxer
+
+if TYPE_CHECKING:
+    from appliance.streams import LiveStream
 
 HLS_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}\.(m3u8|m4s|mp4)$")
 PART_NAME_RE = re.compile(r"^part-(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,5})\.m4s$")
@@ -217,36 +221,11 @@ async def hls(request: web.Request) -> web.StreamResponse:
     ls = state.service.live_stream(stream_id)
     if ls is None:
         raise web.HTTPNotFound(headers=CORS)
+    if name == "index.m3u8":
+        return await _playlist(request, stream_id, ls)
     ext = name.rsplit(".", 1)[1]
     config = state.config.hls
     muxer = ls.muxer
-    if name == "index.m3u8":
-        token = request.query.get("s", "")
-        if not state.tokens.check(stream_id, token):
-            # First request of a player session: give it a session token (viewer counting)
-            # and let it reload that URL from now on.
-            raise web.HTTPFound(f"index.m3u8?s={state.tokens.mint(stream_id)}", headers=CORS)
-        low_latency = config.low_latency
-        msn = part = None
-        skip = False
-        if low_latency:
-            msn, part, skip = parse_blocking(request.query, muxer)
-        gate = request.app[HLS_GATE]
-        watch = gate.watch(muxer)
-        if msn is not None:
-            key_part = -1 if part is None else part
-            if not watch.satisfied(msn, key_part):
-                with gate.slot(request.remote or "", config):
-                    ok = await watch.wait(msn, key_part, _block_timeout(config, muxer))
-                if not ok:
-                    raise web.HTTPServiceUnavailable(
-                        text="the requested part did not appear in time", headers=CORS)
-        body = watch.body(low_latency, skip)
-        if body is None:
-            raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
-        if not ls.ended:
-            ls.viewers.touch(token)
-        return web.Response(body=body, headers=PLAYLIST_HEADERS)
     data = muxer.get(name)
     if data is None and config.low_latency and (m := PART_NAME_RE.fullmatch(name)):
         data = await _await_hinted_part(request, muxer, int(m[1]), int(m[2]))
@@ -255,6 +234,39 @@ async def hls(request: web.Request) -> web.StreamResponse:
     state.metrics_hls_bytes += len(data)
     return web.Response(body=data, headers={
         **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": "public, max-age=60"})
+
+
+async def _playlist(request: web.Request, stream_id: str, ls: LiveStream) -> web.Response:
+    """The media playlist, blocking on _HLS_msn/_HLS_part (rfc8216bis §6.2.5.2) when asked."""
+    state = request.app[STATE]
+    config = state.config.hls
+    muxer = ls.muxer
+    token = request.query.get("s", "")
+    if not state.tokens.check(stream_id, token):
+        # First request of a player session: give it a session token (viewer counting)
+        # and let it reload that URL from now on.
+        raise web.HTTPFound(f"index.m3u8?s={state.tokens.mint(stream_id)}", headers=CORS)
+    low_latency = config.low_latency
+    msn = part = None
+    skip = False
+    if low_latency:
+        msn, part, skip = parse_blocking(request.query, muxer)
+    gate = request.app[HLS_GATE]
+    watch = gate.watch(muxer)
+    if msn is not None:
+        key_part = -1 if part is None else part
+        if not watch.satisfied(msn, key_part):
+            with gate.slot(request.remote or "", config):
+                ok = await watch.wait(msn, key_part, _block_timeout(config, muxer))
+            if not ok:
+                raise web.HTTPServiceUnavailable(
+                    text="the requested part did not appear in time", headers=CORS)
+    body = watch.body(low_latency, skip)
+    if body is None:
+        raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
+    if not ls.ended:
+        ls.viewers.touch(token)
+    return web.Response(body=body, headers=PLAYLIST_HEADERS)
 
 
 async def _await_hinted_part(request: web.Request, muxer: HlsMuxer, msn: int,

@@ -112,14 +112,16 @@ class Store:
     async def checkpoint(self) -> None:
         """Truncate the WAL when it has grown (checkpoint starvation guard, §2.6)."""
         wal = Path(str(self.path) + "-wal")
-        try:
-            size = wal.stat().st_size
-        except FileNotFoundError:
-            return
-        if size > WAL_CHECKPOINT_BYTES:
-            await asyncio.get_running_loop().run_in_executor(
-                self._writer, lambda: self._thread_db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            )
+
+        def _checkpoint_if_grown() -> None:  # on the writer thread: stat() is disk I/O too
+            try:
+                size = wal.stat().st_size
+            except FileNotFoundError:
+                return
+            if size > WAL_CHECKPOINT_BYTES:
+                self._thread_db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, _checkpoint_if_grown)
 
     async def close(self) -> None:
         if self._closed:

@@ -144,9 +144,9 @@ def nginx_rtmp(
             http_port=http_port,
             fragment=fragment,
             playlist_length=playlist_length,
-        )  # fmt: skip
+        )
     )
-    log = open(tmp / "stderr.log", "wb")  # noqa: SIM115
+    log = open(tmp / "stderr.log", "wb")
     # -e: error log before the config is read (otherwise /var/log/nginx/error.log).
     cmd = ["nginx", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

@@ -126,14 +126,7 @@ def render_media_playlist(
     lines.append(f"#EXT-X-TARGETDURATION:{target_duration}")
     skip_until = SKIP_TARGET_DURATIONS * target_duration
     if ll is not None:
-        hold_back = ll.part_hold_back if ll.part_hold_back is not None else 3 * ll.part_target
-        # rfc8216bis §4.4.3.8: PART-HOLD-BACK ≥ 2 × PART-TARGET, SHOULD be ≥ 3 ×; round up.
-        hold_back_ms = math.ceil(hold_back * 1000 - 1e-6) / 1000
-        control = f"CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={_fmt(hold_back_ms, 3)}"
-        if not ended:
-            control += f",CAN-SKIP-UNTIL={_fmt(skip_until, 1)}"
-        lines.append(f"#EXT-X-SERVER-CONTROL:{control}")
-        lines.append(f"#EXT-X-PART-INF:PART-TARGET={_fmt(ll.part_target, 5)}")
+        lines += _low_latency_header(ll, ended, skip_until)
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}")
     lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     # Every segment starts with a sync sample (video cuts only at IDR pictures).
@@ -144,12 +137,7 @@ def render_media_playlist(
     # rfc8216bis §6.2.5.1: segments entirely before the skip boundary may be skipped.
     skipped = 0
     if ll is not None and skip and not ended:
-        elapsed = 0.0
-        for seg in segments:
-            if total - elapsed - seg.duration < skip_until:
-                break
-            elapsed += seg.duration
-            skipped += 1
+        skipped = _skippable(segments, total, skip_until)
     if skipped:
         lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
 
@@ -176,20 +164,52 @@ def render_media_playlist(
         elapsed += seg.duration
 
     if ll is not None and not ended:
-        if ll.open_parts:
-            if ll.open_discontinuity:
-                lines.append("#EXT-X-DISCONTINUITY")
-            if ll.open_map_uri is not None and ll.open_map_uri != current_map:
-                lines.append(f'#EXT-X-MAP:URI="{ll.open_map_uri}"')
-            if ll.open_program_date_time is not None:
-                pdt = format_program_date_time(ll.open_program_date_time)
-                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt}")
-            lines += [_part_line(p) for p in ll.open_parts]
-        if ll.preload_hint_uri is not None:
-            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{ll.preload_hint_uri}"')
+        lines += _live_edge(ll, current_map)
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def _low_latency_header(ll: LowLatencyInfo, ended: bool, skip_until: float) -> list[str]:
+    hold_back = ll.part_hold_back if ll.part_hold_back is not None else 3 * ll.part_target
+    # rfc8216bis §4.4.3.8: PART-HOLD-BACK ≥ 2 × PART-TARGET, SHOULD be ≥ 3 ×; round up.
+    hold_back_ms = math.ceil(hold_back * 1000 - 1e-6) / 1000
+    control = f"CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={_fmt(hold_back_ms, 3)}"
+    if not ended:
+        control += f",CAN-SKIP-UNTIL={_fmt(skip_until, 1)}"
+    return [
+        f"#EXT-X-SERVER-CONTROL:{control}",
+        f"#EXT-X-PART-INF:PART-TARGET={_fmt(ll.part_target, 5)}",
+    ]
+
+
+def _skippable(segments: Sequence[SegmentEntry], total: float, skip_until: float) -> int:
+    """How many leading segments end before the skip boundary (rfc8216bis §6.2.5.1)."""
+    skipped = 0
+    elapsed = 0.0
+    for seg in segments:
+        if total - elapsed - seg.duration < skip_until:
+            break
+        elapsed += seg.duration
+        skipped += 1
+    return skipped
+
+
+def _live_edge(ll: LowLatencyInfo, current_map: str | None) -> list[str]:
+    """The parts of the segment still being written, then the preload hint."""
+    lines: list[str] = []
+    if ll.open_parts:
+        if ll.open_discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if ll.open_map_uri is not None and ll.open_map_uri != current_map:
+            lines.append(f'#EXT-X-MAP:URI="{ll.open_map_uri}"')
+        if ll.open_program_date_time is not None:
+            pdt = format_program_date_time(ll.open_program_date_time)
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt}")
+        lines += [_part_line(p) for p in ll.open_parts]
+    if ll.preload_hint_uri is not None:
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{ll.preload_hint_uri}"')
+    return lines
 
 
 def _part_line(part: PartEntry) -> str:

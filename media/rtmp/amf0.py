@@ -109,7 +109,7 @@ class EcmaArray(dict[str, "AmfValue"]):
 
 
 AmfValue: TypeAlias = (
-    float | bool | str | None | AmfUndefined | AmfDate | dict[str, "AmfValue"] | list["AmfValue"]
+    float | bool | str | AmfUndefined | AmfDate | dict[str, "AmfValue"] | list["AmfValue"] | None
 )
 
 _NUMBER = struct.Struct(">d")
@@ -128,6 +128,31 @@ def _encode_str_body(value: str) -> bytes:
     return _U16.pack(len(data)) + data
 
 
+def _encode_string(out: bytearray, value: str) -> None:
+    data = value.encode("utf-8")
+    if len(data) <= 0xFFFF:
+        out.append(STRING)
+        out += _U16.pack(len(data))
+    else:
+        out.append(LONG_STRING)
+        out += _U32.pack(len(data))
+    out += data
+
+
+def _encode_mapping(out: bytearray, value: dict[object, object], depth: int) -> None:
+    if isinstance(value, EcmaArray):
+        out.append(ECMA_ARRAY)
+        out += _U32.pack(len(value))
+    else:
+        out.append(OBJECT)
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise LocalProtocolError(f"AMF0 object keys must be str, not {type(key)!r}")
+        out += _encode_str_body(key)
+        _encode_into(out, item, depth + 1)
+    out += b"\x00\x00" + bytes((OBJECT_END,))
+
+
 def _encode_into(out: bytearray, value: object, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise LocalProtocolError(f"AMF0 value nested deeper than {MAX_DEPTH}")
@@ -141,30 +166,13 @@ def _encode_into(out: bytearray, value: object, depth: int) -> None:
         out.append(NUMBER)
         out += _NUMBER.pack(float(value))
     elif isinstance(value, str):
-        data = value.encode("utf-8")
-        if len(data) <= 0xFFFF:
-            out.append(STRING)
-            out += _U16.pack(len(data))
-        else:
-            out.append(LONG_STRING)
-            out += _U32.pack(len(data))
-        out += data
+        _encode_string(out, value)
     elif isinstance(value, AmfDate):
         out.append(DATE)
         out += _NUMBER.pack(value.milliseconds)
         out += _DATE_TZ.pack(value.timezone)
     elif isinstance(value, dict):
-        if isinstance(value, EcmaArray):
-            out.append(ECMA_ARRAY)
-            out += _U32.pack(len(value))
-        else:
-            out.append(OBJECT)
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise LocalProtocolError(f"AMF0 object keys must be str, not {type(key)!r}")
-            out += _encode_str_body(key)
-            _encode_into(out, item, depth + 1)
-        out += b"\x00\x00" + bytes((OBJECT_END,))
+        _encode_mapping(out, value, depth)
     elif isinstance(value, list | tuple):
         out.append(STRICT_ARRAY)
         out += _U32.pack(len(value))
@@ -244,14 +252,24 @@ class _Decoder:
             return self._take(1, "boolean")[0] != 0
         if marker == STRING:
             return self._short_string("string")
-        if marker == OBJECT:
-            obj: dict[str, AmfValue] = {}
-            self._properties(obj, depth)
-            return obj
         if marker == NULL:
             return None
         if marker == UNDEFINED_MARKER:
             return UNDEFINED
+        if marker == DATE:
+            (ms,) = _NUMBER.unpack(self._take(8, "date"))
+            (tz,) = _DATE_TZ.unpack(self._take(2, "date timezone"))
+            return AmfDate(float(ms), tz)
+        if marker in (LONG_STRING, XML_DOCUMENT):
+            (length,) = _U32.unpack(self._take(4, "long string length"))
+            return self._utf8(self._take(length, "long string"), "long string")
+        return self._container(marker, depth)
+
+    def _container(self, marker: int, depth: int) -> AmfValue:
+        if marker == OBJECT:
+            obj: dict[str, AmfValue] = {}
+            self._properties(obj, depth)
+            return obj
         if marker == ECMA_ARRAY:
             # AMF0 §2.10: the associative count is advisory; entries are terminated by
             # object-end like an object. Never pre-allocate from the count.
@@ -267,22 +285,18 @@ class _Decoder:
                 # (and raises) long before it can allocate more than the message size.
                 items.append(self.value(depth + 1))
             return items
-        if marker == DATE:
-            (ms,) = _NUMBER.unpack(self._take(8, "date"))
-            (tz,) = _DATE_TZ.unpack(self._take(2, "date timezone"))
-            return AmfDate(float(ms), tz)
-        if marker in (LONG_STRING, XML_DOCUMENT):
-            (length,) = _U32.unpack(self._take(4, "long string length"))
-            return self._utf8(self._take(length, "long string"), "long string")
+        raise self._unsupported(marker)
+
+    def _unsupported(self, marker: int) -> Amf0DecodeError:
         if marker == AVMPLUS_OBJECT:
-            raise Amf0DecodeError("AMF3 (avmplus-object marker 0x11) is not supported")
+            return Amf0DecodeError("AMF3 (avmplus-object marker 0x11) is not supported")
         if marker == OBJECT_END:
-            raise Amf0DecodeError(f"unexpected AMF0 object-end marker at offset {self.pos - 1}")
+            return Amf0DecodeError(f"unexpected AMF0 object-end marker at offset {self.pos - 1}")
         if marker in _UNSUPPORTED_NAMES:
-            raise Amf0DecodeError(
+            return Amf0DecodeError(
                 f"unsupported AMF0 type {_UNSUPPORTED_NAMES[marker]} (0x{marker:02x})"
             )
-        raise Amf0DecodeError(f"unknown AMF0 type marker 0x{marker:02x}")
+        return Amf0DecodeError(f"unknown AMF0 type marker 0x{marker:02x}")
 
 
 def decode_one(data: bytes, pos: int = 0) -> tuple[AmfValue, int]:

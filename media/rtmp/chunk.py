@@ -180,6 +180,46 @@ class ChunkReader:
             return self.max_media_message_size
         return self.max_control_message_size
 
+    def _new_stream(self, csid: int, fmt: int) -> _ChunkStreamState:
+        if fmt != 0:
+            raise RemoteProtocolError(
+                f"first chunk on chunk stream {csid} has type {fmt}, expected type 0"
+            )
+        if len(self._streams) >= self.max_chunk_streams:
+            raise RemoteProtocolError(f"too many chunk streams (limit {self.max_chunk_streams})")
+        state = _ChunkStreamState()
+        self._streams[csid] = state
+        return state
+
+    def _start_message(
+        self, state: _ChunkStreamState, fmt: int, header: bytes, timestamp_field: int
+    ) -> bytearray:
+        """Apply the header of a chunk that begins a message (no partial payload pending)."""
+        if fmt == 0:
+            # §5.3.1.2.1: absolute timestamp; length, type id and the little-endian
+            # message stream id. §5.3.1.2.4: a type-3 chunk after a type-0 chunk uses the
+            # type-0 timestamp as its delta.
+            state.timestamp = timestamp_field
+            state.timestamp_delta = timestamp_field
+            state.message_length = _read_u24(header, 3)
+            state.message_type_id = header[6]
+            (state.message_stream_id,) = _LE_U32.unpack_from(header, 7)
+        else:
+            if fmt <= 2:
+                state.timestamp_delta = timestamp_field
+            if fmt == 1:
+                state.message_length = _read_u24(header, 3)
+                state.message_type_id = header[6]
+            state.timestamp = (state.timestamp + state.timestamp_delta) & 0xFFFFFFFF
+        limit = self._limit_for(state.message_type_id)
+        if state.message_length > limit:
+            raise RemoteProtocolError(
+                f"message of {state.message_length} bytes exceeds the {limit}-byte limit "
+                f"for message type {state.message_type_id}"
+            )
+        state.payload = bytearray()
+        return state.payload
+
     def read_chunk(self, reader: StreamReader) -> Generator[None, None, RawMessage | None]:
         """Read one chunk; return the message it completes, or ``None``.
 
@@ -200,16 +240,7 @@ class ChunkReader:
 
         state = self._streams.get(csid)
         if state is None:
-            if fmt != 0:
-                raise RemoteProtocolError(
-                    f"first chunk on chunk stream {csid} has type {fmt}, expected type 0"
-                )
-            if len(self._streams) >= self.max_chunk_streams:
-                raise RemoteProtocolError(
-                    f"too many chunk streams (limit {self.max_chunk_streams})"
-                )
-            state = _ChunkStreamState()
-            self._streams[csid] = state
+            state = self._new_stream(csid, fmt)
 
         header = yield from reader.read_exact(_MESSAGE_HEADER_SIZE[fmt])
         timestamp_field = 0
@@ -220,7 +251,8 @@ class ChunkReader:
             # §5.3.1.3; for type 3 this is the repetition of the previous header's value.
             (timestamp_field,) = _U32.unpack((yield from reader.read_exact(4)))
 
-        if state.payload is not None:
+        payload = state.payload
+        if payload is not None:
             # Continuation of a message: only type 3 may follow (§5.3.1.2.4).
             if fmt != 3:
                 raise RemoteProtocolError(
@@ -228,31 +260,8 @@ class ChunkReader:
                     f"{state.message_length}-byte message (expected type 3)"
                 )
         else:
-            if fmt == 0:
-                # §5.3.1.2.1: absolute timestamp; length, type id and the little-endian
-                # message stream id. §5.3.1.2.4: a type-3 chunk after a type-0 chunk uses the
-                # type-0 timestamp as its delta.
-                state.timestamp = timestamp_field
-                state.timestamp_delta = timestamp_field
-                state.message_length = _read_u24(header, 3)
-                state.message_type_id = header[6]
-                (state.message_stream_id,) = _LE_U32.unpack_from(header, 7)
-            else:
-                if fmt <= 2:
-                    state.timestamp_delta = timestamp_field
-                if fmt == 1:
-                    state.message_length = _read_u24(header, 3)
-                    state.message_type_id = header[6]
-                state.timestamp = (state.timestamp + state.timestamp_delta) & 0xFFFFFFFF
-            limit = self._limit_for(state.message_type_id)
-            if state.message_length > limit:
-                raise RemoteProtocolError(
-                    f"message of {state.message_length} bytes exceeds the {limit}-byte limit "
-                    f"for message type {state.message_type_id}"
-                )
-            state.payload = bytearray()
+            payload = self._start_message(state, fmt, header, timestamp_field)
 
-        payload = state.payload
         size = min(self._chunk_size, state.message_length - len(payload))
         if self._buffered + size > self.max_buffered_bytes:
             raise RemoteProtocolError(

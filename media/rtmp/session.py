@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from . import amf0
@@ -437,7 +437,7 @@ class RtmpServerSession:
             pass  # the peer hung up mid-message; _on_eof reports it
         except RemoteProtocolError as exc:
             self._fail(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+        except Exception as exc:  # a bug must not take the server down
             logger.exception("internal error while parsing RTMP input")
             self._fail(RemoteProtocolError(f"internal error while parsing: {exc!r}"))
 
@@ -581,42 +581,49 @@ class RtmpServerSession:
                 raise RemoteProtocolError(f"command {name[:64]!r} before connect")
             self._on_connect(command)
             return
-        txid = command.transaction_id
         if name == "connect":
             raise RemoteProtocolError("connect sent twice")
-        if name in ("releaseStream", "FCPublish"):
-            # Adobe FMS extensions used by OBS/FFmpeg before createStream.
-            self._send_command(0, "_result", txid, None, amf0.UNDEFINED)
-            if name == "FCPublish":
-                stream = command.arguments[0] if command.arguments else ""
-                info: dict[str, AmfValue] = {
-                    "code": "NetStream.Publish.Start",
-                    "description": stream if isinstance(stream, str) else "",
-                }
-                self._send_command(0, "onFCPublish", 0.0, None, info)
-        elif name == "createStream":
-            self._on_create_stream(txid)
-        elif name == "publish":
-            self._on_publish(message_stream_id, command)
-        elif name == "FCUnpublish":
-            if txid:
-                self._send_command(0, "_result", txid, None, amf0.UNDEFINED)
-            self._end_publish()
-        elif name == "closeStream":
-            if message_stream_id == self._publishing:
-                self._end_publish()
-        elif name == "deleteStream":
-            self._on_delete_stream(command)
-        elif name == "play":
-            self._send_on_status(
-                message_stream_id, "error", "NetStream.Play.Failed", "this is an ingest server"
-            )
-            self._transition(_Input.CLOSE)
-        elif name in ("_checkbw", "getStreamLength"):
-            if txid:
-                self._send_command(message_stream_id, "_result", txid, None, 0.0)
-        else:
+        handler = _COMMAND_HANDLERS.get(name)
+        if handler is None:
             logger.debug("ignoring RTMP command %r", name[:64])
+            return
+        handler(self, message_stream_id, command)
+
+    # -- command handlers after connect (dispatched through _COMMAND_HANDLERS) --------------
+
+    def _on_release_stream(self, _message_stream_id: int, command: CommandMessage) -> None:
+        # Adobe FMS extension used by OBS/FFmpeg before createStream.
+        self._send_command(0, "_result", command.transaction_id, None, amf0.UNDEFINED)
+
+    def _on_fc_publish(self, message_stream_id: int, command: CommandMessage) -> None:
+        # Adobe FMS extension used by OBS/FFmpeg before createStream.
+        self._on_release_stream(message_stream_id, command)
+        stream = command.arguments[0] if command.arguments else ""
+        info: dict[str, AmfValue] = {
+            "code": "NetStream.Publish.Start",
+            "description": stream if isinstance(stream, str) else "",
+        }
+        self._send_command(0, "onFCPublish", 0.0, None, info)
+
+    def _on_fc_unpublish(self, _message_stream_id: int, command: CommandMessage) -> None:
+        if command.transaction_id:
+            self._send_command(0, "_result", command.transaction_id, None, amf0.UNDEFINED)
+        self._end_publish()
+
+    def _on_close_stream(self, message_stream_id: int, _command: CommandMessage) -> None:
+        if message_stream_id == self._publishing:
+            self._end_publish()
+
+    def _on_play(self, message_stream_id: int, _command: CommandMessage) -> None:
+        self._send_on_status(
+            message_stream_id, "error", "NetStream.Play.Failed", "this is an ingest server"
+        )
+        self._transition(_Input.CLOSE)
+
+    def _on_bandwidth_probe(self, message_stream_id: int, command: CommandMessage) -> None:
+        # _checkbw / getStreamLength: answer with 0 so clients that wait for a reply go on.
+        if command.transaction_id:
+            self._send_command(message_stream_id, "_result", command.transaction_id, None, 0.0)
 
     def _on_connect(self, command: CommandMessage) -> None:
         obj = command.command_object
@@ -711,3 +718,21 @@ class RtmpServerSession:
         self._publishing = None
         self._transition(_Input.UNPUBLISH)
         self._events.append(Unpublished(stream_id))
+
+
+_CommandHandler = Callable[[RtmpServerSession, int, CommandMessage], None]
+
+# RTMP commands accepted after connect (§7.2.1, §7.2.2 and the FMS extensions OBS/FFmpeg send);
+# anything else is logged and ignored.
+_COMMAND_HANDLERS: dict[str, _CommandHandler] = {
+    "releaseStream": RtmpServerSession._on_release_stream,
+    "FCPublish": RtmpServerSession._on_fc_publish,
+    "createStream": lambda s, _msid, command: s._on_create_stream(command.transaction_id),
+    "publish": RtmpServerSession._on_publish,
+    "FCUnpublish": RtmpServerSession._on_fc_unpublish,
+    "closeStream": RtmpServerSession._on_close_stream,
+    "deleteStream": lambda s, _msid, command: s._on_delete_stream(command),
+    "play": RtmpServerSession._on_play,
+    "_checkbw": RtmpServerSession._on_bandwidth_probe,
+    "getStreamLength": RtmpServerSession._on_bandwidth_probe,
+}

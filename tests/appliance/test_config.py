@@ -68,6 +68,6 @@ def test_errors_name_the_key(tmp_path: Path, toml: str, key: str) -> None:
 
 
 def test_env_errors_name_the_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="rtmp.grace_seconds"):
+    with pytest.raises(ConfigError, match=r"rtmp.grace_seconds"):
         load_config(environ={"HEARTH_RTMP_GRACE_SECONDS": "soon",
                              "HEARTH_DATA_DIR": str(tmp_path)})

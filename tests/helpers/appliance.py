@@ -90,7 +90,7 @@ class ApplianceProcess:
 
     def start(self, timeout: float = 15.0) -> ApplianceProcess:
         self.log_path = self.data_dir / f"serve-{int(time.time() * 1000)}.log"
-        log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the process
+        log = open(self.log_path, "wb")  # owned by the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", "serve", "--data-dir", str(self.data_dir),
              "--http", f"127.0.0.1:{self.http_port}", "--rtmp", f"127.0.0.1:{self.rtmp_port}",

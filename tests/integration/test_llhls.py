@@ -110,7 +110,7 @@ def live(ll_app: ApplianceProcess) -> Iterator[tuple[ApplianceProcess, str, str]
 
 def test_playlist_rules(live: tuple[ApplianceProcess, str, str]) -> None:
     """rfc8216bis tags, part durations, independent parts, continuity and hold-back."""
-    app, _sid, url = live
+    _app, _sid, url = live
     time.sleep(3)
     previous: LLPlaylist | None = None
     base = url.rsplit("/", 1)[0]

@@ -72,7 +72,7 @@ def test_ffmpeg_publish_plays_as_hls(appliance: ApplianceProcess) -> None:
         api = appliance.get(f"/api/streams/{sid}").json()
         assert api["status"] == "live" and api["viewers"] >= 1
         listed = appliance.cli_json("stream", "list")
-        assert [s for s in listed if s["id"] == sid][0]["status"] == "live"
+        assert next(s for s in listed if s["id"] == sid)["status"] == "live"
         show = appliance.cli_json("stream", "show", sid)
         assert show["ingest"]["video_codec"].startswith("avc1.")
         assert show["ingest"]["width"] == 320 and show["ingest"]["bframes"] is False

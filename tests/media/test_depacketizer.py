@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -55,7 +56,7 @@ def test_sequence_headers_then_frames(stream) -> None:  # type: ignore[no-untype
     video = [u for u in units if isinstance(u, MediaUnit) and u.kind is TrackKind.VIDEO]
     assert video[0].keyframe and video[0].arrival == 42.0
     assert [u.keyframe for u in video] == [u.keyframe for u in stream.of(TrackKind.VIDEO)]
-    assert all(b.dts > a.dts for a, b in zip(video, video[1:], strict=False))
+    assert all(b.dts > a.dts for a, b in itertools.pairwise(video))
 
 
 def test_frames_before_config_are_dropped_and_counted(stream) -> None:  # type: ignore[no-untyped-def]
@@ -79,7 +80,7 @@ def test_other_video_codecs_are_refused_with_advice(body: bytes, codec: str) -> 
 
 
 def test_other_audio_codecs_are_refused() -> None:
-    with pytest.raises(UnsupportedCodecError, match="'mp3'.*AAC"):
+    with pytest.raises(UnsupportedCodecError, match=r"'mp3'.*AAC"):
         FlvDepacketizer().audio_tag(0, bytes([0x2F]) + b"\xff\xfb\x90\x00")
 
 

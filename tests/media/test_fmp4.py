@@ -138,7 +138,7 @@ def test_two_tracks_data_offsets_point_at_their_samples() -> None:
             TrackRun(AUDIO_TRACK_ID, 0, [Sample(b"A333", 1024, True)]),
         ],
     )
-    moof, mdat = _boxes(frag)
+    moof, _mdat = _boxes(frag)
     offsets = []
     for traf in [b for b in _boxes(frag, moof[1] + 8, moof[1] + moof[2]) if b[0] == b"traf"]:
         trun = _child(frag, traf, b"trun")

@@ -86,7 +86,7 @@ def test_forged_signature_rejected(alice: PrivateKeySigner, bob: PrivateKeySigne
     other = _signed(bob)
     forged = NostrEvent(**{**ev.to_dict(), "sig": other.sig, "tags": ev.tags})  # type: ignore[arg-type]
     assert not forged.verify()
-    with pytest.raises(EventError, match="^event signature is invalid$"):
+    with pytest.raises(EventError, match=r"^event signature is invalid$"):
         forged.check()
 
 
@@ -94,7 +94,7 @@ def test_mis_hashed_id_rejected(alice: PrivateKeySigner) -> None:
     ev = _signed(alice)
     tampered = NostrEvent.from_dict({**ev.to_dict(), "content": "hello!"})
     assert not tampered.verify()
-    with pytest.raises(EventError, match="^event id does not match its content \\(computed "):
+    with pytest.raises(EventError, match=r"^event id does not match its content \(computed "):
         tampered.check()
 
 
@@ -145,11 +145,11 @@ def test_missing_field(alice: PrivateKeySigner, name: str) -> None:
 
 
 def test_not_an_object() -> None:
-    with pytest.raises(EventError, match="^event must be a JSON object, got array$"):
+    with pytest.raises(EventError, match=r"^event must be a JSON object, got array$"):
         NostrEvent.from_json("[]")
-    with pytest.raises(EventError, match="^event is not valid JSON: "):
+    with pytest.raises(EventError, match=r"^event is not valid JSON: "):
         NostrEvent.from_json("{")
-    with pytest.raises(EventError, match="^event is not valid UTF-8: "):
+    with pytest.raises(EventError, match=r"^event is not valid UTF-8: "):
         NostrEvent.from_json(b"\xff\xfe")
 
 
@@ -158,7 +158,7 @@ def test_too_many_tags(alice: PrivateKeySigner) -> None:
     with pytest.raises(EventError, match=f"^event has {MAX_TAGS + 1} tags, limit is {MAX_TAGS}$"):
         NostrEvent.from_dict(obj)
     # 10k tags (bad-input B17) fails the same cheap way.
-    with pytest.raises(EventError, match="^event has 10000 tags"):
+    with pytest.raises(EventError, match=r"^event has 10000 tags"):
         NostrEvent.from_dict({**obj, "tags": [["p"]] * 10000})
 
 
@@ -190,7 +190,7 @@ def test_lone_surrogate_has_no_id(alice: PrivateKeySigner) -> None:
 
 
 def test_unsigned_validation() -> None:
-    with pytest.raises(EventError, match="^kind must be in 0..65535, got -1$"):
+    with pytest.raises(EventError, match=r"^kind must be in 0..65535, got -1$"):
         UnsignedEvent(kind=-1, content="", tags=(), created_at=0)
 
 

@@ -114,9 +114,9 @@ def test_frame_size_limit() -> None:
 
 
 def test_non_utf8_and_deep_nesting() -> None:
-    with pytest.raises(RelayProtocolError, match="^frame is not valid UTF-8: "):
+    with pytest.raises(RelayProtocolError, match=r"^frame is not valid UTF-8: "):
         parse_relay_message(b'["NOTICE","\xff"]')
-    with pytest.raises(RelayProtocolError, match="^frame is not valid JSON"):
+    with pytest.raises(RelayProtocolError, match=r"^frame is not valid JSON"):
         parse_relay_message("[" * 100_000 + "]" * 100_000)
 
 
@@ -126,7 +126,7 @@ def test_client_builders(event: NostrEvent) -> None:
         '["REQ","s",{"kinds":[1311]},{"#a":["x"]}]'
     )
     assert close_message("s") == '["CLOSE","s"]'
-    with pytest.raises(ValueError, match="1..64"):
+    with pytest.raises(ValueError, match=r"1..64"):
         req_message("x" * 65, {})
     with pytest.raises(ValueError, match="at least one filter"):
         req_message("s")

@@ -62,19 +62,19 @@ def test_naddr_round_trip() -> None:
 
 def test_wrong_prefix_and_corruption() -> None:
     npub = "npub180cvv07tjdrrgpa0j7j7tmnyl2yr6yr7l8j4s3evf6u64th6gkwsyjh6w6"
-    with pytest.raises(Nip19Error, match="^expected a nsec string, got npub$"):
+    with pytest.raises(Nip19Error, match=r"^expected a nsec string, got npub$"):
         nip19.decode_nsec(npub)
-    with pytest.raises(Nip19Error, match="^bech32 checksum is invalid$"):
+    with pytest.raises(Nip19Error, match=r"^bech32 checksum is invalid$"):
         nip19.decode(npub[:-1] + ("q" if npub[-1] != "q" else "p"))
-    with pytest.raises(Nip19Error, match="^bech32 string mixes upper and lower case$"):
+    with pytest.raises(Nip19Error, match=r"^bech32 string mixes upper and lower case$"):
         nip19.decode("Npub" + npub[4:])
-    with pytest.raises(Nip19Error, match="^invalid bech32 character 'b'$"):
+    with pytest.raises(Nip19Error, match=r"^invalid bech32 character 'b'$"):
         nip19.decode("npub1b" + npub[6:])
-    with pytest.raises(Nip19Error, match="^unsupported NIP-19 prefix 'nfoo'$"):
+    with pytest.raises(Nip19Error, match=r"^unsupported NIP-19 prefix 'nfoo'$"):
         nip19.decode(nip19.bech32_encode("nfoo", b"x"))
-    with pytest.raises(Nip19Error, match="^naddr has no kind"):
+    with pytest.raises(Nip19Error, match=r"^naddr has no kind"):
         nip19.decode(nip19.bech32_encode("naddr", b"\x00\x01d\x02\x20" + bytes(32)))
-    with pytest.raises(Nip19Error, match="^TLV value for type 0 is truncated$"):
+    with pytest.raises(Nip19Error, match=r"^TLV value for type 0 is truncated$"):
         nip19.decode(nip19.bech32_encode("nevent", b"\x00\x20" + bytes(5)))
     assert nip19.decode(npub.upper()) == nip19.decode(npub)
 

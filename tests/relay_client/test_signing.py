@@ -58,7 +58,7 @@ def test_random_aux_still_verifies() -> None:
 
 
 def test_bad_secrets() -> None:
-    with pytest.raises(SigningError, match="^secret key must be 32 bytes, got 3$"):
+    with pytest.raises(SigningError, match=r"^secret key must be 32 bytes, got 3$"):
         PrivateKeySigner(b"abc")
     with pytest.raises(SigningError, match="not a valid secp256k1 scalar"):
         PrivateKeySigner(bytes(32))

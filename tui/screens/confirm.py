@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
@@ -12,7 +14,9 @@ from textual.widgets import Button, Label
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with ``True`` on ``y``/Yes, ``False`` on ``n``/Esc."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No"),
+    ]
 
     def __init__(self, question: str, detail: str = "") -> None:
         super().__init__()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
@@ -14,7 +16,7 @@ from appliance.api.schema import StreamCredentials
 class CredentialsScreen(ModalScreen[None]):
     """Copy keys use OSC 52, which reaches the operator's clipboard through SSH and tmux."""
 
-    BINDINGS = [Binding("s", "copy('server')", "Copy server"),
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("s", "copy('server')", "Copy server"),
                 Binding("k", "copy('key')", "Copy key"),
                 Binding("w", "copy('watch')", "Copy watch link"),
                 Binding("escape,enter", "dismiss", "Done")]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
@@ -28,7 +30,9 @@ class StreamForm(ModalScreen[StreamDraft | None]):
     ``error`` is ``(field, message)`` from the appliance's last refusal, shown under the field.
     """
 
-    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel"),
+    ]
 
     def __init__(self, draft: StreamDraft | None = None, *, editing: bool = False,
                  error: tuple[str | None, str] | None = None) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
@@ -35,7 +37,7 @@ def render_message(m: ChatMessage) -> Text:
 class ChatList(OptionList):
     """The message list; keeps the operator's place while new messages arrive."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "request('reply')", "Reply"),
         Binding("h", "request('hide')", "Hide"),
         Binding("p", "request('pin')", "Pin"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from fractions import Fraction
 from typing import Any
 
@@ -117,7 +118,7 @@ def test_aac_to_opus_decodes_with_pyav() -> None:
     assert len(packets) >= 80
     assert all(p.time_base == Fraction(1, 48000) for p in packets)
     pts = [p.pts for p in packets]
-    assert all(b - a == 960 for a, b in zip(pts, pts[1:], strict=False))
+    assert all(b - a == 960 for a, b in itertools.pairwise(pts))
     dec = av.CodecContext.create("opus", "r")
     samples = sum(f.samples for p in packets for f in dec.decode(p))
     assert samples >= 80 * 960
