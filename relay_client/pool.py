@@ -283,20 +283,25 @@ class _Connection:
                                  ev.detail[:200])
             elif isinstance(ev, EndOfStoredEvents):
                 self.hooks.eose(ev.subscription_id, self.url)
-            elif isinstance(ev, NoticeReceived):
-                logger.info("relay %s NOTICE: %s", self.url, ev.message[:200])
-            elif isinstance(ev, SubscriptionClosed):
-                logger.warning("relay %s closed subscription %s: %s", self.url,
-                               ev.subscription_id, ev.message[:200])
             elif isinstance(ev, AuthRequested):
                 self._spawn_auth(ev.challenge)
-            elif isinstance(ev, AuthAnswered):
-                if ev.accepted:
-                    logger.info("relay %s: NIP-42 authenticated", self.url)
-                else:
-                    logger.warning("relay %s rejected our AUTH: %s", self.url, ev.message[:200])
             elif isinstance(ev, CloseRequested):
                 self._close_request = ev
+            else:
+                self._log_relay_says(ev)
+
+    def _log_relay_says(self, ev: SessionEvent) -> None:
+        """Events that only inform the operator: NOTICE, CLOSED, the AUTH verdict."""
+        if isinstance(ev, NoticeReceived):
+            logger.info("relay %s NOTICE: %s", self.url, ev.message[:200])
+        elif isinstance(ev, SubscriptionClosed):
+            logger.warning("relay %s closed subscription %s: %s", self.url,
+                           ev.subscription_id, ev.message[:200])
+        elif isinstance(ev, AuthAnswered):
+            if ev.accepted:
+                logger.info("relay %s: NIP-42 authenticated", self.url)
+            else:
+                logger.warning("relay %s rejected our AUTH: %s", self.url, ev.message[:200])
 
     def _answer(self, ev: PublishAnswered) -> None:
         result = RelayPublishResult(self.url, ev.event_id, ev.accepted, ev.message)
