@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from media.fmp4 import AUDIO_TRACK_ID, VIDEO_TRACK_ID, Sample, TrackRun, fragment, init_segment
 from media.hls.playlist import (
@@ -33,7 +34,14 @@ from media.hls.playlist import (
 )
 from media.units import CLOCK_RATE, AudioConfig, MediaUnit, TrackKind, VideoConfig
 
-__all__ = ["HlsMuxer", "MuxerStateError", "MuxerStats", "is_object_name"]
+__all__ = [
+    "CompletedSegment",
+    "HlsMuxer",
+    "MuxerStateError",
+    "MuxerStats",
+    "SegmentSink",
+    "is_object_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,42 @@ class MuxerStats:
     parts_emitted: int
     bytes_total: int
     units_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedSegment:
+    """A segment exactly as the live playlist lists it, handed to a :class:`SegmentSink`.
+
+    Attributes:
+        msn: its media sequence number in the live playlist.
+        name: ``seg-N.m4s``; ``data`` is its bytes (all its parts' ``moof``+``mdat``).
+        init_name: ``init-K.mp4``, the EXT-X-MAP it needs; ``init`` is that init segment.
+        duration: seconds (exact, from the samples' durations).
+        discontinuity: the segment follows a reconnect or a codec change.
+        program_date_time: wall-clock time its first part arrived at (seconds since epoch).
+    """
+
+    msn: int
+    name: str
+    data: bytes
+    init_name: str
+    init: bytes
+    duration: float
+    discontinuity: bool
+    program_date_time: float
+
+
+class SegmentSink(Protocol):
+    """Receives every completed segment (recorder, thumbnailer). Called on the muxer's thread.
+
+    Implementations must return quickly (hand work to a worker); exceptions are logged and
+    swallowed so a broken sink cannot disturb live delivery.
+    """
+
+    def segment(self, segment: CompletedSegment) -> None: ...
+
+    def end(self) -> None:
+        """The muxer ended (after the last :meth:`segment`)."""
 
 
 def is_object_name(name: str) -> bool:
@@ -142,6 +186,8 @@ class HlsMuxer:
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
         self.on_update: Callable[[], None] | None = None
+        self.sink: SegmentSink | None = None
+        """Receives each completed segment and the end (see :class:`SegmentSink`)."""
         self._segment_target = round(segment_target * CLOCK_RATE)
         self._part_target_s = part_target
         self._part_target = round(part_target * CLOCK_RATE)
@@ -252,6 +298,12 @@ class HlsMuxer:
         self._close_all(discontinuity=False)
         self._ended = True
         self._changed()
+        sink = self.sink
+        if sink is not None:
+            try:
+                sink.end()
+            except Exception:
+                logger.exception("HLS segment sink failed at end")
 
     # --- output -----------------------------------------------------------------------------
 
@@ -531,6 +583,17 @@ class HlsMuxer:
         self._segments_emitted += 1
         if seg.discontinuity:
             self._disc_total += 1
+        sink = self.sink
+        if sink is not None:
+            init_name = f"init-{seg.init_index}.mp4"
+            try:
+                sink.segment(CompletedSegment(
+                    msn=seg.msn, name=seg.name, data=self._objects[seg.name],
+                    init_name=init_name, init=self._objects[init_name],
+                    duration=seg.duration / CLOCK_RATE, discontinuity=seg.discontinuity,
+                    program_date_time=seg.program_date_time))
+            except Exception:
+                logger.exception("HLS segment sink failed")
         # RFC 8216 §4.3.3.1 wants a constant target; cuts happen only at keyframes, so a GOP
         # longer than the target raises it (never lowers it) rather than break the rule.
         self._target_duration = target_duration_for(

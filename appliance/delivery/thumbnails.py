@@ -1,0 +1,208 @@
+"""Thumbnails: a JPEG from a recent keyframe of each live broadcast, about every 10 s.
+
+A :class:`ThumbnailSink` (one per broadcast) is a :class:`media.hls.segmenter.SegmentSink`:
+every segment starts with an IDR picture (the muxer cuts at keyframes), so a thumbnail is the
+first frame of a recent segment. :func:`make_thumbnail` demuxes that segment with PyAV,
+decodes exactly one packet (the IDR), scales it to at most :data:`MAX_WIDTH` pixels wide and
+encodes a JPEG — in a worker thread. CPU is bounded twice: at most one decode in flight per
+broadcast (a segment arriving meanwhile is skipped), and a global semaphore across broadcasts.
+
+The newest thumbnail is kept in memory and at ``<data dir>/thumbnails/<id>.jpg`` (so it
+survives the broadcast and a restart); the second one (≈ 10 s in: past fades from black), or
+the first when there is only one, becomes the recording's ``poster.jpg``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from appliance.delivery.index import POSTER
+from appliance.delivery.paths import check_id, thumbnail_path
+from appliance.delivery.storage import Storage
+from media.hls.segmenter import CompletedSegment
+
+logger = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 10.0
+MAX_WIDTH = 640
+JPEG_QUALITY = 5
+"""FFmpeg mjpeg qscale (2 best … 31 worst): 5 gives ~20–40 kB at 640×360."""
+MAX_INPUT_BYTES = 32 << 20
+"""A segment larger than this is not decoded for a thumbnail (a 2 s segment is ~1 MB)."""
+
+
+class ThumbnailError(ValueError):
+    """The media could not be turned into a thumbnail."""
+
+
+def scaled_size(width: int, height: int, max_width: int = MAX_WIDTH) -> tuple[int, int]:
+    """Keep the aspect ratio, at most ``max_width`` wide, even dimensions (4:2:0 JPEG)."""
+    if width <= 0 or height <= 0:
+        raise ThumbnailError(f"bad picture size {width}x{height}")
+    if width > max_width:
+        height = max(2, round(height * max_width / width))
+        width = max_width
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def make_thumbnail(mp4: bytes, max_width: int = MAX_WIDTH) -> tuple[bytes, int, int]:
+    """JPEG of the first picture of an fMP4 (init + segment). Blocking: call in a worker.
+
+    Returns:
+        (jpeg bytes, width, height).
+
+    Raises:
+        ThumbnailError: no video, nothing decodable, or input too large.
+    """
+    import av  # PyAV only in workers
+
+    if len(mp4) > MAX_INPUT_BYTES:
+        raise ThumbnailError("segment too large for a thumbnail")
+    try:
+        with av.open(io.BytesIO(mp4), "r", format="mp4") as container:
+            if not container.streams.video:
+                raise ThumbnailError("no video track")
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE"
+            stream.codec_context.thread_count = 1
+            frames: list[Any] = []
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                frames = list(stream.codec_context.decode(packet))
+                if not frames:
+                    frames = list(stream.codec_context.decode(None))  # flush: one picture
+                break
+            if not frames:
+                raise ThumbnailError("no decodable picture")
+            frame = frames[0]
+            width, height = scaled_size(frame.width, frame.height, max_width)
+            picture = frame.reformat(width=width, height=height, format="yuvj420p")
+            encoder = av.CodecContext.create("mjpeg", "w")
+            encoder.width, encoder.height = width, height
+            encoder.pix_fmt = "yuvj420p"
+            encoder.time_base = Fraction(1, 25)
+            encoder.thread_count = 1
+            encoder.options = {"qmin": str(JPEG_QUALITY), "qmax": str(JPEG_QUALITY)}
+            packets = [*encoder.encode(picture), *encoder.encode(None)]
+    except av.FFmpegError as exc:
+        raise ThumbnailError(f"cannot decode: {exc}") from exc
+    jpeg = b"".join(bytes(p) for p in packets)
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise ThumbnailError("encoder produced no JPEG")
+    return jpeg, width, height
+
+
+@dataclass(frozen=True, slots=True)
+class Thumbnail:
+    jpeg: bytes
+    width: int
+    height: int
+    taken_at: float  # wall clock
+
+
+class Thumbnailer:
+    """Owns the thumbnail workers of every broadcast (one global CPU bound).
+
+    Args:
+        run: runs a blocking callable in a worker and returns an awaitable (default
+            :func:`asyncio.to_thread`); injected by benchmarks to count CPU.
+    """
+
+    def __init__(self, data_dir: Path, storage: Storage, *, interval: float = INTERVAL_SECONDS,
+                 max_width: int = MAX_WIDTH, concurrency: int = 1,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.data_dir = data_dir
+        self.storage = storage
+        self.interval = interval
+        self.max_width = max_width
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._latest: dict[str, Thumbnail] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.made = 0
+        self.failed = 0
+        self.skipped = 0
+
+    def sink(self, broadcast_id: str, poster_dir: Path | None = None) -> ThumbnailSink:
+        return ThumbnailSink(self, check_id(broadcast_id), poster_dir)
+
+    def latest(self, broadcast_id: str) -> Thumbnail | None:
+        return self._latest.get(broadcast_id)
+
+    def forget(self, broadcast_id: str) -> None:
+        self._latest.pop(broadcast_id, None)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, sink: ThumbnailSink, mp4: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._make(sink, mp4),
+                                                      name=f"thumbnail-{sink.broadcast_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _make(self, sink: ThumbnailSink, mp4: bytes) -> None:
+        try:
+            async with self._semaphore:
+                jpeg, width, height = await asyncio.to_thread(make_thumbnail, mp4,
+                                                              self.max_width)
+            thumb = Thumbnail(jpeg, width, height, self.wall_clock())
+            self._latest[sink.broadcast_id] = thumb
+            self.made += 1
+            sink.count += 1
+            path = thumbnail_path(self.data_dir, sink.broadcast_id)
+
+            def write() -> None:
+                self.storage.makedirs(path.parent)
+                self.storage.write_atomic(path, jpeg)
+                if sink.poster_dir is not None and sink.count <= 2 and sink.poster_dir.is_dir():
+                    self.storage.write_atomic(sink.poster_dir / POSTER, jpeg)
+
+            await asyncio.to_thread(write)
+        except (ThumbnailError, OSError) as exc:
+            self.failed += 1
+            logger.warning("thumbnail for %s failed: %s", sink.broadcast_id, exc)
+        finally:
+            sink.in_flight = False
+
+
+class ThumbnailSink:
+    """SegmentSink of one broadcast: schedules a thumbnail every ``interval`` seconds."""
+
+    def __init__(self, owner: Thumbnailer, broadcast_id: str, poster_dir: Path | None) -> None:
+        self.owner = owner
+        self.broadcast_id = broadcast_id
+        self.poster_dir = poster_dir
+        self.in_flight = False
+        self.count = 0
+        self._last: float | None = None
+        self._ended = False
+
+    def segment(self, segment: CompletedSegment) -> None:
+        if self._ended:
+            return
+        now = self.owner.clock()
+        if self._last is not None and now - self._last < self.owner.interval:
+            return
+        if self.in_flight:
+            self.owner.skipped += 1  # the previous decode is still running: bound the CPU
+            return
+        self._last = now
+        self.in_flight = True
+        self.owner._spawn(self, segment.init + segment.data)
+
+    def end(self) -> None:
+        self._ended = True
