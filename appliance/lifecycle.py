@@ -24,9 +24,11 @@ from aiohttp import web
 
 from appliance.api.admin import build_admin_app
 from appliance.api.public import build_public_app, load_static
-from appliance.bus import Bus
+from appliance.bus import Bus, StreamChanged
 from appliance.config import Config
 from appliance.db import Store
+from appliance.delivery.service import Delivery
+from appliance.delivery.storage import Storage
 from appliance.ingest import IngestHandler
 from appliance.nostr.service import NostrService
 from appliance.state import AppState
@@ -81,8 +83,10 @@ async def start_admin_site(runner: web.AppRunner, path: Path, mode: int) -> web.
 class Appliance:
     """The running appliance. ``async with Appliance(config) as app: await app.wait()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, recording_storage: Storage | None = None) -> None:
+        """``recording_storage`` replaces the recordings' storage seam (tests inject faults)."""
         self.config = config
+        self._recording_storage = recording_storage
         self.state: AppState | None = None
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
@@ -121,6 +125,10 @@ class Appliance:
         await service.start()
         self._stack.push_async_callback(service.close)
 
+        delivery = Delivery(data, log=service.log, storage=self._recording_storage)
+        await delivery.start()
+        self._stack.push_async_callback(delivery.close)
+
         ingest = IngestHandler(service, config.rtmp)
         rtmp = await start_rtmp_server(
             config.rtmp.host, config.rtmp.port, ingest,
@@ -146,7 +154,7 @@ class Appliance:
         self._stack.push_async_callback(nostr.close)
 
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
-                         static_files=load_static(), nostr=nostr)
+                         static_files=load_static(), nostr=nostr, delivery=delivery)
         self.state = state
         public_runner = web.AppRunner(build_public_app(state), access_log=None,
                                       shutdown_timeout=config.shutdown_timeout)
@@ -181,6 +189,7 @@ class Appliance:
         await start_admin_site(admin_runner, config.admin_socket, config.admin.socket_mode)
         self._stack.callback(lambda: config.admin_socket.unlink(missing_ok=True))
 
+        self._spawn(record_broadcasts(bus, service, delivery), "recordings")
         self._spawn(self._every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
         self._spawn(self._every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
         self._spawn(self._every(VIEWERS_SECONDS, service.emit_viewers), "viewers")
@@ -214,6 +223,19 @@ class Appliance:
         sd_notify("STOPPING=1")
         await self._tasks.close()
         await self._stack.aclose()
+
+
+async def record_broadcasts(bus: Bus, service: StreamService, delivery: Delivery) -> None:
+    """Attach the recorder and thumbnailer to each stream's live muxer when it goes live."""
+    async with bus.subscribe(StreamChanged) as events:
+        async for event in events:
+            assert isinstance(event, StreamChanged)
+            if event.reason in ("live", "publisher_back"):
+                ls = service.live_stream(event.stream_id)
+                if ls is not None and not ls.ended:
+                    delivery.attach(event.stream_id, ls.muxer)
+            elif event.reason == "ended":
+                delivery.detach(event.stream_id)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from appliance.streams import StreamService
 from appliance.viewers import ViewerTokens
 
 if TYPE_CHECKING:
+    from appliance.delivery.service import Delivery
     from appliance.ingest import IngestHandler
     from appliance.nostr.service import NostrService
     from appliance.webrtc import WebRtcManager
@@ -32,3 +33,5 @@ class AppState:
     webrtc: WebRtcManager | None = None
     """WHEP peers; None unless ``webrtc.enabled``."""
     nostr: NostrService | None = None
+    delivery: Delivery | None = None
+    """Recordings, thumbnails and downloads (None only in tests that build a bare state)."""

@@ -17,6 +17,7 @@ from aiohttp import web
 from appliance.api.chat import add_chat_routes
 from appliance.api.hls import add_hls_routes
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
+from appliance.api.vod import add_vod_routes
 from appliance.api.whep import add_whep_routes
 from appliance.domain import STREAM_ID_RE, Stream, StreamState
 from appliance.pages import CSP, discovery_page, not_found_page, watch_page
@@ -195,7 +196,7 @@ async def not_found_middleware(request: web.Request, handler: Any) -> web.Stream
         resp: web.StreamResponse = await handler(request)
         return resp
     except web.HTTPNotFound as exc:
-        if request.path.startswith(("/hls/", "/api/")):
+        if request.path.startswith(("/hls/", "/api/", "/vod/", "/thumb/")):
             raise
         if exc.text and exc.text != "404: Not Found":
             raise
@@ -212,6 +213,7 @@ def build_public_app(state: AppState) -> web.Application:
     add_hls_routes(app)
     add_whep_routes(app)
     add_chat_routes(app)
+    add_vod_routes(app)
     app.router.add_get("/static/{name:.+}", static)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from appliance.delivery.index import (
     DOWNLOAD,
@@ -34,7 +37,7 @@ from appliance.delivery.index import (
     Meta,
     read_entries,
 )
-from appliance.delivery.paths import check_id
+from appliance.delivery.paths import check_id, is_vod_name
 from appliance.delivery.storage import Storage
 from media.hls.segmenter import CompletedSegment
 
@@ -117,28 +120,66 @@ class Recorder:
         # Set by the loop when stopping; read by queued jobs on the writer thread so that a
         # failed recording does not keep writing what was already queued.
         self._stopped = threading.Event()
+        self._ready = False
+        self._early: list[CompletedSegment] = []
+        self._end_requested = False
 
     # --- lifecycle (loop) -------------------------------------------------------------------
 
     @classmethod
     async def start(cls, broadcast_id: str, directory: Path, storage: Storage,
-                    writer: DiskWriter, **kwargs: object) -> Recorder:
-        """Create (or resume, after a restart within the grace window) a recording."""
+                    writer: DiskWriter, **kwargs: Any) -> Recorder:
+        """Create (or resume) a recording and wait until its directory is ready."""
         rec = cls(broadcast_id, directory, storage, writer, asyncio.get_running_loop(),
-                  **kwargs)  # type: ignore[arg-type]
-        try:
-            await writer.run(rec._open)
-        except OSError as exc:
-            rec._fail(f"cannot start the recording: {_describe(exc)}", notify=False)
+                  **kwargs)
+        await asyncio.wrap_future(rec.open())
+        for _ in range(2):
+            await asyncio.sleep(0)  # let _opened run
         return rec
+
+    def open(self) -> concurrent.futures.Future[object]:
+        """Prepare the directory on the writer thread (create it, or resume what is there).
+
+        Segments that arrive before it is ready are held (bounded like the backlog) and
+        written in order once it is.
+        """
+        fut = self._writer.submit(self._open)
+
+        def done(f: concurrent.futures.Future[object]) -> None:
+            exc = f.exception()
+            with contextlib.suppress(RuntimeError):  # loop closed: shutting down
+                self._loop.call_soon_threadsafe(self._opened, exc)
+
+        fut.add_done_callback(done)
+        return fut
+
+    def _opened(self, exc: BaseException | None) -> None:
+        if self._ready:
+            return
+        self._ready = True
+        early, self._early = self._early, []
+        if exc is not None:
+            self._fail(f"cannot start the recording: {_describe(exc)}")
+            return
+        for seg in early:
+            self.segment(seg)
+        if self._end_requested:
+            self.end()
 
     def _open(self) -> None:
         self._storage.makedirs(self.directory)
         existing = read_entries(self.directory)
+        # Resuming (the broadcast continued after a restart): append after what exists, files
+        # renamed into place but not yet indexed at a crash included, so that a name is never
+        # reused for different bytes (VOD objects are served as immutable).
+        taken = [n for n in os.listdir(self.directory) if is_vod_name(n)]
+        if taken:
+            self._next_seg = 1 + max((int(n[4:-4]) for n in taken if n.startswith("seg-")),
+                                     default=-1)
+            self._next_init = 1 + max((int(n[5:-4]) for n in taken if n.startswith("init-")),
+                                      default=-1)
         if existing:
             # Resuming (the broadcast continued after a restart): append after what exists.
-            self._next_seg = 1 + max(int(e.seg[4:-4]) for e in existing)
-            self._next_init = 1 + max(int(e.init[5:-4]) for e in existing)
             self._force_discontinuity = True
             self._segments = len(existing)
             self._duration = sum(e.duration for e in existing)
@@ -153,6 +194,12 @@ class Recorder:
     def segment(self, segment: CompletedSegment) -> None:
         """SegmentSink: queue ``segment`` for the disk; never blocks."""
         if self.state != STATE_RECORDING:
+            return
+        if not self._ready:
+            if len(self._early) >= self._max_backlog:
+                self._fail("disk too slow: the recording directory could not be prepared")
+            else:
+                self._early.append(segment)
             return
         if (self._pending >= self._max_backlog
                 or self._pending_bytes + len(segment.data) > self._max_backlog_bytes):
@@ -193,6 +240,9 @@ class Recorder:
         """SegmentSink: the broadcast's media ended; mark the recording complete."""
         if self.state != STATE_RECORDING:
             return
+        if not self._ready:
+            self._end_requested = True
+            return
         self.state = STATE_COMPLETE
         meta = Meta(self.broadcast_id, STATE_COMPLETE, self.started_at, self._clock())
 
@@ -217,10 +267,8 @@ class Recorder:
     def _from_writer(self, fut: concurrent.futures.Future[object],
                      entry: IndexEntry | None) -> None:
         exc = fut.exception()
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to report to
             self._loop.call_soon_threadsafe(self._written, entry, exc)
-        except RuntimeError:
-            pass  # the loop is closed (shutdown): nothing left to report to
 
     def _written(self, entry: IndexEntry | None, exc: BaseException | None) -> None:
         if entry is not None:

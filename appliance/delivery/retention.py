@@ -56,7 +56,7 @@ def select_for_deletion(items: Sequence[RetentionItem], now: float,
 
 
 async def run_retention(list_items: Callable[[], Awaitable[Sequence[RetentionItem]]],
-                        delete: Callable[[str, str], Awaitable[None]], now: float,
+                        delete: Callable[[str, str], Awaitable[object]], now: float,
                         disk_cap: int | None) -> list[str]:
     """One pass: list, decide, delete each (``delete(id, reason)``). Returns what went."""
     items = await list_items()
@@ -66,7 +66,8 @@ async def run_retention(list_items: Callable[[], Awaitable[Sequence[RetentionIte
         item = by_id[bid]
         aged = item.max_age is not None and item.ended_at is not None and (
             now - item.ended_at > item.max_age)
-        reason = "older than the channel's retention" if aged else "disk cap reached"
+        reason = ("older than the channel's retention" if aged
+                  else "the recordings disk cap was reached")
         try:
             await delete(bid, reason)
         except (OSError, LookupError) as exc:

@@ -36,18 +36,21 @@ def vod_target_duration(durations: Sequence[float]) -> int:
     return max(1, math.ceil(round(longest, 3)))
 
 
-def render_vod_playlist(entries: Sequence[IndexEntry]) -> str:
-    """The recording as a complete VOD media playlist.
+def render_vod_playlist(entries: Sequence[IndexEntry], *, complete: bool = True) -> str:
+    """The recording as a complete VOD media playlist (an EVENT one while still recording).
 
     EXT-X-PLAYLIST-TYPE:VOD and EXT-X-ENDLIST (RFC 8216 §4.3.3.5, §4.3.3.4) make players treat
     it as seekable from the first load; EXT-X-MAP is repeated whenever the init changes
     (§4.3.2.5), and EXT-X-DISCONTINUITY precedes the first segment after a reconnect or codec
-    change (§4.3.2.3).
+    change (§4.3.2.3). While the broadcast runs, ``complete=False`` renders an EVENT playlist
+    (§4.3.3.5: segments are only appended) without ENDLIST, so the recording can be watched
+    from the start while the end keeps growing.
     """
     target = vod_target_duration([e.duration for e in entries])
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{VOD_VERSION}", f"#EXT-X-TARGETDURATION:{target}",
              "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-DISCONTINUITY-SEQUENCE:0",
-             "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS"]
+             f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
+             "#EXT-X-INDEPENDENT-SEGMENTS"]
     current_init: str | None = None
     for i, e in enumerate(entries):
         if i > 0 and (e.discontinuity or e.init != current_init):
@@ -57,7 +60,8 @@ def render_vod_playlist(entries: Sequence[IndexEntry]) -> str:
             current_init = e.init
         lines.append(f"#EXTINF:{e.duration:.5f},")
         lines.append(e.seg)
-    lines.append("#EXT-X-ENDLIST")
+    if complete:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
 
 

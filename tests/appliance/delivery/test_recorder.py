@@ -8,6 +8,8 @@ from pathlib import Path
 
 import av
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appliance.delivery import index
 from appliance.delivery.index import INDEX, META, finalise_interrupted, load
@@ -231,3 +233,23 @@ def test_index_ignores_entries_whose_file_is_missing_or_short(tmp_path: Path) ->
 ])
 def test_hostile_index_lines_are_ignored(line: bytes) -> None:
     assert index.IndexEntry.maybe_parse(line) is None
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_index_parser_never_raises(line: bytes) -> None:
+    entry = index.IndexEntry.maybe_parse(line)
+    assert entry is None or isinstance(entry, index.IndexEntry)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=20),
+                    lambda c: st.lists(c, max_size=4) | st.dictionaries(
+                        st.sampled_from(["broadcast_id", "state", "started_at", "ended_at",
+                                         "error", "x"]), c, max_size=6), max_leaves=20))
+def test_meta_reader_never_raises(obj: object) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "meta.json"
+        path.write_text(json.dumps(obj))
+        meta = index.Meta.maybe_read(path)
+        assert meta is None or meta.state in index.STATES

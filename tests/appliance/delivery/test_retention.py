@@ -64,4 +64,5 @@ async def test_run_retention_deletes_with_reasons() -> None:
         deleted.append((bid, reason))
 
     assert await run_retention(items, delete, now=10.0, disk_cap=5) == ["a", "b"]
-    assert deleted == [("a", "older than the channel's retention"), ("b", "disk cap reached")]
+    assert deleted == [("a", "older than the channel's retention"),
+                       ("b", "the recordings disk cap was reached")]

@@ -1,0 +1,105 @@
+"""Recordings and thumbnails over HTTP: ``/vod/{broadcast}/…`` and ``/thumb/{broadcast}.jpg``.
+
+Paths: the broadcast id and object name from the URL are validated by
+:mod:`appliance.delivery.paths` (allow-lists without dots or separators) before any path is
+built; anything else is 404 (docs/threat-model.md §paths). Caching: segments and inits never
+change once written (``immutable``); the playlist of a finished recording is cacheable for a
+while, that of a running one is not; thumbnails change every ~10 s while live.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from appliance.api.http import CONTENT_TYPES, CORS, STATE
+from appliance.delivery.paths import InvalidId, check_id, is_vod_name, vod_object_path
+from appliance.delivery.service import Delivery
+from appliance.delivery.vod import render_vod_playlist
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _delivery(request: web.Request) -> Delivery:
+    delivery = request.app[STATE].delivery
+    if delivery is None:
+        raise web.HTTPNotFound(headers=CORS)
+    return delivery
+
+
+def _broadcast(request: web.Request) -> str:
+    try:
+        return check_id(request.match_info["broadcast_id"])
+    except InvalidId:
+        raise web.HTTPNotFound(headers=CORS) from None
+
+
+async def vod_playlist(request: web.Request) -> web.Response:
+    delivery = _delivery(request)
+    rec = await delivery.recording(_broadcast(request))
+    if rec is None or not rec.entries:
+        raise web.HTTPNotFound(text="no recording", headers=CORS)
+    complete = rec.complete and not delivery.is_recording(rec.broadcast_id)
+    body = render_vod_playlist(rec.entries, complete=complete).encode()
+    return web.Response(body=body, headers={
+        **CORS, "Content-Type": CONTENT_TYPES["m3u8"],
+        "Cache-Control": "public, max-age=60" if complete else "no-cache"})
+
+
+async def vod_object(request: web.Request) -> web.StreamResponse:
+    delivery = _delivery(request)
+    name = request.match_info["name"]
+    if name == "download.mp4":
+        return await vod_download(request)
+    if not is_vod_name(name):
+        raise web.HTTPNotFound(headers=CORS)
+    try:
+        path = vod_object_path(delivery.data_dir, _broadcast(request), name)
+    except InvalidId:
+        raise web.HTTPNotFound(headers=CORS) from None
+    ext = name.rsplit(".", 1)[1]
+    return web.FileResponse(path, headers={
+        **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": IMMUTABLE,
+        "X-Content-Type-Options": "nosniff"})
+
+
+async def vod_download(request: web.Request) -> web.StreamResponse:
+    """The whole recording as one MP4 (remuxed on first request, then cached on disk)."""
+    delivery = _delivery(request)
+    broadcast_id = _broadcast(request)
+    try:
+        path = await delivery.download(broadcast_id)
+    except (OSError, ValueError) as exc:
+        raise web.HTTPServiceUnavailable(text=f"the download could not be made: {exc}",
+                                         headers=CORS) from None
+    if path is None:
+        raise web.HTTPNotFound(text="no finished recording", headers=CORS)
+    return web.FileResponse(path, headers={
+        **CORS, "Content-Type": "video/mp4", "Cache-Control": "public, max-age=3600",
+        "Content-Disposition": f'attachment; filename="{broadcast_id}.mp4"',
+        "X-Content-Type-Options": "nosniff"})
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    delivery = _delivery(request)
+    name = request.match_info["name"]
+    if not name.endswith(".jpg"):
+        raise web.HTTPNotFound(headers=CORS)
+    try:
+        broadcast_id = check_id(name[:-4])
+    except InvalidId:
+        raise web.HTTPNotFound(headers=CORS) from None
+    data = await delivery.thumbnail(broadcast_id)
+    if data is None:
+        raise web.HTTPNotFound(text="no thumbnail yet", headers=CORS)
+    return web.Response(body=data, headers={
+        **CORS, "Content-Type": "image/jpeg", "Cache-Control": "public, max-age=10",
+        "X-Content-Type-Options": "nosniff"})
+
+
+def add_vod_routes(app: web.Application) -> None:
+    app.router.add_get("/vod/{broadcast_id}/index.m3u8", vod_playlist)
+    app.router.add_get("/vod/{broadcast_id}/{name}", vod_object)
+    app.router.add_get("/thumb/{name}", thumbnail)
+
+
+__all__ = ["add_vod_routes", "vod_download", "vod_object", "vod_playlist"]
