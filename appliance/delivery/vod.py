@@ -100,7 +100,7 @@ class _Concat(io.RawIOBase):
         if self._open is None or self._open[0] != i:
             if self._open is not None:
                 self._open[1].close()
-            self._open = (i, open(self._paths[i], "rb"))  # noqa: SIM115 - closed in close()
+            self._open = (i, open(self._paths[i], "rb"))  # closed in close()
         fh = self._open[1]
         fh.seek(self._pos - self._starts[i])
         n = fh.readinto(view[: min(len(view), self._starts[i] + self._sizes[i] - self._pos)])

@@ -93,7 +93,7 @@ async def test_reconnect_is_a_discontinuity_in_the_vod(tmp_path: Path) -> None:
     text = render_vod_playlist(recording.entries)
     assert text.count("#EXT-X-DISCONTINUITY\n") == 1
     assert text.count("#EXT-X-MAP:") == 1
-    seconds, frames = play_vod(tmp_path / "b1")
+    _, frames = play_vod(tmp_path / "b1")
     assert frames == 2 * make_stream(3.0).video_frames
     writer.close()
 
@@ -172,8 +172,8 @@ async def test_kill_9_keeps_every_closed_segment_and_is_finalised_on_start(
     good = load(directory)
     assert good is not None and not good.complete
     # What kill -9 can leave: a torn last index line and an orphan temporary.
-    with open(directory / INDEX, "ab") as f:
-        f.write(b'{"seg":"seg-99.m4s","init":"init-0.mp4","dur')
+    torn = (directory / INDEX).read_bytes() + b'{"seg":"seg-99.m4s","init":"init-0.mp4","dur'
+    (directory / INDEX).write_bytes(torn)
     (directory / "seg-99.m4s.tmp").write_bytes(b"\0" * 100)
     root = tmp_path / "data"
     (root / "recordings").mkdir(parents=True)
@@ -190,7 +190,7 @@ async def test_kill_9_keeps_every_closed_segment_and_is_finalised_on_start(
 
 
 async def test_resume_after_restart_appends_with_a_discontinuity(tmp_path: Path) -> None:
-    rec1, writer, _ = await record(tmp_path, [0.0], seconds=2.0, end=False)
+    _, writer, _ = await record(tmp_path, [0.0], seconds=2.0, end=False)
     n = len(load(tmp_path / "b1").entries)  # type: ignore[union-attr]
     _, before = play_vod(tmp_path / "b1")  # the open segment at the "crash" is lost
     assert 0 < before < make_stream(2.0).video_frames
