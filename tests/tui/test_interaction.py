@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from tests.tui.conftest import clock, one_live
+from tests.tui.conftest import clock, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError, StreamDraft
 from tui.screens.credentials import CredentialsScreen
 from tui.screens.main import MainScreen
 from tui.testing import FakeAdminClient, make_chat
 from tui.widgets.banner import ConnectionBanner
-from tui.widgets.chat_pane import ChatList
+from tui.widgets.chat_log import ChatLog
+from tui.widgets.log_pane import LogPane
+from tui.widgets.stream_table import StreamTable
 
 
 async def test_create_stream_shows_key_once() -> None:
@@ -89,7 +91,7 @@ async def test_chat_reply_hide_mute_pin() -> None:
         await pilot.press("c", *"welcome all", "enter")
         await pilot.pause()
         assert fake.calls[-1] == ("send_chat", sid, "welcome all", None)
-        app.screen.query_one(ChatList).focus()
+        app.screen.query_one(ChatLog).focus()
         await pilot.press("home", "down")
         await pilot.press("h")
         await pilot.pause()
@@ -165,6 +167,87 @@ async def test_chat_burst_is_coalesced() -> None:
             fake.emit("chat", {"stream_id": sid, "reason": "new",
                                "message": make_chat(sid, 100 + i).to_dict()})
         await pilot.pause()
-        await pilot.pause()
+        await pilot.pause(0.3)  # past MIN_REDRAW_INTERVAL: the coalesced redraw has run
         assert redraws - before < 20
-        assert len(app.screen.query_one(ChatList).options) == 200
+        assert app.screen.query_one(ChatLog).message_count == 200
+
+
+async def test_enter_on_the_key_screen_closes_it_without_copying() -> None:
+    """Issue 12: "Done (Enter)" pressed "Copy key" instead; Enter now always means Done."""
+    fake = FakeAdminClient(relays=[])
+    app = DashboardApp(fake, clock=clock)
+    copied: list[str] = []
+    app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.press("n", *"Jam", "ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, CredentialsScreen)
+        await pilot.press("tab")  # whatever has the focus
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        assert copied == []
+
+
+async def test_footer_keeps_its_keys_while_typing_chat() -> None:
+    """Issue 12: the footer went blank while the chat input had the focus."""
+    fake = one_live()
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        await pilot.press("c", *"hi")
+        await pilot.pause()
+        from textual.widgets._footer import FooterKey
+
+        shown = {key.description for key in app.screen.query(FooterKey)}
+        assert {"Send", "Done"} <= shown
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.focused, StreamTable)
+
+
+async def test_events_wrap_whole_and_name_their_stream() -> None:
+    """Issue 12: long event lines lost their middle in a narrow pane, and entries did not
+    say which stream; every word of the message is on screen, after the stream's title."""
+    fake = with_errors()
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        await pilot.pause()
+        log = app.screen.query_one(LogPane)
+        text = " ".join(strip.text.strip() for strip in log.lines)
+        assert "[Garage band] unsupported video codec Sorenson H.263: use H.264 in OBS" in text
+        assert all(strip.cell_length <= log.scrollable_content_region.width
+                   for strip in log.lines)
+
+
+async def test_chat_follows_new_messages_until_the_operator_scrolls_up() -> None:
+    fake = one_live()
+    sid = next(iter(fake.streams))
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        chat = app.screen.query_one(ChatLog)
+        chat.focus()
+        await pilot.pause()
+        assert chat.highlighted is not None
+        assert chat.highlighted.id == fake.chat[sid][-1].id
+        for i in range(30):
+            fake.emit("chat", {"stream_id": sid, "reason": "new",
+                               "message": make_chat(sid, 100 + i).to_dict()})
+        await pilot.pause()
+        await pilot.pause(0.3)
+        assert chat.highlighted is not None and chat.highlighted.content == "message 129"
+        await pilot.press("home")
+        first = chat.highlighted
+        fake.emit("chat", {"stream_id": sid, "reason": "new",
+                           "message": make_chat(sid, 200).to_dict()})
+        await pilot.pause()
+        await pilot.pause(0.3)
+        assert chat.highlighted == first  # the operator's place is kept
+        await pilot.press("end")
+        assert chat.highlighted is not None and chat.highlighted.content == "message 200"

@@ -1,17 +1,21 @@
-"""Every dashboard screen and state, snapshotted with a fake admin client and frozen clock."""
+"""Every dashboard screen and state, snapshotted at 80×24 (the smallest supported terminal)
+and 140×40, with a fake admin client and a frozen clock."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from tests.tui.conftest import clock, many_streams, one_live, with_errors
 from tui.app import DashboardApp
+from tui.client import ApplianceError
 from tui.testing import FakeAdminClient, make_chat
 
 Snap = Callable[..., bool]
+SIZES = pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
 
 
 def settled(fake: FakeAdminClient,
@@ -28,15 +32,18 @@ def settled(fake: FakeAdminClient,
     return run_before
 
 
-def test_empty(snap_compare: Snap) -> None:
+@SIZES
+def test_empty(snap_compare: Snap, size: tuple[int, int]) -> None:
     """A fresh appliance: no streams, no events, no relays; hints say what to do."""
     fake = FakeAdminClient(relays=[])
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(120, 40),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake))
 
 
-def test_one_live_stream(snap_compare: Snap) -> None:
-    """One live stream with health figures, a viewer sparkline, chat, an event and a relay."""
+@SIZES
+def test_one_live_stream(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """One live stream: health and keyframe columns, viewer sparkline, chat, an event that
+    names its stream, and a relay."""
     fake = one_live()
     sid = next(iter(fake.streams))
 
@@ -46,15 +53,8 @@ def test_one_live_stream(snap_compare: Snap) -> None:
         fake.emit("chat", {"stream_id": sid, "reason": "new",
                            "message": make_chat(sid, 9, "encore!").to_dict()})
 
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(120, 40),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake, viewers))
-
-
-def test_one_live_stream_80x24(snap_compare: Snap) -> None:
-    """The same dashboard on the smallest supported terminal (80×24)."""
-    fake = one_live()
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(80, 24),
-                        run_before=settled(fake))
 
 
 def test_one_live_stream_light(snap_compare: Snap) -> None:
@@ -64,21 +64,46 @@ def test_one_live_stream_light(snap_compare: Snap) -> None:
                         run_before=settled(fake), press=["t"])
 
 
-def test_many_streams(snap_compare: Snap) -> None:
+@SIZES
+def test_typing_chat(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """c focuses the chat input; the footer still says how to send and how to leave."""
+    fake = one_live()
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["c", *"hello"])
+
+
+@SIZES
+def test_chat_cursor(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """Moving into the chat highlights a message; the moderation keys are in the footer."""
+    fake = one_live()
+
+    async def into_chat(pilot: Pilot[Any]) -> None:
+        pilot.app.screen.query_one("#chat-list").focus()
+        await pilot.press("up")
+
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake, into_chat))
+
+
+@SIZES
+def test_many_streams(snap_compare: Snap, size: tuple[int, int]) -> None:
     """Eighteen streams: live first, then planned, then ended; warn and waiting verdicts."""
     fake = many_streams()
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(120, 40),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake))
 
 
-def test_errors(snap_compare: Snap) -> None:
-    """Bad keys, a codec refusal, a reconnect and a failing relay; chat unavailable."""
+@SIZES
+def test_errors(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """Bad keys, a codec refusal, a reconnect and a failing relay; chat unavailable.
+    Long event lines wrap whole (nothing cut from their middle)."""
     fake = with_errors()
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(120, 40),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake))
 
 
-def test_lost_connection(snap_compare: Snap) -> None:
+@SIZES
+def test_lost_connection(snap_compare: Snap, size: tuple[int, int]) -> None:
     """The socket drops: a banner says so and the last known state stays on screen."""
     fake = one_live()
 
@@ -86,38 +111,51 @@ def test_lost_connection(snap_compare: Snap) -> None:
         fake.disconnect()
         await pilot.pause()
 
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(120, 40),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake, cut))
 
 
-def test_new_stream_form(snap_compare: Snap) -> None:
-    """n opens the create form with the field hints."""
+@SIZES
+def test_new_stream_form(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """n opens the create form: every field, Save/Cancel and the footer keys are visible."""
     fake = FakeAdminClient(relays=[])
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(100, 30),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["n"])
 
 
-def test_form_validation_error(snap_compare: Snap) -> None:
+@SIZES
+def test_form_validation_error(snap_compare: Snap, size: tuple[int, int]) -> None:
     """A 400 from the appliance is shown under the field it names."""
-    from tui.client import ApplianceError
-
     fake = FakeAdminClient(relays=[])
     fake.errors["create_stream"] = ApplianceError("image must be an https URL",
                                                   field="image", status=400)
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(100, 30),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake),
                         press=["n", *"Jam", "tab", "tab", "tab", *"ftp://x", "ctrl+s"])
 
 
-def test_credentials_shown_once(snap_compare: Snap) -> None:
-    """After create: server URL, stream key (shown once), watch link and OBS advice."""
+@SIZES
+def test_credentials_shown_once(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """After create: server URL, stream key (shown once), watch link and OBS advice;
+    Done (Enter) has the focus."""
     fake = FakeAdminClient(relays=[])
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(100, 30),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["n", *"Jam", "ctrl+s"])
 
 
-def test_end_confirmation(snap_compare: Snap) -> None:
+@SIZES
+def test_end_confirmation(snap_compare: Snap, size: tuple[int, int]) -> None:
     """x asks before ending the selected stream."""
     fake = one_live()
-    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=(100, 30),
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["x"])
+
+
+@SIZES
+def test_error_dialog(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """An appliance refusal that is not about a form field opens the error dialog."""
+    fake = one_live()
+    fake.errors["end_stream"] = ApplianceError("the stream is being deleted",
+                                               title="Cannot end the stream", status=409)
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["x", "y"])

@@ -253,18 +253,15 @@ class MainScreen(Screen[None]):
         dirty, self._dirty = self._dirty, set()
         now = self.dash.clock()
         if "streams" in dirty:
-            table = self.query_one(StreamTable)
-            table.now = now
-            table.streams = tuple(self.model.ordered_streams())
+            self.query_one(StreamTable).show(tuple(self.model.ordered_streams()), now)
         if "selected" in dirty or "chat" in dirty:
             self._draw_selected()
-        if "log" in dirty:
-            self.query_one(LogPane).entries = tuple(self.model.events)
+        if "log" in dirty or "streams" in dirty:  # entries name their stream by title
+            titles = {sid: s.title for sid, s in self.model.streams.items()}
+            self.query_one(LogPane).show(tuple(self.model.events), titles)
         if "relays" in dirty:
-            relays = self.query_one(RelayPanel)
-            relays.now = now
-            relays.relays = (None if self.model.relays is None
-                             else tuple(self.model.relays.values()))
+            self.query_one(RelayPanel).show(
+                None if self.model.relays is None else tuple(self.model.relays.values()), now)
 
     def _draw_selected(self) -> None:
         stream = self.model.streams.get(self.selected_id or "")
@@ -278,8 +275,7 @@ class MainScreen(Screen[None]):
             return
         up = (f", up {duration(self.dash.clock() - stream.started_at)}"
               if stream.status == "live" and stream.started_at else "")
-        graph.caption = (f"{stream.title}: {stream.viewers} watching, "
-                         f"peak {stream.peak_viewers}{up}")
+        graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}"
         graph.history = tuple(self.model.viewer_history.get(stream.id, ()))
         chat.stream_label = stream.title
         chat.available = not self.model.chat_unavailable

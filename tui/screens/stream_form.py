@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Footer, Input, Label
 
 from tui.client import StreamDraft
 
@@ -31,7 +31,7 @@ class StreamForm(ModalScreen[StreamDraft | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save", priority=True), Binding("escape", "cancel", "Cancel"),
     ]
 
     def __init__(self, draft: StreamDraft | None = None, *, editing: bool = False,
@@ -48,12 +48,13 @@ class StreamForm(ModalScreen[StreamDraft | None]):
             yield Label("Edit stream" if self._editing else "New stream", classes="dialog-title")
             for name, label, placeholder in FIELDS:
                 yield Label(label, classes="field-label")
-                yield Input(values[name], placeholder=placeholder, id=f"f-{name}")
+                yield Input(values[name], placeholder=placeholder, id=f"f-{name}", compact=True)
                 yield Label("", id=f"err-{name}", classes="field-error")
             yield Label("", id="err-form", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (Ctrl+S)", variant="primary", id="save")
                 yield Button("Cancel (Esc)", id="cancel")
+        yield Footer()
 
     def on_mount(self) -> None:
         if self._error is not None:
@@ -64,8 +65,11 @@ class StreamForm(ModalScreen[StreamDraft | None]):
     def _show_error(self, field: str | None, message: str) -> None:
         for label in self.query(".field-error").results(Label):
             label.update("")
+            label.display = False
         target = field if field in {n for n, _, _ in FIELDS} else "form"
-        self.query_one(f"#err-{target}", Label).update(message)
+        error = self.query_one(f"#err-{target}", Label)
+        error.update(message)
+        error.display = True
         if target != "form":
             self.query_one(f"#f-{target}", Input).focus()
 

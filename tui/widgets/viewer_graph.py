@@ -5,7 +5,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import Label, Sparkline
+from textual.widgets import Sparkline
+
+from tui.widgets.caption import Caption
 
 
 class ViewerGraph(Vertical):
@@ -20,7 +22,7 @@ class ViewerGraph(Vertical):
     caption: reactive[str] = reactive("", init=False)
 
     def compose(self) -> ComposeResult:
-        yield Label("No stream selected", id="viewer-caption")
+        yield Caption("No stream selected", id="viewer-caption")
         yield Sparkline([], summary_function=max)
 
     def watch_history(self, history: tuple[int, ...]) -> None:
@@ -29,4 +31,4 @@ class ViewerGraph(Vertical):
         self.query_one(Sparkline).data = data
 
     def watch_caption(self, caption: str) -> None:
-        self.query_one("#viewer-caption", Label).update(caption)
+        self.query_one("#viewer-caption", Caption).text = caption
