@@ -13,12 +13,13 @@ view is anchored to a message id, so messages dropping off the front do not move
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
@@ -62,8 +63,8 @@ class ChatLog(Widget, can_focus=True):
     }
     ChatLog > .chat-log--more { color: $text-muted; text-style: italic; }
     """
-    COMPONENT_CLASSES = {"chat-log--cursor", "chat-log--more"}
-    BINDINGS = [
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"chat-log--cursor", "chat-log--more"}
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "cursor(-1)", "Up", show=False),
         Binding("down", "cursor(1)", "Down", show=False),
         Binding("pageup", "cursor(-10)", "Page up", show=False),
