@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.api.client import AdminClient, AdminError
-from appliance.api.schema import AdminStream, ChatMessage, Status, StreamCredentials
+from appliance.api.schema import AdminStream, ChatMessage, Status, StreamCredentials, safe_text
+from appliance.cli_blocks import add_block_parser, block_command
 from appliance.config import ConfigError, default_data_dir, default_socket, load_config
 
 SYSTEM_SOCKET = Path("/run/hearth/admin.sock")
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="one-screen health summary",
                             description="Print a one-screen health summary.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_block_parser(sub, common)
     return parser
 
 
@@ -139,9 +141,9 @@ def _print_credentials(c: StreamCredentials, verb: str) -> None:
 
 
 def _print_stream(s: AdminStream) -> None:
-    print(f"{s.title}  [{s.status}]  id {s.id}")
+    print(f"{safe_text(s.title)}  [{s.status}]  id {s.id}")
     if s.summary:
-        print(f"  {s.summary}")
+        print(f"  {safe_text(s.summary)}")
     if s.tags:
         print("  tags: " + " ".join(f"#{t}" for t in s.tags))
     print(f"  created {_when(s.created_at)}  started {_when(s.started_at)}  "
@@ -157,6 +159,8 @@ def _print_stream(s: AdminStream) -> None:
               f"B-frames {'yes' if i.bframes else 'no'}; audio {i.audio_codec} "
               f"{i.sample_rate} Hz; reconnects {i.reconnects}; "
               f"frames dropped {i.frames_discarded}")
+        for reason in i.verdict_reasons:
+            print(f"  WARNING {safe_text(reason)}")
     elif s.status == "live" and s.grace_until:
         print(f"  publisher disconnected; waiting until {_when(s.grace_until)}")
 
@@ -176,13 +180,22 @@ async def _client_command(args: argparse.Namespace) -> int:
             print(f"  streams     {st.streams_total} total, {st.streams_live} live, "
                   f"{st.publishers} publishing, {st.viewers} viewers")
             print(f"  RTMP        {st.rtmp_connections} connections, "
-                  f"{st.auth_failures} refused keys, {st.frames_discarded} frames dropped")
+                  f"{st.auth_failures} refused keys, {st.frames_discarded} frames dropped, "
+                  f"{st.rtmp_refused} refused before publishing")
+            if st.blocked_addresses:
+                print(f"  blocked     {st.blocked_addresses} address(es) for wrong keys "
+                      "(hearth block list)")
+            for w in st.ingest_warnings:
+                print(f"  WARNING ingest {safe_text(w)}")
             for e in st.recent_errors:
-                print(f"  {_when(e.at)} {e.level.upper():7} {e.kind}: {e.message}")
+                print(f"  {_when(e.at)} {e.level.upper():7} {safe_text(e.kind, 40)}: "
+                      f"{safe_text(e.message)}")
             return 0
         action = args.action
         if args.command == "chat":
             return await _chat_command(client, args)
+        if args.command == "block":
+            return await block_command(client, args)
         if action == "create":
             body = {"title": args.title, "summary": args.summary, "tags": args.tag,
                     "image": args.image}
@@ -203,7 +216,7 @@ async def _client_command(args: argparse.Namespace) -> int:
             else:
                 print(f"{'ID':14} {'STATUS':8} {'VIEWERS':>7}  TITLE")
                 for s in streams:
-                    print(f"{s.id:14} {s.status:8} {s.viewers:>7}  {s.title}")
+                    print(f"{s.id:14} {s.status:8} {s.viewers:>7}  {safe_text(s.title)}")
             return 0
         if action == "show":
             data = await client.request("GET", f"/v1/streams/{args.id}")
@@ -239,11 +252,12 @@ async def _chat_command(client: AdminClient, args: argparse.Namespace) -> int:
         if not data:
             print("No chat messages yet.")
         for m in (ChatMessage.from_dict(d) for d in data):
-            who = m.display_name or m.pubkey[:12]
+            who = safe_text(m.display_name or m.pubkey[:12], 64)
             flags = "".join(f" [{f}]" for f, on in (("hidden", m.hidden), ("muted", m.muted),
                                                      ("pinned", m.pinned)) if on)
             zap = f" ⚡{m.zap_msats // 1000} sats" if m.zap_msats else ""
-            print(f"{_when(m.created_at)} {who}{zap}: {m.content}{flags}  ({m.id[:12]})")
+            print(f"{_when(m.created_at)} {who}{zap}: {safe_text(m.content)}{flags}  "
+                  f"({safe_text(m.id, 12)})")
         return 0
     data = await client.request("POST", f"/v1/streams/{args.id}/chat", {"content": args.text})
     if args.json:

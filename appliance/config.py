@@ -39,7 +39,14 @@ class HttpConfig:
     public_url: str = ""
     """Base URL viewers use (``https://live.example.org``); derived from host/port when empty."""
     max_connections_per_ip: int = 32
-    """Concurrent HTTP connections accepted from one address."""
+    """Concurrent HTTP connections (WebSockets included) from one address; more are refused
+    at accept (a browser opens at most 6 per site)."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a complete request head, counted from connecting
+    or from the previous response (it is also the idle keep-alive time): slowloris clients
+    trickling header bytes are cut after it."""
+    body_timeout: float = 10.0
+    """Seconds to receive a request body (WHEP offers, ...) once its head arrived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +65,18 @@ class RtmpConfig:
     idle_timeout: float = 10.0
     """Seconds without data from a publishing client before it is dropped."""
     max_connections: int = 64
+    """Concurrent RTMP connections (publishing or not)."""
     max_connections_per_ip: int = 8
+    """Concurrent RTMP connections from one address; more are refused at accept."""
+    max_preauth_connections: int = 48
+    """Connections that have not yet been accepted as publishers, at once. A new one evicts
+    the oldest of the address holding the most, so a flood cannot lock the owner out."""
+    preauth_bytes_per_second: int = 65536
+    """Bytes per second a connection may send before its publish is accepted (reading
+    pauses above it; an honest client needs about 4 KiB)."""
+    preauth_chunks_per_second: float = 200.0
+    """RTMP chunks per second parsed for a connection before its publish is accepted (bounds
+    the CPU a keyless flood of tiny messages can take)."""
     auth_failure_delay: float = 1.0
     """Upper bound of the random delay (seconds) before a wrong key is refused (MediaMTX)."""
     auth_failures_per_ip: int = 5
@@ -339,6 +357,11 @@ def _port(key: str, value: int) -> None:
 def validate(config: Config) -> None:
     """Check ranges and cross-field rules; raises :class:`ConfigError` with the key path."""
     _port("http.port", config.http.port)
+    if config.http.max_connections_per_ip < 1:
+        raise ConfigError("http.max_connections_per_ip", "must be at least 1")
+    if not 1 <= config.http.header_timeout <= 300 or not 1 <= config.http.body_timeout <= 300:
+        raise ConfigError("http.header_timeout",
+                          "header_timeout and body_timeout must be 1..300 seconds")
     _port("rtmp.port", config.rtmp.port)
     if config.http.public_url:
         parts = urlsplit(config.http.public_url)
@@ -383,6 +406,12 @@ def validate(config: Config) -> None:
         raise ConfigError("webrtc.opus_bitrate", "must be between 6000 and 510000")
     if config.rtmp.grace_seconds < 0:
         raise ConfigError("rtmp.grace_seconds", "must not be negative")
+    if (config.rtmp.max_preauth_connections < 1 or config.rtmp.preauth_bytes_per_second < 4096
+            or config.rtmp.preauth_chunks_per_second < 10):
+        raise ConfigError("rtmp.max_preauth_connections",
+                          "pre-auth limits too small for a publisher to connect "
+                          "(max_preauth_connections >= 1, preauth_bytes_per_second >= 4096, "
+                          "preauth_chunks_per_second >= 10)")
     if config.rtmp.auth_failure_delay < 0:
         raise ConfigError("rtmp.auth_failure_delay", "must not be negative")
     if config.admin.socket_mode & ~0o777 or config.admin.socket_mode & 0o007:

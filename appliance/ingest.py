@@ -11,14 +11,15 @@ import asyncio
 import logging
 import random
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.config import RtmpConfig
-from appliance.domain import STREAM_NAME_RE, redact_key
+from appliance.domain import STREAM_NAME_RE
 from appliance.streams import LiveStream, PublishRefused, StreamService
 from media.depacketizer import MalformedMediaError, UnsupportedCodecError
-from media.rtmp.server import RtmpConnection
+from media.rtmp.server import RefusalLog, RtmpConnection, RtmpServerStats
 from media.rtmp.session import (
     AudioReceived,
     Connected,
@@ -35,31 +36,46 @@ logger = logging.getLogger(__name__)
 MAX_MALFORMED_FRAMES = 50
 """Malformed frames tolerated on one connection before the publisher is disconnected."""
 MAX_TRACKED_ADDRESSES = 10_000
+INVALID_KEY = "invalid stream key (check OBS Settings → Stream)"
+BLOCKED_TEXT = ("invalid stream key; too many wrong keys from this address (the correct key "
+                "is still accepted)")
 
 
 class AuthThrottle:
-    """Per-address failure counting: N wrong keys within a window → blocked for a while."""
+    """Per-address wrong-key counting: N wrong keys within a window → blocked for a while.
+
+    A block stops *wrong guesses* only (issue 9 §3): the key is always checked, and a correct
+    key is accepted whatever the address did before, so a streamer whose OBS retried an old key
+    is never locked out once the right key is in. Attempts while blocked are counted but never
+    extend the block, and the operator can list and lift blocks.
+    """
 
     def __init__(self, limit: int, window: float, block: float) -> None:
         self.limit, self.window, self.block = limit, window, block
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._blocked: dict[str, float] = {}
+        self._blocked: dict[str, _Block] = {}
         self.total_failures = 0
 
     def blocked(self, addr: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        until = self._blocked.get(addr)
-        if until is None:
+        block = self._blocked.get(addr)
+        if block is None:
             return False
-        if until <= now:
+        if block.until <= now:
             del self._blocked[addr]
             return False
         return True
 
     def failure(self, addr: str, now: float | None = None) -> bool:
-        """Record a failure; True if the address is now blocked."""
+        """Record a wrong key; True if the address became blocked by it.
+
+        While the address is blocked the attempt is only counted: the block is not extended.
+        """
         now = time.monotonic() if now is None else now
         self.total_failures += 1
+        if self.blocked(addr, now):
+            self._blocked[addr].attempts += 1
+            return False
         times = self._failures.pop(addr, None) or deque(maxlen=self.limit)
         times.append(now)
         self._failures[addr] = times
@@ -67,11 +83,92 @@ class AuthThrottle:
             self._failures.popitem(last=False)
         recent = [t for t in times if t > now - self.window]
         if len(recent) >= self.limit:
-            self._blocked[addr] = now + self.block
+            self._blocked[addr] = _Block(since=now, until=now + self.block,
+                                         failures=len(recent))
+            self._failures.pop(addr, None)  # a lifted or expired block starts from zero
             if len(self._blocked) > MAX_TRACKED_ADDRESSES:
                 self._blocked.pop(next(iter(self._blocked)))
             return True
         return False
+
+    def success(self, addr: str) -> None:
+        """A correct key from ``addr``: forget its wrong guesses (not an active block)."""
+        self._failures.pop(addr, None)
+
+    def blocks(self, now: float | None = None) -> list[tuple[str, _Block]]:
+        """Active blocks, oldest first."""
+        now = time.monotonic() if now is None else now
+        for addr in [a for a, b in self._blocked.items() if b.until <= now]:
+            del self._blocked[addr]
+        return list(self._blocked.items())
+
+    def lift(self, addr: str) -> bool:
+        """End ``addr``'s block (and forget its failures); False if it was not blocked."""
+        self._failures.pop(addr, None)
+        return self._blocked.pop(addr, None) is not None
+
+
+@dataclass
+class _Block:
+    since: float
+    until: float
+    failures: int
+    attempts: int = 0
+    """Wrong keys tried while blocked (they do not extend the block)."""
+
+
+class _RefusalSummary:
+    """Operator-visible refusal log: the first refusal of a quiet period at once, then one
+    summary per ``interval`` (a brute force from many addresses must not flood the event log).
+    """
+
+    def __init__(self, emit: Callable[[str], None], interval: float = 60.0) -> None:
+        self._emit = emit
+        self.interval = interval
+        self._handle: asyncio.TimerHandle | None = None
+        self._reasons: Counter[str] = Counter()
+        self._addresses: set[str] = set()
+        self._newly_blocked: list[str] = []
+
+    def add(self, addr: str, text: str, newly_blocked: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if self._handle is None:
+            suffix = "; address blocked for wrong guesses" if newly_blocked else ""
+            self._emit(f"publish refused from {addr}: {text}{suffix}")
+            self._handle = loop.call_later(self.interval, self.flush)
+            return
+        self._reasons[text] += 1
+        if len(self._addresses) < 1000:
+            self._addresses.add(addr)
+        if newly_blocked and len(self._newly_blocked) < 1000:
+            self._newly_blocked.append(addr)
+
+    def flush(self) -> None:
+        self._handle = None
+        if not self._reasons:
+            return
+        total = sum(self._reasons.values())
+        reasons = "; ".join(f"{text} x{n}" for text, n in self._reasons.most_common(5))
+        addrs = sorted(self._addresses)
+        shown = ", ".join(addrs[:5]) + (", ..." if len(addrs) > 5 else "")
+        message = (f"publish refused {total} more time(s) in the last {self.interval:.0f} s "
+                   f"from {len(addrs)} address(es) ({shown}): {reasons}")
+        if self._newly_blocked:
+            blocked = ", ".join(self._newly_blocked[:5])
+            more = ", ..." if len(self._newly_blocked) > 5 else ""
+            message += f"; address blocked for wrong guesses: {blocked}{more}"
+        self._emit(message)
+        self._reasons.clear()
+        self._addresses.clear()
+        self._newly_blocked.clear()
+        # Keep summarising while refusals keep coming; a quiet interval re-enables the
+        # immediate first line.
+        self._handle = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class _Link:
@@ -109,9 +206,13 @@ class IngestHandler:
                                      config.auth_block_seconds)
         self.connections: dict[int, RtmpConnection] = {}
         self._state: dict[int, _ConnState] = {}
-        self._last_refusal_log: dict[str, float] = {}
+        self.refusals = _RefusalSummary(
+            lambda message: self.service.log("warning", "ingest.refused", message))
         self.protocol_errors = 0
         self.malformed_frames = 0
+        self._health_reported: dict[str, tuple[str, ...]] = {}
+        self.rtmp_stats = RtmpServerStats(RefusalLog(logger, "rtmp"))
+        """The RTMP server's counters (replaced by the lifecycle with the server's own)."""
 
     # ---- RtmpHandler -------------------------------------------------------------------------
 
@@ -153,9 +254,11 @@ class IngestHandler:
                 st.stream_id = None
         elif isinstance(ev, ProtocolFailed):
             self.protocol_errors += 1
-            logger.warning("rtmp #%d from %s: protocol error: %s", conn.id, conn.peer[0],
-                           ev.error)
+            # Unauthenticated peers' errors are counted by the RTMP server's refusal summary;
+            # one line per event would let a flood flood the log.
             if st.stream_id is not None:
+                logger.warning("rtmp #%d from %s: protocol error: %s", conn.id, conn.peer[0],
+                               ev.error)
                 self.service.log("warning", "ingest.protocol_error",
                                  f"publisher sent malformed RTMP: {ev.error}", st.stream_id)
         # ConnectionClosed: connection_lost follows.
@@ -163,60 +266,83 @@ class IngestHandler:
     # ---- publish decisions -------------------------------------------------------------------
 
     def _publish(self, conn: RtmpConnection, st: _ConnState, ev: PublishRequested) -> None:
-        addr = conn.peer[0]
         name = ev.stream_name
         try:
-            if self.throttle.blocked(addr):
-                raise PublishRefused("NetStream.Publish.BadName",
-                                     "too many invalid stream keys; try again later", auth=True)
             if st.app is not None and st.app.split("?")[0].strip("/") != self.config.app:
                 raise PublishRefused(
                     "NetStream.Publish.BadName",
                     f"unknown application; use rtmp://HOST:{self.config.port}/{self.config.app}",
                 )
             if not STREAM_NAME_RE.fullmatch(name):
-                raise PublishRefused("NetStream.Publish.BadName",
-                                     "invalid stream key (check OBS Settings → Stream)",
-                                     auth=True)
+                raise PublishRefused("NetStream.Publish.BadName", INVALID_KEY, auth=True)
+            # The key is checked even for a blocked address: a block stops wrong guesses,
+            # never the owner's correct key (issue 9 §3).
             stream_id = self.service.authorize(name)
         except PublishRefused as refusal:
-            self._refuse(conn, st, ev.message_stream_id, refusal, name)
+            self._refuse(conn, st, ev.message_stream_id, refusal)
             return
-        conn.session.accept_publish(ev.message_stream_id)
+        if not conn.session.accept_publish(ev.message_stream_id):
+            return  # the peer withdrew or hung up before the decision: nothing to attach
+        self.throttle.success(conn.peer[0])
         st.link = _Link(conn)
         st.stream_id = stream_id
         self.service.attach(stream_id, st.link)
 
-    def _refuse(self, conn: RtmpConnection, st: _ConnState, msid: int, refusal: PublishRefused,
-                name: str) -> None:
+    def _refuse(self, conn: RtmpConnection, st: _ConnState, msid: int,
+                refusal: PublishRefused) -> None:
         addr = conn.peer[0]
         st.refused = True
+        code, description = refusal.code, refusal.description
         blocked_now = False
+        delay = 0.0
         if refusal.auth:
-            blocked_now = self.throttle.failure(addr)
-        # Throttled logging: one line per address per minute (a brute force must not flood
-        # the log), but always log the moment an address gets blocked.
-        now = time.monotonic()
-        if blocked_now or now - self._last_refusal_log.get(addr, -1e9) > 60:
-            self._last_refusal_log[addr] = now
-            if len(self._last_refusal_log) > MAX_TRACKED_ADDRESSES:
-                self._last_refusal_log.pop(next(iter(self._last_refusal_log)))
-            suffix = "; address blocked for a while" if blocked_now else ""
-            self.service.log("warning", "ingest.refused",
-                             f"publish refused from {addr} (key {redact_key(name)}): "
-                             f"{refusal.description}{suffix}")
+            if self.throttle.blocked(addr):
+                # Same code as any wrong key; the text says why retrying is pointless. The
+                # full delay (no randomness) keeps a blocked guesser slow.
+                self.throttle.failure(addr)
+                description = BLOCKED_TEXT
+                delay = self.config.auth_failure_delay
+            else:
+                blocked_now = self.throttle.failure(addr)
+                # A random delay before a key refusal slows brute force (MediaMTX: 0–4 s).
+                delay = random.uniform(0, self.config.auth_failure_delay)
+        self.refusals.add(addr, description, blocked_now)
 
         def send() -> None:
+            # A decision that arrives after the connection moved on is a no-op in the
+            # session (it holds parsing while the decision is pending, and a refusal stays
+            # definitive), so nothing here can raise for a peer that acted in between.
             if conn.id in self.connections:
-                conn.session.reject_publish(msid, refusal.code, refusal.description)
+                conn.session.reject_publish(msid, code, description)
                 conn.flush()
 
-        # A random delay before a key refusal slows brute force (MediaMTX waits 0–4 s).
-        delay = random.uniform(0, self.config.auth_failure_delay) if refusal.auth else 0.0
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, send)
         else:
             send()
+
+    # ---- health ------------------------------------------------------------------------------
+
+    def check_health(self) -> None:
+        """Periodic: put each live publisher's health warnings in the event log when they
+        change (each reason names the OBS setting that fixes it)."""
+        live: set[str] = set()
+        for ls in self.service.live_streams():
+            if ls.link is None or ls.ended:
+                continue
+            live.add(ls.stream_id)
+            snap = ls.health.snapshot()
+            if snap.verdict() == "starting":
+                continue
+            reasons = tuple(snap.reasons())
+            if reasons != self._health_reported.get(ls.stream_id, ()):
+                self._health_reported[ls.stream_id] = reasons
+                if reasons:
+                    self.service.log("warning", "ingest.health",
+                                     "publisher settings to fix: " + "; ".join(reasons),
+                                     ls.stream_id)
+        for stream_id in [k for k in self._health_reported if k not in live]:
+            del self._health_reported[stream_id]
 
     # ---- media -------------------------------------------------------------------------------
 

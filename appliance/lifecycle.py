@@ -22,7 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance import logsafe
 from appliance.api.admin import build_admin_app
+from appliance.api.http import AddressCap, CappedTCPSite, body_timeout_middleware
+from appliance.api.peercred import PeerPolicy, peercred_middleware, policy_for_socket
 from appliance.api.public import build_public_app, load_static
 from appliance.bus import Bus, StreamChanged
 from appliance.config import Config
@@ -34,13 +37,14 @@ from appliance.nostr.service import NostrService
 from appliance.state import AppState
 from appliance.streams import StreamService
 from appliance.tasks import BackgroundTasks
-from media.rtmp.server import start_rtmp_server
+from media.rtmp.server import PreAuthBudget, RefusalLog, RtmpServerStats, start_rtmp_server
 
 logger = logging.getLogger(__name__)
 
 HEALTH_PERSIST_SECONDS = 10.0
 CHECKPOINT_SECONDS = 60.0
 VIEWERS_SECONDS = 2.0
+HEALTH_CHECK_SECONDS = 5.0
 
 
 def sd_notify(message: str) -> bool:
@@ -130,6 +134,17 @@ class Appliance:
         self._stack.push_async_callback(delivery.close)
 
         ingest = IngestHandler(service, config.rtmp)
+        rtmp_stats = RtmpServerStats(RefusalLog(logging.getLogger("media.rtmp.server"), "rtmp"))
+        ingest.rtmp_stats = rtmp_stats
+        self._stack.callback(rtmp_stats.refusals.close)
+        self._stack.callback(ingest.refusals.close)
+        budget = PreAuthBudget(
+            bytes_per_second=config.rtmp.preauth_bytes_per_second,
+            burst_bytes=2 * config.rtmp.preauth_bytes_per_second,
+            chunks_per_second=config.rtmp.preauth_chunks_per_second,
+            burst_chunks=2 * config.rtmp.preauth_chunks_per_second,
+            max_connections=config.rtmp.max_preauth_connections,
+        )
         rtmp = await start_rtmp_server(
             config.rtmp.host, config.rtmp.port, ingest,
             handshake_timeout=config.rtmp.handshake_timeout,
@@ -137,6 +152,8 @@ class Appliance:
             idle_timeout=config.rtmp.idle_timeout,
             max_connections=config.rtmp.max_connections,
             max_connections_per_ip=config.rtmp.max_connections_per_ip,
+            budget=budget,
+            stats=rtmp_stats,
         )
         self.rtmp_port = rtmp.sockets[0].getsockname()[1]
 
@@ -156,8 +173,12 @@ class Appliance:
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
                          static_files=load_static(), nostr=nostr, delivery=delivery)
         self.state = state
-        public_runner = web.AppRunner(build_public_app(state), access_log=None,
-                                      shutdown_timeout=config.shutdown_timeout)
+        public_app = build_public_app(state)
+        public_app.middlewares.append(body_timeout_middleware(config.http.body_timeout))
+        # aiohttp's keep-alive timer doubles as the request-head deadline (see api/http.py).
+        public_runner = web.AppRunner(public_app, access_log=None,
+                                      shutdown_timeout=config.shutdown_timeout,
+                                      keepalive_timeout=config.http.header_timeout)
         await public_runner.setup()
         self._stack.push_async_callback(public_runner.cleanup)
         if config.webrtc.enabled:
@@ -166,8 +187,11 @@ class Appliance:
             state.webrtc = WebRtcManager(config.webrtc, service)
             await state.webrtc.start()
             self._stack.push_async_callback(state.webrtc.close)  # every peer closed first
-        site = web.TCPSite(public_runner, config.http.host, config.http.port,
-                           reuse_address=True)
+        http_cap = AddressCap(config.http.max_connections_per_ip,
+                              RefusalLog(logging.getLogger("appliance.api.http"), "http"))
+        state.http_cap = http_cap
+        self._stack.callback(http_cap.refusals.close)
+        site = CappedTCPSite(public_runner, config.http.host, config.http.port, cap=http_cap)
         await site.start()
         self.http_port = public_runner.addresses[0][1]
 
@@ -183,7 +207,17 @@ class Appliance:
         nostr.config = config
         nostr.start_tasks()  # after port resolution: 30311 URLs need the real public URL
 
-        admin_runner = web.AppRunner(build_admin_app(state), access_log=None)
+        admin_app = build_admin_app(state)
+        socket_path = config.admin_socket
+        policy: list[PeerPolicy] = []
+
+        def peer_policy() -> PeerPolicy:
+            if not policy:  # the socket exists by the first request
+                policy.append(policy_for_socket(socket_path))
+            return policy[0]
+
+        admin_app.middlewares.insert(0, peercred_middleware(peer_policy))
+        admin_runner = web.AppRunner(admin_app, access_log=None)
         await admin_runner.setup()
         self._stack.push_async_callback(admin_runner.cleanup)
         await start_admin_site(admin_runner, config.admin_socket, config.admin.socket_mode)
@@ -193,6 +227,7 @@ class Appliance:
         self._spawn(self._every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
         self._spawn(self._every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
         self._spawn(self._every(VIEWERS_SECONDS, service.emit_viewers), "viewers")
+        self._spawn(self._every(HEALTH_CHECK_SECONDS, ingest.check_health), "ingest-health")
         watchdog = os.environ.get("WATCHDOG_USEC")
         if watchdog:
             self._spawn(self._watchdog(int(watchdog) / 2e6), "watchdog")
@@ -257,6 +292,7 @@ def _signals(stop: Callable[[], None]) -> Iterator[None]:
 
 async def serve(config: Config) -> None:
     """Run the appliance until SIGTERM/SIGINT."""
+    logsafe.install()  # every log line inert, whatever peers put in names and messages
     started = time.monotonic()
     async with Appliance(config) as app:
         logger.info("started in %.2f s", time.monotonic() - started)

@@ -13,6 +13,7 @@ from appliance.streams import StreamService
 from appliance.viewers import ViewerTokens
 
 if TYPE_CHECKING:
+    from appliance.api.http import AddressCap
     from appliance.delivery.service import Delivery
     from appliance.ingest import IngestHandler
     from appliance.nostr.service import NostrService
@@ -35,3 +36,5 @@ class AppState:
     nostr: NostrService | None = None
     delivery: Delivery | None = None
     """Recordings, thumbnails and downloads (None only in tests that build a bare state)."""
+    http_cap: AddressCap | None = None
+    """Open public HTTP connections per address (set when the site starts)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from media.aac import AacError, parse_asc
-from media.h264 import H264Error, contains_idr, parse_avcc
+from media.h264 import H264Error, contains_idr, parse_avcc, parse_sps, playback_problem
 from media.rtmp.errors import RtmpError
 from media.rtmp.flv import VideoPacketType, parse_audio_tag, parse_video_tag
 from media.timeline import Timeline
@@ -45,6 +45,21 @@ class UnsupportedCodecError(MediaError):
         )
         self.kind = kind
         self.codec = codec
+
+
+class UnsupportedProfileError(UnsupportedCodecError):
+    """H.264 that browsers and Apple devices cannot decode (High 10, 4:2:2, 4:4:4...)."""
+
+    def __init__(self, problem: str) -> None:
+        MediaError.__init__(
+            self,
+            f"unsupported video: {problem}; viewers' browsers and phones cannot decode it. "
+            "In OBS set Output → Profile: high (or main) and Settings → Advanced → "
+            "Color Format: NV12 (8-bit 4:2:0)",
+        )
+        self.kind = TrackKind.VIDEO
+        self.codec = f"h264 ({problem})"
+        self.problem = problem
 
 
 class MalformedMediaError(MediaError):
@@ -96,8 +111,11 @@ class FlvDepacketizer:
         if tag.packet_type is VideoPacketType.SEQUENCE_HEADER:
             try:
                 config = parse_avcc(tag.data)
+                problem = playback_problem(parse_sps(config.sps[0]))
             except H264Error as exc:
                 raise MalformedMediaError(f"bad AVC sequence header: {exc}") from None
+            if problem is not None:
+                raise UnsupportedProfileError(problem)
             if config == self.video:
                 return []
             self.video = config

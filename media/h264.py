@@ -398,6 +398,48 @@ def parse_sps(nalu: bytes) -> Sps:
     )
 
 
+# --- Playback policy -----------------------------------------------------------------------
+
+PROFILE_NAMES = {
+    66: "Baseline",
+    77: "Main",
+    88: "Extended",
+    100: "High",
+    110: "High 10",
+    122: "High 4:2:2",
+    244: "High 4:4:4 Predictive",
+    44: "CAVLC 4:4:4 Intra",
+    83: "Scalable Baseline",
+    86: "Scalable High",
+    118: "Multiview High",
+    128: "Stereo High",
+}
+"""H.264 Annex A profile names by profile_idc."""
+
+PLAYABLE_PROFILES = frozenset({66, 77, 100})
+"""Baseline (incl. Constrained Baseline, constraint_set1), Main and High (incl. Constrained
+High): what browsers (MSE), Apple devices and WebRTC decode. High 10, 4:2:2 and 4:4:4
+profiles are not decodable there (Annex A.2; the RFC 6381 ``avc1.6e``/``7a``/``f4`` codecs
+are refused by Chrome's and Safari's MSE)."""
+
+_CHROMA_NAMES = {0: "4:0:0 (monochrome)", 1: "4:2:0", 2: "4:2:2", 3: "4:4:4"}
+
+
+def playback_problem(sps: Sps) -> str | None:
+    """Why viewers' players cannot decode video with this SPS, or ``None`` if they can.
+
+    Accepted: 8-bit 4:2:0 Baseline, Main or High (and their Constrained variants).
+    """
+    if sps.profile_idc not in PLAYABLE_PROFILES:
+        name = PROFILE_NAMES.get(sps.profile_idc, f"profile_idc {sps.profile_idc}")
+        return f"H.264 {name} profile"
+    if sps.chroma_format_idc != 1:
+        return f"{_CHROMA_NAMES.get(sps.chroma_format_idc, '?')} chroma"
+    if sps.bit_depth_luma != 8 or sps.bit_depth_chroma != 8:
+        return f"{sps.bit_depth_luma}-bit video"
+    return None
+
+
 # --- AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1) --------------------------------
 
 

@@ -13,6 +13,11 @@ from media.units import CLOCK_RATE, AudioConfig, MediaUnit, TrackKind, VideoConf
 
 WINDOW_SECONDS = 5.0
 
+MAX_KEYFRAME_INTERVAL = 4.0
+"""Seconds between keyframes above which the verdict warns: segments are cut at keyframes,
+so a longer interval means long segments, slow starts and late joins for viewers."""
+MIN_FPS = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class HealthSnapshot:
@@ -34,14 +39,29 @@ class HealthSnapshot:
     bytes_in: int
 
     def verdict(self) -> str:
-        """One word for dashboards: ``ok``, ``warn`` (playable but off-advice) or ``starting``."""
+        """One word for dashboards: ``ok``, ``warn`` (playable but off-advice) or ``starting``.
+
+        Every ``warn`` has its reasons in :meth:`reasons`.
+        """
         if self.fps is None or self.bitrate_kbps is None:
             return "starting"
-        if self.keyframe_interval is not None and self.keyframe_interval > 4.0:
-            return "warn"
-        if self.fps < 10:
-            return "warn"
-        return "ok"
+        return "warn" if self.reasons() else "ok"
+
+    def reasons(self) -> list[str]:
+        """Why the verdict is ``warn``, each with the OBS setting that fixes it."""
+        out: list[str] = []
+        if self.keyframe_interval is not None and self.keyframe_interval > MAX_KEYFRAME_INTERVAL:
+            out.append(f"keyframe interval {self.keyframe_interval:g} s (over "
+                       f"{MAX_KEYFRAME_INTERVAL:g} s makes long segments and slow starts): "
+                       "OBS Output → Keyframe Interval: 2 s")
+        if self.bframes:
+            out.append("B-frames (add latency; WebRTC cannot play them): "
+                       "OBS Output → Profile: high, B-frames: 0")
+        if self.fps is not None and self.fps < MIN_FPS:
+            out.append(f"{self.fps:g} fps (below {MIN_FPS:g}): OBS Video → Common FPS "
+                       "Values: 30 (or lower the encoder load: Output → CPU Usage Preset: "
+                       "veryfast)")
+        return out
 
 
 class HealthMeter:

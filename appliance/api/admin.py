@@ -57,7 +57,7 @@ def admin_stream(state: AppState, stream: Stream) -> AdminStream:
             video_codec=snap.video_codec, audio_codec=snap.audio_codec,
             sample_rate=snap.sample_rate, channels=snap.channels, verdict=snap.verdict(),
             bytes_in=snap.bytes_in, frames_discarded=ls.publisher.frames_discarded,
-            reconnects=ls.reconnects,
+            reconnects=ls.reconnects, verdict_reasons=snap.reasons(),
         )
     live = ls is not None and not ls.ended
     return AdminStream(
@@ -149,6 +149,10 @@ async def get_status(request: web.Request) -> web.Response:
         auth_failures=state.ingest.throttle.total_failures,
         frames_discarded=sum(ls.publisher.frames_discarded for ls in lives),
         recent_errors=recent,
+        blocked_addresses=len(state.ingest.throttle.blocks()),
+        rtmp_refused=sum(state.ingest.rtmp_stats.refusals.totals.values()),
+        ingest_warnings=[f"{ls.stream_id}: {reason}" for ls in lives if ls.link
+                         for reason in ls.health.snapshot().reasons()],
     )
     return web.json_response(status.to_dict())
 
@@ -235,4 +239,7 @@ def build_admin_app(state: AppState) -> web.Application:
     add_event_stream(app)
     from appliance.api.admin_nostr import add_nostr_routes  # imports this module
     add_nostr_routes(app)
+    from appliance.api.admin_blocks import add_block_routes
+
+    add_block_routes(app, STATE)
     return app

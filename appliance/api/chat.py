@@ -8,7 +8,9 @@
   "30311:…", "relays": [...]}``, ``{"type": "message", "message": {...}}``, ``{"type": "hide",
   "id"}``, ``{"type": "mute", "pubkey"}``, ``{"type": "pinned", "id"}``, ``{"type": "ok",
   "id"}``, ``{"type": "error", "error": text, "id"?}``. Page → server: ``{"type": "event",
-  "event": <signed kind 1311>}`` (frames ≤ 8 KiB; 2 messages / 3 s per IP and per pubkey).
+  "event": <signed kind 1311>}`` (frames ≤ 8 KiB and ≤ 16 levels of nesting, checked before
+parsing; per IP at most 10 messages / 3 s, per pubkey 2 / 3 s, counted only for events whose
+id and signature verify, so forged events cannot silence their claimed author).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from appliance.api.http import CORS, STATE
 from appliance.api.schema import ChatMessage
 from appliance.bus import ChatChanged
 from appliance.domain import STREAM_ID_RE
-from appliance.nostr.chat import WS_FRAME_BYTES
+from appliance.nostr.chat import MAX_JSON_DEPTH, WS_FRAME_BYTES, json_nesting_exceeds
 from appliance.nostr.service import ChatRejected, NostrService
 from appliance.streams import StreamNotFound
 
@@ -112,9 +114,15 @@ async def _handle_frame(ws: web.WebSocketResponse, nostr: NostrService, stream_i
         await ws.send_json({"type": "error",
                             "error": f"message too large (limit {WS_FRAME_BYTES} bytes)"})
         return
+    # Bound the nesting before parsing: json.loads recurses per level (RecursionError).
+    if json_nesting_exceeds(data, MAX_JSON_DEPTH):
+        nostr.rejected["too-deep"] += 1
+        await ws.send_json({"type": "error",
+                            "error": f"JSON nested too deeply (limit {MAX_JSON_DEPTH} levels)"})
+        return
     try:
         obj = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         nostr.rejected["malformed"] += 1
         await ws.send_json({"type": "error", "error": "frames must be JSON"})
         return

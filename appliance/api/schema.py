@@ -6,6 +6,8 @@ can import this module alone. Field names are the JSON keys.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self, TypeVar
 
@@ -63,6 +65,8 @@ class IngestInfo(_Dto):
     bytes_in: int
     frames_discarded: int
     reconnects: int
+    verdict_reasons: list[str] = field(default_factory=list)
+    """Why the verdict is not ``ok``, each with the OBS setting that fixes it."""
 
 
 
@@ -143,6 +147,12 @@ class Status(_Dto):
     auth_failures: int
     frames_discarded: int
     recent_errors: list[LogEvent] = field(default_factory=list)
+    blocked_addresses: int = 0
+    """Addresses blocked for wrong stream keys (``hearth block list``)."""
+    rtmp_refused: int = 0
+    """RTMP connections refused or dropped before publishing (limits, budgets, deadlines)."""
+    ingest_warnings: list[str] = field(default_factory=list)
+    """``"<stream id>: <reason>"`` for every live publisher whose health is not ``ok``."""
 
 
     @classmethod
@@ -190,3 +200,58 @@ class RelayInfo(_Dto):
     rejected: int = 0
     outbox_depth: int = 0
 
+
+
+@dataclass(frozen=True, slots=True)
+class AddressBlock(_Dto):
+    """An address blocked for sending wrong stream keys.
+
+    A block stops wrong guesses only: the correct key is accepted from a blocked address.
+    Attempts while blocked are counted and never extend the block. Times are Unix seconds.
+    """
+
+    address: str
+    since: float
+    until: float
+    failures: int
+    attempts_while_blocked: int = 0
+
+
+# ---- terminal-safe text ----------------------------------------------------------------------
+
+TEXT_LIMIT = 500
+"""Characters of one peer-chosen string shown in a log line, the TUI or the CLI."""
+
+# C0 and C1 controls (ESC, CR, LF, BEL, DEL...), bidi embeddings/overrides/isolates and marks,
+# zero-width and other invisible format characters, line/paragraph separators: anything that
+# can move the cursor, clear a terminal, forge a log line or reorder text (Trojan Source).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+    "\ufff9-\ufffb\ud800-\udfff]"
+)
+
+
+def safe_text(value: object, limit: int = TEXT_LIMIT) -> str:
+    """``value`` as one inert line for a log, a terminal or a TUI widget.
+
+    Control characters (including ESC, CR and LF), bidi controls, invisible format characters
+    and lone surrogates become ``\\xNN``/``\\uNNNN`` escapes, so nothing a peer chose can
+    move the cursor, clear the screen, start a new log line or reorder the text; the result
+    is cut to ``limit`` characters (with ``…``). Used for every peer-chosen string (stream
+    names, AMF strings, chat, relay messages) on its way to a log, the TUI or the CLI.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit * 2:
+        text = text[: limit * 2]  # bound the work before escaping
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    text = _UNSAFE.sub(escape, text)
+    # Other format (Cf) characters not in the table above are dropped silently.
+    if any(unicodedata.category(c) == "Cf" for c in text):
+        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text

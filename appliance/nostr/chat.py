@@ -24,6 +24,29 @@ DISPLAY_CHARS = 500
 """Characters shown per message; the stored event keeps its full content."""
 WS_FRAME_BYTES = 8 * 1024
 """Largest WebSocket frame a browser may send (§4.4)."""
+MAX_JSON_DEPTH = 16
+"""Deepest array/object nesting accepted in a browser frame. A signed chat event frame is 4
+levels deep (frame → event → tags → tag); 3,000 nested arrays fit in 8 KiB and would make
+``json.loads`` recurse until ``RecursionError``."""
+
+# JSON strings (with escapes) are skipped when measuring nesting: brackets inside them count
+# for nothing.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_nesting_exceeds(text: str, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """True if ``text`` nests arrays/objects deeper than ``max_depth`` (checked before parsing;
+    linear time, no recursion). Malformed input is left to the JSON parser to reject."""
+    depth = 0
+    for match in _BRACKETS.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth = max(0, depth - 1)
+    return False
 
 # Bidi embedding/override/isolate controls and other invisible format characters that can
 # reorder or hide surrounding text (Trojan Source, B19). C0/C1 controls except \n and \t.
@@ -96,6 +119,7 @@ class RateLimiter:
     def __init__(self, capacity: float = 2, period: float = 3.0, timeout: float = 10.0,
                  max_keys: int = 100_000) -> None:
         self.capacity = capacity
+        self.period = period
         self.rate = capacity / period
         self.timeout = timeout
         self.max_keys = max_keys
@@ -121,6 +145,11 @@ class RateLimiter:
             return 0.0
         b.blocked_until = now + self.timeout
         return self.timeout
+
+    def describe(self) -> str:
+        """The limit in words, for error messages (so the text always matches the numbers)."""
+        return (f"at most {self.capacity:g} messages every {self.period:g} s, then a "
+                f"{self.timeout:g} s pause")
 
 
 class DuplicateGuard:

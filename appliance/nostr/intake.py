@@ -111,20 +111,20 @@ class ChatIntake:
         Raises:
             ChatRejected: with a message fit to show the sender.
         """
+        # The address cannot be forged: charge it first. The pubkey can, until the signature
+        # is checked, so its bucket is charged only after verification (a forged event carrying
+        # a victim's pubkey must not use up the victim's allowance). Error texts come from the
+        # limiters, so they always state the limits actually applied.
         wait = self.ip_limiter.check(ip)
         if wait:
-            raise self._reject("rate-limited", f"slow down: at most 2 messages every 3 s; "
-                                               f"try again in {wait:.0f} s")
+            raise self._reject("rate-limited", f"slow down: {self.ip_limiter.describe()} per "
+                                               f"address; try again in {wait:.0f} s")
         try:
             event = NostrEvent.from_dict(obj)
         except EventError as exc:
             raise self._reject("malformed", f"malformed event: {exc}") from None
         if event.kind != CHAT_KIND:
             raise self._reject("wrong-kind", "only kind 1311 chat messages are accepted")
-        wait = self.pubkey_limiter.check(event.pubkey)
-        if wait:
-            raise self._reject("rate-limited", f"slow down: at most 2 messages every 3 s; "
-                                               f"try again in {wait:.0f} s")
         reason = chat_reject_reason(event, self.identity.address(stream_id))
         if reason is not None:
             raise self._reject(reason, f"message refused: {reason}")
@@ -132,6 +132,10 @@ class ChatIntake:
             raise self._reject("bad-id", "event id does not match its content")
         if not event.verify():
             raise self._reject("bad-signature", "event signature is invalid")
+        wait = self.pubkey_limiter.check(event.pubkey)
+        if wait:
+            raise self._reject("rate-limited", f"slow down: {self.pubkey_limiter.describe()}; "
+                                               f"try again in {wait:.0f} s")
         if self.duplicates.is_duplicate(event.pubkey, event.content):
             raise self._reject("duplicate-text", "you just sent the same message")
         if self.mutes.is_muted(event.pubkey):

@@ -155,6 +155,18 @@ class ChunkReader:
         """Number of chunk stream ids seen so far."""
         return len(self._streams)
 
+    def set_message_limits(self, max_media_message_size: int,
+                           max_control_message_size: int) -> None:
+        """Change the message size caps (e.g. raise them once a publisher is authenticated).
+
+        Applies to messages whose first chunk arrives afterwards.
+        """
+        self.max_media_message_size = max_media_message_size
+        self.max_control_message_size = max_control_message_size
+        self.max_buffered_bytes = BUFFERED_MESSAGES_FACTOR * max(
+            max_media_message_size, max_control_message_size
+        )
+
     def set_chunk_size(self, size: int) -> None:
         """Apply a validated SetChunkSize value (§5.4.1); takes effect from the next chunk.
 

@@ -2,7 +2,20 @@
 
 ``data_received → session.receive_data → handler.events_received → flush`` (uvicorn's
 ``h11_impl`` shape). This is the only module of :mod:`media.rtmp` that imports asyncio. It
-owns the deadlines (handshake, publish, idle) and the connection caps.
+owns the deadlines (handshake, publish, idle), the connection caps and the budgets of
+unauthenticated peers (docs/threat-model.md §RTMP pre-authentication):
+
+* until its publish is accepted, a connection may send :attr:`PreAuthBudget.bytes_per_second`
+  and have :attr:`PreAuthBudget.chunks_per_second` chunks parsed (token buckets with a
+  burst); over budget, parsing holds and reading pauses until the bucket refills, so a flood
+  of tiny messages costs bounded CPU and the kernel's TCP window pushes back on the sender;
+* its buffered input is bounded per connection (reading pauses) and across all
+  unauthenticated connections (the connection that crosses the line is dropped);
+* at most :attr:`PreAuthBudget.max_connections` unauthenticated connections exist at once; a
+  new one evicts the oldest unauthenticated connection of the address holding the most,
+  so an attacker filling the table cannot lock a legitimate publisher out;
+* refusals are counted per reason and logged as one summary line per interval, never one
+  line per event (:class:`RefusalLog`).
 """
 
 from __future__ import annotations
@@ -11,7 +24,9 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from .session import (
@@ -21,11 +36,107 @@ from .session import (
     SessionState,
 )
 
-__all__ = ["RtmpConnection", "RtmpHandler", "start_rtmp_server"]
+__all__ = [
+    "PreAuthBudget",
+    "RefusalLog",
+    "RtmpConnection",
+    "RtmpHandler",
+    "RtmpServerStats",
+    "start_rtmp_server",
+]
 
 logger = logging.getLogger(__name__)
 
 _connection_ids = itertools.count(1)
+
+MAX_WRITE_BUFFER = 1 << 20
+"""A peer that leaves this many reply bytes unread (e.g. flooding pings without reading the
+pongs) is dropped: our replies may not grow memory without bound."""
+
+LISTEN_BACKLOG = 1024
+"""Pending TCP accepts the kernel may queue; a burst of half-open connections must not make
+the queue overflow for a legitimate publisher arriving at the same moment."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreAuthBudget:
+    """What a connection may cost before its publish is accepted.
+
+    An honest client needs about 4 KiB and 20 chunks before publishing (handshake, connect,
+    createStream, publish), so these leave a wide margin while bounding what a keyless
+    peer can make us do.
+    """
+
+    bytes_per_second: float = 64 * 1024
+    burst_bytes: float = 128 * 1024
+    chunks_per_second: float = 200.0
+    """Chunks parsed per second (each chunk, however small, costs parsing CPU)."""
+    burst_chunks: float = 400.0
+    max_buffered_bytes: int = 256 * 1024
+    """Unparsed plus partially reassembled bytes per connection before reading pauses."""
+    max_buffered_total: int = 16 << 20
+    """The same across all unauthenticated connections; the one crossing it is dropped."""
+    max_connections: int = 48
+    """Unauthenticated connections at once (new ones evict the oldest, see module doc)."""
+
+
+class RefusalLog:
+    """Counts refusals per reason and logs one summary line per interval.
+
+    A flood of refused connections must cost the log one line per ``interval``, not one line
+    per connection (issue: 38,000 lines in 30 s).
+
+    Args:
+        log: where the summaries go.
+        what: prefix of the summary line ("rtmp").
+        interval: seconds between summaries (the first count of a quiet period schedules one).
+    """
+
+    def __init__(self, log: logging.Logger, what: str, interval: float = 10.0) -> None:
+        self._log = log
+        self._what = what
+        self.interval = interval
+        self._pending: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
+        """Refusals per reason since start."""
+        self._handle: asyncio.TimerHandle | None = None
+
+    def count(self, reason: str, n: int = 1) -> None:
+        """Record ``n`` refusals for ``reason`` (never logs by itself)."""
+        self._pending[reason] += n
+        self.totals[reason] += n
+        if self._handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._handle = loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Log the pending counts now (one line) and reset them."""
+        self._handle = None
+        if not self._pending:
+            return
+        parts = ", ".join(f"{reason} x{n}" for reason, n in self._pending.most_common())
+        self._log.warning("%s refused %d in the last %.0f s: %s", self._what,
+                          sum(self._pending.values()), self.interval, parts)
+        self._pending.clear()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self.flush()
+
+
+class RtmpServerStats:
+    """Live counters of one server (read by dashboards; mutated by the connections)."""
+
+    def __init__(self, log: RefusalLog) -> None:
+        self.refusals = log
+        self.connections = 0
+        self.preauth_connections = 0
+        self.preauth_buffered = 0
+        self.evicted = 0
 
 
 class RtmpHandler(Protocol):
@@ -52,6 +163,8 @@ class _ServerLimits:
         max_connections: int,
         max_connections_per_ip: int,
         session_factory: Callable[[], RtmpServerSession],
+        budget: PreAuthBudget,
+        stats: RtmpServerStats,
     ) -> None:
         self.handshake_timeout = handshake_timeout
         self.publish_timeout = publish_timeout
@@ -59,8 +172,46 @@ class _ServerLimits:
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
         self.session_factory = session_factory
+        self.budget = budget
+        self.stats = stats
         self.total = 0
         self.per_ip: dict[str, int] = {}
+        # Unauthenticated connections, oldest first (dicts keep insertion order).
+        self.preauth: dict[int, RtmpConnection] = {}
+        self.preauth_per_ip: Counter[str] = Counter()
+
+    def eviction_victim(self) -> RtmpConnection | None:
+        """The oldest unauthenticated connection of the address holding the most of them."""
+        if not self.preauth_per_ip:
+            return None
+        busiest, _ = self.preauth_per_ip.most_common(1)[0]
+        for conn in self.preauth.values():
+            if conn.peer[0] == busiest:
+                return conn
+        return None
+
+
+class _Bucket:
+    """A token bucket that may go into debt (bytes already read cannot be refused)."""
+
+    __slots__ = ("burst", "level", "rate", "updated")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.level = burst
+        self.updated = now
+
+    def refill(self, now: float) -> float:
+        self.level = min(self.burst, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+        return self.level
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+
+    def seconds_until_positive(self) -> float:
+        return 0.0 if self.level >= 1 else (1 - self.level) / self.rate
 
 
 class RtmpConnection(asyncio.Protocol):
@@ -86,7 +237,15 @@ class RtmpConnection(asyncio.Protocol):
         self._deadline_kind = ""
         self._last_data_at = self.connected_at
         self._reading_paused = False
+        self._budget_paused = False
+        self._resume_handle: asyncio.TimerHandle | None = None
         self._lost = False
+        self._preauth = False
+        self._accounted = 0  # bytes counted in stats.preauth_buffered for this connection
+        self._close_reason = ""
+        budget = limits.budget
+        self._bytes = _Bucket(budget.bytes_per_second, budget.burst_bytes, self.connected_at)
+        self._chunks = _Bucket(budget.chunks_per_second, budget.burst_chunks, self.connected_at)
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -98,29 +257,68 @@ class RtmpConnection(asyncio.Protocol):
             self.peer = (str(peer[0]), int(peer[1]))
         limits = self._limits
         ip = self.peer[0]
-        if (
-            limits.total >= limits.max_connections
-            or limits.per_ip.get(ip, 0) >= limits.max_connections_per_ip
-        ):
-            logger.warning("rtmp#%d %s refused: connection limit reached", self.id, ip)
-            self._lost = True  # the handler never sees this connection
-            self._transport.abort()
+        if limits.total >= limits.max_connections:
+            self._refuse_at_accept("connection-limit")
             return
+        if limits.per_ip.get(ip, 0) >= limits.max_connections_per_ip:
+            self._refuse_at_accept("per-address-limit")
+            return
+        if len(limits.preauth) >= limits.budget.max_connections:
+            victim = limits.eviction_victim()
+            if victim is not None:
+                limits.stats.evicted += 1
+                victim._leave_preauth()  # at once: the next accept must pick another victim
+                victim.drop("evicted")
         limits.total += 1
         limits.per_ip[ip] = limits.per_ip.get(ip, 0) + 1
+        limits.stats.connections = limits.total
         self._counted = True
+        self._preauth = True
+        limits.preauth[self.id] = self
+        limits.preauth_per_ip[ip] += 1
+        limits.stats.preauth_connections = len(limits.preauth)
         self._set_deadline("handshake", limits.handshake_timeout)
         logger.debug("rtmp#%d accepted from %s", self.id, ip)
         self._call_handler(lambda: self._handler.connection_made(self))
 
+    def _refuse_at_accept(self, reason: str) -> None:
+        self._limits.stats.refusals.count(reason)
+        self._lost = True  # the handler never sees this connection
+        assert self._transport is not None
+        self._transport.abort()
+
     def data_received(self, data: bytes) -> None:
         if self._lost:
             return
-        self._last_data_at = time.monotonic()
-        before = self.session.state
-        self.session.receive_data(data)
+        now = time.monotonic()
+        self._last_data_at = now
+        if self._preauth:
+            self._bytes.refill(now)
+            self._bytes.take(len(data))
+        self._feed(data)
+
+    def _feed(self, data: bytes | None) -> None:
+        """Feed ``data`` (or resume held parsing when None) under the pre-auth budget."""
+        session = self.session
+        before = session.state
+        metered = self._preauth
+        if metered:
+            self._chunks.refill(time.monotonic())
+            session.set_chunk_allowance(max(0, int(self._chunks.level)))
+        chunks_before = session.chunks_received
+        if data is None:
+            session.resume_parsing()
+        else:
+            session.receive_data(data)
+        if metered:
+            self._chunks.take(session.chunks_received - chunks_before)
         self._dispatch()
         self._update_deadline(before)
+        if self._preauth and not self._lost:
+            if session.authenticated:
+                self._leave_preauth()
+            else:
+                self._enforce_budget()
 
     def eof_received(self) -> bool | None:
         return None  # let asyncio close the transport; connection_lost reports EOF
@@ -134,14 +332,28 @@ class RtmpConnection(asyncio.Protocol):
         self.session.receive_data(b"")
         self._dispatch(write=False)
         error: BaseException | None = exc or self.session.error
-        logger.info(
-            "rtmp#%d %s closed after %.1fs, %d bytes: %s",
-            self.id,
-            self.peer[0],
-            time.monotonic() - self.connected_at,
-            self.session.bytes_received,
-            error if error is not None else "ok",
-        )
+        if self.session.authenticated:
+            logger.info(
+                "rtmp#%d %s closed after %.1fs, %d bytes: %s",
+                self.id,
+                self.peer[0],
+                time.monotonic() - self.connected_at,
+                self.session.bytes_received,
+                self._close_reason or (error if error is not None else "ok"),
+            )
+        else:
+            # Unauthenticated peers are counted, not logged one by one (RefusalLog).
+            reason = self._close_reason
+            if not reason:
+                if self.session.error is not None:
+                    reason = "protocol-error"
+                elif self.session.state is SessionState.HANDSHAKE:
+                    reason = "closed-in-handshake"
+                else:
+                    reason = "closed-before-publish"
+            self._limits.stats.refusals.count(reason)
+            logger.debug("rtmp#%d %s closed before publishing (%s): %s", self.id,
+                         self.peer[0], reason, error if error is not None else "ok")
         self._release()
         self._call_handler(lambda: self._handler.connection_lost(self, error))
 
@@ -161,6 +373,9 @@ class RtmpConnection(asyncio.Protocol):
         data = self.session.data_to_send()
         if data:
             transport.write(data)
+            if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                self.drop("unread-replies")
+                return
         if self.session.state in (SessionState.CLOSING, SessionState.ERROR):
             transport.close()  # flushes the buffer first
 
@@ -169,6 +384,17 @@ class RtmpConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def drop(self, reason: str) -> None:
+        """Abort with ``reason`` recorded for the close log / refusal counts."""
+        if not self._close_reason:
+            self._close_reason = reason
+        self.abort()
+
+    @property
+    def authenticated(self) -> bool:
+        """True once the handler accepted this connection's publish."""
+        return self.session.authenticated
+
     def pause_reading(self) -> None:
         """Stop reading from the socket (flow control when the consumer is over budget)."""
         if self._transport is not None and not self._reading_paused:
@@ -176,18 +402,93 @@ class RtmpConnection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        """Undo :meth:`pause_reading`."""
+        """Undo :meth:`pause_reading` (reading stays paused while over the pre-auth budget)."""
+        if self._transport is not None and self._reading_paused and not self._budget_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    # ------------------------------------------------------------------ pre-auth budget
+
+    def _account_buffered(self) -> int:
+        """Update the global pre-auth memory figure; returns this connection's share."""
+        buffered = self.session.buffered_bytes
+        stats = self._limits.stats
+        stats.preauth_buffered += buffered - self._accounted
+        self._accounted = buffered
+        return buffered
+
+    def _enforce_budget(self) -> None:
+        budget = self._limits.budget
+        buffered = self._account_buffered()
+        if self._limits.stats.preauth_buffered > budget.max_buffered_total:
+            self.drop("pre-auth-memory")
+            return
+        wait = max(self._bytes.seconds_until_positive(),
+                   self._chunks.seconds_until_positive() if self.session.held_by_allowance
+                   else 0.0)
+        if buffered > budget.max_buffered_bytes and wait == 0.0:
+            # Input waits for the peer's publish decision (or is a huge partial message):
+            # stop reading until the decision; the deadlines bound how long.
+            wait = 0.25
+        if wait > 0.0:
+            if not self._budget_paused:
+                self._limits.stats.refusals.count("pre-auth-budget")
+            self._budget_pause(wait)
+
+    def _budget_pause(self, wait: float) -> None:
+        if self._transport is None:
+            return
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._budget_paused = True
+        if self._resume_handle is None:
+            loop = asyncio.get_running_loop()
+            self._resume_handle = loop.call_later(max(0.02, min(wait, 1.0)),
+                                                  self._budget_resume)
+
+    def _budget_resume(self) -> None:
+        self._resume_handle = None
+        if self._lost:
+            return
+        self._budget_paused = False
         if self._transport is not None and self._reading_paused:
             self._reading_paused = False
             self._transport.resume_reading()
+        self._feed(None)
+
+    def _leave_preauth(self) -> None:
+        limits = self._limits
+        if not self._preauth:
+            return
+        self._preauth = False
+        limits.stats.preauth_buffered -= self._accounted
+        self._accounted = 0
+        limits.preauth.pop(self.id, None)
+        ip = self.peer[0]
+        limits.preauth_per_ip[ip] -= 1
+        if limits.preauth_per_ip[ip] <= 0:
+            del limits.preauth_per_ip[ip]
+        limits.stats.preauth_connections = len(limits.preauth)
+        if self._resume_handle is not None:
+            self._resume_handle.cancel()
+            self._resume_handle = None
+        if self._budget_paused:
+            self._budget_paused = False
+            self.resume_reading()
 
     # ------------------------------------------------------------------ internals
 
     def _dispatch(self, *, write: bool = True) -> None:
-        events = self.session.events()
-        if events:
+        # Loop: a decision taken by the handler (accept_publish) resumes held parsing, which
+        # may queue more events.
+        closed = False
+        while events := self.session.events():
+            closed = closed or any(isinstance(e, ConnectionClosed) for e in events)
             self._call_handler(lambda: self._handler.events_received(self, events))
-        if write and not any(isinstance(e, ConnectionClosed) for e in events):
+            if self._lost and not closed:
+                break
+        if write and not closed:
             self.flush()
 
     def _call_handler(self, call: Callable[[], None]) -> None:
@@ -201,9 +502,11 @@ class RtmpConnection(asyncio.Protocol):
         self._cancel_deadline()
         if not self._counted:
             return
+        self._leave_preauth()
         self._counted = False
         limits = self._limits
         limits.total -= 1
+        limits.stats.connections = limits.total
         ip = self.peer[0]
         remaining = limits.per_ip.get(ip, 1) - 1
         if remaining:
@@ -244,8 +547,8 @@ class RtmpConnection(asyncio.Protocol):
                 self._set_deadline("idle", self._limits.idle_timeout - idle)
                 return
             kind = "idle"
-        logger.info("rtmp#%d %s %s deadline expired", self.id, self.peer[0], kind)
-        self.abort()
+        logger.debug("rtmp#%d %s %s deadline expired", self.id, self.peer[0], kind)
+        self.drop(f"{kind}-deadline")
 
 
 async def start_rtmp_server(
@@ -259,6 +562,8 @@ async def start_rtmp_server(
     max_connections: int = 64,
     max_connections_per_ip: int = 8,
     session_factory: Callable[[], RtmpServerSession] = RtmpServerSession,
+    budget: PreAuthBudget | None = None,
+    stats: RtmpServerStats | None = None,
 ) -> asyncio.Server:
     """Listen for RTMP publishers.
 
@@ -272,6 +577,9 @@ async def start_rtmp_server(
         max_connections, max_connections_per_ip: concurrent connection caps (excess
             connections are aborted on accept).
         session_factory: builds each :class:`RtmpServerSession` (to change its limits).
+        budget: what an unauthenticated connection may cost (:class:`PreAuthBudget`).
+        stats: counters to update (pass one to read them; refusal summaries are logged to
+            this module's logger every 10 s).
 
     Returns:
         The started :class:`asyncio.Server`; close it with ``close()``/``wait_closed()``.
@@ -283,6 +591,8 @@ async def start_rtmp_server(
         max_connections=max_connections,
         max_connections_per_ip=max_connections_per_ip,
         session_factory=session_factory,
+        budget=budget or PreAuthBudget(),
+        stats=stats or RtmpServerStats(RefusalLog(logger, "rtmp")),
     )
 
     def make_handler() -> RtmpHandler:
@@ -293,4 +603,5 @@ async def start_rtmp_server(
         return factory()
 
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: RtmpConnection(make_handler(), limits), host, port)
+    return await loop.create_server(lambda: RtmpConnection(make_handler(), limits), host, port,
+                                    backlog=LISTEN_BACKLOG)

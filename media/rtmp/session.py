@@ -70,6 +70,12 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_STREAMS = 8
 """Default cap on ``createStream`` per connection (bad-input B6: "1000 createStream")."""
 
+PRE_PUBLISH_MAX_MESSAGE_SIZE = 64 * 1024
+"""Largest message of any type accepted until a publish is accepted. Everything an honest
+client sends before then (connect, createStream, publish, metadata) is a few hundred bytes;
+without this cap a keyless peer could make us buffer an 8 MiB "video" message
+(docs/threat-model.md §RTMP pre-authentication)."""
+
 DEFAULT_WINDOW_ACK_SIZE = 2_500_000
 """Our Window Acknowledgement Size / Set Peer Bandwidth (the value OBS and nginx use)."""
 
@@ -253,6 +259,14 @@ class RtmpServerSession:
         max_message_streams: cap on ``createStream`` (B6).
         out_chunk_size: the chunk size we announce and use for replies.
         window_ack_size: our Window Acknowledgement Size / Set Peer Bandwidth.
+        pre_publish_max_message_size: cap for every message type until a publish is
+            accepted (the full caps apply afterwards).
+
+    Parsing pauses in two situations, leaving unread bytes buffered (see :attr:`buffered_bytes`)
+    until the owner lets it continue: while a :class:`PublishRequested` awaits the application's
+    decision (so nothing the peer sends afterwards, such as ``deleteStream``, can overtake the
+    decision), and when the chunk allowance set with :meth:`set_chunk_allowance` is used up
+    (the adapter's CPU budget for unauthenticated peers).
     """
 
     def __init__(
@@ -264,14 +278,18 @@ class RtmpServerSession:
         max_message_streams: int = MAX_MESSAGE_STREAMS,
         out_chunk_size: int = 4096,
         window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE,
+        pre_publish_max_message_size: int = PRE_PUBLISH_MAX_MESSAGE_SIZE,
     ) -> None:
         if not 1 <= out_chunk_size <= 0xFFFFFF:
             raise LocalProtocolError(f"out_chunk_size {out_chunk_size} not in 1..0xFFFFFF")
         self._state = SessionState.HANDSHAKE
         self._reader = StreamReader()
+        self._full_limits = (max_media_message_size, max_control_message_size)
+        small = min(pre_publish_max_message_size, max_media_message_size,
+                    max_control_message_size)
         self._chunks = ChunkReader(
-            max_media_message_size=max_media_message_size,
-            max_control_message_size=max_control_message_size,
+            max_media_message_size=small,
+            max_control_message_size=small,
             max_chunk_streams=max_chunk_streams,
         )
         self._writer = ChunkWriter()
@@ -287,8 +305,17 @@ class RtmpServerSession:
         self._next_stream_id = 1
         self._streams: set[int] = set()
         self._pending_publish: int | None = None
+        # The message stream of this connection's one publish request, kept after the request
+        # stops being pending, so a late decision is recognised (not a caller bug).
+        self._requested_publish: int | None = None
         self._publishing: int | None = None
         self._published_once = False
+        self._accepted = False
+        self._chunk_allowance: int | None = None
+        self.chunks_received = 0
+        """Chunks parsed so far (the adapter meters unauthenticated peers by it)."""
+        self.messages_received = 0
+        """Complete messages parsed so far."""
         self._error: RemoteProtocolError | None = None
         self._eof_reported = False
         self._command_stream_id = 0
@@ -318,6 +345,48 @@ class RtmpServerSession:
     def publishing_stream_id(self) -> int | None:
         """The message stream id being published, once accepted."""
         return self._publishing
+
+    @property
+    def authenticated(self) -> bool:
+        """True once the application accepted this connection's publish."""
+        return self._accepted
+
+    @property
+    def awaiting_decision(self) -> bool:
+        """True while a :class:`PublishRequested` waits for accept/reject (parsing is held)."""
+        return self._pending_publish is not None and self._state not in _ENDED_STATES
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Peer bytes held in memory: unparsed input plus partially reassembled messages."""
+        return self._reader.buffered + self._chunks.buffered_bytes
+
+    @property
+    def chunk_allowance(self) -> int | None:
+        """Chunks the parser may still read before it holds (None: unlimited)."""
+        return self._chunk_allowance
+
+    @property
+    def held_by_allowance(self) -> bool:
+        """True if parsing stopped because the chunk allowance is used up."""
+        return self._chunk_allowance == 0 and self._state in _PARSING_STATES
+
+    def set_chunk_allowance(self, allowance: int | None) -> None:
+        """Limit how many more chunks are parsed (None lifts the limit).
+
+        Takes effect from the next chunk; call :meth:`resume_parsing` to parse input already
+        buffered once the allowance is raised.
+        """
+        if allowance is not None and allowance < 0:
+            raise LocalProtocolError(f"negative chunk allowance {allowance}")
+        self._chunk_allowance = allowance
+
+    def resume_parsing(self) -> None:
+        """Parse input buffered while parsing was held (by the allowance). No-op when ended."""
+        if self._state in _PARSING_STATES:
+            self._run_parser()
+            if self._state in _PARSING_STATES:
+                self._maybe_acknowledge()
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes received from the peer; ``b""`` means the peer closed (EOF).
@@ -353,52 +422,73 @@ class RtmpServerSession:
         self._outgoing.clear()
         return data
 
-    def accept_publish(self, message_stream_id: int) -> None:
+    def accept_publish(self, message_stream_id: int) -> bool:
         """Accept the pending publish: StreamBegin + onStatus NetStream.Publish.Start.
 
-        Ignored once the session has ended (CLOSING, CLOSED or ERROR): the events of one
-        ``receive_data`` call may hold a :class:`PublishRequested` followed by a failure or EOF.
+        A decision that arrives after the session moved on is a no-op returning False: the
+        session ended (CLOSING, CLOSED or ERROR; e.g. the events of one ``receive_data`` call
+        held a :class:`PublishRequested` followed by EOF), or the peer withdrew this request.
+        Parsing, held while the decision was pending, resumes; its events are queued.
+
+        Returns:
+            True if the publish is now accepted.
 
         Raises:
-            LocalProtocolError: if no publish is pending on ``message_stream_id``.
+            LocalProtocolError: if this connection never requested a publish on
+                ``message_stream_id`` (a bug in the caller).
         """
         if not self._take_pending_publish(message_stream_id):
-            return
+            return False
         self._transition(_Input.ACCEPT_PUBLISH)
         self._publishing = message_stream_id
+        self._accepted = True
+        self._chunk_allowance = None  # allowances meter unauthenticated peers only
+        # The key holder gets the full message caps (a 1080p keyframe exceeds the small one).
+        media, control = self._full_limits
+        self._chunks.set_message_limits(media, control)
         self._send_message(_CSID_PROTOCOL_CONTROL, 0, UserControl.stream_begin(message_stream_id))
         self._send_on_status(
             message_stream_id, "status", "NetStream.Publish.Start", "Start publishing"
         )
+        self.resume_parsing()
+        return True
 
     def _take_pending_publish(self, message_stream_id: int) -> bool:
-        """Clear the pending publish for an application decision; False if the session ended.
+        """Clear the pending publish for an application decision; False if it is moot.
 
         Raises:
-            LocalProtocolError: if no publish is pending on ``message_stream_id``.
+            LocalProtocolError: if no publish was ever requested on ``message_stream_id``.
         """
-        if self._state in _ENDED_STATES:
-            return False
-        if self._pending_publish != message_stream_id:
+        if self._requested_publish != message_stream_id:
             raise LocalProtocolError(f"no publish pending on message stream {message_stream_id}")
+        if self._state in _ENDED_STATES or self._pending_publish != message_stream_id:
+            return False
         self._pending_publish = None
         return True
 
     def reject_publish(self, message_stream_id: int, code: str, description: str) -> None:
-        """Refuse the pending publish with ``onStatus`` level=error and move to ``CLOSING``.
+        """Refuse the publish with ``onStatus`` level=error and move to ``CLOSING``.
+
+        The refusal is definitive even when it arrives late: if the peer withdrew the request
+        meanwhile (``deleteStream``/``FCUnpublish`` overtaking a delayed refusal), the error is
+        still sent and the session still closes, so a client like OBS stops retrying. Once the
+        session has ended (CLOSING, CLOSED or ERROR) it is a no-op.
 
         Args:
             code: e.g. ``"NetStream.Publish.BadName"`` (bad key) or
                 ``"NetStream.Publish.BadConnection"``.
 
-        Ignored once the session has ended (CLOSING, CLOSED or ERROR): the events of one
-        ``receive_data`` call may hold a :class:`PublishRequested` followed by a failure or EOF.
-
         Raises:
-            LocalProtocolError: if no publish is pending on ``message_stream_id``.
+            LocalProtocolError: if this connection never requested a publish on
+                ``message_stream_id``.
         """
-        if not self._take_pending_publish(message_stream_id):
+        pending = self._take_pending_publish(message_stream_id)
+        if not pending and self._state in _ENDED_STATES:
             return
+        if self._accepted:
+            raise LocalProtocolError(f"publish on message stream {message_stream_id} was "
+                                     "already accepted; use close()")
+        self._pending_publish = None
         self._transition(_Input.REJECT)
         self._send_on_status(message_stream_id, "error", code, description)
 
@@ -450,7 +540,9 @@ class RtmpServerSession:
         self._transition(_Input.PROTOCOL_ERROR)
         self._reader.discard()
         self._events.append(ProtocolFailed(error))
-        logger.info("RTMP protocol error: %s", error)
+        # Debug only: the adapter logs one line per closed connection, and refusals of
+        # unauthenticated peers are aggregated there (a flood must not flood the log).
+        logger.debug("RTMP protocol error: %s", error)
 
     def _on_eof(self) -> None:
         if self._eof_reported:
@@ -477,8 +569,14 @@ class RtmpServerSession:
         yield from reader.read_exact(HANDSHAKE_SIZE)
         self._transition(_Input.HANDSHAKE_DONE)
         while True:
+            while self._pending_publish is not None or self._chunk_allowance == 0:
+                yield  # held: see the class docstring
             message = yield from self._chunks.read_chunk(reader)
+            self.chunks_received += 1
+            if self._chunk_allowance is not None:
+                self._chunk_allowance -= 1
             if message is not None:
+                self.messages_received += 1
                 self._handle_message(message)
                 if self._state not in _PARSING_STATES:
                     return  # CLOSING after play/reject: stop reading
@@ -685,7 +783,8 @@ class RtmpServerSession:
         publish_type = args[1] if len(args) > 1 and isinstance(args[1], str) else "live"
         self._published_once = True
         self._pending_publish = message_stream_id
-        logger.info(
+        self._requested_publish = message_stream_id
+        logger.debug(
             "RTMP publish requested on stream %d: %s",
             message_stream_id,
             redact_stream_name(name),

@@ -43,7 +43,7 @@ def gstreamer_publish(url: str, seconds: float, *, rate: int = 25) -> subprocess
     audio_buffers = int(seconds * 48000 / 1024)
     pipeline = (
         f"videotestsrc is-live=true num-buffers={frames} "
-        f"! video/x-raw,width=320,height=240,framerate={rate}/1 "
+        f"! video/x-raw,width=320,height=240,framerate={rate}/1,format=I420 "
         f"! x264enc tune=zerolatency key-int-max={rate} bframes=0 ! h264parse "
         f"! flvmux name=mux streamable=true ! rtmp2sink location={url} "
         f"audiotestsrc is-live=true num-buffers={audio_buffers} samplesperbuffer=1024 "

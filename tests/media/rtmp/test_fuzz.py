@@ -95,6 +95,7 @@ def test_declared_huge_message_with_few_bytes_stays_small() -> None:
     """A declared 0xFFFFFF-byte message with a few bytes sent must not allocate 16 MiB."""
     session = RtmpServerSession(max_media_message_size=0xFFFFFF)
     session.receive_data(VALID)
+    session.accept_publish(1)
     tracemalloc.start()
     try:
         session.receive_data(chunk(0, 6, bytes(100), length=0xFFFFFF, type_id=9, msid=1))
@@ -109,6 +110,7 @@ def test_many_partial_messages_are_bounded() -> None:
     """Interleaved partial messages on many chunk streams hit the buffered-bytes cap."""
     session = RtmpServerSession(max_media_message_size=10_000, max_control_message_size=1000)
     session.receive_data(VALID)
+    session.accept_publish(1)
     session.events()
     writer = b"".join(
         chunk(0, 10 + i, bytes(4096), length=10_000, type_id=9, msid=1) for i in range(40)

@@ -318,9 +318,90 @@ def test_media_right_after_publish_is_not_lost() -> None:
     c = driver.client
     events = driver.send(c.command(msid, "publish", 5.0, None, "testkey", "live")
                          + c.video(msid, 0, b"\x17\x00\x00\x00\x00cfg"))
-    assert events == [PublishRequested(msid, "testkey", "live"),
-                      VideoReceived(msid, 0, b"\x17\x00\x00\x00\x00cfg")]
+    # Parsing holds while the decision is pending; accepting resumes it.
+    assert events == [PublishRequested(msid, "testkey", "live")]
+    assert driver.session.awaiting_decision
+    assert driver.session.accept_publish(msid) is True
+    assert driver.session.events() == [VideoReceived(msid, 0, b"\x17\x00\x00\x00\x00cfg")]
     assert driver.session.ignored_media_messages == 0
+
+
+def test_nothing_overtakes_a_pending_publish_decision() -> None:
+    """Bytes after ``publish`` (deleteStream, media) wait for the decision: a delayed refusal
+    still finds its publish pending and is sent (the wrong-key + deleteStream race)."""
+    driver = SessionDriver()
+    driver.connect()
+    msid = driver.create_stream()
+    c = driver.client
+    events = driver.send(c.command(msid, "publish", 5.0, None, "wrong", "live")
+                         + c.command(0, "deleteStream", 6.0, None, float(msid)))
+    assert events == [PublishRequested(msid, "wrong", "live")]
+    driver.replies()
+    driver.session.reject_publish(msid, "NetStream.Publish.BadName", "invalid stream key")
+    assert driver.session.state is SessionState.CLOSING
+    assert b"NetStream.Publish.BadName" in driver.session.data_to_send()
+
+
+def test_late_decisions_after_withdrawal_are_noops_or_definitive() -> None:
+    """A decision about a publish the peer withdrew: accept is a no-op (False), reject still
+    sends the definitive error and closes; neither raises."""
+    for decide in ("accept", "reject"):
+        driver = SessionDriver()
+        driver.connect()
+        msid = driver.create_stream()
+        c = driver.client
+        driver.send(c.command(msid, "publish", 5.0, None, "k", "live"))
+        driver.session._pending_publish = None  # as if withdrawn before the decision
+        driver.replies()
+        if decide == "accept":
+            assert driver.session.accept_publish(msid) is False
+            assert driver.session.state is SessionState.CONNECTED
+        else:
+            driver.session.reject_publish(msid, "NetStream.Publish.BadName", "bad key")
+            assert driver.session.state is SessionState.CLOSING
+            assert b"NetStream.Publish.BadName" in driver.session.data_to_send()
+
+
+def test_decisions_after_eof_are_noops() -> None:
+    driver = SessionDriver()
+    driver.connect()
+    msid = driver.create_stream()
+    driver.send(driver.client.command(msid, "publish", 5.0, None, "k", "live"))
+    driver.session.receive_data(b"")
+    assert driver.session.accept_publish(msid) is False
+    driver.session.reject_publish(msid, "NetStream.Publish.BadName", "x")
+    assert driver.session.state is SessionState.CLOSED
+
+
+def test_chunk_allowance_holds_and_resumes_parsing() -> None:
+    """With the allowance used up, input stays buffered until resumed (CPU budget)."""
+    driver = SessionDriver()
+    driver.connect()
+    driver.replies()
+    session = driver.session
+    pings = b"".join(
+        driver.client.message(2, 4, 0, UserControl(UserControlEventType.PING_REQUEST,
+                                                   i.to_bytes(4, "big")).serialize())
+        for i in range(10))
+    session.set_chunk_allowance(3)
+    session.receive_data(pings)
+    assert session.held_by_allowance
+    assert session.buffered_bytes > 0
+    first = session.data_to_send()
+    session.set_chunk_allowance(None)
+    session.resume_parsing()
+    assert not session.held_by_allowance and session.buffered_bytes == 0
+    assert len(session.data_to_send()) == 7 * len(first) // 3
+    assert session.chunks_received >= session.messages_received >= 10
+
+
+def test_small_message_cap_until_publish_is_accepted() -> None:
+    """Before the publish is accepted, any message over the pre-publish cap is refused."""
+    driver = SessionDriver()
+    driver.connect()
+    c = driver.client
+    events = driver.send(c.video(1, 0, bytes(70_000)))
+    assert "exceeds the 65536-byte limit" in only_failure(events)
 
 
 def test_ping_request_gets_ping_response() -> None:
