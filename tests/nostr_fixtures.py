@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from websockets.asyncio.client import connect
 from tests.relay_client.conftest import RelayProcess, nostr_relay_venv
 from tests.relay_client.test_nostr_tools_interop import nostr_tools_dir
 
-__all__ = ["RelayProcess", "nostr_relay", "nostr_tools_dir", "node_run", "relay_query",
+__all__ = ["Bunker", "RelayProcess", "nostr_relay", "nostr_tools_dir", "node_run", "relay_query",
            "relay_publish", "run_sync"]
 
 
@@ -82,3 +83,42 @@ async def _publish(url: str, event: dict[str, Any], timeout: float) -> list[Any]
 def relay_publish(url: str, event: dict[str, Any], timeout: float = 5.0) -> list[Any]:
     result: list[Any] = run_sync(_publish(url, event, timeout))
     return result
+
+
+class Bunker:
+    """The node NIP-46 bunker (tests/nip46_bunker.js) as a process; restartable."""
+
+    def __init__(self, tools_dir: Path, relay_url: str, user_sk: str, bunker_sk: str,
+                 secret: str = "", refuse_kinds: tuple[int, ...] = ()) -> None:
+        self.tools_dir = tools_dir
+        self.config: dict[str, Any] = {"relay": relay_url, "user_sk": user_sk,
+                                       "bunker_sk": bunker_sk, "secret": secret,
+                                       "nostrconnect": None, "refuse_kinds": list(refuse_kinds)}
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, nostrconnect: str | None = None, timeout: float = 20.0) -> None:
+        node = shutil.which("node")
+        assert node
+        script = Path(__file__).parent / "nip46_bunker.js"
+        self.proc = subprocess.Popen(
+            [node, "--experimental-websocket", "--no-warnings", str(script),
+             json.dumps({**self.config, "nostrconnect": nostrconnect})],
+            cwd=self.tools_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # require() resolves from the script's directory; point it at the install.
+            env={**os.environ, "NODE_PATH": str(self.tools_dir / "node_modules")})
+        assert self.proc.stdout is not None
+        ex = concurrent.futures.ThreadPoolExecutor(1)
+        try:
+            line = ex.submit(self.proc.stdout.readline).result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            line = ""
+        if not line.startswith("ready"):
+            self.stop()
+            err = self.proc.stderr.read() if self.proc and self.proc.stderr else ""
+            raise AssertionError(f"bunker did not start: {line!r} {err[-500:]}")
+        ex.shutdown(wait=False)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
