@@ -27,7 +27,7 @@ from relay_client.nip46 import (
 )
 from relay_client.pool import PoolConfig
 from relay_client.signing import PrivateKeySigner
-from tests.nostr_fixtures import Bunker, nostr_relay, nostr_tools_dir  # noqa: F401
+from tests.nostr_fixtures import Bunker, nostr_tools_dir  # noqa: F401
 from tests.relay_client.conftest import RelayProcess
 
 USER_SK = "b7e151628aed2a6abf7158809cf4f3c762e7160f38b4da56a784d9045190cfef"
@@ -46,7 +46,7 @@ def test_bunker_uri_round_trip_and_redaction() -> None:
 @pytest.mark.parametrize("bad", [
     "", "bunker://", f"bunker://{PK}", f"bunker://{PK.upper()}?relay=wss://r",
     f"bunker://{PK}?relay=https://r", f"nostrconnect://{PK}?relay=wss://r",
-    "bunker://" + "a" * 5000, f"bunker://{PK}?" + "&".join(["relay=wss://r%d" % i
+    "bunker://" + "a" * 5000, f"bunker://{PK}?" + "&".join([f"relay=wss://r{i}"
                                                            for i in range(40)]),
 ])
 def test_bunker_uri_rejects(bad: str) -> None:
