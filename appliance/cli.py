@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from appliance import cli_nostr
 from appliance.api.client import AdminClient, AdminError
 from appliance.api.schema import AdminStream, ChatMessage, Status, StreamCredentials, safe_text
 from appliance.cli_blocks import add_block_parser, block_command
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     csend.add_argument("text")
     csend.add_argument("--json", action="store_true", help="machine-readable output")
 
+    cli_nostr.add_parser(sub, common)
     sub.add_parser("tui", parents=[common], help="the operator's dashboard (Textual)",
                    description="Open the live dashboard on the running appliance.")
     status = sub.add_parser("status", parents=[common], help="one-screen health summary",
@@ -192,6 +194,8 @@ async def _client_command(args: argparse.Namespace) -> int:
                       f"{safe_text(e.message)}")
             return 0
         action = args.action
+        if args.command == "nostr":
+            return await cli_nostr.run(client, args)
         if args.command == "chat":
             return await _chat_command(client, args)
         if args.command == "block":

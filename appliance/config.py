@@ -148,6 +148,11 @@ class NostrConfig:
     operator_key_file: str = ""
     """Optional file holding the operator's secret key (hex or nsec, relative to the data dir);
     when set, live events, operator chat and the mute list are signed as the operator."""
+    signer_fallback: bool = False
+    """When a NIP-46 remote signer is paired but unreachable, sign with the service key instead
+    of waiting (a separate activity under the service pubkey; off by default)."""
+    signer_timeout: float = 15.0
+    """Seconds to wait for a NIP-46 remote signer's answer."""
     republish_interval: float = 60.0
     """Seconds between 30311 republishes for viewer-count changes while live (they coalesce)."""
     refresh_interval: float = 600.0

@@ -13,7 +13,14 @@ Contract (bodies and answers are JSON; errors ``{"error": message, "field"?: nam
   ``DELETE /v1/mutes/{pubkey}`` → same; ``GET /v1/mutes`` → ``{"mutes": [hex…]}``.
 * ``GET  /v1/relays`` → ``[RelayInfo]``.
 * ``GET  /v1/nostr`` → identities (``service_pubkey``, ``service_npub``, ``activity_pubkey``,
-  ``operator_pubkey``, ``signing_as``) and rejection counters.
+  ``operator_pubkey``, ``signing_as``: ``service`` | ``operator`` | ``remote``), ``signer``
+  (the NIP-46 remote signer: ``state`` none | pairing | connected | unreachable,
+  ``last_error``, ``waiting`` {stream id: reason}, ``nostrconnect_uri`` while pairing) and
+  rejection counters.
+* ``POST /v1/nostr/signer`` ``{"bunker": "bunker://…"}`` → pair now (200 with ``signer``, 400
+  with the reason); ``{"nostrconnect": true}`` → ``{"uri": "nostrconnect://…"}`` to show, the
+  pairing completes when the signer answers; ``DELETE /v1/nostr/signer`` → unpair.
+* Operator chat while the remote signer cannot sign → 503 with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +31,13 @@ from typing import Any
 from aiohttp import web
 
 from appliance.api.admin import STATE, _body, _error, _stream_id
-from appliance.nostr.service import ChatRejected, NostrNotFound, NostrService
+from appliance.nostr.service import (
+    ChatRejected,
+    NostrNotFound,
+    NostrService,
+    PairingError,
+    SignerUnavailableError,
+)
 from relay_client.nip19 import encode_npub
 
 _EVENT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -54,6 +67,10 @@ async def nostr_errors(request: web.Request, handler: Any) -> web.StreamResponse
         return _error(400, str(exc), "content")
     except NostrNotFound as exc:
         return _error(404, f"no chat message {exc.args[0]!r} in this stream")
+    except SignerUnavailableError as exc:
+        return _error(503, str(exc))
+    except PairingError as exc:
+        return _error(400, str(exc), "bunker")
 
 
 async def list_chat(request: web.Request) -> web.Response:
@@ -136,8 +153,25 @@ async def nostr_info(request: web.Request) -> web.Response:
         "operator_pubkey": nostr.operator_pubkey,
         "signing_as": nostr.signing_as,
         "relays": list(nostr.relays),
+        "signer": nostr.signer_info(),
         **nostr.counters(),
     })
+
+
+async def pair_signer(request: web.Request) -> web.Response:
+    data = await _body(request)
+    nostr = _nostr(request)
+    if data.get("nostrconnect") is True:
+        return web.json_response({"uri": await nostr.start_nostrconnect()})
+    bunker = data.get("bunker")
+    if not isinstance(bunker, str) or len(bunker) > 4096:
+        return _error(400, "give {\"bunker\": \"bunker://…\"} or {\"nostrconnect\": true}",
+                      "bunker")
+    return web.json_response(await nostr.pair_bunker(bunker))
+
+
+async def unpair_signer(request: web.Request) -> web.Response:
+    return web.json_response(await _nostr(request).unpair())
 
 
 def add_nostr_routes(app: web.Application) -> None:
@@ -153,3 +187,5 @@ def add_nostr_routes(app: web.Application) -> None:
     app.router.add_delete("/v1/mutes/{pubkey}", remove_mute)
     app.router.add_get("/v1/relays", list_relays)
     app.router.add_get("/v1/nostr", nostr_info)
+    app.router.add_post("/v1/nostr/signer", pair_signer)
+    app.router.add_delete("/v1/nostr/signer", unpair_signer)

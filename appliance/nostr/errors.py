@@ -14,3 +14,7 @@ class ChatRejected(ValueError):
 
 class NostrNotFound(LookupError):
     """No such chat message in that stream."""
+
+
+class SignerUnavailableError(RuntimeError):
+    """The operator's remote signer cannot sign now (the message says why)."""

@@ -26,14 +26,14 @@ from appliance.nostr.chat import (
     reply_target,
     zap_amount,
 )
-from appliance.nostr.errors import ChatRejected
-from appliance.nostr.identity import Identity
+from appliance.nostr.errors import ChatRejected, SignerUnavailableError
+from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.mutes import MuteList
 from appliance.nostr.outbox import Outbox, add_to_outbox
 from appliance.nostr.profiles import Profiles
 from appliance.streams import StreamNotFound, StreamService
 from appliance.tasks import BackgroundTasks
-from relay_client import EventError, NostrEvent, RelayPool, build_chat_message
+from relay_client import EventError, NostrEvent, RelayPool, activity_address, build_chat_message
 from relay_client.live import CHAT_KIND, LIVE_ACTIVITY_KIND, ZAP_RECEIPT_KIND
 
 logger = logging.getLogger(__name__)
@@ -73,10 +73,28 @@ class ChatIntake:
         if not self.relays or stream_id in self._subscribed:
             return
         self._subscribed.add(stream_id)
-        flt = {"kinds": [CHAT_KIND, ZAP_RECEIPT_KIND], "#a": [self.identity.address(stream_id)],
+        self._subscribe(stream_id)
+
+    def _subscribe(self, stream_id: str) -> None:
+        flt = {"kinds": [CHAT_KIND, ZAP_RECEIPT_KIND], "#a": self.addresses(stream_id),
                "limit": 200}
         self.pool.subscribe(f"chat-{stream_id}", [flt], self._on_relay_chat,
                             max_age=CHAT_MAX_AGE)
+
+    def resubscribe(self) -> None:
+        """The activity pubkey changed (remote signer paired/unpaired): follow the new
+        coordinates (same subscription ids, so the old REQs are replaced)."""
+        for stream_id in self._subscribed:
+            self._subscribe(stream_id)
+
+    def addresses(self, stream_id: str) -> list[str]:
+        """Every coordinate of this stream's live event that is ours."""
+        return [activity_address(pk, stream_id) for pk in self.identity.activity_pubkeys()]
+
+    def _address_of(self, event: NostrEvent, stream_id: str) -> str:
+        ours = self.addresses(stream_id)
+        tagged = set(event.tag_values("a"))
+        return next((a for a in ours if a in tagged), ours[0])
 
     def _on_relay_chat(self, event: NostrEvent, relay: str) -> None:
         # The pool has verified id and signature before calling us.
@@ -93,10 +111,11 @@ class ChatIntake:
             pass
 
     def _stream_of(self, event: NostrEvent) -> str | None:
-        prefix = f"{LIVE_ACTIVITY_KIND}:{self.identity.activity_pubkey}:"
+        prefixes = [f"{LIVE_ACTIVITY_KIND}:{pk}:" for pk in self.identity.activity_pubkeys()]
         for value in event.tag_values("a"):
-            if value.startswith(prefix):
-                return value[len(prefix):]
+            for prefix in prefixes:
+                if value.startswith(prefix):
+                    return value[len(prefix):]
         return None
 
     # ---- from browsers and the operator ----------------------------------------------------
@@ -125,7 +144,7 @@ class ChatIntake:
             raise self._reject("malformed", f"malformed event: {exc}") from None
         if event.kind != CHAT_KIND:
             raise self._reject("wrong-kind", "only kind 1311 chat messages are accepted")
-        reason = chat_reject_reason(event, self.identity.address(stream_id))
+        reason = chat_reject_reason(event, self._address_of(event, stream_id))
         if reason is not None:
             raise self._reject(reason, f"message refused: {reason}")
         if event.compute_id() != event.id:
@@ -151,12 +170,15 @@ class ChatIntake:
         if len(content.encode()) > MAX_CONTENT_BYTES:
             raise ChatRejected("too-large", f"content is larger than {MAX_CONTENT_BYTES} bytes")
         unsigned = build_chat_message(self.identity.address(stream_id), content, reply_to)
-        event = self.identity.signer.sign_event(unsigned)
+        try:
+            event = await self.identity.sign(unsigned)
+        except SigningDeferred as exc:
+            raise SignerUnavailableError(f"the operator's signer cannot sign now: {exc}") from None
         return await self._store_chat(event, stream_id, source="operator", publish=True)
 
     async def _store_chat(self, event: NostrEvent, stream_id: str, *, source: str,
                           publish: bool = False) -> ChatMessage:
-        reason = chat_reject_reason(event, self.identity.address(stream_id))
+        reason = chat_reject_reason(event, self._address_of(event, stream_id))
         if reason is not None:
             raise self._reject(reason, f"message refused: {reason}")
         try:

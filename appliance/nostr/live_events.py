@@ -27,10 +27,16 @@ from appliance.config import Config
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.domain import Stream, StreamState
-from appliance.nostr.identity import Identity
+from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.outbox import Outbox, add_to_outbox
 from appliance.streams import StreamNotFound, StreamService
-from relay_client import NostrEvent, UnsignedEvent, build_deletion, build_live_event
+from relay_client import (
+    NostrEvent,
+    UnsignedEvent,
+    activity_address,
+    build_deletion,
+    build_live_event,
+)
 from relay_client.live import LiveStatus
 
 logger = logging.getLogger(__name__)
@@ -95,6 +101,14 @@ def build_activity(inp: LiveEventInput, *, host_pubkey: str | None, relays: tupl
         created_at=created_at)
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    reason: str
+    deletion: bool
+    attempts: int
+    retry_at: float
+
+
 @dataclass
 class _Schedule:
     dirty: set[str] = field(default_factory=set)
@@ -106,7 +120,8 @@ class LiveEvents:
 
     def __init__(self, *, config: Config, store: Store, streams: StreamService, bus: Bus,
                  identity: Identity, outbox: Outbox, relays: tuple[str, ...],
-                 on_active: Callable[[str], None]) -> None:
+                 on_active: Callable[[str], None],
+                 on_waiting_changed: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.store = store
         self.streams = streams
@@ -116,7 +131,11 @@ class LiveEvents:
         self.relays = relays
         #: called with the id of a stream whose chat should be followed
         self.on_active = on_active
+        #: called when the set of events waiting for the signer (or the reason) changes
+        self.on_waiting_changed = on_waiting_changed
         self._schedule = _Schedule()
+        self._waiting: dict[str, _Waiting] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def reconcile(self) -> None:
         """Rebuild 30311 state from SQLite: follow active streams' chat and publish any
@@ -161,66 +180,124 @@ class LiveEvents:
                         await self.publish_activity(sid)
                     except Exception:
                         logger.exception("nostr: republishing %s failed", sid)
+            try:
+                await self.retry_waiting()
+            except Exception:
+                logger.exception("nostr: retrying events that wait for the signer failed")
+
+    def waiting(self) -> dict[str, str]:
+        """Streams whose event waits for the operator's signer, with the reason."""
+        return {sid: w.reason for sid, w in self._waiting.items()}
+
+    def _lock(self, stream_id: str) -> asyncio.Lock:
+        # One publish per stream at a time: with a remote signer, signing yields to the loop,
+        # and an older version must never be committed after a newer one.
+        return self._locks.setdefault(stream_id, asyncio.Lock())
+
+    async def retry_waiting(self) -> None:
+        """Retry events that wait for the signer (called by :meth:`tick`), with backoff."""
+        now = time.monotonic()
+        for sid, w in list(self._waiting.items()):
+            if now < w.retry_at:
+                continue
+            if w.deletion:
+                await self.publish_deletion(sid)
+            else:
+                await self.publish_activity(sid)
+
+    def _defer(self, stream_id: str, reason: str, *, deletion: bool) -> None:
+        previous = self._waiting.get(stream_id)
+        attempts = previous.attempts + 1 if previous else 1
+        delay = min(60.0, 2.0 * 1.5 ** min(attempts, 10))
+        self._waiting[stream_id] = _Waiting(reason, deletion, attempts,
+                                            time.monotonic() + delay)
+        if previous is None or previous.reason != reason:
+            logger.warning("nostr: 30311 for %s waits for the operator's signer: %s",
+                           stream_id, reason)
+            self.on_waiting_changed()
+
+    def _undefer(self, stream_id: str) -> None:
+        if self._waiting.pop(stream_id, None) is not None:
+            self.on_waiting_changed()
 
     async def publish_activity(self, stream_id: str) -> NostrEvent | None:
-        """Build the stream's kind 30311 from SQLite, commit it to the outbox, wake the sender.
+        """Build the stream's kind 30311 from SQLite, sign it as the operator, commit it to
+        the outbox and wake the sender. Returns ``None`` when the stream is gone or the
+        event waits for the signer (see :meth:`waiting`).
 
         ``created_at`` is strictly increasing per stream (persisted); the new event supersedes
         any unsent older version (NIP-01: addressable events replace by kind+pubkey+d).
         """
-        try:
-            stream = await self.streams.get(stream_id)
-        except StreamNotFound:
-            return None
-        live = stream.status is StreamState.LIVE
-        ls = self.streams.live_stream(stream.id)
-        inp = live_event_input(
-            stream, base_url=self.config.public_base_url, webrtc=self.config.webrtc.enabled,
-            current_viewers=self.streams.viewers(stream.id) if live else None,
-            live_total=ls.viewers.total if ls and not ls.ended else 0)
-        signer = self.identity.signer
-        relays = self.relays
-        host = self.identity.operator_pubkey
-        address = self.identity.address(stream.id)
-        self._schedule.dirty.discard(stream_id)
-        self._schedule.last_publish[stream_id] = time.monotonic()
+        async with self._lock(stream_id):
+            try:
+                stream = await self.streams.get(stream_id)
+            except StreamNotFound:
+                self._undefer(stream_id)
+                return None
+            live = stream.status is StreamState.LIVE
+            ls = self.streams.live_stream(stream.id)
+            inp = live_event_input(
+                stream, base_url=self.config.public_base_url,
+                webrtc=self.config.webrtc.enabled,
+                current_viewers=self.streams.viewers(stream.id) if live else None,
+                live_total=ls.viewers.total if ls and not ls.ended else 0)
+            relays = self.relays
+            host = self.identity.operator_pubkey
+            self._schedule.dirty.discard(stream_id)
+            self._schedule.last_publish[stream_id] = time.monotonic()
 
-        def tx(db: Any) -> NostrEvent:
-            pinned = nq.live_state(db, stream.id)["pinned"]
-            created_at = nq.claim_created_at(db, stream.id, int(time.time()))
-            event = signer.sign_event(build_activity(
-                inp, host_pubkey=host, relays=relays, pinned=pinned, created_at=created_at))
-            add_to_outbox(db, event, relays, stream_id=stream.id, supersede_key=address)
-            nq.set_live_published(db, stream.id, event.id, inp.status)
-            return event
+            def claim(db: Any) -> tuple[list[str], int]:
+                return (nq.live_state(db, stream.id)["pinned"],
+                        nq.claim_created_at(db, stream.id, int(time.time())))
 
-        event = await self.store.write(tx)
+            pinned, created_at = await self.store.write(claim)
+            unsigned = build_activity(inp, host_pubkey=host, relays=relays, pinned=pinned,
+                                      created_at=created_at)
+            try:
+                event = await self.identity.sign(unsigned)
+            except SigningDeferred as exc:
+                self._defer(stream_id, str(exc), deletion=False)
+                return None
+            address = activity_address(event.pubkey, stream.id)
+
+            def commit(db: Any) -> None:
+                add_to_outbox(db, event, relays, stream_id=stream.id, supersede_key=address)
+                nq.set_live_published(db, stream.id, event.id, inp.status)
+
+            await self.store.write(commit)
+            self._undefer(stream_id)
         logger.info("nostr: 30311 %s for %s (%s, %s viewers)", event.id[:12], stream_id,
                     inp.status, inp.current_participants)
         await self.outbox.wake()
         return event
 
-    async def publish_deletion(self, stream_id: str) -> NostrEvent:
+    async def publish_deletion(self, stream_id: str) -> NostrEvent | None:
         """NIP-09: ask relays to delete the stream's live event (``a`` and last ``e``).
 
-        Signed by the key that signed the 30311 (only the author may delete). It supersedes
-        any unsent version of the 30311, which then never goes out.
+        Signed by the operator (only the author may delete). It supersedes any unsent
+        version of the 30311, which then never goes out. ``None`` when it waits for the
+        signer.
         """
-        signer = self.identity.signer
-        relays = self.relays
-        address = self.identity.address(stream_id)
+        async with self._lock(stream_id):
+            relays = self.relays
+            address = self.identity.address(stream_id)
 
-        def tx(db: Any) -> NostrEvent:
-            last = nq.live_state(db, stream_id)["last_event_id"]
-            unsigned = build_deletion(
-                event_ids=[last] if last else [], addresses=[address],
-                reason="stream deleted by its host",
-                created_at=nq.claim_created_at(db, stream_id, int(time.time())))
-            event = signer.sign_event(unsigned)
-            add_to_outbox(db, event, relays, stream_id=stream_id, supersede_key=address)
-            return event
+            def claim(db: Any) -> tuple[str | None, int]:
+                return (nq.live_state(db, stream_id)["last_event_id"],
+                        nq.claim_created_at(db, stream_id, int(time.time())))
 
-        event = await self.store.write(tx)
+            last, created_at = await self.store.write(claim)
+            unsigned = build_deletion(event_ids=[last] if last else [], addresses=[address],
+                                      reason="stream deleted by its host",
+                                      created_at=created_at)
+            try:
+                event = await self.identity.sign(unsigned)
+            except SigningDeferred as exc:
+                self._defer(stream_id, str(exc), deletion=True)
+                return None
+            await self.store.write(lambda db: add_to_outbox(
+                db, event, relays, stream_id=stream_id, supersede_key=address))
+            self._undefer(stream_id)
         logger.info("nostr: NIP-09 deletion %s for %s", event.id[:12], stream_id)
         await self.outbox.wake()
         return event

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any
 
 from appliance.api.schema import ChatMessage
 from appliance.bus import Bus, ChatChanged
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.nostr.errors import NostrNotFound
-from appliance.nostr.identity import Identity
+from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.intake import ChatIntake
 from appliance.nostr.keys import parse_pubkey
 from appliance.nostr.live_events import LiveEvents
 from appliance.nostr.mutes import MUTE_LIST_KIND, MuteList
 from appliance.nostr.outbox import Outbox, add_to_outbox
 from relay_client import UnsignedEvent
+
+logger = logging.getLogger(__name__)
 
 
 class Moderation:
@@ -78,19 +80,22 @@ class Moderation:
         return sorted(self.mutes.local)
 
     async def _publish_mutes(self) -> None:
-        signer = self.identity.operator_signer
-        if signer is None:
+        if not self.identity.can_sign_as_operator():
             return  # a mute list must be signed by the host; the service key cannot
         mutes = sorted(self.mutes.local | self.mutes.remote)
         relays = self.relays
-
-        def tx(db: Any) -> None:
-            created_at = nq.claim_created_at(db, f"kind:{MUTE_LIST_KIND}", int(time.time()))
-            event = signer.sign_event(UnsignedEvent(
+        key = f"kind:{MUTE_LIST_KIND}"
+        created_at = await self.store.write(
+            lambda db: nq.claim_created_at(db, key, int(time.time())))
+        try:
+            event = await self.identity.sign(UnsignedEvent(
                 kind=MUTE_LIST_KIND, content="", tags=tuple(("p", pk) for pk in mutes),
                 created_at=created_at))
-            add_to_outbox(db, event, relays,
-                          supersede_key=f"{MUTE_LIST_KIND}:{signer.public_key}")
-
-        await self.store.write(tx)
+        except SigningDeferred as exc:
+            logger.warning("nostr: mute list not published (signer): %s", exc)
+            return
+        if event.pubkey == self.identity.service_pubkey:
+            return  # fallback signature: a service-key mute list would mean nothing
+        await self.store.write(lambda db: add_to_outbox(
+            db, event, relays, supersede_key=f"{MUTE_LIST_KIND}:{event.pubkey}"))
         await self.outbox.wake()

@@ -26,7 +26,7 @@ from appliance.bus import Bus
 from appliance.config import Config
 from appliance.db import Store
 from appliance.nostr.chat import DuplicateGuard, RateLimiter
-from appliance.nostr.errors import ChatRejected, NostrNotFound
+from appliance.nostr.errors import ChatRejected, NostrNotFound, SignerUnavailableError
 from appliance.nostr.identity import Identity
 from appliance.nostr.intake import ChatIntake
 from appliance.nostr.live_events import LiveEvents
@@ -34,13 +34,15 @@ from appliance.nostr.moderation import Moderation
 from appliance.nostr.mutes import MUTE_LIST_KIND, MuteList
 from appliance.nostr.outbox import Outbox
 from appliance.nostr.profiles import Profiles
+from appliance.nostr.remote import PairingError, RemoteSigner
 from appliance.streams import StreamService
 from appliance.tasks import BackgroundTasks
 from relay_client import NostrEvent, PoolConfig, PrivateKeySigner, RelayPool, RelayStatus
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChatRejected", "NostrNotFound", "NostrService"]
+__all__ = ["ChatRejected", "NostrNotFound", "NostrService", "PairingError",
+           "SignerUnavailableError"]
 
 
 class _Parts:
@@ -115,18 +117,23 @@ class NostrService:
             pubkey_limiter=self.pubkey_limiter, duplicates=self.duplicates)
         live = LiveEvents(config=self._config, store=self.store, streams=self.streams,
                           bus=self.bus, identity=identity, outbox=outbox, relays=relays,
-                          on_active=intake.subscribe)
+                          on_active=intake.subscribe, on_waiting_changed=self._signer_changed)
         moderation = Moderation(store=self.store, bus=self.bus, identity=identity, mutes=mutes,
                                 intake=intake, live=live, outbox=outbox, relays=relays)
         await mutes.load()
         await outbox.load()
         self._parts = _Parts(identity, pool, outbox, profiles, mutes, intake, live, moderation)
         await pool.start()
-        if identity.operator_pubkey and relays:
+        self._subscribe_mutes()
+
+    def _subscribe_mutes(self) -> None:
+        p = self.parts
+        operator = p.identity.operator_pubkey
+        p.mutes.operator_pubkey = operator
+        if operator and self.relays:
             # NIP-51: the host's mute list is applied to chat (zap.stream does the same).
-            pool.subscribe("mutes", [{"kinds": [MUTE_LIST_KIND],
-                                      "authors": [identity.operator_pubkey], "limit": 1}],
-                           mutes.on_mute_list)
+            p.pool.subscribe("mutes", [{"kinds": [MUTE_LIST_KIND], "authors": [operator],
+                                        "limit": 1}], p.mutes.on_mute_list)
 
     def start_tasks(self) -> None:
         """Start following the bus and sending the outbox (once the public URL is final)."""
@@ -141,6 +148,8 @@ class NostrService:
         await self._tasks.close()
         if self._parts is not None:
             await self._parts.pool.close()
+            if self._parts.identity.remote is not None:
+                await self._parts.identity.remote.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.spawn(coro, name)
@@ -153,6 +162,104 @@ class NostrService:
     def _on_relay_status(self, st: RelayStatus) -> None:
         if self._parts is not None:
             self._parts.outbox.on_relay_status(st)
+
+    # ---- the operator's remote signer (NIP-46) ---------------------------------------------
+
+    def _remote(self) -> RemoteSigner:
+        remote = self.parts.identity.remote
+        assert remote is not None
+        return remote
+
+    def _check_operator(self, user_pubkey: str) -> None:
+        configured = self.parts.identity.configured_operator
+        if configured and configured != user_pubkey:
+            raise PairingError("the remote signer signs for another pubkey than "
+                               "nostr.operator_pubkey")
+
+    async def pair_bunker(self, uri: str) -> dict[str, object]:
+        """Pair with a ``bunker://`` URI; on success live events are republished as the
+        operator. Raises :class:`PairingError` with a message for the operator."""
+        remote = self._remote()
+        previous = remote.pairing
+        pairing = await remote.pair_bunker(uri)
+        try:
+            self._check_operator(pairing.user_pubkey)
+        except PairingError:
+            await remote.unpair()
+            if previous is not None:
+                await remote.restore(previous)
+            raise
+        await self._identity_changed()
+        return self.signer_info()
+
+    async def start_nostrconnect(self) -> str:
+        """Begin a ``nostrconnect://`` pairing; returns the URI to show (text or QR)."""
+        relays = self.relays or ()
+        if not relays:
+            raise PairingError("nostrconnect:// needs at least one relay in nostr.relays")
+        uri = await self._remote().start_nostrconnect(
+            relays, name="Hearth", url=self._config.public_base_url)
+        self._spawn(self._finish_nostrconnect(), "nostr-nostrconnect")
+        self._signer_changed()
+        return uri.to_uri()
+
+    async def _finish_nostrconnect(self) -> None:
+        pairing = await self._remote().wait_nostrconnect()
+        if pairing is not None:
+            try:
+                self._check_operator(pairing.user_pubkey)
+            except PairingError as exc:
+                await self._remote().unpair()
+                self._remote().pending_error = str(exc)
+                self._signer_changed()
+                return
+            await self._identity_changed()
+        self._signer_changed()
+
+    async def unpair(self) -> dict[str, object]:
+        await self._remote().unpair()
+        await self._identity_changed()
+        return self.signer_info()
+
+    async def _identity_changed(self) -> None:
+        """The activity pubkey may have changed: follow the new coordinates and republish."""
+        p = self.parts
+        p.intake.resubscribe()
+        self._subscribe_mutes()
+        self._signer_changed()
+        await p.live.reconcile()
+
+    def signer_info(self) -> dict[str, object]:
+        """The operator's signer as the admin API shows it (never a secret)."""
+        p = self.parts
+        remote = p.identity.remote
+        pairing = remote.pairing if remote else None
+        signer = remote.signer if remote else None
+        if pairing is not None:
+            state = "unreachable" if p.identity.remote_error else "connected"
+        elif remote is not None and remote.pending_uri is not None:
+            state = "pairing"
+        else:
+            state = "none"
+        return {
+            "state": state,
+            "remote_signer_pubkey": pairing.signer_pubkey if pairing else None,
+            "remote_relays": list(pairing.relays) if pairing else [],
+            "user_pubkey": pairing.user_pubkey if pairing else None,
+            "last_error": p.identity.remote_error or (remote.pending_error if remote else None),
+            "last_ok_at": signer.last_ok_at if signer else None,
+            "nostrconnect_uri": remote.pending_uri.to_uri()
+            if remote and remote.pending_uri else None,
+            "fallback": p.identity.fallback,
+            "waiting": p.live.waiting(),
+        }
+
+    def _signer_changed(self) -> None:
+        if self._parts is not None:
+            info = self.signer_info()
+            logger.info("nostr: operator signer %s%s, %d event(s) waiting", info["state"],
+                        f" ({info['last_error']})" if info["last_error"] else "",
+                        len(self.parts.live.waiting()))
 
     # ---- identities ------------------------------------------------------------------------
 
@@ -198,7 +305,7 @@ class NostrService:
     async def publish_activity(self, stream_id: str) -> NostrEvent | None:
         return await self.parts.live.publish_activity(stream_id)
 
-    async def publish_deletion(self, stream_id: str) -> NostrEvent:
+    async def publish_deletion(self, stream_id: str) -> NostrEvent | None:
         return await self.parts.live.publish_deletion(stream_id)
 
     async def enqueue(self, event: NostrEvent, *, stream_id: str | None = None,

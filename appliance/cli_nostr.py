@@ -1,0 +1,104 @@
+"""``hearth nostr …``: the operator's Nostr identity and NIP-46 remote signer (self-contained:
+:func:`add_parser` registers the subcommand, :func:`run` executes it over the admin API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from appliance.api.client import AdminClient
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``hearth nostr show|connect|disconnect``."""
+    nostr = sub.add_parser("nostr", help="the operator's Nostr identity and remote signer",
+                           description="Show Hearth's Nostr identities; pair the operator's "
+                           "NIP-46 remote signer (bunker) so live events and chat are signed "
+                           "by the operator's key without it ever being on this machine.")
+    nsub = nostr.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = nsub.add_parser("show", parents=[common], help="identities and signer state",
+                           description="Show the service key, the operator, the signer's "
+                           "state and any events waiting for it.")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    connect = nsub.add_parser(
+        "connect", parents=[common], help="pair a NIP-46 remote signer",
+        description="Pair a remote signer: give its bunker:// URI, or use --nostrconnect to "
+        "show a nostrconnect:// URI (and QR code) for the signer app to scan.")
+    connect.add_argument("uri", nargs="?", help="bunker://<pubkey>?relay=…&secret=…")
+    connect.add_argument("--nostrconnect", action="store_true",
+                         help="show a nostrconnect:// URI and wait for the signer")
+    connect.add_argument("--wait", type=float, default=300.0,
+                         help="seconds to wait for the signer (nostrconnect)")
+    nsub.add_parser("disconnect", parents=[common], help="forget the remote signer",
+                    description="Unpair the remote signer; events are signed locally again.")
+
+
+def qr_text(data: str) -> str:
+    """``data`` as a QR code drawn with Unicode half blocks (two modules per character)."""
+    import segno  # only this command needs it
+
+    qr = segno.make(data, error="l")
+    rows = [list(r) for r in qr.matrix]
+    width = len(rows[0]) + 8
+    quiet = [[0] * width for _ in range(4)]
+    rows = quiet + [[0] * 4 + r + [0] * 4 for r in rows] + quiet + [[0] * width]
+    chars = {(0, 0): "█", (1, 0): "▄", (0, 1): "▀", (1, 1): " "}  # light on dark terminals
+    return "\n".join("".join(chars[(top, bottom)] for top, bottom in zip(a, b, strict=True))
+                     for a, b in zip(rows[0::2], rows[1::2], strict=False))
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    print(f"Service key   {info['service_npub']}")
+    print(f"Signing as    {info['signing_as']} ({info['activity_pubkey']})")
+    print(f"Operator      {info['operator_pubkey'] or '-'}")
+    signer = info.get("signer") or {}
+    state = signer.get("state", "none")
+    print(f"Remote signer {state}", end="")
+    if signer.get("remote_signer_pubkey"):
+        print(f"  {signer['remote_signer_pubkey'][:16]}… via {', '.join(signer['remote_relays'])}",
+              end="")
+    print()
+    if signer.get("last_error"):
+        print(f"  last error: {signer['last_error']}")
+    for sid, reason in (signer.get("waiting") or {}).items():
+        print(f"  waiting: live event of {sid}: {reason}")
+
+
+async def run(client: AdminClient, args: argparse.Namespace) -> int:
+    if args.action == "show":
+        info = await client.request("GET", "/v1/nostr")
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            _print_info(info)
+        return 0
+    if args.action == "disconnect":
+        await client.request("DELETE", "/v1/nostr/signer")
+        print("Remote signer forgotten.")
+        return 0
+    if args.nostrconnect:
+        uri = (await client.request("POST", "/v1/nostr/signer", {"nostrconnect": True}))["uri"]
+        print("Scan with your signer app (or paste the URI):\n")
+        print(qr_text(uri))
+        print(f"\n{uri}\n\nWaiting for the signer…", flush=True)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            signer = (await client.request("GET", "/v1/nostr"))["signer"]
+            if signer["state"] == "connected":
+                print(f"Paired: signing as {signer['user_pubkey']}.")
+                return 0
+            if signer["state"] != "pairing":
+                print(f"Pairing failed: {signer.get('last_error') or signer['state']}")
+                return 1
+        print("Timed out waiting for the signer.")
+        return 1
+    if not args.uri:
+        print("hearth: give a bunker:// URI or --nostrconnect")
+        return 2
+    signer = await client.request("POST", "/v1/nostr/signer", {"bunker": args.uri})
+    print(f"Paired: live events and operator chat are now signed as {signer['user_pubkey']}.")
+    return 0
