@@ -93,8 +93,11 @@ class HlsConfig:
     """LL-HLS partial segment target in seconds (RFC 8216bis suggests 0.2–0.333). 0.2 s puts
     hls.js about 1.05 s behind and the first part 0.17 s after the first frame (bench/); 0.333
     halves the request rate at about 1.3 s of latency."""
-    window: int = 6
-    """Segments listed in the live playlist (retention keeps twice as many)."""
+    window: int = 10
+    """Segments listed in the live playlist (retention keeps twice as many). LL-HLS delta
+    updates (``_HLS_skip``) only save anything when the playlist is longer than the Skip
+    Boundary of six target durations (rfc8216bis §4.4.3.8), so keep ``window × segment_target``
+    above ``6 × ceil(segment_target)`` (10 × 2 s = 20 s > 12 s)."""
     low_latency: bool = True
     """Serve LL-HLS (partial segments, blocking reload, preload hints); plain clients still work."""
     max_blocking: int = 2000

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 
-APT_PACKAGES=(ffmpeg chromium nginx libnginx-mod-rtmp tmux shellcheck
+APT_PACKAGES=(ffmpeg chromium nginx libnginx-mod-rtmp tmux shellcheck caddy
     gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
     gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 
@@ -65,6 +65,27 @@ else
     "$venv/bin/python" -m pip install --quiet --upgrade 'setuptools>=68' wheel
     "$venv/bin/python" -m pip install --quiet -e "${repo}[test]"
     printf '%s\n' "$want" >"$stamp"
+fi
+
+# hls-parser (npm) checks our playlists in strict mode (tests/helpers/strict_hls.py); the
+# tests install it into their cache on first use too. Needs node + npm: Debian's `npm`
+# package brings both when neither is installed.
+if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "apt-get install npm (for hls-parser / nostr-tools checks)"
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q \
+            install --no-install-recommends npm >/dev/null || log "npm install failed"
+    else
+        log "not root: cannot install npm (hls-parser checks will skip)"
+    fi
+fi
+hls_cache="${HEARTH_TEST_CACHE:-$HOME/.cache/hearth-tests}/hls-parser-0.16.1"
+if command -v npm >/dev/null 2>&1 && [ ! -f "$hls_cache/node_modules/hls-parser/package.json" ]; then
+    log "npm install hls-parser@0.16.1 into $hls_cache"
+    mkdir -p "$hls_cache"
+    [ -f "$hls_cache/package.json" ] || echo '{"name":"hearth-hls-parser-check","private":true}' >"$hls_cache/package.json"
+    (cd "$hls_cache" && npm install --no-audit --no-fund hls-parser@0.16.1 >/dev/null) ||
+        log "npm install hls-parser failed (strict playlist checks will skip)"
 fi
 
 # Playwright uses Debian's Chromium (no browser download): tests pass

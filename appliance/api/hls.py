@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import re
 import weakref
@@ -35,6 +36,7 @@ from aiohttp import web
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
 from appliance.config import HlsConfig
 from appliance.domain import STREAM_ID_RE
+from appliance.viewers import PLAYER_ID_RE
 from media.hls.segmenter import HlsMuxer
 
 if TYPE_CHECKING:
@@ -50,7 +52,15 @@ MSN_AHEAD_LIMIT = 2
 BLOCK_TARGET_DURATIONS = 3
 """rfc8216bis §6.2.5.2: answer 503 when a blocking request is not satisfied in 3 × TD."""
 
-PLAYLIST_HEADERS = {**CORS, "Content-Type": CONTENT_TYPES["m3u8"], "Cache-Control": "no-cache"}
+PLAYLIST_HEADERS = {**CORS, "Content-Type": CONTENT_TYPES["m3u8"],
+                    "Cache-Control": "public, max-age=0, s-maxage=1"}
+"""Playlists change every part: browsers revalidate, a shared cache may reuse one for about a
+part (blocking responses are keyed by _HLS_msn/_HLS_part, so they never go stale — see
+deploy/nginx-edge.conf)."""
+MEDIA_CACHE_CONTROL = "public, max-age=60"
+"""A part, segment or init segment never changes while its stream is live, and leaves the
+playlist within ~2 windows; 60 s outlives that. Not longer: a *new* broadcast on the same path
+numbers its segments from 0 again."""
 
 
 def advance_part_limit(part_target: float) -> int:
@@ -135,6 +145,11 @@ class BlockingGate:
     watches: weakref.WeakKeyDictionary[HlsMuxer, _MuxerWatch] = field(
         default_factory=weakref.WeakKeyDictionary)
     refused: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+    """Requests answered, by kind (multivariant, playlist, init, seg, part): /metrics."""
+
+    def count(self, kind: str) -> None:
+        self.requests[kind] = self.requests.get(kind, 0) + 1
 
     def watch(self, muxer: HlsMuxer) -> _MuxerWatch:
         w = self.watches.get(muxer)
@@ -212,6 +227,64 @@ def parse_blocking(query: Mapping[str, str], muxer: HlsMuxer
     return msn, part, skip
 
 
+MULTIVARIANT_NAME = "index.m3u8"
+"""The entry playlist (README, Nostr ``streaming`` tag, watch page): a multivariant playlist."""
+MEDIA_PLAYLIST_NAME = "media.m3u8"
+"""The media playlist it references; blocking reloads and delta updates happen here."""
+PLAYER_HEADER = "X-Hearth-Player"
+"""Header the watch page adds to media requests (its random player id, for viewer counting)."""
+FIRST_SEGMENT_RETRY_AFTER = "1"
+
+
+def _is_trusted_proxy(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def client_address(request: web.Request) -> str:
+    """The viewer's address: the peer, or behind a local reverse proxy (Caddy, the nginx edge;
+    both connect over loopback) the address that proxy appended to ``X-Forwarded-For``.
+
+    Only a loopback peer is trusted to say who the client is; anyone else's header is ignored.
+    """
+    remote = request.remote or ""
+    if _is_trusted_proxy(remote):
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()[:64]
+        if last:
+            try:
+                return str(ipaddress.ip_address(last))
+            except ValueError:
+                pass
+    return remote
+
+
+def _count_viewer(request: web.Request, ls: LiveStream, *, player_id: str | None) -> None:
+    state = request.app[STATE]
+    address = client_address(request)
+    tokens = state.tokens
+    session = tokens.session_key(address, request.headers.get("User-Agent", ""), player_id)
+    ls.viewers.seen(session, tokens.address_key(address))
+
+
+async def _await_first(request: web.Request, muxer: HlsMuxer, *, part: int) -> None:
+    """Hold a request until the stream has its first part (``part=0``) or complete segment
+    (``part=-1``); 503 with Retry-After if that takes longer than a blocking reload may."""
+    config = request.app[STATE].config.hls
+    gate = request.app[HLS_GATE]
+    watch = gate.watch(muxer)
+    if watch.satisfied(0, part):
+        return
+    with gate.slot(client_address(request), config):
+        ok = await watch.wait(0, part, _block_timeout(config, muxer))
+    if not ok:
+        raise web.HTTPServiceUnavailable(
+            text="the stream has no complete segment yet",
+            headers={**CORS, "Retry-After": FIRST_SEGMENT_RETRY_AFTER})
+
+
 async def hls(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     stream_id = request.match_info["stream_id"]
@@ -221,52 +294,97 @@ async def hls(request: web.Request) -> web.StreamResponse:
     ls = state.service.live_stream(stream_id)
     if ls is None:
         raise web.HTTPNotFound(headers=CORS)
-    if name == "index.m3u8":
-        return await _playlist(request, stream_id, ls)
-    ext = name.rsplit(".", 1)[1]
-    config = state.config.hls
-    muxer = ls.muxer
-    data = muxer.get(name)
-    if data is None and config.low_latency and (m := PART_NAME_RE.fullmatch(name)):
-        data = await _await_hinted_part(request, muxer, int(m[1]), int(m[2]))
-    if data is None:
+    if name == MULTIVARIANT_NAME:
+        return await _multivariant(request, ls)
+    if name == MEDIA_PLAYLIST_NAME:
+        return await _media_playlist(request, ls)
+    if name.endswith(".m3u8"):
         raise web.HTTPNotFound(headers=CORS)
-    state.metrics_hls_bytes += len(data)
-    return web.Response(body=data, headers={
-        **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": "public, max-age=60"})
+    return await _media_object(request, ls, name)
 
 
-async def _playlist(request: web.Request, stream_id: str, ls: LiveStream) -> web.Response:
-    """The media playlist, blocking on _HLS_msn/_HLS_part (rfc8216bis §6.2.5.2) when asked."""
-    state = request.app[STATE]
-    config = state.config.hls
+async def _multivariant(request: web.Request, ls: LiveStream) -> web.Response:
+    """rfc8216bis §4.4.6: one variant now (the quality ladder adds renditions here). Its
+    BANDWIDTH is measured, so it exists from the first part on."""
+    await _await_first(request, ls.muxer, part=0)
+    request.app[HLS_GATE].count("multivariant")
+    text = ls.muxer.multivariant_playlist(MEDIA_PLAYLIST_NAME)
+    if text is None:
+        raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
+    return web.Response(text=text, headers=PLAYLIST_HEADERS)
+
+
+async def _media_playlist(request: web.Request, ls: LiveStream) -> web.Response:
+    """The media playlist, blocking on _HLS_msn/_HLS_part (rfc8216bis §6.2.5.2) when asked.
+
+    Delivery directives are honoured on the very first request: nothing redirects or rewrites
+    the URL, so a cache sees the same URL for every viewer asking for the same part.
+    """
+    config = request.app[STATE].config.hls
     muxer = ls.muxer
-    token = request.query.get("s", "")
-    if not state.tokens.check(stream_id, token):
-        # First request of a player session: give it a session token (viewer counting)
-        # and let it reload that URL from now on.
-        raise web.HTTPFound(f"index.m3u8?s={state.tokens.mint(stream_id)}", headers=CORS)
-    low_latency = config.low_latency
+    gate = request.app[HLS_GATE]
     msn = part = None
     skip = False
-    if low_latency:
+    if config.low_latency:
         msn, part, skip = parse_blocking(request.query, muxer)
-    gate = request.app[HLS_GATE]
     watch = gate.watch(muxer)
     if msn is not None:
         key_part = -1 if part is None else part
         if not watch.satisfied(msn, key_part):
-            with gate.slot(request.remote or "", config):
+            with gate.slot(client_address(request), config):
                 ok = await watch.wait(msn, key_part, _block_timeout(config, muxer))
             if not ok:
                 raise web.HTTPServiceUnavailable(
                     text="the requested part did not appear in time", headers=CORS)
-    body = watch.body(low_latency, skip)
+    else:
+        # A request without delivery directives may come from a plain RFC 8216 client
+        # (ffmpeg, VLC): a playlist of parts without a single EXTINF gives those "empty
+        # playlist" errors, so they wait for the first complete segment (one GOP, only in a
+        # broadcast's first seconds). LL clients asking with _HLS_msn get parts at once.
+        await _await_first(request, muxer, part=-1)
+    gate.count("playlist")
+    body = watch.body(config.low_latency, skip)
     if body is None:
         raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
-    if not ls.ended:
-        ls.viewers.touch(token)
     return web.Response(body=body, headers=PLAYLIST_HEADERS)
+
+
+async def _media_object(request: web.Request, ls: LiveStream, name: str) -> web.Response:
+    """An init segment, segment or part; parts and segments count the viewer."""
+    state = request.app[STATE]
+    muxer = ls.muxer
+    data = muxer.get(name)
+    if data is None and state.config.hls.low_latency and (m := PART_NAME_RE.fullmatch(name)):
+        data = await _await_hinted_part(request, muxer, int(m[1]), int(m[2]))
+    if data is None:
+        raise web.HTTPNotFound(headers=CORS)
+    state.metrics_hls_bytes += len(data)
+    kind = name.split("-", 1)[0]  # init / seg / part (names are allow-listed by the muxer)
+    request.app[HLS_GATE].count(kind)
+    if kind != "init" and not ls.ended:
+        _count_viewer(request, ls, player_id=request.headers.get(PLAYER_HEADER))
+    ext = name.rsplit(".", 1)[1]
+    return web.Response(body=data, headers={
+        **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": MEDIA_CACHE_CONTROL})
+
+
+async def viewing_beacon(request: web.Request) -> web.Response:
+    """``POST /api/streams/{id}/viewing?player=ID``: the watch page says it is playing.
+
+    Uncacheable by construction (POST), so viewers served from an edge cache still count.
+    """
+    state = request.app[STATE]
+    stream_id = request.match_info["stream_id"]
+    if not STREAM_ID_RE.fullmatch(stream_id):
+        raise web.HTTPNotFound(headers=CORS)
+    player = request.query.get("player", "")
+    if not PLAYER_ID_RE.fullmatch(player):
+        raise _bad("player must be 16-64 characters of A-Z a-z 0-9 _ -")
+    ls = state.service.live_stream(stream_id)
+    if ls is None or ls.ended:
+        raise web.HTTPNotFound(headers=CORS)
+    _count_viewer(request, ls, player_id=player)
+    return web.Response(status=204, headers={**CORS, "Cache-Control": "no-store"})
 
 
 async def _await_hinted_part(request: web.Request, muxer: HlsMuxer, msn: int,
@@ -279,11 +397,23 @@ async def _await_hinted_part(request: web.Request, muxer: HlsMuxer, msn: int,
         return None  # only the next part may be awaited; anything else is simply missing
     state = request.app[STATE]
     gate = request.app[HLS_GATE]
-    with gate.slot(request.remote or "", state.config.hls):
+    with gate.slot(client_address(request), state.config.hls):
         await gate.watch(muxer).wait(msn, part, _block_timeout(state.config.hls, muxer))
     return muxer.get(f"part-{msn}-{part}.m4s")
+
+
+def hls_metrics(app: web.Application) -> list[str]:
+    """Prometheus lines: HLS requests answered by kind (an edge cache shows up here as about
+    one request per part per edge), and viewer sessions refused by the per-address cap."""
+    gate = app[HLS_GATE]
+    lines = ["# HELP hearth_hls_requests_total HLS requests answered, by object kind.",
+             "# TYPE hearth_hls_requests_total counter"]
+    for kind in sorted(gate.requests):
+        lines.append(f'hearth_hls_requests_total{{kind="{kind}"}} {gate.requests[kind]}')
+    return lines
 
 
 def add_hls_routes(app: web.Application) -> None:
     app[HLS_GATE] = BlockingGate()
     app.router.add_get("/hls/{stream_id}/{name}", hls)
+    app.router.add_post("/api/streams/{stream_id}/viewing", viewing_beacon)

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from appliance.api.chat import add_chat_routes
-from appliance.api.hls import add_hls_routes
+from appliance.api.hls import add_hls_routes, hls_metrics
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
 from appliance.api.vod import add_vod_routes
 from appliance.api.whep import add_whep_routes
@@ -174,6 +174,7 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     for ls in lives:
         lines.append(f'hearth_viewers{{stream="{ls.stream_id}"}} {ls.viewers.current()}')
+    lines += hls_metrics(request.app)
     lines += ["# HELP hearth_ingest_bytes_total Media bytes received.",
               "# TYPE hearth_ingest_bytes_total counter"]
     for ls in lives:

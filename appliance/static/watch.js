@@ -23,6 +23,40 @@
   let retryTimer = null;
   let whepResource = null;
 
+  // ---- viewer counting and live-latency bound (issue 11) ----------------------------------
+  // A random id for this page: sent with same-origin HLS media requests and with a beacon
+  // every few seconds while playing, so the server counts this player once even when an edge
+  // cache answers its media requests (the beacon is an uncacheable POST). No cookie, no URL
+  // rewriting: every viewer's playlist URLs stay identical (cacheable).
+  const playerId = Array.from(crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
+  player.id = playerId;
+  const BEACON_MS = 5000;
+  // hls.js catches up by playback rate only within targetLatency + targetduration; a join
+  // that lands further behind (a stall while hls.js re-aligns) stayed there for good. Past
+  // this bound the player jumps to the live sync position instead.
+  const MAX_EXTRA_LATENCY = 2.5;
+  const sameOrigin = (url) => new URL(url, window.location.href).origin === window.location.origin;
+  function beacon() {
+    if (player.mode === "webrtc" || video.paused) return;  // WHEP peers count server-side
+    fetch("/api/streams/" + encodeURIComponent(cfg.id) + "/viewing?player=" + playerId,
+          { method: "POST", keepalive: true }).catch(() => {});
+  }
+  function boundLatency() {
+    const hls = player.hls;
+    if (!hls || video.paused || video.readyState < 3) return;
+    const latency = hls.latency, target = hls.targetLatency, live = hls.liveSyncPosition;
+    if (latency > target + MAX_EXTRA_LATENCY && live && live > video.currentTime) {
+      player.latencyJumps = (player.latencyJumps || 0) + 1;
+      video.currentTime = live;
+    }
+  }
+  function markPlayer(xhr, url) {
+    if (sameOrigin(url)) xhr.setRequestHeader("X-Hearth-Player", playerId);
+  }
+  setInterval(beacon, BEACON_MS);
+  setInterval(boundLatency, 1000);
+
   // ---- HLS / LL-HLS ------------------------------------------------------------------------
 
   function stopHls() {
@@ -54,7 +88,9 @@
       liveSyncOnStallIncrease: 0.2,
       backBufferLength: 30,
       manifestLoadingMaxRetry: 0,
-    } : { lowLatencyMode: false, liveSyncDurationCount: 3, manifestLoadingMaxRetry: 0 });
+      xhrSetup: markPlayer,
+    } : { lowLatencyMode: false, liveSyncDurationCount: 3, manifestLoadingMaxRetry: 0,
+          xhrSetup: markPlayer });
     player.hls = hls;
     video.srcObject = null;
     hls.on(Hls.Events.MANIFEST_PARSED, () => {

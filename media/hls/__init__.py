@@ -6,8 +6,10 @@ from media.hls.playlist import (
     LowLatencyInfo,
     PartEntry,
     SegmentEntry,
+    VariantEntry,
     format_program_date_time,
     render_media_playlist,
+    render_multivariant_playlist,
 )
 from media.hls.segmenter import HlsMuxer, MuxerStateError, MuxerStats, is_object_name
 
@@ -18,7 +20,9 @@ __all__ = [
     "MuxerStats",
     "PartEntry",
     "SegmentEntry",
+    "VariantEntry",
     "format_program_date_time",
     "is_object_name",
     "render_media_playlist",
+    "render_multivariant_playlist",
 ]

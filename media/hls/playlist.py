@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 
 __all__ = [
     "LowLatencyInfo",
-    "target_duration_for",
     "PartEntry",
     "SegmentEntry",
+    "VariantEntry",
     "format_program_date_time",
     "render_media_playlist",
+    "render_multivariant_playlist",
+    "target_duration_for",
 ]
 
 VERSION_FMP4 = 7
@@ -26,11 +28,17 @@ VERSION_LOW_LATENCY = 9
 """rfc8216bis §8: EXT-X-SKIP (delta updates) needs version 9; LL playlists declare 9."""
 
 PART_LIST_TARGET_DURATIONS = 3
-"""rfc8216bis §4.4.4.9: EXT-X-PART tags older than three target durations from the end of the
-playlist SHOULD be removed."""
+"""rfc8216bis §6.2.2: EXT-X-PART tags older than three target durations from the end of the
+playlist SHOULD be removed. We list the parts of a segment only when the whole segment starts
+inside that horizon, and (so that strict parsers such as ``hls-parser`` that count segments
+agree) only on the last :data:`PART_LIST_MAX_SEGMENTS` entries."""
+PART_LIST_MAX_SEGMENTS = 3
+"""Entries (the open segment counts as one) that may carry EXT-X-PART tags."""
 
 SKIP_TARGET_DURATIONS = 6
-"""rfc8216bis §4.4.3.8: CAN-SKIP-UNTIL MUST be at least six target durations."""
+"""rfc8216bis §4.4.3.8: the Skip Boundary (CAN-SKIP-UNTIL) MUST be at least six target durations.
+We advertise exactly that minimum; delta updates then skip whatever the playlist holds beyond
+it, so the live window must be longer than 6 × TD for ``_HLS_skip`` to save anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,27 @@ class LowLatencyInfo:
     part_hold_back: float | None = field(default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class VariantEntry:
+    """One EXT-X-STREAM-INF of a multivariant playlist (rfc8216bis §4.4.6.2).
+
+    Attributes:
+        uri: the media playlist, relative to the multivariant playlist.
+        bandwidth: peak segment bit rate, bits/s (BANDWIDTH, REQUIRED).
+        average_bandwidth: average segment bit rate, bits/s (AVERAGE-BANDWIDTH), or None.
+        codecs: RFC 6381 codec strings, e.g. ``("avc1.64001f", "mp4a.40.2")``.
+        resolution: (width, height) of the video, or None for audio-only.
+        frame_rate: measured video frame rate, or None.
+    """
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int | None
+    codecs: tuple[str, ...]
+    resolution: tuple[int, int] | None = None
+    frame_rate: float | None = None
+
+
 def format_program_date_time(epoch: float) -> str:
     """ISO 8601 with milliseconds and ``Z`` (RFC 8216 §4.3.2.6): ``2024-01-01T00:00:00.000Z``."""
     dt = datetime.fromtimestamp(epoch, tz=UTC)
@@ -104,6 +133,7 @@ def render_media_playlist(
     ended: bool,
     low_latency: LowLatencyInfo | None = None,
     skip: bool = False,
+    independent_segments: bool = True,
 ) -> str:
     """Render a media playlist.
 
@@ -117,6 +147,10 @@ def render_media_playlist(
         low_latency: LL-HLS state; None renders a plain RFC 8216 playlist.
         skip: render a delta update (rfc8216bis §6.2.5.1) replacing segments older than the
             skip boundary by EXT-X-SKIP; ignored without ``low_latency``.
+        independent_segments: every listed segment starts with a sync sample, so the playlist
+            may carry EXT-X-INDEPENDENT-SEGMENTS (rfc8216bis §4.4.2.1, which applies it to
+            every segment of the document). False while a segment cut inside a long GOP is
+            listed.
 
     Returns:
         The playlist text, newline-terminated.
@@ -129,8 +163,8 @@ def render_media_playlist(
         lines += _low_latency_header(ll, ended, skip_until)
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}")
     lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
-    # Every segment starts with a sync sample (video cuts only at IDR pictures).
-    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    if independent_segments:
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
 
     open_duration = sum(p.duration for p in ll.open_parts) if ll is not None else 0.0
     total = sum(s.duration for s in segments) + open_duration
@@ -141,10 +175,16 @@ def render_media_playlist(
     if skipped:
         lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
 
+    # rfc8216bis §6.2.2: only segments starting within 3 × TD of the end keep their parts, and
+    # only the last few entries (the open segment, when it has parts, is one of them).
     part_horizon = total - PART_LIST_TARGET_DURATIONS * target_duration
+    # The open segment counts once it has parts or a preload hint (its first part's).
+    open_entries = 1 if ll is not None and not ended and (
+        ll.open_parts or ll.preload_hint_uri is not None) else 0
+    first_with_parts = len(segments) - (PART_LIST_MAX_SEGMENTS - open_entries)
     elapsed = sum(s.duration for s in segments[:skipped])
     current_map: str | None = None
-    for seg in segments[skipped:]:
+    for index, seg in enumerate(segments[skipped:], start=skipped):
         if seg.discontinuity:
             # Shown even on the first listed segment: its discontinuity number is
             # EXT-X-DISCONTINUITY-SEQUENCE plus the tags before it (RFC 8216 §4.3.3.3).
@@ -157,7 +197,7 @@ def render_media_playlist(
             lines.append(
                 f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(seg.program_date_time)}"
             )
-        if ll is not None and elapsed + seg.duration > part_horizon:
+        if ll is not None and index >= first_with_parts and elapsed >= part_horizon - 1e-6:
             lines += [_part_line(p) for p in seg.parts]
         lines.append(f"#EXTINF:{_fmt(seg.duration, 3)},")
         lines.append(seg.uri)
@@ -212,12 +252,40 @@ def _live_edge(ll: LowLatencyInfo, current_map: str | None) -> list[str]:
     return lines
 
 
+def render_multivariant_playlist(variants: Sequence[VariantEntry]) -> str:
+    """Render a multivariant playlist (rfc8216bis §4.4.6) listing ``variants`` in order.
+
+    Raises:
+        ValueError: without variants (a multivariant playlist needs at least one).
+    """
+    if not variants:
+        raise ValueError("a multivariant playlist needs at least one variant")
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION_FMP4}"]
+    for v in variants:
+        attrs = [f"BANDWIDTH={v.bandwidth}"]
+        if v.average_bandwidth is not None:
+            attrs.append(f"AVERAGE-BANDWIDTH={v.average_bandwidth}")
+        # §4.4.6.2: CODECS SHOULD be present, a quoted comma-separated list (RFC 6381).
+        attrs.append(f'CODECS="{",".join(v.codecs)}"')
+        if v.resolution is not None:
+            attrs.append(f"RESOLUTION={v.resolution[0]}x{v.resolution[1]}")
+        if v.frame_rate is not None:
+            # §4.4.6.2: FRAME-RATE is the maximum frame rate rounded to three decimal places.
+            attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+        lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
+        lines.append(v.uri)
+    return "\n".join(lines) + "\n"
+
+
 def _part_line(part: PartEntry) -> str:
     line = f'#EXT-X-PART:DURATION={_fmt(part.duration, 5)},URI="{part.uri}"'
     return line + ",INDEPENDENT=YES" if part.independent else line
 
 
 def target_duration_for(durations: Sequence[float], floor: int) -> int:
-    """Smallest integer ≥ every duration and ≥ ``floor`` (RFC 8216 §4.3.3.1)."""
-    # Round to the millisecond first so 2.0000001 (float noise) does not become 3.
-    return max([floor, *(math.ceil(round(d, 3)) for d in durations)])
+    """Smallest target duration that ``durations`` satisfy, at least ``floor``.
+
+    rfc8216bis §4.4.3.1 (RFC 8216 §4.3.3.1): each EXTINF *rounded to the nearest integer* must
+    be ≤ the target duration, so 2.002 s (60 frames at 29.97 fps) fits a target of 2.
+    """
+    return max([floor, *(math.floor(round(d, 3) + 0.5) for d in durations)])

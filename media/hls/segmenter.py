@@ -11,6 +11,21 @@ is the concatenation of its parts, cut at the first video keyframe at or after
 ``segment_target`` (audio-only: the first audio frame). A part is sealed when the master unit
 *after* it arrives (so the last video sample's duration is exact), and emitted once the other
 track has caught up with the part's end, so a part is only ever published complete.
+
+Long GOPs. EXT-X-TARGETDURATION is fixed for the playlist's life (RFC 8216 §6.2.1; the first
+playlist is served one part after publish, before any GOP length is known), and each EXTINF
+rounded to the nearest integer must stay ≤ it (rfc8216bis §4.4.3.1). A remux cannot create
+keyframes, so when a GOP runs past ``target + 0.5 s`` the segment is cut at a part boundary
+anyway: the next segment starts with a non-independent part (no ``INDEPENDENT=YES``) and the
+playlist drops EXT-X-INDEPENDENT-SEGMENTS while such a segment is listed. The next keyframe
+then starts a new segment as soon as the current one is a part long, so joins land on IDRs
+again. This also bounds memory for a publisher that never sends another keyframe
+(``keyint=infinite``): segments keep completing and retention frees them; :attr:`notice`
+tells the operator why.
+
+Program date time comes from the media timeline: the first segment is anchored to the wall
+clock when its first unit arrived, every later segment is the previous one plus its EXTINF,
+so PDT and summed EXTINF never disagree (reconnects included).
 """
 
 from __future__ import annotations
@@ -29,7 +44,9 @@ from media.hls.playlist import (
     LowLatencyInfo,
     PartEntry,
     SegmentEntry,
+    VariantEntry,
     render_media_playlist,
+    render_multivariant_playlist,
     target_duration_for,
 )
 from media.units import CLOCK_RATE, AudioConfig, MediaUnit, TrackKind, VideoConfig
@@ -63,6 +80,12 @@ MAX_QUEUED_UNITS = 2_000
 DEFAULT_VIDEO_FRAME_TICKS = CLOCK_RATE // 30
 """Duration given to a lone last video frame when no frame interval has been seen yet."""
 
+PART_TARGET_HEADROOM = 1.1
+"""Advertised PART-TARGET over the configured part target. rfc8216bis §4.4.4.9 wants every
+part ≤ PART-TARGET and every non-final one ≥ 85 % of it; whole frames cannot always fit a
+15 % window (6 frames at 29.97 fps are 0.2002 s: over a 0.2 target, while 5 frames are 83 %),
+so parts aim at the configured target and the playlist advertises 10 % more."""
+
 AUDIO_RESYNC_FRAMES = 1
 """Audio decode time is accumulated from frame counts; if it drifts from the units' dts by more
 than this many frames (dropped frames, timestamp jumps) it is re-derived from the dts."""
@@ -80,6 +103,8 @@ class MuxerStats:
     parts_emitted: int
     bytes_total: int
     units_dropped: int
+    forced_cuts: int = 0
+    """Segments cut without a keyframe because a GOP ran past the target duration."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +153,8 @@ class _Part:
     name: str
     duration: int  # CLOCK_RATE ticks
     independent: bool
+    size: int = 0
+    video_frames: int = 0
 
 
 @dataclass(slots=True)
@@ -138,6 +165,11 @@ class _Segment:
     program_date_time: float
     parts: list[_Part]
     duration: int = 0  # CLOCK_RATE ticks, set when complete
+    independent: bool = True  # starts with a sync sample
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
 
     @property
     def name(self) -> str:
@@ -205,7 +237,12 @@ class HlsMuxer:
         self._fragment_seq = 1
         self._discontinuity_next = False
         self._disc_total = 0  # discontinuity-tagged segments ever completed
-        self._target_duration = math.ceil(round(segment_target, 3))
+        # RFC 8216 §6.2.1: the target duration never changes; the segmenter keeps every EXTINF
+        # under target + 0.5 s (rounded ≤ target, rfc8216bis §4.4.3.1) by cutting long GOPs.
+        self._target_duration = max(1, math.ceil(round(segment_target, 3)))
+        self._max_segment = round((self._target_duration + 0.5) * CLOCK_RATE) - 1
+        self._part_max_s = round(part_target * PART_TARGET_HEADROOM, 5)
+        self._part_max = math.floor(self._part_max_s * CLOCK_RATE)
         self._ended = False
         self._playlist_cache: dict[tuple[bool, bool], str] = {}
         self.updated_at: float | None = None
@@ -217,6 +254,11 @@ class HlsMuxer:
         self._cur_first_in_segment = False
         self._cur_arrival = 0.0
         self._seg_start = 0
+        self._seg_independent = True
+        self._next_pdt: float | None = None  # PDT of the next segment (media timeline)
+        self._forced_cuts = 0
+        self.notice: str | None = None
+        """Operator-facing explanation of a packaging compromise (long GOP), or None."""
         self._last_master_dts: int | None = None
         self._last_master_delta: int | None = None
         self._pending: deque[_PendingPart] = deque()
@@ -337,6 +379,9 @@ class HlsMuxer:
         else:
             assert self._open is not None  # checked above: only the open segment has parts
             media_sequence = self._open.msn
+        independent = all(s.independent for s in listed)
+        if ll is not None and ll.open_parts and self._open is not None:
+            independent = independent and self._open.independent
         text = render_media_playlist(
             entries,
             target_duration=self._target_duration,
@@ -345,9 +390,59 @@ class HlsMuxer:
             ended=self._ended,
             low_latency=ll,
             skip=key[1],
+            independent_segments=independent,
         )
         self._playlist_cache[key] = text
         return text
+
+    def variant(self, uri: str) -> VariantEntry | None:
+        """This rendition as a multivariant playlist entry, measured from the media produced.
+
+        BANDWIDTH is the peak and AVERAGE-BANDWIDTH the mean bit rate of the retained
+        segments (rfc8216bis §4.4.6.2: the peak segment bit rate, container included), or of
+        the parts so far before the first segment completes; FRAME-RATE counts video samples.
+        None before the first part.
+        """
+        measured: list[tuple[int, int, int]] = [
+            (s.size, s.duration, sum(p.video_frames for p in s.parts)) for s in self._segments
+        ]
+        if not measured and self._open is not None and self._open.parts:
+            parts = self._open.parts
+            measured = [(sum(p.size for p in parts), sum(p.duration for p in parts),
+                         sum(p.video_frames for p in parts))]
+        measured = [m for m in measured if m[1] > 0]
+        if not measured:
+            return None
+        peak = max(size * 8 * CLOCK_RATE / duration for size, duration, _ in measured)
+        total_ticks = sum(d for _, d, _ in measured)
+        average = sum(size for size, _, _ in measured) * 8 * CLOCK_RATE / total_ticks
+        codecs: list[str] = []
+        resolution: tuple[int, int] | None = None
+        frame_rate: float | None = None
+        if self._video is not None:
+            codecs.append(self._video.codec_string)
+            resolution = (self._video.width, self._video.height)
+            frames = sum(f for _, _, f in measured)
+            if frames:
+                frame_rate = round(frames * CLOCK_RATE / total_ticks, 3)
+        if self._audio is not None:
+            codecs.append(self._audio.codec_string)
+        return VariantEntry(
+            uri=uri,
+            bandwidth=math.ceil(peak),
+            average_bandwidth=math.ceil(average),
+            codecs=tuple(codecs),
+            resolution=resolution,
+            frame_rate=frame_rate,
+        )
+
+    def multivariant_playlist(self, media_uri: str = "media.m3u8") -> str | None:
+        """A multivariant playlist with this muxer's media playlist as its one variant.
+
+        None before the first part (BANDWIDTH cannot be measured yet).
+        """
+        v = self.variant(media_uri)
+        return None if v is None else render_multivariant_playlist([v])
 
     def get(self, name: str) -> bytes | None:
         """Return an object by name, or None for unknown, malformed or expired names."""
@@ -392,8 +487,13 @@ class HlsMuxer:
 
     @property
     def target_duration(self) -> int:
-        """Current EXT-X-TARGETDURATION (never decreases)."""
+        """EXT-X-TARGETDURATION: fixed at construction, never changes (RFC 8216 §6.2.1)."""
         return self._target_duration
+
+    @property
+    def part_target_advertised(self) -> float:
+        """EXT-X-PART-INF PART-TARGET: the largest part duration (see PART_TARGET_HEADROOM)."""
+        return self._part_max_s
 
     @property
     def stats(self) -> MuxerStats:
@@ -402,6 +502,7 @@ class HlsMuxer:
             parts_emitted=self._parts_emitted,
             bytes_total=self._bytes_total,
             units_dropped=self._units_dropped,
+            forced_cuts=self._forced_cuts,
         )
 
     # --- master track: decides part and segment boundaries -----------------------------------
@@ -423,6 +524,7 @@ class HlsMuxer:
                 return
             self._start_part(unit, first_in_segment=True)
             self._seg_start = dts
+            self._seg_independent = True
             return
         assert self._last_master_dts is not None
         if dts < self._last_master_dts:
@@ -432,17 +534,52 @@ class HlsMuxer:
             delta = dts - self._last_master_dts
             if delta > 0:
                 self._last_master_delta = delta
-            if unit.keyframe and dts - self._seg_start >= self._segment_target:
+            if dts - self._cur_start > self._part_max and len(self._cur_units) > 1:
+                # The previous frame lasted longer than estimated: end the part before it so
+                # no part exceeds PART-TARGET (rfc8216bis §4.4.4.9).
+                carry = self._cur_units.pop()
+                self._next_part(carry.dts, carry)
+            seg_len = dts - self._seg_start
+            if unit.keyframe and (
+                seg_len >= self._segment_target
+                or (not self._seg_independent and seg_len >= self._part_target)
+            ):
                 self._seal(dts, ends_segment=True)
                 self._start_part(unit, first_in_segment=True)
                 self._seg_start = dts
+                self._seg_independent = True
                 return
-            if dts - self._cur_start + self._master_frame_estimate() > self._part_target:
-                self._seal(dts, ends_segment=False)
-                self._start_part(unit, first_in_segment=False)
+            estimate = self._master_frame_estimate()
+            if dts + 2 * estimate - self._seg_start > self._max_segment:
+                # Another frame (with a frame of slack for jitter) would take the segment past
+                # target + 0.5 s: cut here although this is no keyframe (module docstring).
+                self._seal(dts, ends_segment=True)
+                self._start_part(unit, first_in_segment=True)
+                self._seg_start = dts
+                self._seg_independent = unit.keyframe
+                self._forced_cut()
+                return
+            if dts - self._cur_start + estimate > self._part_max:
+                self._next_part(dts, unit)
                 return
         self._cur_units.append(unit)
         self._last_master_dts = dts
+
+    def _next_part(self, end: int, nxt: MediaUnit) -> None:
+        """Seal the current part at ``end`` and start the next one (same segment) with ``nxt``."""
+        self._seal(end, ends_segment=False)
+        self._start_part(nxt, first_in_segment=False)
+
+    def _forced_cut(self) -> None:
+        self._forced_cuts += 1
+        if self.notice is None:
+            td = self._target_duration
+            self.notice = (
+                f"keyframe interval longer than the {td} s segment target: segments are cut "
+                "between keyframes, so new viewers may wait up to a keyframe interval for a "
+                f"picture (set the encoder's keyframe interval to {td} s; in OBS: Settings → "
+                f"Output → Keyframe Interval = {td})"
+            )
 
     def _start_part(self, unit: MediaUnit, *, first_in_segment: bool) -> None:
         self._cur_units = [unit]
@@ -520,12 +657,14 @@ class HlsMuxer:
         self._emitted_until = p.end
 
         if self._open is None:
+            pdt = self._next_pdt if self._next_pdt is not None else p.arrival
             self._open = _Segment(
                 msn=self._next_msn,
                 init_index=self._init_index,
                 discontinuity=self._discontinuity_next,
-                program_date_time=p.arrival,
+                program_date_time=pdt,
                 parts=[],
+                independent=p.independent,
             )
             self._next_msn += 1
             self._discontinuity_next = False
@@ -536,6 +675,8 @@ class HlsMuxer:
             name=f"part-{seg.msn}-{len(seg.parts)}.m4s",
             duration=p.end - p.start,
             independent=p.independent,
+            size=len(data),
+            video_frames=len(p.master) if self._video is not None else 0,
         )
         seg.parts.append(part)
         self._objects[part.name] = data
@@ -583,6 +724,13 @@ class HlsMuxer:
         self._segments_emitted += 1
         if seg.discontinuity:
             self._disc_total += 1
+        # PDT of the next segment = this one's + its EXTINF (anchored once, media timeline).
+        self._next_pdt = seg.program_date_time + seg.duration / CLOCK_RATE
+        if target_duration_for([seg.duration / CLOCK_RATE], self._target_duration) > (
+            self._target_duration
+        ):  # only a single frame longer than the target can get here
+            logger.warning("segment %s lasts %.3f s, over the %d s target duration",
+                           seg.name, seg.duration / CLOCK_RATE, self._target_duration)
         sink = self.sink
         if sink is not None:
             init_name = f"init-{seg.init_index}.mp4"
@@ -594,11 +742,6 @@ class HlsMuxer:
                     program_date_time=seg.program_date_time))
             except Exception:
                 logger.exception("HLS segment sink failed")
-        # RFC 8216 §4.3.3.1 wants a constant target; cuts happen only at keyframes, so a GOP
-        # longer than the target raises it (never lowers it) rather than break the rule.
-        self._target_duration = target_duration_for(
-            [seg.duration / CLOCK_RATE], self._target_duration
-        )
         # RFC 8216 §6.2.2: keep segments that left the playlist for another window.
         while len(self._segments) > 2 * self._window:
             old = self._segments.popleft()
@@ -675,7 +818,7 @@ class HlsMuxer:
         else:
             hint = f"part-{self._next_msn}-0.m4s"
         return LowLatencyInfo(
-            part_target=self._part_target_s,
+            part_target=self._part_max_s,
             open_parts=tuple(self._part_entry(p) for p in seg.parts) if seg else (),
             open_map_uri=f"init-{seg.init_index}.mp4" if seg else None,
             open_discontinuity=seg.discontinuity if seg else False,

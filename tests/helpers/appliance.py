@@ -48,11 +48,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def http_get(url: str, *, follow: bool = True, timeout: float = 5.0) -> HttpResult:
+def http_get(url: str, *, follow: bool = True, timeout: float = 5.0,
+             headers: dict[str, str] | None = None, method: str = "GET",
+             data: bytes | None = None) -> HttpResult:
     opener = urllib.request.build_opener() if follow else urllib.request.build_opener(
         _NoRedirect)
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
-        with opener.open(url, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return HttpResult(resp.status, resp.read(), dict(resp.headers), resp.url)
     except urllib.error.HTTPError as err:
         return HttpResult(err.code, err.read(), dict(err.headers), url)
@@ -160,6 +163,9 @@ class ApplianceProcess:
             f"condition not met in {timeout} s (last {last!r})\n{self.log()[-4000:]}")
 
     def playlist(self, stream_id: str) -> str | None:
-        """Fetch the media playlist as a player would (following the session redirect)."""
+        """Fetch the media playlist as a player would (through the multivariant playlist)."""
         r = self.get(f"/hls/{stream_id}/index.m3u8")
+        if r.status != 200 or "media.m3u8" not in r.text:
+            return None
+        r = self.get(f"/hls/{stream_id}/media.m3u8")
         return r.text if r.status == 200 else None

@@ -52,9 +52,15 @@ class Playlist:
 
 
 def fetch_playlist(url: str) -> tuple[Playlist, str] | None:
+    """Fetch a media playlist as a player does: through the multivariant one if given that."""
     r = http_get(url)
     if r.status != 200:
         return None
+    if "#EXT-X-STREAM-INF:" in r.text:
+        variant = next(x for x in r.text.splitlines() if x and not x.startswith("#"))
+        r = http_get(urljoin(r.url, variant))
+        if r.status != 200:
+            return None
     return Playlist.parse(r.text), r.url
 
 

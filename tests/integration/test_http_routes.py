@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tests.helpers.appliance import ApplianceProcess
+from tests.helpers.appliance import ApplianceProcess, http_get
 
 TRAVERSALS = [
     "../../../../etc/passwd",
@@ -81,23 +81,35 @@ def test_public_api_and_health(appliance: ApplianceProcess) -> None:
     assert appliance.get("/static/vendor/hls.min.js").status == 200
 
 
-def test_playlist_session_redirect_counts_viewers(appliance: ApplianceProcess) -> None:
-    """A player without a session token is redirected to one; forged tokens are not counted."""
+def test_viewers_counted_on_media_without_url_rewriting(appliance: ApplianceProcess) -> None:
+    """Issue 11 item 6 / issue 10 item 9: playlists are served as asked (no redirect), only
+    media fetches count, and one address cannot inflate the count past its cap."""
     from tests.helpers.publishers import ffmpeg_publish
 
     created = appliance.create_stream("count me")
     sid = created["id"]
-    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 6)
+    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 8)
     try:
         appliance.wait_for(lambda: appliance.playlist(sid))
         first = appliance.get(f"/hls/{sid}/index.m3u8", follow=False)
-        assert first.status == 302 and first.headers["Location"].startswith("index.m3u8?s=")
-        forged = appliance.get(f"/hls/{sid}/index.m3u8?s=made.up", follow=False)
-        assert forged.status == 302
-        for _ in range(3):  # three player sessions
-            assert appliance.playlist(sid)
-        viewers = appliance.get(f"/api/streams/{sid}").json()["viewers"]
-        assert viewers == 4  # the wait_for session plus three
+        assert first.status == 200 and "#EXT-X-STREAM-INF:" in first.text
+        for _ in range(50):  # playlist floods count nothing
+            assert appliance.get(f"/hls/{sid}/media.m3u8").status == 200
+        assert appliance.get(f"/api/streams/{sid}").json()["viewers"] == 0
+        text = appliance.playlist(sid) or ""
+        seg = next(x for x in text.splitlines() if x.startswith("seg-"))
+        for i in range(40):  # 40 "players" from one address: distinct UAs and player ids
+            hdrs = {"User-Agent": f"player {i}", "X-Hearth-Player": f"fake-player-{i:08d}"}
+            assert appliance.get(f"/hls/{sid}/{seg}", headers=hdrs).status == 200
+        assert appliance.get(f"/api/streams/{sid}").json()["viewers"] == 8
+        beacon = http_get(f"{appliance.base}/api/streams/{sid}/viewing?player=x", method="POST")
+        assert beacon.status == 400
+        ok = http_get(f"{appliance.base}/api/streams/{sid}/viewing?player=" + "b" * 20,
+                      method="POST")
+        assert ok.status == 204
+        metrics = appliance.get("/metrics").text
+        assert 'hearth_viewers{stream="' + sid + '"} 8' in metrics
+        assert 'hearth_hls_requests_total{kind="seg"} 40' in metrics
     finally:
         pub.wait(20)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from media.hls.playlist import (
     LowLatencyInfo,
     PartEntry,
     SegmentEntry,
+    VariantEntry,
     format_program_date_time,
     render_media_playlist,
+    render_multivariant_playlist,
     target_duration_for,
 )
 
@@ -99,9 +103,10 @@ def test_low_latency_tags() -> None:
         in lines
     )
     assert "#EXT-X-PART-INF:PART-TARGET=0.50000" in lines
-    # parts only within the last three target durations (6 s): segments 6, 7, 8 and the open one
-    assert not any(line.startswith('#EXT-X-PART:DURATION=0.50000,URI="part-5-') for line in lines)
-    assert '#EXT-X-PART:DURATION=0.50000,URI="part-6-0.m4s",INDEPENDENT=YES' in lines
+    # rfc8216bis §6.2.2: parts only for segments starting within the last three target
+    # durations (6 s of 12.5 s: segment 6 starts 6.5 s from the end), so 7, 8 and the open one
+    assert not any(line.startswith('#EXT-X-PART:DURATION=0.50000,URI="part-6-') for line in lines)
+    assert '#EXT-X-PART:DURATION=0.50000,URI="part-7-0.m4s",INDEPENDENT=YES' in lines
     assert lines[-2] == '#EXT-X-PART:DURATION=0.50000,URI="part-9-0.m4s",INDEPENDENT=YES'
     assert lines[-1] == '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-9-1.m4s"'
 
@@ -127,9 +132,45 @@ def test_skip_only_before_the_skip_boundary() -> None:
 
 
 def test_target_duration_rounding() -> None:
+    """rfc8216bis §4.4.3.1: EXTINF rounded to the nearest integer must be ≤ the target."""
     assert target_duration_for([2.0000001], 2) == 2
-    assert target_duration_for([2.4], 2) == 3
+    assert target_duration_for([2.002], 2) == 2  # 60 frames at 29.97 fps
+    assert target_duration_for([2.4], 2) == 2
+    assert target_duration_for([2.5], 2) == 3
     assert target_duration_for([1.0], 4) == 4
+
+
+def test_parts_only_on_the_last_three_entries() -> None:
+    """Short segments: the time horizon alone would list parts on four entries."""
+    ll = LowLatencyInfo(part_target=0.5, open_parts=(PartEntry("part-9-0.m4s", 0.5, True),),
+                        preload_hint_uri="part-9-1.m4s")
+    segs = [_seg(i, parts=2) for i in range(3, 9)]
+    segs = [SegmentEntry(s.uri, 1.0, s.map_uri, None, False, s.parts) for s in segs]
+    text = render_media_playlist(segs, target_duration=2, media_sequence=3,
+                                 discontinuity_sequence=0, ended=False, low_latency=ll)
+    with_parts = {line.split('"')[1].split("-")[1] for line in text.splitlines()
+                  if line.startswith("#EXT-X-PART:")}
+    assert with_parts == {"7", "8", "9"}
+
+
+def test_independent_segments_tag_is_optional() -> None:
+    text = render_media_playlist([_seg(0)], target_duration=2, media_sequence=0,
+                                 discontinuity_sequence=0, ended=False,
+                                 independent_segments=False)
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" not in text
+
+
+def test_multivariant_playlist() -> None:
+    """rfc8216bis §4.4.6.2: BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION, FRAME-RATE."""
+    text = render_multivariant_playlist([VariantEntry(
+        "media.m3u8", 3_100_000, 2_900_000, ("avc1.64001f", "mp4a.40.2"), (1280, 720), 29.97)])
+    assert text.splitlines() == [
+        "#EXTM3U", "#EXT-X-VERSION:7",
+        '#EXT-X-STREAM-INF:BANDWIDTH=3100000,AVERAGE-BANDWIDTH=2900000,'
+        'CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=29.970',
+        "media.m3u8"]
+    with pytest.raises(ValueError):
+        render_multivariant_playlist([])
 
 
 def test_program_date_time_format() -> None:
