@@ -379,7 +379,8 @@ class HearthServer:
         return data
 
     def playlist_url(self, stream_id: str) -> str:
-        return f"{self.base}/hls/{stream_id}/index.m3u8"
+        """The media playlist (``index.m3u8`` is the multivariant playlist that names it)."""
+        return f"{self.base}/hls/{stream_id}/media.m3u8"
 
 
 @contextlib.contextmanager

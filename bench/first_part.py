@@ -6,15 +6,14 @@ bench source (``make_source()``: 720p30, 3 Mbit/s, 2 s GOP) is pushed with
 ffmpeg process is spawned (``t=0``), on ``time.monotonic()``, by three concurrent asyncio
 tasks on one aiohttp client:
 
-- a poller: ``GET index.m3u8`` every 10 ms (it keeps the session-token URL of the first 302,
-  which itself marks "stream live on the server");
-- a blocking request ``?_HLS_msn=0&_HLS_part=0`` parked as soon as the token is known (it is
+- a poller: ``GET media.m3u8`` every 10 ms (a plain request is held until the first complete
+  segment exists: plain RFC 8216 clients never see a parts-only playlist);
+- a blocking request ``?_HLS_msn=0&_HLS_part=0``, repeated until the stream exists (it is
   released in the loop iteration the first part lands);
 - on the first playlist listing a part, a fetch of ``init-*.mp4`` + ``part-0-0.m4s``.
 
 Reported, p50/p95 over the repetitions:
 
-- ``live (302)``: the server accepted the RTMP publish (first redirect to a tokenized URL);
 - ``started_at``: the stream's ``started_at`` from ``/api/streams/{id}`` (server wall clock,
   mapped onto t via the wall clock taken at t=0), i.e. ffmpeg spawn + RTMP connect;
 - ``1st frame``: the first part's EXT-X-PROGRAM-DATE-TIME (wall-clock arrival of its first
@@ -70,7 +69,6 @@ PDT_RE = re.compile(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)")
 MAP_RE = re.compile(r'#EXT-X-MAP:URI="([^"]+)"')
 
 MILESTONES = (
-    "live (302)",
     "started_at",
     "1st frame (PDT)",
     "playlist w/ part (poll)",
@@ -103,8 +101,9 @@ def _pdt_epoch(text: str) -> float | None:
 async def hearth_rep(base: str, sid: str, rtmp_url: str, src: Path) -> dict[str, float]:
     """One publish of ``src``; returns milestone → seconds since ffmpeg spawn."""
     out: dict[str, float] = {}
-    url = f"{base}/hls/{sid}/index.m3u8"
+    url = f"{base}/hls/{sid}/media.m3u8"
     token_url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    token_url.set_result(url)  # no session redirect any more: one URL for every player
     got_part = asyncio.Event()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REP_TIMEOUT_S)) as http:
         wall0 = time.time()
@@ -136,11 +135,6 @@ async def hearth_rep(base: str, sid: str, rtmp_url: str, src: Path) -> dict[str,
             while now() < REP_TIMEOUT_S:
                 async with http.get(cur, allow_redirects=False) as r:
                     body = await r.text()
-                    if r.status == 302 and not token_url.done():
-                        out["live (302)"] = now()
-                        cur = f"{base}/hls/{sid}/{r.headers['Location']}"
-                        token_url.set_result(cur)
-                        continue
                     if r.status == 200:
                         if "#EXT-X-PART:" in body:
                             await on_part_playlist(body, "playlist w/ part (poll)")
@@ -151,10 +145,13 @@ async def hearth_rep(base: str, sid: str, rtmp_url: str, src: Path) -> dict[str,
 
         async def blocker() -> None:
             cur = await token_url
-            async with http.get(f"{cur}&_HLS_msn=0&_HLS_part=0") as r:
-                body = await r.text()
-                if r.status == 200 and "#EXT-X-PART:" in body:
-                    await on_part_playlist(body, "playlist w/ part (blocking)")
+            while now() < REP_TIMEOUT_S:  # 404 until the publish is accepted
+                async with http.get(f"{cur}?_HLS_msn=0&_HLS_part=0") as r:
+                    body = await r.text()
+                    if r.status == 200 and "#EXT-X-PART:" in body:
+                        await on_part_playlist(body, "playlist w/ part (blocking)")
+                        return
+                await asyncio.sleep(POLL_S)
 
         async def started_at() -> None:
             await got_part.wait()

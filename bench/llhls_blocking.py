@@ -145,8 +145,8 @@ def run(base: str, sid: str, server_pid: int, n: int, rounds: int, procs: int) -
         with urllib.request.urlopen(u, timeout=5) as r:
             return r.geturl(), r.read().decode()
 
-    wait_http_ok(f"{base}/hls/{sid}/index.m3u8", timeout=20)
-    url, _ = fetch(f"{base}/hls/{sid}/index.m3u8")  # the tokenized URL after the redirect
+    wait_http_ok(f"{base}/hls/{sid}/media.m3u8", timeout=20)
+    url = f"{base}/hls/{sid}/media.m3u8"  # the same URL for every player (no session token)
     shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     ctx = mp.get_context("fork")
     pipes: list[Connection] = []
@@ -172,7 +172,7 @@ def run(base: str, sid: str, server_pid: int, n: int, rounds: int, procs: int) -
             if m is None:
                 print("# no preload hint in the playlist; stopping")
                 break
-            q = f"{url}&_HLS_msn={m[1]}&_HLS_part={int(m[2]) + PARTS_AHEAD}"
+            q = f"{url}?_HLS_msn={m[1]}&_HLS_part={int(m[2]) + PARTS_AHEAD}"
             for c in pipes:
                 c.send(("round", q))
             for c in pipes:

@@ -178,7 +178,7 @@ async def test_disk_full_stops_the_recording_and_live_hls_goes_on(tmp_path_facto
                     await asyncio.sleep(0.2)
                 failed_at = state.service.live_stream(stream.id).muxer.stats  # type: ignore[union-attr]
                 while True:  # live delivery continues after the recording stopped
-                    async with http.get(f"{base}/hls/{stream.id}/index.m3u8") as r:
+                    async with http.get(f"{base}/hls/{stream.id}/media.m3u8") as r:
                         assert r.status == 200
                         text = await r.text()
                     now = state.service.live_stream(stream.id).muxer.stats  # type: ignore[union-attr]

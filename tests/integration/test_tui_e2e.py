@@ -35,12 +35,14 @@ def test_tui_shows_live_stream_viewers_and_chat(appliance: ApplianceProcess) -> 
     stop = threading.Event()
 
     def player() -> None:
-        """One viewer: a player session reloading the playlist like hls.js does."""
-        url = appliance.wait_for(
-            lambda: (r := http_get(f"{appliance.base}/hls/{sid}/index.m3u8")).status == 200
-            and r.url)
+        """One viewer: reloads the media playlist and fetches its newest segment (viewers are
+        counted on media requests)."""
+        appliance.wait_for(lambda: appliance.playlist(sid))
         while not stop.wait(1.0):
-            http_get(url)
+            text = appliance.playlist(sid) or ""
+            segs = [x for x in text.splitlines() if x.startswith("seg-")]
+            if segs:
+                http_get(f"{appliance.base}/hls/{sid}/{segs[-1]}")
 
     viewer = threading.Thread(target=player, daemon=True)
     try:
