@@ -163,6 +163,22 @@ class NostrConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    enabled: bool = True
+    """Record broadcasts (a channel can still opt out); off disables recording entirely."""
+    disk_cap_gb: float = 0.0
+    """Total size of all recordings in GB (10^9 bytes) above which the oldest unkept ones are
+    deleted; 0 means no cap."""
+    max_age_days: float = 0.0
+    """Default age in days after which a finished, unkept recording is deleted (a channel's
+    own retention wins); 0 keeps recordings until the disk cap applies."""
+    retention_interval: float = 300.0
+    """Seconds between retention passes."""
+    thumbnail_interval: float = 10.0
+    """Seconds between thumbnails of a live broadcast."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: str = ""
     """Directory holding the database, keys and socket; platformdirs default when empty."""
@@ -175,6 +191,7 @@ class Config:
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     nostr: NostrConfig = field(default_factory=NostrConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
 
     # ---- derived values -------------------------------------------------------------------
 
@@ -436,5 +453,11 @@ def validate(config: Config) -> None:
     for relay in config.nostr.relays:
         if urlsplit(relay).scheme not in ("ws", "wss"):
             raise ConfigError("nostr.relays", f"not a ws:// or wss:// URL: {relay!r}")
+    r = config.recording
+    if r.disk_cap_gb < 0 or r.max_age_days < 0:
+        raise ConfigError("recording.disk_cap_gb", "caps must not be negative (0 = none)")
+    if r.retention_interval < 1 or not 1 <= r.thumbnail_interval <= 3600:
+        raise ConfigError("recording.thumbnail_interval",
+                          "intervals must be at least 1 second (thumbnails at most an hour)")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")

@@ -129,7 +129,8 @@ class Appliance:
         await service.start()
         self._stack.push_async_callback(service.close)
 
-        delivery = Delivery(data, log=service.log, storage=self._recording_storage)
+        delivery = Delivery(data, log=service.log, storage=self._recording_storage,
+                            thumbnail_interval=config.recording.thumbnail_interval)
         await delivery.start()
         self._stack.push_async_callback(delivery.close)
 
@@ -223,7 +224,9 @@ class Appliance:
         await start_admin_site(admin_runner, config.admin_socket, config.admin.socket_mode)
         self._stack.callback(lambda: config.admin_socket.unlink(missing_ok=True))
 
-        self._spawn(record_broadcasts(bus, service, delivery), "recordings")
+        self._spawn(record_broadcasts(bus, service, delivery, config), "recordings")
+        self._spawn(self._every(config.recording.retention_interval,
+                                lambda: apply_retention(delivery, self.config)), "retention")
         self._spawn(self._every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
         self._spawn(self._every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
         self._spawn(self._every(VIEWERS_SECONDS, service.emit_viewers), "viewers")
@@ -260,7 +263,8 @@ class Appliance:
         await self._stack.aclose()
 
 
-async def record_broadcasts(bus: Bus, service: StreamService, delivery: Delivery) -> None:
+async def record_broadcasts(bus: Bus, service: StreamService, delivery: Delivery,
+                            config: Config) -> None:
     """Attach the recorder and thumbnailer to each stream's live muxer when it goes live."""
     async with bus.subscribe(StreamChanged) as events:
         async for event in events:
@@ -268,9 +272,18 @@ async def record_broadcasts(bus: Bus, service: StreamService, delivery: Delivery
             if event.reason in ("live", "publisher_back"):
                 ls = service.live_stream(event.stream_id)
                 if ls is not None and not ls.ended:
-                    delivery.attach(event.stream_id, ls.muxer)
+                    delivery.attach(event.stream_id, ls.muxer,
+                                    record=config.recording.enabled)
             elif event.reason == "ended":
                 delivery.detach(event.stream_id)
+
+
+async def apply_retention(delivery: Delivery, config: Config) -> None:
+    """One retention pass (docs: README "Recordings"): max age, then the global disk cap."""
+    rc = config.recording
+    max_age = rc.max_age_days * 86400 or None
+    items = await delivery.retention_items(lambda _id: max_age)
+    await delivery.apply_retention(items, int(rc.disk_cap_gb * 1e9) or None)
 
 
 @contextlib.contextmanager

@@ -242,4 +242,6 @@ def build_admin_app(state: AppState) -> web.Application:
     from appliance.api.admin_blocks import add_block_routes
 
     add_block_routes(app, STATE)
+    from appliance.api.admin_recordings import add_recording_routes  # imports this module
+    add_recording_routes(app)
     return app

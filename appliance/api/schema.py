@@ -255,3 +255,29 @@ def safe_text(value: object, limit: int = TEXT_LIMIT) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRecording(_Dto):
+    """A broadcast's recording as the operator sees it (``hearth recording list``).
+
+    ``state`` is ``recording`` (the broadcast is live), ``complete`` or ``failed`` (``error``
+    says why: disk full, write error, disk too slow; what was written still plays).
+    """
+
+    broadcast_id: str
+    title: str
+    state: str
+    started_at: float
+    ended_at: float | None
+    duration: float
+    bytes: int
+    segments: int
+    kept: bool
+    error: str
+    recording_url: str
+    download_url: str
+    thumbnail_url: str | None
+    thumbnail_age: float | None = None
+    """Seconds since the newest thumbnail was taken; None without one."""
+    channel_id: str | None = None

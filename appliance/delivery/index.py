@@ -9,7 +9,8 @@ A recording is a directory ``<data dir>/recordings/<broadcast id>/`` holding:
   "pdt"}``. Append-only, so a crash can at worst tear the last line, which is ignored;
 * ``meta.json``: ``{"broadcast_id", "state", "started_at", "ended_at", "error"}`` with state
   ``recording`` → ``complete`` (or ``failed``), rewritten atomically;
-* optionally ``poster.jpg`` and ``download.mp4`` (the cached MP4 remux).
+* optionally ``poster.jpg``, ``download.mp4`` (the cached MP4 remux) and ``keep`` (an empty
+  marker: exempt from retention).
 
 After ``kill -9`` the index lists every segment that was completely written, so the recording
 plays up to its last closed segment; :func:`finalise_interrupted` marks such recordings
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 INDEX = "index.jsonl"
 META = "meta.json"
 POSTER = "poster.jpg"
+KEEP = "keep"
+"""Marker file: the operator exempted this recording from retention (``hearth recording keep``)."""
 DOWNLOAD = "download.mp4"
 
 MAX_INDEX_BYTES = 64 << 20
@@ -156,6 +159,10 @@ class Recording:
     @property
     def complete(self) -> bool:
         return self.meta.state != STATE_RECORDING
+
+    @property
+    def kept(self) -> bool:
+        return (self.directory / KEEP).exists()
 
 
 def read_entries(directory: Path) -> list[IndexEntry]:

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.delivery.index import POSTER, Recording, finalise_interrupted, list_recordings, load
+from appliance.delivery.index import (
+    KEEP,
+    POSTER,
+    Recording,
+    finalise_interrupted,
+    list_recordings,
+    load,
+)
 from appliance.delivery.paths import RECORDINGS, check_id, recording_dir, thumbnail_path
 from appliance.delivery.recorder import DiskWriter, Recorder, RecordingStatus
 from appliance.delivery.retention import RetentionItem, run_retention
@@ -64,6 +71,7 @@ class RecordingInfo:
     segments: int
     error: str
     has_poster: bool
+    kept: bool
 
 
 class Delivery:
@@ -176,7 +184,7 @@ class Delivery:
             error = live.error if live is not None and live.error else r.meta.error
             return RecordingInfo(r.broadcast_id, state, r.meta.started_at, r.meta.ended_at,
                                  r.duration, r.size, len(r.entries), error,
-                                 (r.directory / POSTER).is_file())
+                                 (r.directory / POSTER).is_file(), r.kept)
 
         return await asyncio.to_thread(lambda: [info(r) for r in recs])
 
@@ -241,6 +249,34 @@ class Delivery:
         if removed:
             self.log("info", "recording.deleted", f"recording deleted: {reason}", broadcast_id)
         return bool(removed)
+
+    async def set_kept(self, broadcast_id: str, kept: bool) -> bool:
+        """Exempt a recording from retention (or make it subject again). False if none."""
+        directory = recording_dir(self.data_dir, broadcast_id)
+
+        def mark() -> bool:
+            if not directory.is_dir():
+                return False
+            if kept:
+                self.storage.write_atomic(directory / KEEP, b"")
+            else:
+                self.storage.remove(directory / KEEP)
+            return True
+
+        done = bool(await self.writer.run(mark))
+        if done:
+            self.log("info", "recording.kept" if kept else "recording.unkept",
+                     "recording kept: exempt from retention" if kept
+                     else "recording no longer exempt from retention", broadcast_id)
+        return done
+
+    async def retention_items(self, max_age: Callable[[str], float | None]
+                              ) -> list[RetentionItem]:
+        """Every recording as the retention policy sees it; ``max_age(id)`` in seconds."""
+        infos = await self.recordings()
+        return [RetentionItem(i.broadcast_id,
+                              i.ended_at if i.state != "recording" else None,
+                              i.bytes, i.kept, max_age(i.broadcast_id)) for i in infos]
 
     async def apply_retention(self, items: list[RetentionItem], disk_cap: int | None,
                               now: float | None = None) -> list[str]:
