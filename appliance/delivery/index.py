@@ -59,12 +59,16 @@ class IndexEntry:
     discontinuity: bool
     size: int
     program_date_time: float
+    independent: bool = True
+    """Starts with a keyframe (a forced cut in a long GOP does not)."""
 
     def to_line(self) -> bytes:
-        return (json.dumps({"seg": self.seg, "init": self.init,
-                            "duration": round(self.duration, 6), "disc": self.discontinuity,
-                            "bytes": self.size, "pdt": round(self.program_date_time, 3)},
-                           separators=(",", ":")) + "\n").encode()
+        obj: dict[str, object] = {"seg": self.seg, "init": self.init,
+                                  "duration": round(self.duration, 6), "disc": self.discontinuity,
+                                  "bytes": self.size, "pdt": round(self.program_date_time, 3)}
+        if not self.independent:
+            obj["indep"] = False
+        return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
     @classmethod
     def maybe_parse(cls, line: bytes) -> IndexEntry | None:
@@ -77,6 +81,9 @@ class IndexEntry:
             return None
         seg, init, dur = obj.get("seg"), obj.get("init"), obj.get("duration")
         disc, size, pdt = obj.get("disc", False), obj.get("bytes"), obj.get("pdt", 0.0)
+        indep = obj.get("indep", True)
+        if not isinstance(indep, bool):
+            return None
         if not (isinstance(seg, str) and is_vod_name(seg) and seg.startswith("seg-")
                 and isinstance(init, str) and is_vod_name(init) and init.startswith("init-")):
             return None
@@ -90,7 +97,7 @@ class IndexEntry:
             return None
         if not math.isfinite(pdt):
             return None
-        return cls(seg, init, float(dur), disc, size, float(pdt))
+        return cls(seg, init, float(dur), disc, size, float(pdt), indep)
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,7 +219,8 @@ class Recorder:
             seg=name, init=self._init_name, duration=segment.duration,
             discontinuity=segment.discontinuity or self._force_discontinuity or (
                 new_init and self._next_seg > 1),
-            size=len(segment.data), program_date_time=segment.program_date_time)
+            size=len(segment.data), program_date_time=segment.program_date_time,
+            independent=segment.independent)
         self._force_discontinuity = False
         data = segment.data
         self._pending += 1

@@ -1,11 +1,12 @@
 """Thumbnails: a JPEG from a recent keyframe of each live broadcast, about every 10 s.
 
 A :class:`ThumbnailSink` (one per broadcast) is a :class:`media.hls.segmenter.SegmentSink`:
-every segment starts with an IDR picture (the muxer cuts at keyframes), so a thumbnail is the
-first frame of a recent segment. :func:`make_thumbnail` demuxes that segment with PyAV,
-decodes exactly one packet (the IDR), scales it to at most :data:`MAX_WIDTH` pixels wide and
-encodes a JPEG — in a worker thread. CPU is bounded twice: at most one decode in flight per
-broadcast (a segment arriving meanwhile is skipped), and a global semaphore across broadcasts.
+segments start with an IDR picture (the muxer cuts at keyframes, bar forced cuts in GOPs
+longer than the target), so a thumbnail is the first keyframe of a recent segment.
+:func:`make_thumbnail` demuxes that segment with PyAV, decodes exactly one packet (the IDR),
+scales it to at most :data:`MAX_WIDTH` pixels wide and encodes a JPEG — in a worker thread.
+CPU is bounded twice: at most one decode in flight per broadcast (a segment arriving meanwhile
+is skipped), and a global semaphore across broadcasts.
 
 The newest thumbnail is kept in memory and at ``<data dir>/thumbnails/<id>.jpg`` (so it
 survives the broadcast and a restart); the second one (≈ 10 s in: past fades from black), or
@@ -75,14 +76,16 @@ def make_thumbnail(mp4: bytes, max_width: int = MAX_WIDTH) -> tuple[bytes, int, 
             stream.codec_context.thread_count = 1
             frames: list[Any] = []
             for packet in container.demux(stream):
-                if packet.size == 0:
+                # A segment cut inside a long GOP does not start with a keyframe: use the
+                # first IDR in it (decoding anything before it needs references we lack).
+                if packet.size == 0 or not packet.is_keyframe:
                     continue
                 frames = list(stream.codec_context.decode(packet))
                 if not frames:
                     frames = list(stream.codec_context.decode(None))  # flush: one picture
                 break
             if not frames:
-                raise ThumbnailError("no decodable picture")
+                raise ThumbnailError("no keyframe in the segment")
             frame = frames[0]
             width, height = scaled_size(frame.width, frame.height, max_width)
             picture = frame.reformat(width=width, height=height, format="yuvj420p")

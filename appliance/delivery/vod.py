@@ -49,8 +49,11 @@ def render_vod_playlist(entries: Sequence[IndexEntry], *, complete: bool = True)
     target = vod_target_duration([e.duration for e in entries])
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{VOD_VERSION}", f"#EXT-X-TARGETDURATION:{target}",
              "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-DISCONTINUITY-SEQUENCE:0",
-             f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}",
-             "#EXT-X-INDEPENDENT-SEGMENTS"]
+             f"#EXT-X-PLAYLIST-TYPE:{'VOD' if complete else 'EVENT'}"]
+    if all(e.independent for e in entries):
+        # §4.3.5.1: only when every segment starts with a keyframe (a forced cut in a GOP
+        # longer than the target does not).
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     current_init: str | None = None
     for i, e in enumerate(entries):
         if i > 0 and (e.discontinuity or e.init != current_init):

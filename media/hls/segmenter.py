@@ -118,6 +118,7 @@ class CompletedSegment:
         duration: seconds (exact, from the samples' durations).
         discontinuity: the segment follows a reconnect or a codec change.
         program_date_time: wall-clock time its first part arrived at (seconds since epoch).
+        independent: it starts with a keyframe (decodable on its own after its init).
     """
 
     msn: int
@@ -128,6 +129,7 @@ class CompletedSegment:
     duration: float
     discontinuity: bool
     program_date_time: float
+    independent: bool = True
 
 
 class SegmentSink(Protocol):
@@ -739,7 +741,8 @@ class HlsMuxer:
                     msn=seg.msn, name=seg.name, data=self._objects[seg.name],
                     init_name=init_name, init=self._objects[init_name],
                     duration=seg.duration / CLOCK_RATE, discontinuity=seg.discontinuity,
-                    program_date_time=seg.program_date_time))
+                    program_date_time=seg.program_date_time,
+                    independent=bool(seg.parts) and seg.parts[0].independent))
             except Exception:
                 logger.exception("HLS segment sink failed")
         # RFC 8216 §6.2.2: keep segments that left the playlist for another window.

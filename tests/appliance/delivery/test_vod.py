@@ -92,3 +92,18 @@ async def test_downloads_cache_and_share_one_remux(tmp_path: Path) -> None:
     assert await downloads.get(recording) == paths[0] and calls == 1
     assert not list((tmp_path / "b1").glob("*.tmp"))
     writer.close()
+
+
+def test_independent_segments_only_when_every_segment_starts_with_a_keyframe() -> None:
+    """RFC 8216 §4.3.5.1: a forced cut inside a long GOP drops EXT-X-INDEPENDENT-SEGMENTS."""
+    ok = render_vod_playlist([entry(0, 2.0), entry(1, 2.0)])
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in ok
+    forced = IndexEntry("seg-1.m4s", "init-0.mp4", 2.0, False, 100, 0.0, independent=False)
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" not in render_vod_playlist([entry(0, 2.0), forced])
+    assert IndexEntry.maybe_parse(forced.to_line()) == forced
+    assert IndexEntry.maybe_parse(entry(0, 1.0).to_line()) == entry(0, 1.0)
+
+
+def test_live_recording_is_an_event_playlist() -> None:
+    text = render_vod_playlist([entry(0, 2.0)], complete=False)
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text and "#EXT-X-ENDLIST" not in text
