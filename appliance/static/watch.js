@@ -3,6 +3,9 @@
 //    1.2 until it is back at PART-HOLD-BACK); native HLS (Safari/iOS) where MSE is missing.
 //  * "Low latency" toggle (only when the server offers WHEP): WebRTC over WHEP (RFC 9725).
 //    Any WebRTC failure falls back to LL-HLS by itself.
+//  * The page follows the broadcast: opened before it is live it waits, then switches to the
+//    player (badge, LIVE indicator) when it starts; once it ended it plays the recording (the
+//    VOD at /vod/{id}/index.m3u8), never a loop of the last live seconds.
 // Reads its configuration from a data attribute (CSP forbids inline scripts). ``?mode=hls``,
 // ``?mode=llhls`` or ``?mode=webrtc`` forces a mode (benchmarks, tests).
 "use strict";
@@ -38,13 +41,14 @@
   const MAX_EXTRA_LATENCY = 2.5;
   const sameOrigin = (url) => new URL(url, window.location.href).origin === window.location.origin;
   function beacon() {
-    if (player.mode === "webrtc" || video.paused) return;  // WHEP peers count server-side
+    // WHEP peers count server-side; a recording is not the live stream.
+    if (player.mode === "webrtc" || player.mode === "vod" || video.paused) return;
     fetch("/api/streams/" + encodeURIComponent(cfg.id) + "/viewing?player=" + playerId,
           { method: "POST", keepalive: true }).catch(() => {});
   }
   function boundLatency() {
     const hls = player.hls;
-    if (!hls || video.paused || video.readyState < 3) return;
+    if (!hls || player.mode === "vod" || video.paused || video.readyState < 3) return;
     const latency = hls.latency, target = hls.targetLatency, live = hls.liveSyncPosition;
     if (latency > target + MAX_EXTRA_LATENCY && live && live > video.currentTime) {
       player.latencyJumps = (player.latencyJumps || 0) + 1;
@@ -56,6 +60,99 @@
   }
   setInterval(beacon, BEACON_MS);
   setInterval(boundLatency, 1000);
+
+  // ---- broadcast phase: waiting → live → ended (recording) ---------------------------------
+  const badge = root.querySelector("h1 .badge");
+  const meta = viewers ? viewers.parentElement : null;
+  const apiUrl = cfg.api || "/api/streams/" + encodeURIComponent(cfg.id);
+  let phase = "unknown";  // "waiting" | "live" | "ended"
+  let lastViewers = 0;
+  player.phase = () => phase;
+  const bar = document.createElement("div");
+  bar.className = "player-bar";
+  const liveDot = document.createElement("span");
+  liveDot.className = "live-indicator";
+  liveDot.id = "live-indicator";
+  liveDot.textContent = "LIVE";
+  liveDot.hidden = true;
+  const unmute = document.createElement("button");
+  unmute.type = "button";
+  unmute.id = "unmute";
+  unmute.className = "unmute";
+  unmute.textContent = "🔇 Tap to unmute";
+  unmute.hidden = true;
+  unmute.addEventListener("click", () => {
+    video.muted = false;
+    video.volume = Math.max(video.volume, 0.5);
+    video.play().catch(() => {});
+  });
+  bar.append(liveDot, unmute);
+  video.after(bar);
+  const samePath = (url) => new URL(url, window.location.href).pathname;  // CSP: same origin
+
+  function setBadge(text, live) {
+    if (!badge) return;
+    badge.textContent = text;
+    badge.classList.toggle("live", live);
+  }
+  function updateUnmute() { unmute.hidden = !(video.muted && !video.paused); }
+  function showViewers(n) {
+    if (typeof n === "number") lastViewers = n;
+    if (!meta) return;
+    // Shown only while live, and this page is one of the viewers from the moment it has the
+    // live playlist (the server counts it at its next reload): never "0 watching".
+    meta.hidden = phase !== "live";
+    viewers.textContent = String(phase === "live" ? Math.max(lastViewers, 1) : lastViewers);
+  }
+  function enterLive() {
+    if (phase === "live") return;
+    phase = "live";
+    root.classList.add("is-live");
+    liveDot.hidden = false;
+    setBadge("LIVE", true);
+    showViewers();
+  }
+  function enterWaiting() {
+    if (phase === "unknown") phase = "waiting";
+    if (meta) meta.hidden = true;
+  }
+  function endedMessage(vodUrl) {
+    status.textContent = "";
+    status.append("Ended · ");
+    if (vodUrl) {
+      const link = document.createElement("a");
+      link.href = "#recording";
+      link.id = "watch-recording";
+      link.textContent = "watch the recording";
+      link.addEventListener("click", (ev) => { ev.preventDefault(); startVod(vodUrl); });
+      status.append(link);
+    } else {
+      status.append("no recording is available");
+    }
+  }
+  async function recordingUrl(s) {
+    const url = (s && s.recording_url) || "/vod/" + encodeURIComponent(cfg.id) + "/index.m3u8";
+    try {
+      const res = await fetch(samePath(url), { method: "HEAD" });
+      return res.ok ? samePath(url) : null;
+    } catch (_e) { return null; }
+  }
+  async function enterEnded(s, autoplay) {
+    if (phase === "ended") return;
+    const wasLive = phase === "live";
+    phase = "ended";
+    root.classList.remove("is-live");
+    liveDot.hidden = true;
+    setBadge("ENDED", false);
+    if (meta) meta.hidden = true;
+    const vod = await recordingUrl(s);
+    if (autoplay && vod) { startVod(vod); return; }
+    if (!wasLive) { stopHls(); stopWhep(); }
+    endedMessage(vod);
+  }
+  video.addEventListener("playing", updateUnmute);
+  video.addEventListener("pause", updateUnmute);
+  video.addEventListener("volumechange", updateUnmute);
 
   // ---- HLS / LL-HLS ------------------------------------------------------------------------
 
@@ -95,17 +192,50 @@
     video.srcObject = null;
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
       setStatus("");
+      enterLive();
       video.play().catch(() => setStatus("Press play to start"));
     });
     hls.on(Hls.Events.ERROR, (_evt, data) => {
       if (!data.fatal) return;
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
+      if (phase === "ended") return;
       // Not live yet, or the publisher is reconnecting: try again shortly.
+      enterWaiting();
       setStatus("Waiting for the stream…");
       stopHls();
       retryTimer = setTimeout(startHls, 2000);
     });
     hls.loadSource(cfg.hls);
+    hls.attachMedia(video);
+  }
+
+  // ---- the recording (VOD) ----------------------------------------------------------------
+
+  function startVod(url) {
+    stopHls();
+    stopWhep();
+    clearTimeout(retryTimer);
+    player.mode = "vod";
+    player.vod = url;
+    video.srcObject = null;
+    video.controls = true;
+    endedMessage(null);
+    status.textContent = "Ended · watching the recording";
+    if (!(window.Hls && Hls.isSupported())) {
+      if (video.canPlayType("application/vnd.apple.mpegurl")) {
+        video.src = url;  // Safari plays VOD HLS natively, seekable
+        video.play().catch(() => {});
+      }
+      return;
+    }
+    const hls = new Hls({ lowLatencyMode: false, startPosition: 0, manifestLoadingMaxRetry: 2 });
+    player.hls = hls;
+    hls.on(Hls.Events.MANIFEST_PARSED, () => { video.play().catch(() => {}); });
+    hls.on(Hls.Events.ERROR, (_evt, data) => {
+      if (data.fatal && data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      else if (data.fatal) setStatus("The recording could not be played.");
+    });
+    hls.loadSource(url);
     hls.attachMedia(video);
   }
 
@@ -204,14 +334,15 @@
 
   async function fetchStream() {
     try {
-      const res = await fetch("/api/streams/" + encodeURIComponent(cfg.id));
+      const res = await fetch(apiUrl);
       return res.ok ? await res.json() : null;
     } catch (_e) { return null; }
   }
 
   async function init() {
-    const s = cfg.whep === undefined && forced !== "hls" && forced !== "llhls"
-      ? await fetchStream() : null;
+    const s = await fetchStream();
+    if (s && s.status === "ended") { await enterEnded(s, true); return; }
+    if (!s || s.status !== "live") enterWaiting();
     const whep = cfg.whep || (s && s.whep_url) || null;
     if (whep && window.RTCPeerConnection) {
       // Same origin as the page (CSP connect-src 'self'), whatever host the API advertised.
@@ -232,7 +363,13 @@
 
   async function refresh() {
     const s = await fetchStream();
-    if (s) viewers.textContent = String(s.viewers);
+    if (!s) return;
+    if (s.status === "live" && phase === "waiting" && player.mode !== "webrtc") {
+      startHls();  // went live: switch to the player now rather than at the next retry
+    } else if (s.status === "ended" && phase !== "ended") {
+      await enterEnded(s, phase !== "live");
+    }
+    showViewers(s.viewers);
   }
-  setInterval(refresh, 10000);
+  setInterval(refresh, 5000);
 })();
