@@ -114,7 +114,7 @@ class PartClock(threading.Thread):
         self.errors = 0
 
     def run(self) -> None:
-        with urllib.request.urlopen(self.url, timeout=10) as r:  # session redirect
+        with urllib.request.urlopen(self.url, timeout=10) as r:
             base = r.url
             text = r.read().decode()
         seen: set[tuple[int, int]] = set()
@@ -128,7 +128,8 @@ class PartClock(threading.Thread):
                 if (msn, idx) not in seen:
                     seen.add((msn, idx))
                     self.latencies.append(time.time() - end_at)
-                url = f"{base}&_HLS_msn={msn}&_HLS_part={idx + 1}"
+                sep = "&" if "?" in base else "?"
+                url = f"{base}{sep}_HLS_msn={msn}&_HLS_part={idx + 1}"
             try:
                 with urllib.request.urlopen(url, timeout=10) as r:
                     text = r.read().decode()
@@ -169,7 +170,7 @@ def run_mode(mode: str, streams: int, duration: float, src: Path) -> list[object
             s = cli(data, "stream", "create", "--title", f"rec {i}")
             pubs.append(start_publisher(src, f"rtmp://127.0.0.1:{rtmp_port}/live/"
                                              f"{s['stream_key']}", loop=True))
-            urls.append(f"http://127.0.0.1:{http_port}/hls/{s['id']}/index.m3u8")
+            urls.append(f"http://127.0.0.1:{http_port}/hls/{s['id']}/media.m3u8")
         time.sleep(WARMUP_S)
         until = time.time() + duration
         clocks = [PartClock(u, until) for u in urls]
