@@ -117,3 +117,54 @@ def test_arbitrary_tags_raise_only_media_errors(body: bytes, video: bool, ts: in
         (d.video_tag if video else d.audio_tag)(ts, body)
     except MediaError:
         pass
+
+
+def _x264_avcc(pix_fmt: str, profile: str | None = None) -> bytes:
+    """An avcC from a real libx264 encode (PyAV) in ``pix_fmt``."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    from media.h264 import split_annexb
+
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = 64, 64, pix_fmt
+    codec.time_base = Fraction(1, 25)
+    options = {"preset": "ultrafast"}
+    if profile:
+        options["profile"] = profile
+    codec.options = options
+    frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), dtype=np.uint8), format="rgb24")
+    frame = frame.reformat(format=pix_fmt)
+    frame.pts = 0
+    data = b"".join(bytes(p) for p in codec.encode(frame)) + b"".join(
+        bytes(p) for p in codec.encode(None))
+    nalus = split_annexb(data)
+    sps = [n for n in nalus if n[0] & 0x1F == 7][:1]
+    pps = [n for n in nalus if n[0] & 0x1F == 8][:1]
+    return build_avcc(sps, pps)
+
+
+@pytest.mark.parametrize(("pix_fmt", "profile", "problem"), [
+    ("yuv444p", None, "High 4:4:4 Predictive profile"),
+    ("yuv422p", None, "High 4:2:2 profile"),
+    ("yuv420p10le", None, "High 10 profile"),
+])
+def test_undecodable_h264_profiles_are_refused_with_the_reason(
+        pix_fmt: str, profile: str | None, problem: str) -> None:
+    """Issue 10 #11: what browsers and Apple devices cannot decode is refused, saying why."""
+    from media.depacketizer import UnsupportedProfileError
+
+    d = FlvDepacketizer()
+    with pytest.raises(UnsupportedProfileError) as err:
+        d.video_tag(0, _video_tag(_x264_avcc(pix_fmt, profile), key=True, packet_type=0))
+    assert problem in str(err.value) and "Profile: high" in str(err.value)
+    assert isinstance(err.value, UnsupportedCodecError)
+
+
+@pytest.mark.parametrize("profile", ["baseline", "main", "high"])
+def test_8bit_420_profiles_are_accepted(profile: str) -> None:
+    d = FlvDepacketizer()
+    out = d.video_tag(0, _video_tag(_x264_avcc("yuv420p", profile), key=True, packet_type=0))
+    assert len(out) == 1

@@ -33,3 +33,22 @@ def test_bframes_detected_from_reordering() -> None:
 
 def test_starting_until_measurable() -> None:
     assert HealthMeter().snapshot().verdict() == "starting"
+
+
+def test_every_warning_has_a_reason_naming_the_obs_setting() -> None:
+    """A 5 s keyframe interval and B-frames: verdict warn, each reason with its OBS fix."""
+    from media.health import HealthSnapshot
+
+    base = dict(bitrate_kbps=3000.0, video_kbps=2900.0, audio_kbps=100.0, fps=30.0,
+                width=1280, height=720, video_codec="avc1.64001f", audio_codec="mp4a.40.2",
+                sample_rate=48000, channels=2, units=100, bytes_in=1000)
+    ok = HealthSnapshot(keyframe_interval=2.0, bframes=False, **base)  # type: ignore[arg-type]
+    assert ok.verdict() == "ok" and ok.reasons() == []
+    bad = HealthSnapshot(keyframe_interval=8.0, bframes=True, **base)  # type: ignore[arg-type]
+    assert bad.verdict() == "warn"
+    reasons = bad.reasons()
+    assert any("keyframe interval 8 s" in r and "Keyframe Interval: 2 s" in r for r in reasons)
+    assert any("B-frames" in r and "B-frames: 0" in r for r in reasons)
+    slow = HealthSnapshot(keyframe_interval=2.0, bframes=False,
+                          **{**base, "fps": 5.0})  # type: ignore[arg-type]
+    assert slow.verdict() == "warn" and "5 fps" in slow.reasons()[0]
