@@ -267,7 +267,9 @@ class RtmpConnection(asyncio.Protocol):
             victim = limits.eviction_victim()
             if victim is not None:
                 limits.stats.evicted += 1
-                victim._leave_preauth()  # at once: the next accept must pick another victim
+                # Released at once, not when asyncio reports the loss: one accept callback
+                # may take many connections, and each must see the room the eviction made.
+                victim._release()
                 victim.drop("evicted")
         limits.total += 1
         limits.per_ip[ip] = limits.per_ip.get(ip, 0) + 1

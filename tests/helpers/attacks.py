@@ -345,7 +345,7 @@ async def probe(base: str, stream_id: str, pid: int, stop: asyncio.Event) -> Pro
 
     async def parts() -> None:
         last = ""
-        url = f"{base}/hls/{stream_id}/index.m3u8"
+        url = f"{base}/hls/{stream_id}/media.m3u8"
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 text = (await loop.run_in_executor(None, get, url)).decode()
