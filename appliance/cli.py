@@ -228,6 +228,9 @@ async def _client_command(args: argparse.Namespace) -> int:
                 print(json.dumps(data, indent=2))
             else:
                 _print_stream(AdminStream.from_dict(data))
+                link = await cli_nostr.naddr_line(client, args.id)
+                if link:
+                    print(f"  nostr {link}")
             return 0
         if action == "end":
             data = await client.request("POST", f"/v1/streams/{args.id}/end")

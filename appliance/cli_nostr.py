@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from appliance.api.client import AdminClient
+from appliance.api.client import AdminClient, AdminError
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,6 +34,16 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                          help="seconds to wait for the signer (nostrconnect)")
     nsub.add_parser("disconnect", parents=[common], help="forget the remote signer",
                     description="Unpair the remote signer; events are signed locally again.")
+
+
+async def naddr_line(client: AdminClient, stream_id: str) -> str | None:
+    """``nostr:naddr1…`` of a stream for ``hearth stream show`` (None if Nostr is off)."""
+    try:
+        data = await client.request("GET", f"/v1/streams/{stream_id}/nostr")
+    except AdminError:
+        return None
+    uri = data.get("uri") if isinstance(data, dict) else None
+    return uri if isinstance(uri, str) else None
 
 
 def qr_text(data: str) -> str:

@@ -151,6 +151,12 @@ class NostrConfig:
     operator_key_file: str = ""
     """Optional file holding the operator's secret key (hex or nsec, relative to the data dir);
     when set, live events, operator chat and the mute list are signed as the operator."""
+    profile_name: str = ""
+    """Name in Hearth's own kind 0 profile (default "Hearth")."""
+    profile_about: str = ""
+    """About text of Hearth's profile (default: "Live streams at <public URL>")."""
+    profile_picture: str = ""
+    """Picture URL of Hearth's profile (none by default)."""
     signer_fallback: bool = False
     """When a NIP-46 remote signer is paired but unreachable, sign with the service key instead
     of waiting (a separate activity under the service pubkey; off by default)."""

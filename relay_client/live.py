@@ -32,6 +32,7 @@ __all__ = [
     "build_deletion",
     "build_live_event",
     "chat_activity_address",
+    "host_pubkeys",
     "parse_activity_address",
     "parse_zap_amount_msats",
 ]
@@ -186,6 +187,17 @@ def build_chat_message(
         tags=tuple(tags),
         created_at=_now() if created_at is None else created_at,
     )
+
+
+def host_pubkeys(event: NostrEvent) -> list[str]:
+    """Pubkeys named host of a 30311 by ``["p", pk, relay, role]`` tags (NIP-53).
+
+    We write the role lowercase (zap.stream matches ``host`` exactly), but read it
+    case-insensitively: other clients write ``Host`` (the NIP's own example does).
+    """
+    return [t[1] for t in event.tags
+            if len(t) >= 4 and t[0] == "p" and t[3].casefold() == "host"
+            and len(t[1]) == 64 and _HEX.issuperset(t[1])]
 
 
 def chat_activity_address(event: NostrEvent) -> str | None:

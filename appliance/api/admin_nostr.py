@@ -17,6 +17,8 @@ Contract (bodies and answers are JSON; errors ``{"error": message, "field"?: nam
   (the NIP-46 remote signer: ``state`` none | pairing | connected | unreachable,
   ``last_error``, ``waiting`` {stream id: reason}, ``nostrconnect_uri`` while pairing) and
   rejection counters.
+* ``GET  /v1/streams/{id}/nostr`` → ``{"address": "30311:…", "naddr": "naddr1…",
+  "uri": "nostr:naddr1…"}`` (NIP-19/NIP-21, for links to the live event).
 * ``POST /v1/nostr/signer`` ``{"bunker": "bunker://…"}`` → pair now (200 with ``signer``, 400
   with the reason); ``{"nostrconnect": true}`` → ``{"uri": "nostrconnect://…"}`` to show, the
   pairing completes when the signer answers; ``DELETE /v1/nostr/signer`` → unpair.
@@ -158,6 +160,16 @@ async def nostr_info(request: web.Request) -> web.Response:
     })
 
 
+async def stream_nostr(request: web.Request) -> web.Response:
+    """``GET /v1/streams/{id}/nostr`` → the stream's NIP-53 coordinate and ``naddr``."""
+    stream_id = _stream_id(request)
+    await request.app[STATE].service.get(stream_id)  # StreamNotFound → 404
+    nostr = _nostr(request)
+    naddr = nostr.naddr(stream_id)
+    return web.json_response({"address": nostr.address(stream_id), "naddr": naddr,
+                              "uri": f"nostr:{naddr}"})
+
+
 async def pair_signer(request: web.Request) -> web.Response:
     data = await _body(request)
     nostr = _nostr(request)
@@ -187,5 +199,6 @@ def add_nostr_routes(app: web.Application) -> None:
     app.router.add_delete("/v1/mutes/{pubkey}", remove_mute)
     app.router.add_get("/v1/relays", list_relays)
     app.router.add_get("/v1/nostr", nostr_info)
+    app.router.add_get("/v1/streams/{stream_id}/nostr", stream_nostr)
     app.router.add_post("/v1/nostr/signer", pair_signer)
     app.router.add_delete("/v1/nostr/signer", unpair_signer)

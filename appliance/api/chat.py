@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
@@ -29,6 +30,7 @@ from appliance.domain import STREAM_ID_RE
 from appliance.nostr.chat import MAX_JSON_DEPTH, WS_FRAME_BYTES, json_nesting_exceeds
 from appliance.nostr.service import ChatRejected, NostrService
 from appliance.streams import StreamNotFound
+from relay_client import nip19
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,9 @@ async def _forward(ws: web.WebSocketResponse, sub: Any, stream_id: str) -> None:
         out: dict[str, Any] | None = None
         if ev.reason == "muted":
             out = {"type": "mute", "pubkey": ev.message.get("pubkey")}
+        elif ev.reason == "profile":
+            out = {"type": "profile", "pubkey": ev.message.get("pubkey"),
+                   "display_name": ev.message.get("display_name")}
         elif ev.stream_id != stream_id:
             continue
         elif ev.reason in ("new", "unhidden"):
@@ -163,6 +168,28 @@ async def _forward(ws: web.WebSocketResponse, sub: Any, stream_id: str) -> None:
                 return
 
 
+async def nostr_link(request: web.Request) -> web.StreamResponse:
+    """NIP-89 ``web`` handler target ``/nostr/<bech32>``: an ``naddr`` of one of our live
+    events redirects to its watch page; anything else is 404 (never reflected)."""
+    state = request.app[STATE]
+    code = request.match_info["code"]
+    if len(code) > 1000 or state.nostr is None:
+        return _json({"error": "not found"}, 404)
+    try:
+        _, value = nip19.decode(code)
+    except nip19.Nip19Error:
+        return _json({"error": "not a NIP-19 naddr"}, 404)
+    if not isinstance(value, nip19.NAddr) or not state.nostr.owns_activity(value.kind,
+                                                                           value.author):
+        return _json({"error": "not a live event of this Hearth"}, 404)
+    try:
+        await state.service.get(value.identifier)
+    except StreamNotFound:
+        return _json({"error": "no such stream"}, 404)
+    raise web.HTTPFound(f"/watch/{quote(value.identifier, safe='')}")
+
+
 def add_chat_routes(app: web.Application) -> None:
+    app.router.add_get("/nostr/{code}", nostr_link)
     app.router.add_get("/api/streams/{stream_id}/chat", chat_history)
     app.router.add_get("/api/streams/{stream_id}/chat/ws", chat_ws)

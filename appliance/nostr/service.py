@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from appliance.api.schema import ChatMessage, RelayInfo
-from appliance.bus import Bus
+from appliance.bus import Bus, ChatChanged
 from appliance.config import Config
 from appliance.db import Store
 from appliance.nostr.chat import DuplicateGuard, RateLimiter
@@ -35,9 +35,12 @@ from appliance.nostr.mutes import MUTE_LIST_KIND, MuteList
 from appliance.nostr.outbox import Outbox
 from appliance.nostr.profiles import Profiles
 from appliance.nostr.remote import PairingError, RemoteSigner
+from appliance.nostr.service_identity import ServiceIdentity
 from appliance.streams import StreamService
 from appliance.tasks import BackgroundTasks
 from relay_client import NostrEvent, PoolConfig, PrivateKeySigner, RelayPool, RelayStatus
+from relay_client.live import LIVE_ACTIVITY_KIND
+from relay_client.nip19 import encode_naddr
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class NostrService:
         pool = RelayPool(relays, signer=identity.service, config=self._pool_config,
                          on_status_change=self._on_relay_status)
         outbox = Outbox(self.store, self.bus, pool, relays, self._tasks)
-        profiles = Profiles(self.store, pool, relays, self._tasks)
+        profiles = Profiles(self.store, pool, relays, self._tasks, on_name=self._name_learned)
         mutes = MuteList(self.store, identity.operator_pubkey)
         intake = ChatIntake(
             store=self.store, streams=self.streams, bus=self.bus, identity=identity,
@@ -123,6 +126,7 @@ class NostrService:
         await mutes.load()
         await outbox.load()
         self._parts = _Parts(identity, pool, outbox, profiles, mutes, intake, live, moderation)
+        self._service_identity = ServiceIdentity(self.store, outbox, identity.service, relays)
         await pool.start()
         self._subscribe_mutes()
 
@@ -143,6 +147,7 @@ class NostrService:
         self._spawn(p.live.tick(), "nostr-tick")
         self._spawn(self._fetch_profiles(), "nostr-profiles")
         self._spawn(p.live.reconcile(), "nostr-reconcile")
+        self._spawn(self._service_identity.publish_if_changed(self._config), "nostr-identity")
 
     async def close(self) -> None:
         await self._tasks.close()
@@ -158,6 +163,11 @@ class NostrService:
         while True:
             await asyncio.sleep(1.0)
             self.parts.profiles.flush()
+
+    def _name_learned(self, pubkey: str, name: str) -> None:
+        # Pages update the author of messages already shown (chat.js "profile").
+        self.bus.publish(ChatChanged(stream_id="", reason="profile",
+                                     message={"pubkey": pubkey, "display_name": name}))
 
     def _on_relay_status(self, st: RelayStatus) -> None:
         if self._parts is not None:
@@ -295,10 +305,21 @@ class NostrService:
         operator = self.operator_pubkey
         return self.parts.profiles.label(operator) if operator else ""
 
+    def naddr(self, stream_id: str) -> str:
+        """NIP-19 ``naddr`` of the stream's live event (with up to 3 relay hints), for
+        ``nostr:`` links (NIP-21) on the watch page and in the CLI."""
+        return encode_naddr(stream_id, self.activity_pubkey, LIVE_ACTIVITY_KIND,
+                            list(self.relays[:3]))
+
+    def owns_activity(self, kind: int, pubkey: str) -> bool:
+        return kind == LIVE_ACTIVITY_KIND and pubkey in self.parts.identity.activity_pubkeys()
+
     def page_config(self, stream_id: str) -> dict[str, object]:
-        """What chat.js needs: the ``a`` coordinate to sign into, relays, host pubkey."""
+        """What chat.js needs: the ``a`` coordinate to sign into, relays, host pubkey, and
+        the ``naddr`` for a ``nostr:`` link."""
         return {"address": self.address(stream_id), "relays": list(self.relays),
-                "host": self.operator_pubkey or self.activity_pubkey}
+                "host": self.operator_pubkey or self.activity_pubkey,
+                "naddr": self.naddr(stream_id)}
 
     # ---- live events and outbox ------------------------------------------------------------
 

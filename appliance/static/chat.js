@@ -78,6 +78,29 @@
     if (li && li.parentNode) li.parentNode.removeChild(li);
   }
 
+  function renameAuthor(pk, name) {
+    // A kind 0 arrived after the messages were shown: name them now (text only).
+    if (typeof pk !== "string" || typeof name !== "string" || !name) return;
+    Array.prototype.slice.call(log.children).forEach(function (li) {
+      if (li.dataset.pubkey !== pk) return;
+      var who = li.querySelector(".author");
+      if (who) who.textContent = name;
+    });
+  }
+
+  function showNostrLink() {
+    // NIP-53/NIP-21: let Nostr apps open this live event (zap.stream, Amethyst, …).
+    if (typeof chat.naddr !== "string" || !/^naddr1[02-9ac-hj-np-z]+$/.test(chat.naddr)) return;
+    var a = document.createElement("a");
+    a.id = "nostr-link";
+    a.className = "nostr-link";
+    a.href = "nostr:" + chat.naddr;
+    a.textContent = "Open in a Nostr app";
+    a.title = chat.naddr;
+    var h = panel.querySelector("h2");
+    if (h && h.parentNode) h.parentNode.insertBefore(a, h.nextSibling);
+  }
+
   function removeAuthor(pk) {
     Array.prototype.slice.call(log.children).forEach(function (li) {
       if (li.dataset.pubkey === pk) li.parentNode.removeChild(li);
@@ -103,6 +126,7 @@
       if (msg.type === "message") render(msg.message);
       else if (msg.type === "hide") remove(msg.id);
       else if (msg.type === "mute") removeAuthor(msg.pubkey);
+      else if (msg.type === "profile") renameAuthor(msg.pubkey, msg.display_name);
       else if (msg.type === "pinned") showPinned(msg.id);
       else if (msg.type === "ok") setStatus("");
       else if (msg.type === "error") setStatus(String(msg.error || "message refused"));
@@ -177,5 +201,6 @@
   });
 
   showIdentity();
+  showNostrLink();
   connect();
 })();

@@ -146,3 +146,13 @@ def test_zap_amount(alice: PrivateKeySigner) -> None:
     assert parse_zap_amount_msats(_receipt(alice, "lnbc10u1xyz", "999")) is None  # type: ignore[arg-type]
     assert parse_zap_amount_msats(_receipt(alice, "lnbc1xyz", "1000")) is None  # type: ignore[arg-type]
     assert parse_zap_amount_msats(_receipt(alice, "garbage", None)) is None  # type: ignore[arg-type]
+
+
+def test_host_role_is_read_case_insensitively(alice: PrivateKeySigner) -> None:
+    """NIP-53's example writes ``Host``; zap.stream writes ``host``: both name the host."""
+    from relay_client.live import host_pubkeys
+
+    ev = alice.sign_event(UnsignedEvent(kind=30311, content="", created_at=1, tags=(
+        ("d", "x"), ("p", "aa" * 32, "", "Host"), ("p", "bb" * 32, "", "host"),
+        ("p", "cc" * 32, "", "Speaker"), ("p", "dd" * 32), ("p", "zz", "", "host"))))
+    assert host_pubkeys(ev) == ["aa" * 32, "bb" * 32]
