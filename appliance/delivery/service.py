@@ -9,11 +9,14 @@ runs on the recording writer thread or a PyAV worker; every method here is safe 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from appliance.delivery.index import (
     KEEP,
@@ -23,7 +26,14 @@ from appliance.delivery.index import (
     list_recordings,
     load,
 )
-from appliance.delivery.paths import RECORDINGS, check_id, recording_dir, thumbnail_path
+from appliance.delivery.paths import (
+    BROADCAST_ID_RE,
+    RECORDINGS,
+    THUMBNAILS,
+    check_id,
+    recording_dir,
+    thumbnail_path,
+)
 from appliance.delivery.recorder import DiskWriter, Recorder, RecordingStatus
 from appliance.delivery.retention import RetentionItem, run_retention
 from appliance.delivery.storage import DiskStorage, Storage
@@ -58,6 +68,11 @@ class SinkGroup:
                 logger.exception("segment sink %r failed at end", sink)
 
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingInfo:
     """A recording for listings: from disk, overlaid with the live recorder's status."""
@@ -86,6 +101,12 @@ class Delivery:
         self.thumbnails = Thumbnailer(data_dir, self.storage, interval=thumbnail_interval)
         self.downloads = Downloads(concurrency=download_concurrency)
         self._log = log
+        self.base_url: Callable[[], str] = lambda: ""
+        """Public base URL for :meth:`recording_url`/:meth:`thumbnail_url` (set at start-up,
+        once the listening port is known)."""
+        # What exists, kept in memory so API answers never touch the disk (filled at start).
+        self._has_recording: set[str] = set()
+        self._has_thumbnail: set[str] = set()
         self._recorders: dict[str, Recorder] = {}
         self._attached: dict[str, HlsMuxer] = {}
         self.on_recording_change: Callable[[Recorder], None] | None = None
@@ -97,11 +118,55 @@ class Delivery:
         result = await self.writer.run(
             lambda: finalise_interrupted(self.data_dir, self.storage))
         assert isinstance(result, list)
+        await self._scan()
         for rec in result:
             self.log("info", "recording.recovered",
                      f"recording finalised after an unclean shutdown ({rec.duration:.0f} s)",
                      rec.broadcast_id)
         return result
+
+    async def _scan(self) -> None:
+        def scan() -> tuple[set[str], set[str]]:
+            recs = {r.broadcast_id for r in list_recordings(self.data_dir) if r.entries}
+            thumbs: set[str] = set()
+            with contextlib.suppress(OSError):
+                for name in os.listdir(self.data_dir / THUMBNAILS):
+                    if name.endswith(".jpg") and BROADCAST_ID_RE.fullmatch(name[:-4]):
+                        thumbs.add(name[:-4])
+            return recs, thumbs
+
+        recs, thumbs = await asyncio.to_thread(scan)
+        self._has_recording |= recs
+        self._has_thumbnail |= thumbs | {r for r in recs if (
+            recording_dir(self.data_dir, r) / POSTER).exists()}
+
+    # --- what exists (memory only: safe while building API answers) ------------------------
+
+    def has_recording(self, broadcast_id: str) -> bool:
+        """A recording with at least one playable segment exists (or is being written)."""
+        if broadcast_id in self._has_recording:
+            return True
+        rec = self._recorders.get(broadcast_id)
+        if rec is not None and rec.status.segments > 0:
+            self._has_recording.add(broadcast_id)
+            return True
+        return False
+
+    def has_thumbnail(self, broadcast_id: str) -> bool:
+        return (broadcast_id in self._has_thumbnail
+                or self.thumbnails.latest(broadcast_id) is not None)
+
+    def recording_url(self, broadcast: _HasId) -> str | None:
+        """``/vod/{id}/index.m3u8`` (absolute) once the broadcast has a recording, else None."""
+        if not self.has_recording(broadcast.id):
+            return None
+        return f"{self.base_url()}/vod/{broadcast.id}/index.m3u8"
+
+    def thumbnail_url(self, broadcast: _HasId) -> str | None:
+        """``/thumb/{id}.jpg`` (absolute) once the broadcast has a thumbnail, else None."""
+        if not self.has_thumbnail(broadcast.id):
+            return None
+        return f"{self.base_url()}/thumb/{broadcast.id}.jpg"
 
     async def close(self) -> None:
         """Mark running recordings complete (a resumed broadcast reopens them) and flush."""
@@ -246,6 +311,7 @@ class Delivery:
             return True
 
         removed = await self.writer.run(remove)
+        self._has_recording.discard(broadcast_id)
         if removed:
             self.log("info", "recording.deleted", f"recording deleted: {reason}", broadcast_id)
         return bool(removed)

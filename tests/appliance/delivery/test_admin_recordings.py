@@ -77,3 +77,24 @@ async def test_keep_validates_its_body(admin: tuple[TestClient, AppState]) -> No
     assert (await tc.post("/v1/recordings/old/keep", json={"keep": "yes"})).status == 400
     assert (await tc.post("/v1/recordings/old/keep", data=b"{")).status == 400
     assert (await tc.post("/v1/recordings/old/keep", json=[1])).status == 400
+
+
+async def test_urls_come_from_memory(admin: tuple[TestClient, AppState]) -> None:  # type: ignore[type-arg]
+    """``recording_url``/``thumbnail_url`` answer without disk I/O, from what start() found."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class B:
+        id: str
+
+    _, state = admin
+    delivery = Delivery(Path(state.config.data_dir))
+    delivery.base_url = lambda: "http://h"
+    assert delivery.recording_url(B("old")) is None  # before start(): nothing known
+    await delivery.start()
+    assert delivery.recording_url(B("old")) == "http://h/vod/old/index.m3u8"
+    assert delivery.recording_url(B("nope")) is None
+    assert delivery.thumbnail_url(B("old")) is None  # the factory makes no thumbnails
+    await delivery.delete("old")
+    assert delivery.recording_url(B("old")) is None
+    await delivery.close()
