@@ -25,6 +25,7 @@ def _layout(title: str, body: str, scripts: tuple[str, ...] = ()) -> str:
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{escape(title)}</title><link rel=\"stylesheet\" href=\"/static/style.css\">"
+        "<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">"
         f"{tags}</head><body><header><a class=\"brand\" href=\"/\">Hearth</a></header>"
         f"<main>{body}</main></body></html>\n"
     )

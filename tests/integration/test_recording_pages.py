@@ -33,6 +33,8 @@ def test_page_switches_to_live_then_offers_and_plays_the_recording(
             timeout=15_000)
         assert page.text_content("h1 .badge") == "NOT LIVE YET"
         assert page.is_hidden("#viewers")
+        icon = page.get_attribute("link[rel=icon]", "href")
+        assert icon and appliance.get(icon).headers["Content-Type"] == "image/svg+xml"
         pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 8)
         try:
             page.wait_for_function(f"() => {VIDEO}.currentTime > 1", timeout=30_000)
