@@ -23,6 +23,7 @@ from appliance import cli_nostr
 from appliance.api.client import AdminClient, AdminError
 from appliance.api.schema import AdminStream, ChatMessage, Status, StreamCredentials, safe_text
 from appliance.cli_blocks import add_block_parser, block_command
+from appliance.cli_recordings import add_recording_parser, recording_command
 from appliance.config import ConfigError, default_data_dir, default_socket, load_config
 
 SYSTEM_SOCKET = Path("/run/hearth/admin.sock")
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print a one-screen health summary.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     add_block_parser(sub, common)
+    add_recording_parser(sub, common)
     return parser
 
 
@@ -200,6 +202,8 @@ async def _client_command(args: argparse.Namespace) -> int:
             return await _chat_command(client, args)
         if args.command == "block":
             return await block_command(client, args)
+        if args.command == "recording":
+            return await recording_command(client, args)
         if action == "create":
             body = {"title": args.title, "summary": args.summary, "tags": args.tag,
                     "image": args.image}

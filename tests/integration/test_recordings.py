@@ -195,3 +195,24 @@ async def test_disk_full_stops_the_recording_and_live_hls_goes_on(tmp_path_facto
         failed = [e for e in events if e["kind"] == "recording.failed"]
         assert failed and "No space left on device" in failed[0]["message"]
         assert failed[0]["level"] == "error"
+
+
+def test_recording_cli(appliance: ApplianceProcess) -> None:
+    """``hearth recording list|show|keep|delete`` against the running appliance."""
+    created = appliance.create_stream("cli recording")
+    sid = created["id"]
+    publish_for(appliance, created["stream_key"], 3)
+    wait_ended(appliance, sid)
+    listed = appliance.wait_for(lambda: [r for r in appliance.cli_json("recording", "list")
+                                         if r["broadcast_id"] == sid and r["state"] == "complete"])
+    assert listed[0]["title"] == "cli recording" and listed[0]["duration"] > 2
+    assert "recording" in appliance.cli("recording", "list").stdout.lower()
+    kept = appliance.cli_json("recording", "keep", sid)
+    assert kept["kept"] is True
+    assert appliance.cli_json("recording", "keep", sid, "--undo")["kept"] is False
+    assert sid in appliance.cli("recording", "show", sid).stdout
+    assert appliance.cli_json("recording", "delete", sid)["deleted"] is True
+    assert not (appliance.data_dir / "recordings" / sid).exists()
+    assert appliance.get(f"/vod/{sid}/index.m3u8").status == 404
+    missing = appliance.cli("recording", "show", sid, check=False)
+    assert missing.returncode != 0 and "no such recording" in missing.stderr
