@@ -87,8 +87,14 @@ part ≤ PART-TARGET and every non-final one ≥ 85 % of it; whole frames cannot
 so parts aim at the configured target and the playlist advertises 10 % more."""
 
 AUDIO_RESYNC_FRAMES = 1
-"""Audio decode time is accumulated from frame counts; if it drifts from the units' dts by more
-than this many frames (dropped frames, timestamp jumps) it is re-derived from the dts."""
+"""Audio decode time is accumulated from frame counts; if the units' dts run ahead of it by more
+than this many frames (dropped frames, timestamp jumps) it jumps forward to the dts."""
+AUDIO_MAX_LAG_FRAMES = 3
+"""If the frame count runs ahead of the units' dts (a publisher whose audio clock is faster than
+its timestamps, or timestamps jittering backwards under load), the decode time never moves back:
+that would overlap the previous part and decoders see time go backwards. Instead whole frames
+are dropped once the audio would play more than this many frames late (3 AAC frames at 48 kHz
+are 64 ms, inside the lip-sync tolerance of ITU-R BT.1359 for late audio)."""
 
 
 class MuxerStateError(RuntimeError):
@@ -708,8 +714,19 @@ class HlsMuxer:
         spf = audio.samples_per_frame
         # The dts carries RTMP's millisecond jitter; the decode time is the frame count
         # (ISO/IEC 14496-3: every raw AAC frame holds samples_per_frame samples).
+        # Decode time only moves forward: a backwards re-sync would overlap the previous part.
+        start = 0
+        if self._audio_time is not None:
+            while (
+                start < len(units) - 1  # a run keeps one frame: lag is caught up over parts
+                and self._audio_time - units[start].dts * rate // CLOCK_RATE
+                > AUDIO_MAX_LAG_FRAMES * spf
+            ):
+                start += 1  # the audio would play too late: drop whole frames to catch up
+            self._units_dropped += start
+        units = units[start:]
         from_dts = units[0].dts * rate // CLOCK_RATE
-        if self._audio_time is None or abs(self._audio_time - from_dts) > AUDIO_RESYNC_FRAMES * spf:
+        if self._audio_time is None or from_dts - self._audio_time > AUDIO_RESYNC_FRAMES * spf:
             self._audio_time = from_dts
         base = self._audio_time
         self._audio_time += spf * len(units)

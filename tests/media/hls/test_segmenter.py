@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import pytest
 
 from media.hls import HlsMuxer, MuxerStateError
+from media.hls.segmenter import AUDIO_MAX_LAG_FRAMES
 from media.units import CLOCK_RATE, MediaUnit, TrackKind
 from tests.media.hls.media_factory import SyntheticStream, demux, make_stream
 
@@ -484,3 +485,33 @@ def test_broken_on_update_does_not_break_the_muxer(caplog: pytest.LogCaptureFixt
     muxer.end()
     assert muxer.stats.segments_emitted == 2
     assert "on_update" in caplog.text
+
+
+@pytest.mark.parametrize("rate", [0.97, 1.03])
+def test_audio_decode_time_never_goes_back_when_timestamps_drift(rate: float) -> None:
+    """Audio dts drifting from the frame count (a publisher whose timestamps run slower or faster
+    than its audio clock, or jitter under load) never makes decode times overlap: the frame-count
+    clock only jumps forward, and a lagging run drops whole frames to stay within a few frames."""
+    s = make_stream(6.0)
+    audio = s.of(TrackKind.AUDIO)
+    first = audio[0].dts
+    drifted = {
+        id(u): dataclasses.replace(u, dts=first + round((u.dts - first) * rate),
+                                   pts=first + round((u.dts - first) * rate))
+        for u in audio
+    }
+    units = sorted((drifted.get(id(u), u) for u in s.units), key=lambda u: u.dts)
+    muxer = HlsMuxer(window=20)
+    muxer.set_config(s.video, s.audio)
+    feed(muxer, units)
+    muxer.end()
+    pl = parse(muxer.playlist() or "")
+    data = (muxer.get("init-0.mp4") or b"") + b"".join(muxer.get(x.uri) or b"" for x in pl.segments)
+    tracks = demux(data)
+    dts = tracks["audio"].dts
+    assert dts == sorted(dts) and len(set(dts)) == len(dts), "audio decode time went backwards"
+    spf = CLOCK_RATE * 1024 // 48_000
+    # Every emitted frame plays within AUDIO_MAX_LAG_FRAMES (+1 for part granularity) of its dts.
+    emitted = sorted(u.dts for u in units if u.kind is TrackKind.AUDIO)
+    assert tracks["audio"].decoded >= 0.9 * len(emitted) * min(1.0, rate)
+    assert dts[-1] - emitted[-1] <= (AUDIO_MAX_LAG_FRAMES + 1) * spf
