@@ -5,6 +5,9 @@ Subscriptions are by event class; each subscriber owns a bounded queue, so a stu
 ``dropped`` — and never blocks the publisher. Media never goes through here (see
 :mod:`appliance.hub`).
 
+Events are frozen dataclasses and their reasons are enums (shared with the admin API in
+:mod:`appliance.api.schema`), so a consumer matches on types and members, never on strings.
+
 Usage::
 
     async with bus.subscribe(StreamChanged, LogRecorded) as events:
@@ -20,6 +23,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+# The reasons are the admin API's own enums: the event stream forwards them unchanged.
+from appliance.api.schema import ChatChange, ChatMessage, RelayInfo, StreamChange
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -30,14 +36,10 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class StreamChanged(Event):
-    """A stream was created, edited, went live, lost or regained its publisher, or ended.
-
-    ``reason`` is one of ``created``, ``updated``, ``live``, ``publisher_lost``,
-    ``publisher_back``, ``key_rotated``, ``ended``.
-    """
+    """A stream was created, edited, went live, lost or regained its publisher, or ended."""
 
     stream_id: str
-    reason: str
+    reason: StreamChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +54,9 @@ class ViewersChanged(Event):
 
 @dataclass(frozen=True, slots=True)
 class LogRecorded(Event):
-    """An operator-visible event-log entry (also stored in SQLite)."""
+    """An operator-visible event-log entry, published once stored (``id`` is its row)."""
 
+    id: int
     level: str
     kind: str
     message: str
@@ -62,22 +65,34 @@ class LogRecorded(Event):
 
 @dataclass(frozen=True, slots=True)
 class ChatChanged(Event):
-    """A chat message arrived, or was hidden, pinned or had its author muted.
-
-    ``message`` is an :class:`appliance.api.schema.ChatMessage` as a dict; ``reason`` is one of
-    ``new``, ``hidden``, ``unhidden``, ``pinned``, ``muted``.
-    """
+    """A chat message arrived, or was hidden, unhidden or pinned; ``message`` is its state."""
 
     stream_id: str
-    reason: str
-    message: dict[str, object]
+    reason: ChatChange
+    message: ChatMessage
+
+
+@dataclass(frozen=True, slots=True)
+class MuteChanged(Event):
+    """The host mute list gained or lost an author (hex pubkey)."""
+
+    pubkey: str
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChanged(Event):
+    """A chat author's display name was learned or changed (their kind 0)."""
+
+    pubkey: str
+    display_name: str
 
 
 @dataclass(frozen=True, slots=True)
 class RelayChanged(Event):
-    """A relay's state or counters changed; ``relay`` is a RelayInfo as a dict."""
+    """A relay's state or counters changed."""
 
-    relay: dict[str, object]
+    relay: RelayInfo
 
 
 class Subscription:

@@ -23,10 +23,11 @@ from typing import Any
 from aiohttp import web
 
 from appliance import logsafe
-from appliance.api.admin import build_admin_app
+from appliance.api.admin_app import build_admin_app
 from appliance.api.http import AddressCap, CappedTCPSite, body_timeout_middleware
 from appliance.api.peercred import PeerPolicy, peercred_middleware, policy_for_socket
 from appliance.api.public import build_public_app, load_static
+from appliance.api.schema import StreamChange
 from appliance.bus import Bus, StreamChanged
 from appliance.config import Config
 from appliance.db import Store
@@ -269,12 +270,12 @@ async def record_broadcasts(bus: Bus, service: StreamService, delivery: Delivery
     async with bus.subscribe(StreamChanged) as events:
         async for event in events:
             assert isinstance(event, StreamChanged)
-            if event.reason in ("live", "publisher_back"):
+            if event.reason in (StreamChange.LIVE, StreamChange.PUBLISHER_BACK):
                 ls = service.live_stream(event.stream_id)
                 if ls is not None and not ls.ended:
                     delivery.attach(event.stream_id, ls.muxer,
                                     record=config.recording.enabled)
-            elif event.reason == "ended":
+            elif event.reason is StreamChange.ENDED:
                 delivery.detach(event.stream_id)
 
 

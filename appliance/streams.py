@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from appliance.api.schema import StreamChange
 from appliance.bus import Bus, LogRecorded, StreamChanged, ViewersChanged
 from appliance.config import Config
 from appliance.db import Store
@@ -169,10 +170,16 @@ class StreamService:
         """Record an operator-visible event (DB log + Python log)."""
         getattr(logger, "warning" if level == "warning" else level, logger.info)(
             "%s%s: %s", f"[{stream_id}] " if stream_id else "", kind, message)
-        self.bus.publish(LogRecorded(level=level, kind=kind, message=message,
-                                     stream_id=stream_id))
-        self.spawn(self.store.write(lambda db: q.insert_event(db, level, kind, message, stream_id)),
-                   "log-event")
+        at = time.time()
+
+        async def record() -> None:
+            # Published once stored, so the event carries its row id (the TUI orders by it).
+            row_id = await self.store.write(
+                lambda db: q.insert_event(db, level, kind, message, stream_id, at))
+            self.bus.publish(LogRecorded(id=row_id, level=level, kind=kind, message=message,
+                                         stream_id=stream_id, at=at))
+
+        self.spawn(record(), "log-event")
 
     # ---- operator actions --------------------------------------------------------------------
 
@@ -184,7 +191,7 @@ class StreamService:
         stream = await self.store.write(lambda db: q.insert_stream(db, stream_id, fields, key_hash))
         self._keys[stream_id] = key_hash
         self.log("info", "stream.created", f"stream {stream.title!r} created", stream_id)
-        self.bus.publish(StreamChanged(stream_id=stream_id, reason="created"))
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason=StreamChange.CREATED))
         return stream, key
 
     async def get(self, stream_id: str) -> Stream:
@@ -202,7 +209,7 @@ class StreamService:
         if stream.status is StreamState.ENDED:
             raise StreamEnded(stream_id)
         await self.store.write(lambda db: q.update_stream_fields(db, stream_id, fields))
-        self.bus.publish(StreamChanged(stream_id=stream_id, reason="updated"))
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason=StreamChange.UPDATED))
         return await self.get(stream_id)
 
     async def rotate_key(self, stream_id: str) -> tuple[Stream, str]:
@@ -219,7 +226,7 @@ class StreamService:
             ls.link.end("NetStream.Publish.BadName", "stream key rotated")
             self._detach(ls, "stream key rotated")
         self.log("info", "stream.key_rotated", "stream key rotated", stream_id)
-        self.bus.publish(StreamChanged(stream_id=stream_id, reason="key_rotated"))
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason=StreamChange.KEY_ROTATED))
         return stream, key
 
     async def end(self, stream_id: str, reason: str = "ended by the operator") -> Stream:
@@ -246,7 +253,7 @@ class StreamService:
         if ls is not None:
             ls.publisher.close()
         self.log("info", "stream.deleted", "stream deleted", stream_id)
-        self.bus.publish(StreamChanged(stream_id=stream_id, reason="deleted"))
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason=StreamChange.DELETED))
 
     # ---- runtime queries -------------------------------------------------------------------
 
@@ -314,7 +321,8 @@ class StreamService:
                                                        time.time(), "replaced"))
             # Published after COMMIT: consumers (Nostr, dashboards) may read the new state.
             self.bus.publish(StreamChanged(stream_id=stream_id,
-                                           reason="publisher_back" if resumed else "live"))
+                                           reason=StreamChange.PUBLISHER_BACK if resumed
+                                           else StreamChange.LIVE))
 
         self.spawn(persist(), f"attach-{stream_id}")
         self.log("info", "ingest.publish",
@@ -336,7 +344,8 @@ class StreamService:
                      f"publisher gone ({reason}); waiting {self.config.rtmp.grace_seconds:.0f} s",
                      ls.stream_id)
             self._start_grace(ls)
-            self.bus.publish(StreamChanged(stream_id=ls.stream_id, reason="publisher_lost"))
+            self.bus.publish(StreamChanged(stream_id=ls.stream_id,
+                                           reason=StreamChange.PUBLISHER_LOST))
 
     def _start_grace(self, ls: LiveStream) -> None:
         loop = asyncio.get_running_loop()
@@ -369,7 +378,7 @@ class StreamService:
         self._keys.pop(stream_id, None)
         self._last_viewers.pop(stream_id, None)
         self.log("info", "stream.ended", f"stream ended: {reason}", stream_id)
-        self.bus.publish(StreamChanged(stream_id=stream_id, reason="ended"))
+        self.bus.publish(StreamChanged(stream_id=stream_id, reason=StreamChange.ENDED))
 
     async def _persist_health(self, ls: LiveStream, ended: bool = False,
                               reason: str | None = None) -> None:

@@ -13,9 +13,10 @@ import os
 import statistics
 import time
 
+from appliance.api.schema import ChatChange, ChatEvent, ViewersEvent
 from tui.app import DashboardApp
 from tui.messages import Redraw
-from tui.testing import FakeAdminClient, make_chat, make_stream
+from tui.testing import T0, FakeAdminClient, make_chat, make_stream
 
 STREAMS = 20
 RATE = 50  # chat messages per second
@@ -48,12 +49,10 @@ async def main() -> None:
             await asyncio.sleep(max(0.0, target - time.perf_counter()))
             sent[n] = time.perf_counter()
             pending.append(n)
-            fake.emit("chat", {"stream_id": sid, "reason": "new",
-                               "message": make_chat(sid, 1000 + n).to_dict()})
+            fake.emit(ChatEvent(sid, ChatChange.NEW, make_chat(sid, 1000 + n), at=T0))
             if n % RATE == 0:  # once a second every stream's viewers move too
                 for s in streams:
-                    fake.emit("viewers", {"stream_id": s.id, "current": n % 97,
-                                          "peak": 100, "total": 500})
+                    fake.emit(ViewersEvent(s.id, current=n % 97, peak=100, total=500, at=T0))
             n += 1
         await pilot.pause()
         cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100

@@ -41,7 +41,7 @@ class DashboardApp(App[None]):
         self.sub_title = where
 
     def on_mount(self) -> None:
-        self.push_screen(MainScreen())
+        self.push_screen(MainScreen(self.client, clock=self.clock))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

@@ -7,23 +7,31 @@
 
 from __future__ import annotations
 
-import codecs
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from appliance.api.schema import (
+    AdminEvent,
     AdminStream,
     ChatMessage,
+    Dto,
     LogEvent,
     RelayInfo,
+    SchemaError,
+    SseFrame,
+    SseParser,
     Status,
     StreamCredentials,
+    decode_event,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class ApplianceError(Exception):
@@ -63,14 +71,6 @@ class StreamDraft:
                 "image": self.image}
 
 
-@dataclass(frozen=True, slots=True)
-class ApiEvent:
-    """One server-sent event: ``kind`` is ``stream|viewers|log|chat|relay``."""
-
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 class AdminClient(Protocol):
     """What the dashboard needs from the appliance.
 
@@ -106,41 +106,53 @@ class AdminClient(Protocol):
 
     async def mute_pubkey(self, pubkey: str) -> None: ...
 
-    def events(self) -> AsyncIterator[ApiEvent]:
-        """Live changes until the connection drops (then raises ApplianceUnreachable)."""
+    def events(self) -> AsyncIterator[AdminEvent]:
+        """Live changes until the connection drops (then raises ApplianceUnreachable).
+
+        Only events this version understands: see :func:`typed_events`.
+        """
         ...
 
     async def close(self) -> None: ...
 
 
-def parse_sse(buffer: str) -> tuple[list[ApiEvent], str]:
-    """Split complete SSE frames off ``buffer``; return the events and the unparsed rest.
+def typed_events(frames: Iterable[SseFrame]) -> Iterator[AdminEvent]:
+    """The events of ``frames`` this TUI understands.
 
-    Comments (heartbeats) and frames without data are skipped; data that is not a JSON
-    object becomes ``{}`` rather than an exception.
+    A kind it does not know (a newer appliance) is skipped silently; a frame that does not fit
+    its schema is logged and skipped: one bad event must not cost the operator the dashboard.
     """
-    events: list[ApiEvent] = []
-    buffer = buffer.replace("\r\n", "\n")
-    while "\n\n" in buffer:
-        frame, buffer = buffer.split("\n\n", 1)
-        kind, data_lines = "message", []
-        for line in frame.split("\n"):
-            if not line or line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                kind = value
-            elif name == "data":
-                data_lines.append(value)
-        if not data_lines:
-            continue
+    for frame in frames:
         try:
-            data = json.loads("\n".join(data_lines))
-        except json.JSONDecodeError:
-            data = {}
-        events.append(ApiEvent(kind, data if isinstance(data, dict) else {}))
-    return events, buffer
+            event = decode_event(frame)
+        except SchemaError as exc:
+            logger.warning("ignoring a malformed %.32r event from the appliance: %s",
+                           frame.kind, exc)
+            continue
+        if event is None:
+            logger.debug("ignoring unknown event kind %.32r", frame.kind)
+            continue
+        yield event
+
+
+_D = TypeVar("_D", bound=Dto)
+
+
+def _one(cls: type[_D], data: object) -> _D:
+    try:
+        return cls.from_dict(data)
+    except SchemaError as exc:
+        raise ApplianceError(f"The appliance answered something this dashboard does not "
+                             f"understand ({exc}). Are both the same version?",
+                             "Unexpected answer") from None
+
+
+def _many(cls: type[_D], data: object) -> list[_D]:
+    if not isinstance(data, list):
+        raise ApplianceError("The appliance answered something this dashboard does not "
+                             "understand (expected a list). Are both the same version?",
+                             "Unexpected answer")
+    return [_one(cls, d) for d in data]
 
 
 class UnixSocketAdminClient:
@@ -193,37 +205,37 @@ class UnixSocketAdminClient:
             raise
 
     async def get_status(self) -> Status:
-        return Status.from_dict(await self._call("GET", "/v1/status"))
+        return _one(Status, await self._call("GET", "/v1/status"))
 
     async def list_streams(self) -> list[AdminStream]:
-        return [AdminStream.from_dict(d) for d in await self._call("GET", "/v1/streams")]
+        return _many(AdminStream, await self._call("GET", "/v1/streams"))
 
     async def list_events(self, limit: int = 100) -> list[LogEvent]:
         data = await self._call("GET", "/v1/events", params={"limit": str(limit)})
-        return [LogEvent.from_dict(d) for d in data]
+        return _many(LogEvent, data)
 
     async def list_chat(self, stream_id: str, limit: int = 200) -> list[ChatMessage] | None:
         data = await self._maybe(f"/v1/streams/{stream_id}/chat", {"limit": str(limit)})
-        return None if data is None else [ChatMessage.from_dict(d) for d in data]
+        return None if data is None else _many(ChatMessage, data)
 
     async def list_relays(self) -> list[RelayInfo] | None:
         data = await self._maybe("/v1/relays")
-        return None if data is None else [RelayInfo.from_dict(d) for d in data]
+        return None if data is None else _many(RelayInfo, data)
 
     async def create_stream(self, draft: StreamDraft) -> StreamCredentials:
         data = await self._call("POST", "/v1/streams", draft.to_dict())
-        return StreamCredentials.from_dict(data)
+        return _one(StreamCredentials, data)
 
     async def update_stream(self, stream_id: str, draft: StreamDraft) -> AdminStream:
         data = await self._call("PATCH", f"/v1/streams/{stream_id}", draft.to_dict())
-        return AdminStream.from_dict(data)
+        return _one(AdminStream, data)
 
     async def end_stream(self, stream_id: str) -> AdminStream:
-        return AdminStream.from_dict(await self._call("POST", f"/v1/streams/{stream_id}/end"))
+        return _one(AdminStream, await self._call("POST", f"/v1/streams/{stream_id}/end"))
 
     async def rotate_key(self, stream_id: str) -> StreamCredentials:
         data = await self._call("POST", f"/v1/streams/{stream_id}/rotate-key")
-        return StreamCredentials.from_dict(data)
+        return _one(StreamCredentials, data)
 
     async def send_chat(self, stream_id: str, content: str,
                         reply_to: str | None = None) -> None:
@@ -241,7 +253,7 @@ class UnixSocketAdminClient:
     async def mute_pubkey(self, pubkey: str) -> None:
         await self._call("POST", "/v1/mutes", {"pubkey": pubkey})
 
-    async def events(self) -> AsyncIterator[ApiEvent]:
+    async def events(self) -> AsyncIterator[AdminEvent]:
         # No total timeout: the stream is long-lived; the server's 15 s heartbeat lets a
         # 45 s read timeout notice a dead peer.
         timeout = aiohttp.ClientTimeout(total=None, sock_read=45)
@@ -251,16 +263,15 @@ class UnixSocketAdminClient:
                 if resp.status != 200:
                     raise ApplianceError(f"event stream refused ({resp.status})",
                                          status=resp.status)
-                buffer = ""
-                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                parser = SseParser()
                 async for chunk in resp.content.iter_any():
-                    events, buffer = parse_sse(buffer + decoder.decode(chunk))
-                    for event in events:
+                    for event in typed_events(parser.feed(chunk)):
                         yield event
         except PermissionError:
             raise ApplianceError(f"Permission denied on {self.socket_path}",
                                  "Permission denied") from None
-        except (OSError, aiohttp.ClientError, TimeoutError):
+        except (OSError, aiohttp.ClientError, TimeoutError, SchemaError):
+            # SchemaError: a frame longer than the parser accepts; reconnecting resyncs.
             raise self._unreachable() from None
         raise self._unreachable()
 

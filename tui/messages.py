@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from appliance.api.schema import AdminStream, ChatMessage, LogEvent, RelayInfo
+from appliance.api.schema import AdminStream, ChatChange, ChatMessage, LogEvent, RelayInfo
 
 
 class Snapshot(Message):
@@ -68,9 +68,9 @@ class ChatLoaded(Message):
 
 
 class ChatReceived(Message):
-    """A chat message arrived or was moderated (``reason``: new, hidden, pinned, …)."""
+    """A chat message arrived or was moderated (hidden, unhidden, pinned)."""
 
-    def __init__(self, stream_id: str, reason: str, message: ChatMessage) -> None:
+    def __init__(self, stream_id: str, reason: ChatChange, message: ChatMessage) -> None:
         super().__init__()
         self.stream_id = stream_id
         self.reason = reason

@@ -12,15 +12,18 @@ from dataclasses import replace
 from typing import Any
 
 from appliance.api.schema import (
+    AdminEvent,
     AdminStream,
     ChatMessage,
     IngestInfo,
     LogEvent,
     RelayInfo,
+    SseParser,
     Status,
     StreamCredentials,
+    encode_event,
 )
-from tui.client import ApiEvent, ApplianceError, ApplianceUnreachable, StreamDraft
+from tui.client import ApplianceError, ApplianceUnreachable, StreamDraft, typed_events
 
 T0 = 1_700_000_000.0
 """The frozen 'now' of fixtures (2023-11-14 22:13:20 UTC)."""
@@ -72,15 +75,23 @@ class FakeAdminClient:
         self.calls: list[tuple[Any, ...]] = []
         self.errors: dict[str, ApplianceError] = {}
         """Method name → error to raise once (e.g. a 400 validation error)."""
-        self._queue: asyncio.Queue[ApiEvent | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._next = len(self.streams) + 1
         self.subscribed = asyncio.Event()
 
     # ---- test controls ------------------------------------------------------------------
 
-    def emit(self, kind: str, data: dict[str, Any]) -> None:
-        """Deliver one live event to the dashboard's event stream."""
-        self._queue.put_nowait(ApiEvent(kind, data))
+    def emit(self, event: AdminEvent) -> None:
+        """Deliver one live event to the dashboard's event stream.
+
+        It travels as the appliance sends it (:func:`encode_event`) and is decoded as the real
+        client decodes it, so the fake exercises the wire contract too.
+        """
+        self._queue.put_nowait(encode_event(event))
+
+    def emit_raw(self, frame: bytes) -> None:
+        """Deliver raw SSE bytes (unknown kinds, malformed data, split frames)."""
+        self._queue.put_nowait(frame)
 
     def disconnect(self) -> None:
         """Cut the socket: the event stream fails and every call raises until reconnect."""
@@ -180,15 +191,17 @@ class FakeAdminClient:
         self.calls.append(("mute_pubkey", pubkey))
         self._check("mute_pubkey")
 
-    async def events(self) -> AsyncIterator[ApiEvent]:
+    async def events(self) -> AsyncIterator[AdminEvent]:
         self._check("events")
         self.subscribed.set()
+        parser = SseParser()
         while True:
-            event = await self._queue.get()
-            if event is None:
+            chunk = await self._queue.get()
+            if chunk is None:
                 self.subscribed.clear()
                 raise ApplianceUnreachable("The admin socket closed.", "Connection lost")
-            yield event
+            for event in typed_events(parser.feed(chunk)):
+                yield event
 
     async def close(self) -> None:
         self.calls.append(("close",))

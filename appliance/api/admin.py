@@ -7,13 +7,18 @@ errors are ``{"error": message, "field": name?}`` with 400/404/409.
 
 from __future__ import annotations
 
-import json
 import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from aiohttp import web
 
+from appliance.api.admin_common import (
+    STATE,
+    error_response,
+    json_body,
+    stream_id_param,
+)
 from appliance.api.schema import (
     AdminStream,
     IngestInfo,
@@ -26,8 +31,10 @@ from appliance.domain import STREAM_ID_RE, Stream, StreamFields, StreamState, Va
 from appliance.state import AppState
 from appliance.streams import StreamEnded, StreamNotFound
 
-STATE: web.AppKey[AppState] = web.AppKey("admin_state", AppState)
-MAX_BODY = 256 * 1024
+# Short local names for the shared helpers (the route code below predates admin_common).
+_error = error_response
+_body = json_body
+_stream_id = stream_id_param
 
 
 def app_version() -> str:
@@ -35,13 +42,6 @@ def app_version() -> str:
         return version("hearth")
     except PackageNotFoundError:
         return "dev"
-
-
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if field:
-        body["field"] = field
-    return web.json_response(body, status=status)
 
 
 def admin_stream(state: AppState, stream: Stream) -> AdminStream:
@@ -81,18 +81,6 @@ def credentials(state: AppState, stream: Stream, key: str) -> StreamCredentials:
     )
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text='{"error": "body must be JSON"}',
-                                 content_type="application/json") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}',
-                                 content_type="application/json")
-    return data
-
-
 def _fields(data: dict[str, Any], current: Stream | None = None) -> StreamFields:
     def text(name: str, default: str) -> str:
         value = data.get(name, default)
@@ -109,13 +97,6 @@ def _fields(data: dict[str, Any], current: Stream | None = None) -> StreamFields
         tags=tuple(tags),
         image=text("image", current.image if current else ""),
     )
-
-
-def _stream_id(request: web.Request) -> str:
-    stream_id = request.match_info["stream_id"]
-    if not STREAM_ID_RE.fullmatch(stream_id):
-        raise StreamNotFound(stream_id)
-    return stream_id
 
 
 @web.middleware
@@ -222,9 +203,9 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response(events)
 
 
-def build_admin_app(state: AppState) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_middleware])
-    app[STATE] = state
+def add_stream_routes(app: web.Application) -> None:
+    """Register the status, stream and event-log routes (see :mod:`appliance.api.admin_app`)."""
+    app.middlewares.append(errors_middleware)
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/v1/streams", list_streams)
     app.router.add_post("/v1/streams", create_stream)
@@ -234,14 +215,3 @@ def build_admin_app(state: AppState) -> web.Application:
     app.router.add_post("/v1/streams/{stream_id}/end", end_stream)
     app.router.add_post("/v1/streams/{stream_id}/rotate-key", rotate_key)
     app.router.add_get("/v1/events", list_events)
-    from appliance.api.admin_events import add_event_stream  # here: admin_events imports us
-
-    add_event_stream(app)
-    from appliance.api.admin_nostr import add_nostr_routes  # imports this module
-    add_nostr_routes(app)
-    from appliance.api.admin_blocks import add_block_routes
-
-    add_block_routes(app, STATE)
-    from appliance.api.admin_recordings import add_recording_routes  # imports this module
-    add_recording_routes(app)
-    return app

@@ -1,8 +1,10 @@
 """``GET /v1/events/stream``: the control-plane bus as Server-Sent Events on the admin socket.
 
-Each bus event becomes ``event: <stream|viewers|log|chat|relay>`` + ``data: <json>``; a
+Each bus event becomes one typed :data:`~appliance.api.schema.AdminEvent`, framed by
+:func:`~appliance.api.schema.encode_event` (``event: <kind>`` + ``data: <json>``); a
 ``: heartbeat`` comment every 15 s lets clients notice a dead peer. A ``stream`` event carries
 the full :class:`~appliance.api.schema.AdminStream`, so the TUI needs no follow-up request.
+To relay a new bus event, map it in :func:`admin_event` (see the schema module's docstring).
 The subscription is bounded (see :mod:`appliance.bus`): a stuck client loses its own oldest
 events, never the appliance's time. Streams end when the app shuts down.
 """
@@ -10,17 +12,28 @@ events, never the appliance's time. Streams end when the app shuts down.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Any
 
 from aiohttp import web
 
-from appliance.api.admin import STATE, admin_stream
+from appliance.api.admin import admin_stream
+from appliance.api.admin_common import STATE
+from appliance.api.schema import (
+    AdminEvent,
+    AdminStream,
+    ChatEvent,
+    LogEvent,
+    MuteEvent,
+    RelayEvent,
+    StreamEvent,
+    ViewersEvent,
+    encode_event,
+)
 from appliance.bus import (
     ChatChanged,
     Event,
     LogRecorded,
+    MuteChanged,
     RelayChanged,
     StreamChanged,
     ViewersChanged,
@@ -31,37 +44,34 @@ from appliance.streams import StreamNotFound
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
-KINDS = (StreamChanged, ViewersChanged, LogRecorded, ChatChanged, RelayChanged)
+KINDS = (StreamChanged, ViewersChanged, LogRecorded, ChatChanged, MuteChanged, RelayChanged)
 _STOPPING: web.AppKey[asyncio.Event] = web.AppKey("events_stopping", asyncio.Event)
 
 
-async def _frame(state: AppState, event: Event) -> tuple[str, dict[str, Any]] | None:
+async def admin_event(state: AppState, event: Event) -> AdminEvent | None:
+    """The admin API event for a bus event (``None`` for bus events the API does not relay)."""
     if isinstance(event, StreamChanged):
-        data: dict[str, Any] = {"stream_id": event.stream_id, "reason": event.reason,
-                                "at": event.at}
         try:
-            data["stream"] = admin_stream(state, await state.service.get(event.stream_id))
-            data["stream"] = data["stream"].to_dict()
+            stream: AdminStream | None = admin_stream(
+                state, await state.service.get(event.stream_id))
         except StreamNotFound:
-            pass
-        return "stream", data
+            stream = None
+        return StreamEvent(stream_id=event.stream_id, reason=event.reason, at=event.at,
+                           stream=stream)
     if isinstance(event, ViewersChanged):
-        return "viewers", {"stream_id": event.stream_id, "current": event.current,
-                           "peak": event.peak, "total": event.total, "at": event.at}
+        return ViewersEvent(stream_id=event.stream_id, current=event.current, peak=event.peak,
+                            total=event.total, at=event.at)
     if isinstance(event, LogRecorded):
-        return "log", {"level": event.level, "kind": event.kind, "message": event.message,
-                       "stream_id": event.stream_id, "at": event.at}
+        return LogEvent(id=event.id, at=event.at, level=event.level, kind=event.kind,
+                        stream_id=event.stream_id, message=event.message)
     if isinstance(event, ChatChanged):
-        return "chat", {"stream_id": event.stream_id, "reason": event.reason,
-                        "message": event.message, "at": event.at}
+        return ChatEvent(stream_id=event.stream_id, reason=event.reason, message=event.message,
+                         at=event.at)
+    if isinstance(event, MuteChanged):
+        return MuteEvent(pubkey=event.pubkey, muted=event.muted, at=event.at)
     if isinstance(event, RelayChanged):
-        return "relay", {"relay": event.relay, "at": event.at}
+        return RelayEvent(relay=event.relay, at=event.at)
     return None
-
-
-def encode(kind: str, data: dict[str, Any]) -> bytes:
-    """One SSE frame (JSON has no raw newlines, so one ``data:`` line suffices)."""
-    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 async def event_stream(request: web.Request) -> web.StreamResponse:
@@ -83,9 +93,9 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                     if not stopping.is_set():
                         await resp.write(b": heartbeat\n\n")
                     continue
-                frame = await _frame(state, get.result())
-                if frame is not None:
-                    await resp.write(encode(*frame))
+                admin = await admin_event(state, get.result())
+                if admin is not None:
+                    await resp.write(encode_event(admin))
     except (ConnectionResetError, ConnectionError) as exc:
         logger.debug("event stream client left: %s", exc)
     finally:

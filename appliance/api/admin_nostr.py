@@ -32,7 +32,13 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.api.admin import STATE, _body, _error, _stream_id
+from appliance.api.admin_common import (
+    STATE,
+    error_response,
+    json_body,
+    route_param,
+    stream_id_param,
+)
 from appliance.nostr.service import (
     ChatRejected,
     NostrNotFound,
@@ -54,10 +60,7 @@ def _nostr(request: web.Request) -> NostrService:
 
 
 def _event_id(request: web.Request) -> str:
-    event_id = request.match_info["event_id"]
-    if not _EVENT_ID_RE.fullmatch(event_id):
-        raise NostrNotFound(event_id)
-    return event_id
+    return route_param(request, "event_id", _EVENT_ID_RE, NostrNotFound)
 
 
 @web.middleware
@@ -66,21 +69,21 @@ async def nostr_errors(request: web.Request, handler: Any) -> web.StreamResponse
         resp: web.StreamResponse = await handler(request)
         return resp
     except ChatRejected as exc:
-        return _error(400, str(exc), "content")
+        return error_response(400, str(exc), "content")
     except NostrNotFound as exc:
-        return _error(404, f"no chat message {exc.args[0]!r} in this stream")
+        return error_response(404, f"no chat message {exc.args[0]!r} in this stream")
     except SignerUnavailableError as exc:
-        return _error(503, str(exc))
+        return error_response(503, str(exc))
     except PairingError as exc:
-        return _error(400, str(exc), "bunker")
+        return error_response(400, str(exc), "bunker")
 
 
 async def list_chat(request: web.Request) -> web.Response:
-    stream_id = _stream_id(request)
+    stream_id = stream_id_param(request)
     try:
         limit = max(1, min(1000, int(request.query.get("limit", "200"))))
     except ValueError:
-        return _error(400, "limit must be an integer", "limit")
+        return error_response(400, "limit must be an integer", "limit")
     nostr = _nostr(request)
     await request.app[STATE].service.get(stream_id)
     messages = await nostr.list_chat(stream_id, limit)
@@ -88,44 +91,45 @@ async def list_chat(request: web.Request) -> web.Response:
 
 
 async def send_chat(request: web.Request) -> web.Response:
-    stream_id = _stream_id(request)
-    data = await _body(request)
+    stream_id = stream_id_param(request)
+    data = await json_body(request)
     content = data.get("content")
     if not isinstance(content, str):
-        return _error(400, "content must be a string", "content")
+        return error_response(400, "content must be a string", "content")
     reply_to = data.get("reply_to")
     if reply_to is not None and (not isinstance(reply_to, str)
                                  or not _EVENT_ID_RE.fullmatch(reply_to)):
-        return _error(400, "reply_to must be a 64-character lowercase hex event id", "reply_to")
+        return error_response(400, "reply_to must be a 64-character lowercase hex event id",
+                              "reply_to")
     msg = await _nostr(request).send_operator_chat(stream_id, content, reply_to)
     return web.json_response(msg.to_dict(), status=201)
 
 
 async def hide(request: web.Request) -> web.Response:
-    msg = await _nostr(request).set_hidden(_stream_id(request), _event_id(request), True)
+    msg = await _nostr(request).set_hidden(stream_id_param(request), _event_id(request), True)
     return web.json_response(msg.to_dict())
 
 
 async def unhide(request: web.Request) -> web.Response:
-    msg = await _nostr(request).set_hidden(_stream_id(request), _event_id(request), False)
+    msg = await _nostr(request).set_hidden(stream_id_param(request), _event_id(request), False)
     return web.json_response(msg.to_dict())
 
 
 async def pin(request: web.Request) -> web.Response:
-    msg = await _nostr(request).pin(_stream_id(request), _event_id(request))
+    msg = await _nostr(request).pin(stream_id_param(request), _event_id(request))
     return web.json_response(msg.to_dict())
 
 
 async def add_mute(request: web.Request) -> web.Response:
-    data = await _body(request)
+    data = await json_body(request)
     pubkey = data.get("pubkey")
     if not isinstance(pubkey, str):
-        return _error(400, "pubkey must be a string (hex or npub)", "pubkey")
+        return error_response(400, "pubkey must be a string (hex or npub)", "pubkey")
     nostr = _nostr(request)
     try:
         hex_key = await nostr.mute(pubkey)
     except ValueError as exc:
-        return _error(400, str(exc), "pubkey")
+        return error_response(400, str(exc), "pubkey")
     return web.json_response({"pubkey": hex_key, "mutes": nostr.mutes()})
 
 
@@ -134,7 +138,7 @@ async def remove_mute(request: web.Request) -> web.Response:
     try:
         hex_key = await nostr.unmute(request.match_info["pubkey"])
     except ValueError as exc:
-        return _error(400, str(exc), "pubkey")
+        return error_response(400, str(exc), "pubkey")
     return web.json_response({"pubkey": hex_key, "mutes": nostr.mutes()})
 
 
@@ -162,7 +166,7 @@ async def nostr_info(request: web.Request) -> web.Response:
 
 async def stream_nostr(request: web.Request) -> web.Response:
     """``GET /v1/streams/{id}/nostr`` → the stream's NIP-53 coordinate and ``naddr``."""
-    stream_id = _stream_id(request)
+    stream_id = stream_id_param(request)
     await request.app[STATE].service.get(stream_id)  # StreamNotFound → 404
     nostr = _nostr(request)
     naddr = nostr.naddr(stream_id)
@@ -171,13 +175,13 @@ async def stream_nostr(request: web.Request) -> web.Response:
 
 
 async def pair_signer(request: web.Request) -> web.Response:
-    data = await _body(request)
+    data = await json_body(request)
     nostr = _nostr(request)
     if data.get("nostrconnect") is True:
         return web.json_response({"uri": await nostr.start_nostrconnect()})
     bunker = data.get("bunker")
     if not isinstance(bunker, str) or len(bunker) > 4096:
-        return _error(400, "give {\"bunker\": \"bunker://…\"} or {\"nostrconnect\": true}",
+        return error_response(400, "give {\"bunker\": \"bunker://…\"} or {\"nostrconnect\": true}",
                       "bunker")
     return web.json_response(await nostr.pair_bunker(bunker))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from appliance.api.admin import STATE, _body, _error
+from appliance.api.admin_common import STATE, error_response, json_body
 from appliance.api.schema import AdminRecording
 from appliance.delivery.paths import InvalidId, check_id
 from appliance.delivery.service import Delivery, RecordingInfo
@@ -73,7 +73,7 @@ async def get_recording(request: web.Request) -> web.Response:
     bid = _broadcast_id(request)
     info = await _find(state, bid) if bid else None
     if info is None:
-        return _error(404, "no such recording")
+        return error_response(404, "no such recording")
     return web.json_response((await admin_recording(state, info)).to_dict())
 
 
@@ -81,7 +81,7 @@ async def delete_recording(request: web.Request) -> web.Response:
     state = request.app[STATE]
     bid = _broadcast_id(request)
     if bid is None or not await _delivery(state).delete(bid):
-        return _error(404, "no such recording")
+        return error_response(404, "no such recording")
     return web.json_response({"broadcast_id": bid, "deleted": True})
 
 
@@ -90,15 +90,15 @@ async def keep_recording(request: web.Request) -> web.Response:
     bid = _broadcast_id(request)
     keep = True
     if request.can_read_body:
-        keep_value = (await _body(request)).get("keep", True)
+        keep_value = (await json_body(request)).get("keep", True)
         if not isinstance(keep_value, bool):
-            return _error(400, "keep must be true or false", "keep")
+            return error_response(400, "keep must be true or false", "keep")
         keep = keep_value
     if bid is None or not await _delivery(state).set_kept(bid, keep):
-        return _error(404, "no such recording")
+        return error_response(404, "no such recording")
     info = await _find(state, bid)
     if info is None:
-        return _error(404, "no such recording")
+        return error_response(404, "no such recording")
     return web.json_response((await admin_recording(state, info)).to_dict())
 
 

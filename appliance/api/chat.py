@@ -24,8 +24,8 @@ from urllib.parse import quote
 from aiohttp import WSMsgType, web
 
 from appliance.api.http import CORS, STATE
-from appliance.api.schema import ChatMessage
-from appliance.bus import ChatChanged
+from appliance.api.schema import ChatChange, ChatMessage
+from appliance.bus import ChatChanged, Event, MuteChanged, ProfileChanged, Subscription
 from appliance.domain import STREAM_ID_RE
 from appliance.nostr.chat import MAX_JSON_DEPTH, WS_FRAME_BYTES, json_nesting_exceeds
 from appliance.nostr.service import ChatRejected, NostrService
@@ -40,8 +40,8 @@ _PUBLIC_FIELDS = ("id", "pubkey", "created_at", "content", "kind", "display_name
 _HARD_FRAME_LIMIT = 8 * WS_FRAME_BYTES
 
 
-def public_message(msg: ChatMessage | dict[str, Any]) -> dict[str, Any]:
-    data = msg.to_dict() if isinstance(msg, ChatMessage) else msg
+def public_message(msg: ChatMessage) -> dict[str, Any]:
+    data = msg.to_dict()
     return {k: data.get(k) for k in _PUBLIC_FIELDS}
 
 
@@ -91,7 +91,7 @@ async def chat_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     ip = _client_ip(request)
     bus = request.app[STATE].bus
-    async with bus.subscribe(ChatChanged, maxsize=500) as sub:
+    async with bus.subscribe(ChatChanged, MuteChanged, ProfileChanged, maxsize=500) as sub:
         forward = asyncio.get_running_loop().create_task(
             _forward(ws, sub, stream_id), name=f"chat-ws-{stream_id}")
         try:
@@ -142,25 +142,27 @@ async def _handle_frame(ws: web.WebSocketResponse, nostr: NostrService, stream_i
     await ws.send_json({"type": "ok", "id": msg.id})
 
 
-async def _forward(ws: web.WebSocketResponse, sub: Any, stream_id: str) -> None:
+def _public_frame(ev: Event, stream_id: str) -> dict[str, Any] | None:
+    """What a page watching ``stream_id`` is told about a chat change, if anything."""
+    if isinstance(ev, MuteChanged):
+        return {"type": "mute", "pubkey": ev.pubkey} if ev.muted else None
+    if isinstance(ev, ProfileChanged):  # renames the author of messages already shown
+        return {"type": "profile", "pubkey": ev.pubkey, "display_name": ev.display_name}
+    if not isinstance(ev, ChatChanged) or ev.stream_id != stream_id:
+        return None
+    msg = ev.message
+    if ev.reason in (ChatChange.NEW, ChatChange.UNHIDDEN):
+        if msg.hidden or msg.muted:
+            return None
+        return {"type": "message", "message": public_message(msg)}
+    if ev.reason is ChatChange.HIDDEN:
+        return {"type": "hide", "id": msg.id}
+    return {"type": "pinned", "id": msg.id}  # ChatChange.PINNED
+
+
+async def _forward(ws: web.WebSocketResponse, sub: Subscription, stream_id: str) -> None:
     while not ws.closed:
-        ev = await sub.get()
-        assert isinstance(ev, ChatChanged)
-        out: dict[str, Any] | None = None
-        if ev.reason == "muted":
-            out = {"type": "mute", "pubkey": ev.message.get("pubkey")}
-        elif ev.reason == "profile":
-            out = {"type": "profile", "pubkey": ev.message.get("pubkey"),
-                   "display_name": ev.message.get("display_name")}
-        elif ev.stream_id != stream_id:
-            continue
-        elif ev.reason in ("new", "unhidden"):
-            if not ev.message.get("hidden") and not ev.message.get("muted"):
-                out = {"type": "message", "message": public_message(ev.message)}
-        elif ev.reason == "hidden":
-            out = {"type": "hide", "id": ev.message.get("id")}
-        elif ev.reason == "pinned":
-            out = {"type": "pinned", "id": ev.message.get("id")}
+        out = _public_frame(await sub.get(), stream_id)
         if out is not None:
             try:
                 await ws.send_json(out)

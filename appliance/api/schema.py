@@ -2,14 +2,33 @@
 
 Pure dataclasses with ``to_dict``/``from_dict``; no aiohttp or appliance imports, so the TUI
 can import this module alone. Field names are the JSON keys.
+
+``from_dict`` checks every field against its annotation and raises :class:`SchemaError` (and
+nothing else) for input that does not fit; unknown keys are ignored, so an older client keeps
+working against a newer appliance that added fields.
+
+The admin event stream (``GET /v1/events/stream``, Server-Sent Events) is encoded and decoded
+here too, by :func:`encode_event`, :class:`SseParser` and :func:`decode_event`, so the producer
+(:mod:`appliance.api.admin_events`) and the consumer (the TUI) cannot drift apart.
+
+Adding an event type: a frozen dataclass below with a unique ``KIND``, listed in
+:data:`AdminEvent` and :data:`EVENT_TYPES`; map the bus event to it in
+:func:`appliance.api.admin_events.admin_event`; handle it in the TUI
+(``tui/screens/main.py``). Older TUIs skip kinds they do not know. The property tests in
+``tests/appliance/test_schema_events.py`` cover every entry of :data:`EVENT_TYPES`.
 """
 
 from __future__ import annotations
 
+import codecs
+import enum
+import json
 import re
+import types
+import typing
 import unicodedata
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Self, TypeVar
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from typing import Any, ClassVar, Self, TypeVar
 
 OBS_ADVICE = (
     "OBS: Settings → Stream → Service \"Custom…\", paste the server URL and the stream key. "
@@ -18,15 +37,15 @@ OBS_ADVICE = (
 )
 
 
-D = TypeVar("D", bound="_Dto")
+D = TypeVar("D", bound="Dto")
 
 
-class _Dto:
-    """JSON mapping shared by every DTO: ``asdict`` out; known keys only, back in.
+class SchemaError(ValueError):
+    """Data from the other side does not fit the schema (the message names the field)."""
 
-    Unknown keys are ignored on the way in, so an older TUI keeps working against a newer
-    appliance that added fields.
-    """
+
+class Dto:
+    """JSON mapping shared by every DTO: ``asdict`` out; checked, known keys only, back in."""
 
     __slots__ = ()
 
@@ -34,18 +53,82 @@ class _Dto:
         return asdict(self)  # type: ignore[call-overload, no-any-return]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        return _known_fields(cls, data)
+    def from_dict(cls, data: object) -> Self:
+        """Build from decoded JSON, checking every field's type.
+
+        Raises:
+            SchemaError: not an object, a required field missing, or a value of the wrong
+                type (enum values must be known ones).
+        """
+        return _decode_dto(cls, data, cls.__name__)
 
 
-def _known_fields(cls: type[D], data: dict[str, Any]) -> D:
-    # Not super(): zero-argument super() breaks in slots dataclasses (the class is rebuilt).
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _decode_dto(cls: type[D], data: object, path: str) -> D:
+    if not isinstance(data, dict):
+        raise SchemaError(f"{path}: expected an object, got {_json_type(data)}")
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            kwargs[f.name] = _decode_value(hints[f.name], data[f.name], f"{path}.{f.name}")
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise SchemaError(f"{path}: missing field {f.name!r}")
+    return cls(**kwargs)
+
+
+def _decode_value(typ: Any, value: object, path: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is types.UnionType or origin is typing.Union:
+        # Only ``X | None`` is used in this module.
+        if value is None:
+            return None
+        (inner,) = (a for a in typing.get_args(typ) if a is not type(None))
+        return _decode_value(inner, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SchemaError(f"{path}: expected an array, got {_json_type(value)}")
+        (item,) = typing.get_args(typ)
+        return [_decode_value(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(typ, type) and is_dataclass(typ) and issubclass(typ, Dto):
+        return _decode_dto(typ, value, path)
+    return _decode_scalar(typ, value, path)
+
+
+def _decode_scalar(typ: Any, value: object, path: str) -> Any:
+    # JSON booleans are not numbers here, and integral numbers are fine where floats go.
+    if typ is float and isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            raise SchemaError(f"{path}: number out of range") from None
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ in (str, bool) and type(value) is typ:
+        return value
+    if isinstance(typ, type) and issubclass(typ, enum.Enum) and isinstance(value, str):
+        try:
+            return typ(value)
+        except ValueError:
+            shown = value if len(value) <= 32 else value[:29] + "..."
+            raise SchemaError(f"{path}: unknown value {shown!r}") from None
+    name = getattr(typ, "__name__", str(typ))
+    raise SchemaError(f"{path}: expected {name}, got {_json_type(value)}")
 
 
 @dataclass(frozen=True, slots=True)
-class IngestInfo(_Dto):
+class IngestInfo(Dto):
     """The publisher connection of a live stream, with its health figures."""
 
     connection_id: int
@@ -71,7 +154,7 @@ class IngestInfo(_Dto):
 
 
 @dataclass(frozen=True, slots=True)
-class AdminStream(_Dto):
+class AdminStream(Dto):
     """A stream as the operator sees it."""
 
     id: str
@@ -94,16 +177,8 @@ class AdminStream(_Dto):
     ingest: IngestInfo | None = None
 
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AdminStream:
-        data = dict(data)
-        if data.get("ingest"):
-            data["ingest"] = IngestInfo.from_dict(data["ingest"])
-        return _known_fields(cls, data)
-
-
 @dataclass(frozen=True, slots=True)
-class StreamCredentials(_Dto):
+class StreamCredentials(Dto):
     """Returned once by create and rotate-key: the only time a key is ever shown."""
 
     id: str
@@ -117,8 +192,10 @@ class StreamCredentials(_Dto):
 
 
 @dataclass(frozen=True, slots=True)
-class LogEvent(_Dto):
-    """One entry of the appliance's event/error log."""
+class LogEvent(Dto):
+    """One entry of the appliance's event/error log (also sent as a ``log`` event)."""
+
+    KIND: ClassVar[str] = "log"
 
     id: int
     at: float
@@ -130,7 +207,7 @@ class LogEvent(_Dto):
 
 
 @dataclass(frozen=True, slots=True)
-class Status(_Dto):
+class Status(Dto):
     """One-screen health summary (``hearth status``)."""
 
     version: str
@@ -155,15 +232,8 @@ class Status(_Dto):
     """``"<stream id>: <reason>"`` for every live publisher whose health is not ``ok``."""
 
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Status:
-        data = dict(data)
-        data["recent_errors"] = [LogEvent.from_dict(e) for e in data.get("recent_errors", [])]
-        return _known_fields(cls, data)
-
-
 @dataclass(frozen=True, slots=True)
-class ChatMessage(_Dto):
+class ChatMessage(Dto):
     """A verified chat event of a stream (NIP-53 kind 1311, or a 9735 zap receipt).
 
     ``id``/``pubkey`` are lowercase hex; ``created_at`` is the event's own timestamp.
@@ -188,7 +258,7 @@ class ChatMessage(_Dto):
 
 
 @dataclass(frozen=True, slots=True)
-class RelayInfo(_Dto):
+class RelayInfo(Dto):
     """One Nostr relay as the dashboard shows it."""
 
     url: str
@@ -203,7 +273,7 @@ class RelayInfo(_Dto):
 
 
 @dataclass(frozen=True, slots=True)
-class AddressBlock(_Dto):
+class AddressBlock(Dto):
     """An address blocked for sending wrong stream keys.
 
     A block stops wrong guesses only: the correct key is accepted from a blocked address.
@@ -258,7 +328,7 @@ def safe_text(value: object, limit: int = TEXT_LIMIT) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class AdminRecording(_Dto):
+class AdminRecording(Dto):
     """A broadcast's recording as the operator sees it (``hearth recording list``).
 
     ``state`` is ``recording`` (the broadcast is live), ``complete`` or ``failed`` (``error``
@@ -281,3 +351,175 @@ class AdminRecording(_Dto):
     thumbnail_age: float | None = None
     """Seconds since the newest thumbnail was taken; None without one."""
     channel_id: str | None = None
+
+
+# -- the admin event stream (GET /v1/events/stream) ------------------------------------------
+
+
+class StreamChange(enum.StrEnum):
+    """Why a :class:`StreamEvent` was sent."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    LIVE = "live"
+    PUBLISHER_LOST = "publisher_lost"
+    """The publisher left; the stream waits out its reconnect grace."""
+    PUBLISHER_BACK = "publisher_back"
+    KEY_ROTATED = "key_rotated"
+    ENDED = "ended"
+    DELETED = "deleted"
+
+
+class ChatChange(enum.StrEnum):
+    """Why a :class:`ChatEvent` was sent."""
+
+    NEW = "new"
+    HIDDEN = "hidden"
+    UNHIDDEN = "unhidden"
+    PINNED = "pinned"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent(Dto):
+    """A stream changed; ``stream`` is its new state (``None`` once it is deleted)."""
+
+    KIND: ClassVar[str] = "stream"
+
+    stream_id: str
+    reason: StreamChange
+    at: float
+    stream: AdminStream | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ViewersEvent(Dto):
+    """New viewer figures of a live stream (sent only when they change)."""
+
+    KIND: ClassVar[str] = "viewers"
+
+    stream_id: str
+    current: int
+    peak: int
+    total: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEvent(Dto):
+    """A chat message arrived, or was hidden, unhidden or pinned (``message`` is its state)."""
+
+    KIND: ClassVar[str] = "chat"
+
+    stream_id: str
+    reason: ChatChange
+    message: ChatMessage
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MuteEvent(Dto):
+    """The host mute list changed for one author (it applies to every stream's chat)."""
+
+    KIND: ClassVar[str] = "mute"
+
+    pubkey: str
+    muted: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelayEvent(Dto):
+    """A relay's state or counters changed."""
+
+    KIND: ClassVar[str] = "relay"
+
+    relay: RelayInfo
+    at: float
+
+
+AdminEvent = StreamEvent | ViewersEvent | LogEvent | ChatEvent | MuteEvent | RelayEvent
+"""Everything ``GET /v1/events/stream`` sends."""
+
+EVENT_TYPES: dict[str, type[AdminEvent]] = {
+    cls.KIND: cls
+    for cls in (StreamEvent, ViewersEvent, LogEvent, ChatEvent, MuteEvent, RelayEvent)
+}
+
+MAX_EVENT_CHARS = 1 << 20
+"""Longest SSE frame accepted (a chat message is at most a few KiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SseFrame:
+    """One Server-Sent Events frame: its ``event:`` name and its joined ``data:`` lines."""
+
+    kind: str
+    data: str
+
+
+def encode_event(event: AdminEvent) -> bytes:
+    """One SSE frame (JSON has no raw newlines, so one ``data:`` line suffices)."""
+    data = json.dumps(event.to_dict(), separators=(",", ":"))
+    return f"event: {event.KIND}\ndata: {data}\n\n".encode()
+
+
+def decode_event(frame: SseFrame) -> AdminEvent | None:
+    """The typed event of a frame; ``None`` for a kind this version does not know.
+
+    Raises:
+        SchemaError: a known kind whose data is not JSON or does not fit the event.
+    """
+    cls = EVENT_TYPES.get(frame.kind)
+    if cls is None:
+        return None
+    try:
+        data = json.loads(frame.data)
+    except RecursionError:
+        raise SchemaError(f"{frame.kind} event: JSON nested too deeply") from None
+    except ValueError as exc:
+        raise SchemaError(f"{frame.kind} event: not JSON ({exc})") from None
+    return cls.from_dict(data)
+
+
+class SseParser:
+    """Incremental Server-Sent Events parser (the subset the admin API sends).
+
+    Feed it bytes as they arrive; it returns the complete frames. Comments (``: heartbeat``)
+    and frames without data are skipped; invalid UTF-8 becomes U+FFFD.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+
+    def feed(self, chunk: bytes) -> list[SseFrame]:
+        """Frames completed by ``chunk``.
+
+        Raises:
+            SchemaError: an unfinished frame grew beyond :data:`MAX_EVENT_CHARS`.
+        """
+        self._buffer = (self._buffer + self._decoder.decode(chunk)).replace("\r\n", "\n")
+        frames: list[SseFrame] = []
+        while "\n\n" in self._buffer:
+            text, self._buffer = self._buffer.split("\n\n", 1)
+            frame = _parse_frame(text)
+            if frame is not None:
+                frames.append(frame)
+        if len(self._buffer) > MAX_EVENT_CHARS:
+            self._buffer = ""
+            raise SchemaError(f"event stream frame longer than {MAX_EVENT_CHARS} characters")
+        return frames
+
+
+def _parse_frame(text: str) -> SseFrame | None:
+    kind, data_lines = "message", []
+    for line in text.split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            kind = value
+        elif name == "data":
+            data_lines.append(value)
+    return SseFrame(kind, "\n".join(data_lines)) if data_lines else None

@@ -195,15 +195,18 @@ EVENT_LOG_KEEP = 10_000
 
 
 def insert_event(db: Database, level: str, kind: str, message: str,
-                 stream_id: str | None = None, at: float | None = None) -> None:
-    db.execute(
+                 stream_id: str | None = None, at: float | None = None) -> int:
+    """Append to the bounded event log; returns the new row's id."""
+    row_id = db.execute(
         "INSERT INTO events (at, level, kind, stream_id, message) VALUES (?, ?, ?, ?, ?)",
         (time.time() if at is None else at, level, kind, stream_id, message),
-    )
+    ).lastrowid
     # Bounded log: a flood of bad-key attempts must not grow the database without limit.
     db.execute(
         "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (EVENT_LOG_KEEP,)
     )
+    assert row_id is not None  # an INSERT always has one
+    return row_id
 
 
 def list_events(db: Database, limit: int = 100,

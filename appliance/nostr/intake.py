@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from appliance.api.schema import ChatMessage
+from appliance.api.schema import ChatChange, ChatMessage
 from appliance.bus import Bus, ChatChanged
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
@@ -206,7 +206,7 @@ class ChatIntake:
         row = nq.ChatRow(event.id, stream_id, event.pubkey, event.created_at, event.kind,
                          event.content, False, zap, reply, source)
         msg = self.message(row, await self.pinned(stream_id))
-        self.bus.publish(ChatChanged(stream_id=stream_id, reason="new", message=msg.to_dict()))
+        self.bus.publish(ChatChanged(stream_id=stream_id, reason=ChatChange.NEW, message=msg))
         return msg
 
     # ---- read model ------------------------------------------------------------------------

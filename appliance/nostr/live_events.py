@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.api.schema import StreamChange
 from appliance.bus import Bus, StreamChanged, ViewersChanged
 from appliance.config import Config
 from appliance.db import Store
@@ -40,6 +41,12 @@ from relay_client import (
 from relay_client.live import LiveStatus
 
 logger = logging.getLogger(__name__)
+
+# Stream changes that alter the 30311 (title, status) and so republish it (NIP-53); losing or
+# regaining the publisher within the grace, or a new key, change nothing public.
+_REPUBLISH_ON = frozenset(
+    {StreamChange.CREATED, StreamChange.UPDATED, StreamChange.LIVE, StreamChange.ENDED})
+_ACTIVE_ON = frozenset({StreamChange.CREATED, StreamChange.LIVE})
 
 _STATUS: dict[StreamState, LiveStatus] = {
     StreamState.CREATED: "planned", StreamState.LIVE: "live", StreamState.ENDED: "ended"}
@@ -152,11 +159,11 @@ class LiveEvents:
             async for ev in events:
                 try:
                     if isinstance(ev, StreamChanged):
-                        if ev.reason in ("created", "updated", "live", "ended"):
+                        if ev.reason in _REPUBLISH_ON:
                             await self.publish_activity(ev.stream_id)
-                        if ev.reason in ("created", "live"):
+                        if ev.reason in _ACTIVE_ON:
                             self.on_active(ev.stream_id)
-                        if ev.reason == "deleted":
+                        if ev.reason is StreamChange.DELETED:
                             await self.publish_deletion(ev.stream_id)
                     elif isinstance(ev, ViewersChanged):
                         self._schedule.dirty.add(ev.stream_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from appliance.api.schema import ChatMessage
-from appliance.bus import Bus, ChatChanged
+from appliance.api.schema import ChatChange, ChatMessage
+from appliance.bus import Bus, ChatChanged, MuteChanged
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.nostr.errors import NostrNotFound
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 class Moderation:
-    """Each command commits, then announces a ``ChatChanged`` on the bus."""
+    """Each command commits, then announces a ``ChatChanged`` or ``MuteChanged`` on the bus."""
 
     def __init__(self, *, store: Store, bus: Bus, identity: Identity, mutes: MuteList,
                  intake: ChatIntake, live: LiveEvents, outbox: Outbox,
@@ -42,8 +42,8 @@ class Moderation:
             raise NostrNotFound(event_id)
         msg = self.intake.message(row, await self.intake.pinned(stream_id))
         self.bus.publish(ChatChanged(stream_id=stream_id,
-                                     reason="hidden" if hidden else "unhidden",
-                                     message=msg.to_dict()))
+                                     reason=ChatChange.HIDDEN if hidden else ChatChange.UNHIDDEN,
+                                     message=msg))
         return msg
 
     async def pin(self, stream_id: str, event_id: str) -> ChatMessage:
@@ -54,8 +54,8 @@ class Moderation:
         await self.store.write(lambda db: nq.set_pinned(db, stream_id, [event_id]))
         await self.live.publish_activity(stream_id)
         msg = self.intake.message(row, [event_id])
-        self.bus.publish(ChatChanged(stream_id=stream_id, reason="pinned",
-                                     message=msg.to_dict()))
+        self.bus.publish(ChatChanged(stream_id=stream_id, reason=ChatChange.PINNED,
+                                     message=msg))
         return msg
 
     async def mute(self, pubkey_text: str) -> str:
@@ -64,16 +64,14 @@ class Moderation:
         pubkey = parse_pubkey(pubkey_text)
         await self.mutes.add(pubkey)
         await self._publish_mutes()
-        self.bus.publish(ChatChanged(stream_id="", reason="muted",
-                                     message={"pubkey": pubkey, "muted": True}))
+        self.bus.publish(MuteChanged(pubkey=pubkey, muted=True))
         return pubkey
 
     async def unmute(self, pubkey_text: str) -> str:
         pubkey = parse_pubkey(pubkey_text)
         await self.mutes.remove(pubkey)
         await self._publish_mutes()
-        self.bus.publish(ChatChanged(stream_id="", reason="unmuted",
-                                     message={"pubkey": pubkey, "muted": False}))
+        self.bus.publish(MuteChanged(pubkey=pubkey, muted=False))
         return pubkey
 
     def list_mutes(self) -> list[str]:

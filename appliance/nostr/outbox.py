@@ -74,7 +74,7 @@ class Outbox:
         self._pending = counts
         if changed:
             for st in self.pool.statuses():
-                self.bus.publish(RelayChanged(relay=self.relay_info(st).to_dict()))
+                self.bus.publish(RelayChanged(relay=self.relay_info(st)))
 
     async def run(self) -> None:
         """The sender loop (one task): start deliveries that are due, then sleep ≤ 1 s."""
@@ -119,7 +119,7 @@ class Outbox:
                          rejected=st.rejected, outbox_depth=self._pending.get(st.url, 0))
 
     def on_relay_status(self, st: RelayStatus) -> None:
-        self.bus.publish(RelayChanged(relay=self.relay_info(st).to_dict()))
+        self.bus.publish(RelayChanged(relay=self.relay_info(st)))
         if st.state is RelayState.CONNECTED:
             self._wake.set()  # deliveries waiting for this relay go now
 

@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from appliance.api.schema import ChatMessage, RelayInfo
-from appliance.bus import Bus, ChatChanged
+from appliance.bus import Bus, ProfileChanged
 from appliance.config import Config
 from appliance.db import Store
 from appliance.nostr.chat import DuplicateGuard, RateLimiter
@@ -166,8 +166,7 @@ class NostrService:
 
     def _name_learned(self, pubkey: str, name: str) -> None:
         # Pages update the author of messages already shown (chat.js "profile").
-        self.bus.publish(ChatChanged(stream_id="", reason="profile",
-                                     message={"pubkey": pubkey, "display_name": name}))
+        self.bus.publish(ProfileChanged(pubkey=pubkey, display_name=name))
 
     def _on_relay_status(self, st: RelayStatus) -> None:
         if self._parts is not None:

@@ -10,14 +10,28 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from appliance.api import admin_events
-from appliance.api.admin import build_admin_app
-from appliance.bus import ChatChanged, LogRecorded
+from appliance.api.admin_app import build_admin_app
+from appliance.api.schema import (
+    AdminEvent,
+    ChatChange,
+    ChatEvent,
+    ChatMessage,
+    LogEvent,
+    MuteEvent,
+    RelayEvent,
+    RelayInfo,
+    SseParser,
+    StreamChange,
+    StreamEvent,
+    decode_event,
+)
+from appliance.bus import ChatChanged, MuteChanged, RelayChanged
 from appliance.config import load_config
 from appliance.db import Store
+from appliance.db import queries as q
 from appliance.domain import StreamFields
 from appliance.state import AppState
 from appliance.streams import StreamService
-from tui.client import parse_sse
 
 
 @pytest.fixture
@@ -34,36 +48,47 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, AppState]]: 
     await store.close()
 
 
-async def _read(resp: object, want: int) -> list[object]:
-    events: list[object] = []
-    buffer = ""
+async def _read(resp: object, want: int) -> list[AdminEvent]:
+    """Decode like the TUI does; malformed or unknown frames would be missing here."""
+    events: list[AdminEvent] = []
+    parser = SseParser()
     async with asyncio.timeout(5):
         while len(events) < want:
             chunk = await resp.content.readany()  # type: ignore[attr-defined]
-            got, buffer = parse_sse(buffer + chunk.decode())
-            events += got
+            events += [e for f in parser.feed(chunk) if (e := decode_event(f)) is not None]
     return events
 
 
-async def test_bus_events_arrive_as_sse(client: tuple[TestClient, AppState]) -> None:  # type: ignore[type-arg]
-    """A stream event carries the full AdminStream; log and chat pass through."""
+async def test_bus_events_arrive_as_typed_sse(client: tuple[TestClient, AppState]) -> None:  # type: ignore[type-arg]
+    """A stream event carries the full AdminStream; log entries carry their stored row id;
+    chat, mute and relay changes pass through typed."""
     tc, state = client
     async with tc.get("/v1/events/stream") as resp:
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         await resp.content.readuntil(b"\n\n")  # the hello comment: we are subscribed
         stream, _ = await state.service.create(StreamFields("SSE test"))
-        state.bus.publish(LogRecorded(level="warning", kind="auth", message="bad key",
-                                      stream_id=None))
-        state.bus.publish(ChatChanged(stream_id=stream.id, reason="new",
-                                      message={"id": "ab", "content": "hi"}))
-        events = await _read(resp, 4)  # create also logs a "created" entry
-    by_kind = {}
+        msg = ChatMessage("ab" * 32, stream.id, "cd" * 32, 5, "hi")
+        state.bus.publish(ChatChanged(stream_id=stream.id, reason=ChatChange.NEW, message=msg))
+        state.bus.publish(MuteChanged(pubkey="cd" * 32, muted=True))
+        state.bus.publish(RelayChanged(relay=RelayInfo("ws://r", "connected")))
+        state.service.log("warning", "auth", "bad key")
+        events = await _read(resp, 6)  # create also logs a "created" entry
+    by_type: dict[type, list[AdminEvent]] = {}
     for e in events:
-        by_kind.setdefault(e.kind, []).append(e.data)  # type: ignore[attr-defined]
-    assert set(by_kind) == {"stream", "log", "chat"}
-    assert by_kind["stream"][0]["stream"]["title"] == "SSE test"
-    assert "bad key" in [d["message"] for d in by_kind["log"]]
-    assert by_kind["chat"][0]["message"]["content"] == "hi"
+        by_type.setdefault(type(e), []).append(e)
+    assert set(by_type) == {StreamEvent, LogEvent, ChatEvent, MuteEvent, RelayEvent}
+    (created,) = by_type[StreamEvent]
+    assert isinstance(created, StreamEvent) and created.reason is StreamChange.CREATED
+    assert created.stream is not None and created.stream.title == "SSE test"
+    logs = [e for e in by_type[LogEvent] if isinstance(e, LogEvent)]
+    assert "bad key" in [e.message for e in logs]
+    stored = await state.store.read(lambda db: q.list_events(db, 10))
+    assert sorted(e.id for e in logs) == sorted(row["id"] for row in stored)
+    assert all(e.id > 0 for e in logs)
+    assert by_type[ChatEvent] == [ChatEvent(stream.id, ChatChange.NEW, msg,
+                                            at=by_type[ChatEvent][0].at)]
+    (mute,) = by_type[MuteEvent]
+    assert isinstance(mute, MuteEvent) and mute.muted and mute.pubkey == "cd" * 32
 
 
 async def test_heartbeat_when_idle(client: tuple[TestClient, AppState],  # type: ignore[type-arg]
@@ -75,11 +100,3 @@ async def test_heartbeat_when_idle(client: tuple[TestClient, AppState],  # type:
         await resp.content.readuntil(b"\n\n")
         async with asyncio.timeout(5):
             assert await resp.content.readuntil(b"\n\n") == b": heartbeat\n\n"
-
-
-def test_parse_sse_handles_split_frames_and_junk() -> None:
-    data = ('event: log\ndata: {"a": 1}\n\n: heartbeat\n\n'
-            "event: chat\ndata: not json\n\nevent: x\nda")
-    events, rest = parse_sse(data)
-    assert [(e.kind, e.data) for e in events] == [("log", {"a": 1}), ("chat", {})]
-    assert rest == "event: x\nda"

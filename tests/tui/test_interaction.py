@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from appliance.api.schema import ChatChange, ChatEvent, MuteEvent, ViewersEvent
 from tests.tui.conftest import clock, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError, StreamDraft
 from tui.screens.credentials import CredentialsScreen
 from tui.screens.main import MainScreen
-from tui.testing import FakeAdminClient, make_chat
+from tui.testing import T0, FakeAdminClient, make_chat
 from tui.widgets.banner import ConnectionBanner
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.log_pane import LogPane
@@ -115,18 +116,16 @@ async def test_moderation_events_update_the_chat() -> None:
         await fake.subscribed.wait()
         await pilot.pause()
         hidden = make_chat(sid, 1, "sound is great", hidden=True)
-        fake.emit("chat", {"stream_id": sid, "reason": "hidden", "message": hidden.to_dict()})
+        fake.emit(ChatEvent(sid, ChatChange.HIDDEN, hidden, at=T0))
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, MainScreen)
         assert screen.model.chat[sid][hidden.id].hidden
-        # The appliance announces a mute as {"pubkey", "muted"} for every stream at once.
-        fake.emit("chat", {"stream_id": "", "reason": "muted",
-                           "message": {"pubkey": hidden.pubkey, "muted": True}})
+        # A mute applies to every stream's chat at once.
+        fake.emit(MuteEvent(hidden.pubkey, True, at=T0))
         await pilot.pause()
         assert screen.model.chat[sid][hidden.id].muted
-        fake.emit("chat", {"stream_id": "", "reason": "unmuted",
-                           "message": {"pubkey": hidden.pubkey, "muted": False}})
+        fake.emit(MuteEvent(hidden.pubkey, False, at=T0))
         await pilot.pause()
         assert not screen.model.chat[sid][hidden.id].muted
 
@@ -164,8 +163,7 @@ async def test_chat_burst_is_coalesced() -> None:
         await pilot.pause()
         before = redraws
         for i in range(200):
-            fake.emit("chat", {"stream_id": sid, "reason": "new",
-                               "message": make_chat(sid, 100 + i).to_dict()})
+            fake.emit(ChatEvent(sid, ChatChange.NEW, make_chat(sid, 100 + i), at=T0))
         await pilot.pause()
         await pilot.pause(0.3)  # past MIN_REDRAW_INTERVAL: the coalesced redraw has run
         assert redraws - before < 20
@@ -237,17 +235,36 @@ async def test_chat_follows_new_messages_until_the_operator_scrolls_up() -> None
         assert chat.highlighted is not None
         assert chat.highlighted.id == fake.chat[sid][-1].id
         for i in range(30):
-            fake.emit("chat", {"stream_id": sid, "reason": "new",
-                               "message": make_chat(sid, 100 + i).to_dict()})
+            fake.emit(ChatEvent(sid, ChatChange.NEW, make_chat(sid, 100 + i), at=T0))
         await pilot.pause()
         await pilot.pause(0.3)
         assert chat.highlighted is not None and chat.highlighted.content == "message 129"
         await pilot.press("home")
         first = chat.highlighted
-        fake.emit("chat", {"stream_id": sid, "reason": "new",
-                           "message": make_chat(sid, 200).to_dict()})
+        fake.emit(ChatEvent(sid, ChatChange.NEW, make_chat(sid, 200), at=T0))
         await pilot.pause()
         await pilot.pause(0.3)
         assert chat.highlighted == first  # the operator's place is kept
         await pilot.press("end")
         assert chat.highlighted is not None and chat.highlighted.content == "message 200"
+
+
+async def test_unknown_and_malformed_events_are_skipped() -> None:
+    """A newer appliance's event kinds and a malformed frame cost nothing: the feed goes on
+    (no reconnect banner) and the next valid event is applied."""
+    fake = one_live()
+    sid = next(iter(fake.streams))
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        fake.emit_raw(b'event: broadcast\ndata: {"from": "a newer appliance"}\n\n')
+        fake.emit_raw(b'event: viewers\ndata: {"stream_id": "' + sid.encode() + b'"}\n\n')
+        fake.emit_raw(b"event: chat\ndata: not json\n\n")
+        fake.emit(ViewersEvent(sid, current=41, peak=41, total=50, at=T0))
+        await pilot.pause()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        assert screen.connected and not screen.query_one(ConnectionBanner).display
+        assert screen.model.streams[sid].viewers == 41

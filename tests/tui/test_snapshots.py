@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from appliance.api.schema import ChatChange, ChatEvent, ViewersEvent
 from tests.tui.conftest import clock, many_streams, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError
-from tui.testing import FakeAdminClient, make_chat
+from tui.testing import T0, FakeAdminClient, make_chat
 
 Snap = Callable[..., bool]
 SIZES = pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
@@ -49,9 +50,8 @@ def test_one_live_stream(snap_compare: Snap, size: tuple[int, int]) -> None:
 
     async def viewers(pilot: Pilot[Any]) -> None:
         for n in (12, 15, 19, 24, 22, 30):
-            fake.emit("viewers", {"stream_id": sid, "current": n, "peak": 30, "total": 60})
-        fake.emit("chat", {"stream_id": sid, "reason": "new",
-                           "message": make_chat(sid, 9, "encore!").to_dict()})
+            fake.emit(ViewersEvent(sid, current=n, peak=30, total=60, at=T0))
+        fake.emit(ChatEvent(sid, ChatChange.NEW, make_chat(sid, 9, "encore!"), at=T0))
 
     assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake, viewers))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -19,8 +20,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label
 
-from appliance.api.schema import AdminStream, ChatMessage, LogEvent, RelayInfo
-from tui.client import AdminClient, ApiEvent, ApplianceError, ApplianceUnreachable, StreamDraft
+from appliance.api.schema import (
+    AdminEvent,
+    AdminStream,
+    ChatEvent,
+    LogEvent,
+    MuteEvent,
+    RelayEvent,
+    StreamEvent,
+    ViewersEvent,
+)
+from tui.client import AdminClient, ApplianceError, ApplianceUnreachable, StreamDraft
 from tui.format import duration
 from tui.messages import (
     ChatLoaded,
@@ -47,15 +57,12 @@ from tui.widgets.relay_panel import RelayPanel
 from tui.widgets.stream_table import StreamTable
 from tui.widgets.viewer_graph import ViewerGraph
 
-if TYPE_CHECKING:
-    from tui.app import DashboardApp
-
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2.0
+"""Health figures (bitrate, fps) have no events; re-read the list this often while live."""
 MIN_REDRAW_INTERVAL = 0.1
 """Seconds between two redraws of the dashboard (bursts coalesce)."""
-"""Health figures (bitrate, fps) have no events; re-read the list this often while live."""
 BACKOFF = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -69,25 +76,21 @@ class MainScreen(Screen[None]):
         Binding("escape", "focus_streams", "Streams", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, client: AdminClient, *, clock: Callable[[], float]) -> None:
+        """
+        Args:
+            client: the admin API (the real socket client, or a fake in tests).
+            clock: wall-clock seconds, for uptimes and ages.
+        """
         super().__init__()
+        self.client = client
+        self.clock = clock
         self.model = DashboardModel()
         self.selected_id: str | None = None
         self.connected = False
         self._dirty: set[str] = set()
         self._last_redraw = 0.0
         self._redraw_scheduled = False
-
-    @property
-    def dash(self) -> DashboardApp:
-        from tui.app import DashboardApp
-
-        assert isinstance(self.app, DashboardApp)
-        return self.app
-
-    @property
-    def client(self) -> AdminClient:
-        return self.dash.client
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -131,33 +134,22 @@ class MainScreen(Screen[None]):
                 self.post_message(ConnectionLost(exc.message, delay))
                 await asyncio.sleep(delay)
 
-    def _dispatch(self, event: ApiEvent) -> None:
-        d = event.data
-        try:
-            if event.kind == "stream":
-                if isinstance(d.get("stream"), dict):
-                    self.post_message(StreamUpdated(AdminStream.from_dict(d["stream"])))
-                else:
-                    self._refresh_streams()
-            elif event.kind == "viewers":
-                self.post_message(ViewersUpdated(d["stream_id"], int(d["current"]),
-                                                 int(d["peak"])))
-            elif event.kind == "log":
-                self.post_message(LogAppended(LogEvent(
-                    id=int(d.get("id", 0)), at=float(d["at"]), level=d["level"], kind=d["kind"],
-                    stream_id=d.get("stream_id"), message=d["message"])))
-            elif event.kind == "chat":
-                reason = d.get("reason", "new")
-                if reason in ("muted", "unmuted"):  # payload is {"pubkey", "muted"}
-                    self.post_message(MuteChanged(str(d["message"]["pubkey"]),
-                                                  reason == "muted"))
-                else:
-                    self.post_message(ChatReceived(d["stream_id"], reason,
-                                                   ChatMessage.from_dict(d["message"])))
-            elif event.kind == "relay":
-                self.post_message(RelayUpdated(RelayInfo.from_dict(d["relay"])))
-        except (KeyError, TypeError, ValueError):
-            logger.warning("ignoring malformed %s event: %r", event.kind, d)
+    def _dispatch(self, event: AdminEvent) -> None:
+        if isinstance(event, StreamEvent):
+            if event.stream is not None:
+                self.post_message(StreamUpdated(event.stream))
+            else:  # deleted: re-read the list
+                self._refresh_streams()
+        elif isinstance(event, ViewersEvent):
+            self.post_message(ViewersUpdated(event.stream_id, event.current, event.peak))
+        elif isinstance(event, LogEvent):
+            self.post_message(LogAppended(event))
+        elif isinstance(event, ChatEvent):
+            self.post_message(ChatReceived(event.stream_id, event.reason, event.message))
+        elif isinstance(event, MuteEvent):
+            self.post_message(MuteChanged(event.pubkey, event.muted))
+        elif isinstance(event, RelayEvent):
+            self.post_message(RelayUpdated(event.relay))
 
     def _periodic(self) -> None:
         if self.connected and any(s.status == "live" for s in self.model.streams.values()):
@@ -251,7 +243,7 @@ class MainScreen(Screen[None]):
         self._redraw_scheduled = False
         self._last_redraw = time.monotonic()
         dirty, self._dirty = self._dirty, set()
-        now = self.dash.clock()
+        now = self.clock()
         if "streams" in dirty:
             self.query_one(StreamTable).show(tuple(self.model.ordered_streams()), now)
         if "selected" in dirty or "chat" in dirty:
@@ -273,7 +265,7 @@ class MainScreen(Screen[None]):
             chat.stream_label = ""
             chat.messages = ()
             return
-        up = (f", up {duration(self.dash.clock() - stream.started_at)}"
+        up = (f", up {duration(self.clock() - stream.started_at)}"
               if stream.status == "live" and stream.started_at else "")
         graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}"
         graph.history = tuple(self.model.viewer_history.get(stream.id, ()))
