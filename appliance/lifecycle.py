@@ -24,7 +24,7 @@ from aiohttp import web
 
 from appliance import logsafe
 from appliance.api.admin_app import build_admin_app
-from appliance.api.http import AddressCap, CappedTCPSite, body_timeout_middleware
+from appliance.api.conncap import AddressCap, CappedTCPSite, body_timeout_middleware
 from appliance.api.peercred import PeerPolicy, peercred_middleware, policy_for_socket
 from appliance.api.public import build_public_app, load_static
 from appliance.api.schema import StreamChange

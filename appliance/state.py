@@ -13,7 +13,7 @@ from appliance.streams import StreamService
 from appliance.viewers import ViewerTokens
 
 if TYPE_CHECKING:
-    from appliance.api.http import AddressCap
+    from appliance.api.conncap import AddressCap
     from appliance.delivery.service import Delivery
     from appliance.ingest import IngestHandler
     from appliance.nostr.service import NostrService
