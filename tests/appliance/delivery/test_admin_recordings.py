@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from appliance.api.admin import build_admin_app
+from appliance.api.admin_app import build_admin_app
 from appliance.api.schema import AdminRecording
 from appliance.config import load_config
 from appliance.db import Store
