@@ -107,3 +107,20 @@ def test_independent_segments_only_when_every_segment_starts_with_a_keyframe() -
 def test_live_recording_is_an_event_playlist() -> None:
     text = render_vod_playlist([entry(0, 2.0)], complete=False)
     assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text and "#EXT-X-ENDLIST" not in text
+
+
+async def test_vod_playlists_pass_strict_parsers(tmp_path: Path) -> None:
+    """Independent oracles (hls-parser strict mode, m3u8): plain, reconnect, codec change,
+    live EVENT, forced cut — all valid."""
+    from tests.helpers.strict_hls import assert_strictly_valid
+
+    _, writer, _ = await record(tmp_path, [0.0, 12.0], seconds=3.0)
+    recording = load(tmp_path / "b1")
+    assert recording is not None
+    entries = list(recording.entries)
+    forced = [*entries[:2], IndexEntry("seg-9.m4s", "init-1.mp4", 2.7, True, 10, 0.0,
+                                       independent=False)]
+    assert_strictly_valid([render_vod_playlist(entries),
+                           render_vod_playlist(entries, complete=False),
+                           render_vod_playlist(forced)])
+    writer.close()
