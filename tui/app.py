@@ -31,6 +31,8 @@ class DashboardApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("t", "toggle_theme", "Light/dark"),
+        # Hidden from the footer (80 columns are full); the README lists it.
+        Binding("R", "recordings", "Recordings", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float] = time.time,
@@ -42,6 +44,12 @@ class DashboardApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen(self.client, clock=self.clock))
+
+    def action_recordings(self) -> None:
+        from tui.screens.recordings import RecordingsScreen
+
+        if not isinstance(self.screen, RecordingsScreen):
+            self.push_screen(RecordingsScreen(self.client))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
 from appliance.api.schema import (
     AdminEvent,
+    AdminRecording,
     AdminStream,
     ChatMessage,
     Dto,
@@ -112,6 +114,12 @@ class AdminClient(Protocol):
         Only events this version understands: see :func:`typed_events`.
         """
         ...
+
+    async def list_recordings(self) -> list[AdminRecording]: ...
+
+    async def keep_recording(self, broadcast_id: str, keep: bool) -> AdminRecording: ...
+
+    async def delete_recording(self, broadcast_id: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -209,6 +217,16 @@ class UnixSocketAdminClient:
 
     async def list_streams(self) -> list[AdminStream]:
         return _many(AdminStream, await self._call("GET", "/v1/streams"))
+
+    async def list_recordings(self) -> list[AdminRecording]:
+        return [AdminRecording.from_dict(d) for d in await self._call("GET", "/v1/recordings")]
+
+    async def keep_recording(self, broadcast_id: str, keep: bool) -> AdminRecording:
+        return AdminRecording.from_dict(await self._call(
+            "POST", f"/v1/recordings/{quote(broadcast_id, safe='')}/keep", {"keep": keep}))
+
+    async def delete_recording(self, broadcast_id: str) -> None:
+        await self._call("DELETE", f"/v1/recordings/{quote(broadcast_id, safe='')}")
 
     async def list_events(self, limit: int = 100) -> list[LogEvent]:
         data = await self._call("GET", "/v1/events", params={"limit": str(limit)})

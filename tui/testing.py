@@ -13,6 +13,7 @@ from typing import Any
 
 from appliance.api.schema import (
     AdminEvent,
+    AdminRecording,
     AdminStream,
     ChatMessage,
     IngestInfo,
@@ -51,6 +52,20 @@ def make_stream(n: int, *, status: str = "live", viewers: int = 3, title: str | 
         grace_until=T0 + 12 if status == "live" and not publishing else None, ingest=ingest)
 
 
+def make_recording(n: int, **kw: Any) -> AdminRecording:
+    """A finished recording of broadcast ``b<n>``, 10 min long, with a fresh thumbnail."""
+    bid = f"b{n:011d}"
+    fields: dict[str, Any] = {
+        "broadcast_id": bid, "title": f"Broadcast {n}", "state": "complete",
+        "started_at": T0 - 3600 * n, "ended_at": T0 - 3600 * n + 600, "duration": 600.0,
+        "bytes": 150_000_000, "segments": 300, "kept": False, "error": "",
+        "recording_url": f"http://h/vod/{bid}/index.m3u8",
+        "download_url": f"http://h/vod/{bid}/download.mp4",
+        "thumbnail_url": f"http://h/thumb/{bid}.jpg", "thumbnail_age": 8.0}
+    fields.update(kw)
+    return AdminRecording(**fields)
+
+
 def make_chat(stream_id: str, n: int, content: str | None = None, **kw: Any) -> ChatMessage:
     pubkey = kw.pop("pubkey", f"{n % 7:x}" * 64)
     return ChatMessage(id=f"{n:064x}", stream_id=stream_id, pubkey=pubkey,
@@ -78,6 +93,7 @@ class FakeAdminClient:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._next = len(self.streams) + 1
         self.subscribed = asyncio.Event()
+        self.recordings: dict[str, AdminRecording] = {}
 
     # ---- test controls ------------------------------------------------------------------
 
@@ -202,6 +218,22 @@ class FakeAdminClient:
                 raise ApplianceUnreachable("The admin socket closed.", "Connection lost")
             for event in typed_events(parser.feed(chunk)):
                 yield event
+
+    async def list_recordings(self) -> list[AdminRecording]:
+        self._check("list_recordings")
+        return list(self.recordings.values())
+
+    async def keep_recording(self, broadcast_id: str, keep: bool) -> AdminRecording:
+        self._check("keep_recording")
+        self.calls.append(("keep_recording", broadcast_id, keep))
+        r = replace(self.recordings[broadcast_id], kept=keep)
+        self.recordings[broadcast_id] = r
+        return r
+
+    async def delete_recording(self, broadcast_id: str) -> None:
+        self._check("delete_recording")
+        self.calls.append(("delete_recording", broadcast_id))
+        del self.recordings[broadcast_id]
 
     async def close(self) -> None:
         self.calls.append(("close",))
