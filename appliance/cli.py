@@ -24,17 +24,25 @@ from appliance.api.client import AdminClient, AdminError
 from appliance.api.schema import AdminStream, ChatMessage, Status, StreamCredentials, safe_text
 from appliance.cli_blocks import add_block_parser, block_command
 from appliance.cli_recordings import add_recording_parser, recording_command
-from appliance.config import ConfigError, default_data_dir, default_socket, load_config
+from appliance.config import (
+    ConfigError,
+    default_data_dir,
+    default_socket,
+    describe,
+    load_config,
+    load_config_with_sources,
+    parse_address,
+    unknown_variables,
+)
 
 SYSTEM_SOCKET = Path("/run/hearth/admin.sock")
 
 
 def _hostport(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
+    try:
+        return parse_address(value)  # a bare port means 0.0.0.0:PORT
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,18 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hearth", description="Hearth: a self-hosted live-streaming appliance.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[common], help="run the appliance",
-                           description="Run the appliance (RTMP in, HLS out, admin API).")
-    serve.add_argument("--config", type=Path, help="TOML config file (env HEARTH_CONFIG)")
-    serve.add_argument("--http", type=_hostport, metavar="HOST:PORT",
-                       help="public HTTP address (default 0.0.0.0:8080)")
-    serve.add_argument("--rtmp", type=_hostport, metavar="HOST:PORT",
-                       help="RTMP ingest address (default 0.0.0.0:1935)")
-    serve.add_argument("--public-url", help="base URL viewers use, e.g. https://live.example.org")
-    serve.add_argument("--relay", action="append", default=None, metavar="URL",
-                       help="Nostr relay (repeatable)")
-    serve.add_argument("--no-relays", action="store_true", help="use no Nostr relays")
-    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    # The options that build the configuration: `serve` and `config show` share them.
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument("--config", type=Path, help="TOML config file (env HEARTH_CONFIG)")
+    settings.add_argument("--http", type=_hostport, metavar="[HOST:]PORT",
+                          help="public HTTP address (default 0.0.0.0:8080)")
+    settings.add_argument("--rtmp", type=_hostport, metavar="[HOST:]PORT",
+                          help="RTMP ingest address (default 0.0.0.0:1935)")
+    settings.add_argument("--public-url",
+                          help="base URL viewers use, e.g. https://live.example.org")
+    settings.add_argument("--relay", action="append", default=None, metavar="URL",
+                          help="Nostr relay (repeatable)")
+    settings.add_argument("--no-relays", action="store_true", help="use no Nostr relays")
+    settings.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    sub.add_parser("serve", parents=[common, settings], help="run the appliance",
+                   description="Run the appliance (RTMP in, HLS out, admin API).")
+    config = sub.add_parser("config", help="show the effective configuration",
+                            description="Show the configuration.")
+    config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show_config = config_sub.add_parser(
+        "show", parents=[common, settings], help="effective values and where each came from",
+        description="Print every option's effective value and its source (default, file, "
+        "env, flag), as `hearth serve` with the same options would use it. Reference: "
+        "docs/configuration.md.")
+    show_config.add_argument("--json", action="store_true", help="machine-readable output")
 
     stream = sub.add_parser("stream", help="create and manage streams",
                             description="Create, list, show, end streams; rotate keys.")
@@ -278,26 +299,67 @@ async def _chat_command(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The configuration set by flags, and which flag set each key."""
     overrides: dict[str, Any] = {}
+    flags: dict[str, str] = {}
+
+    def put(key: str, value: Any, flag: str) -> None:
+        section, _, name = key.rpartition(".")
+        (overrides.setdefault(section, {}) if section else overrides)[name] = value
+        flags[key] = flag
+
     if args.data_dir:
-        overrides["data_dir"] = str(args.data_dir)
+        put("data_dir", str(args.data_dir), "--data-dir")
     if args.log_level:
-        overrides["log_level"] = args.log_level
+        put("log_level", args.log_level, "--log-level")
     if args.http:
-        overrides["http"] = {"host": args.http[0], "port": args.http[1]}
+        put("http.host", args.http[0], "--http")
+        put("http.port", args.http[1], "--http")
     if args.public_url:
-        overrides.setdefault("http", {})["public_url"] = args.public_url
+        put("http.public_url", args.public_url, "--public-url")
     if args.rtmp:
-        overrides["rtmp"] = {"host": args.rtmp[0], "port": args.rtmp[1]}
+        put("rtmp.host", args.rtmp[0], "--rtmp")
+        put("rtmp.port", args.rtmp[1], "--rtmp")
     if args.admin_socket:
-        overrides["admin"] = {"socket_path": str(args.admin_socket)}
+        put("admin.socket_path", str(args.admin_socket), "--admin-socket")
     if args.no_relays:
-        overrides["nostr"] = {"relays": []}
+        put("nostr.relays", [], "--no-relays")
     elif args.relay:
-        overrides["nostr"] = {"relays": args.relay}
+        put("nostr.relays", args.relay, "--relay")
+    return overrides, flags
+
+
+def _warn(message: str) -> None:
+    print(f"hearth: warning: {message}", file=sys.stderr)
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    overrides, flags = _overrides(args)
+    for message in unknown_variables(os.environ):
+        _warn(message)
     try:
-        config = load_config(args.config, overrides=overrides)
+        config, sources = load_config_with_sources(args.config, overrides=overrides,
+                                                    flag_names=flags)
+    except ConfigError as exc:
+        print(f"hearth: configuration error: {exc}", file=sys.stderr)
+        return 2
+    rows = describe(config, sources)
+    if args.json:
+        print(json.dumps([{"key": k, "value": v, "source": src.origin, "from": src.detail}
+                          for k, v, src in rows], indent=2))
+        return 0
+    width = max(len(k) for k, _, _ in rows)
+    vwidth = min(40, max(len(v) for _, v, _ in rows))
+    for key, value, src in rows:
+        print(f"{key:{width}}  {value:{vwidth}}  {src}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides, flags = _overrides(args)
+    try:
+        config = load_config(args.config, overrides=overrides, flag_names=flags, warn=_warn)
     except ConfigError as exc:
         print(f"hearth: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -325,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "config":
+        return _config_show(args)
     if args.command == "tui":  # exec, not import: the appliance never loads the TUI
         os.execv(sys.executable, [sys.executable, "-m", "tui",
                                   "--admin-socket", str(_socket_path(args))])

@@ -1,43 +1,85 @@
-"""Configuration: a frozen dataclass tree loaded from TOML, ``HEARTH_*`` env, then CLI flags.
+"""Configuration: one frozen dataclass tree from defaults, TOML, ``HEARTH_*`` env, then flags.
 
 Order of precedence (lowest first): built-in defaults → TOML file (``--config`` or
 ``HEARTH_CONFIG``; a missing ``HEARTH_CONFIG`` file means "no file") → environment variables
 ``HEARTH_<SECTION>_<KEY>`` (e.g. ``HEARTH_HLS_SEGMENT_TARGET=1``; top-level keys are
-``HEARTH_<KEY>``, e.g. ``HEARTH_DATA_DIR``) → command-line flags. :func:`validate` raises
-:class:`ConfigError` naming the key path. Defaults work with no file at all.
+``HEARTH_<KEY>``, e.g. ``HEARTH_DATA_DIR``) → command-line flags. Each section is validated
+by its own function; a :class:`ConfigError` names the key path and, when the value came from
+the environment or a flag, where it came from. Defaults work with no file at all.
+
+The loaded configuration may ask for port 0 (tests); :mod:`appliance.lifecycle` binds the
+listeners first and then builds the one configuration every service sees with
+:func:`with_bound_ports`, so nothing is patched after start-up (issue 8 finding 6).
+
+Every field has an attribute docstring; ``docs/configuration.md`` is the reference and
+``tests/appliance/test_config.py`` checks that it lists every field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import ipaddress
+import itertools
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
 
+Origin = Literal["default", "file", "env", "flag"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where one effective value came from (``hearth config show``)."""
+
+    origin: Origin
+    detail: str = ""
+    """The file path, the environment variable or the flag; empty for defaults."""
+
+    def __str__(self) -> str:
+        return f"{self.origin} {self.detail}".strip()
+
 
 class ConfigError(ValueError):
-    """A configuration value is missing, malformed or out of range; ``key`` names it."""
+    """A configuration value is missing, malformed or out of range; ``key`` names it.
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
+    ``source`` (when known) says where the bad value came from, e.g. the environment
+    variable ``HEARTH_HTTP_PORT``; it is part of the message.
+    """
+
+    def __init__(self, key: str, message: str, source: Source | None = None) -> None:
+        where = ""
+        if source is not None and source.origin == "env":
+            where = f" (from environment variable {source.detail})"
+        elif source is not None and source.origin == "flag":
+            where = f" (from the command line {source.detail})"
+        elif source is not None and source.origin == "file":
+            where = f" (in {source.detail})"
+        super().__init__(f"{key}: {message}{where}")
         self.key = key
+        self.message = message
+        self.source = source
 
 
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
+    """``[http]``: the public web site (pages, HLS, WHEP, public JSON API)."""
+
     host: str = "0.0.0.0"
-    """Address the public HTTP site binds to."""
+    """Address the public HTTP site binds to (``::`` for IPv6, ``127.0.0.1`` for local only)."""
     port: int = 8080
-    """Port of the public HTTP site (pages, HLS, public API)."""
+    """Port of the public HTTP site; 0 lets the OS choose (tests)."""
     public_url: str = ""
-    """Base URL viewers use (``https://live.example.org``); derived from host/port when empty."""
+    """Base URL viewers use (``https://live.example.org``); derived from host/port when empty.
+    Set it behind a reverse proxy so that links, HLS URLs and Nostr events are right."""
     max_connections_per_ip: int = 32
     """Concurrent HTTP connections (WebSockets included) from one address; more are refused
     at accept (a browser opens at most 6 per site)."""
@@ -51,15 +93,18 @@ class HttpConfig:
 
 @dataclass(frozen=True, slots=True)
 class RtmpConfig:
+    """``[rtmp]``: the ingest server OBS publishes to."""
+
     host: str = "0.0.0.0"
     """Address the RTMP ingest server binds to."""
     port: int = 1935
-    """RTMP port; OBS's default is 1935."""
+    """RTMP port; OBS's default is 1935. 0 lets the OS choose (tests)."""
     app: str = "live"
     """RTMP application name: the server URL is ``rtmp://HOST:PORT/<app>``."""
     grace_seconds: float = 60.0
     """How long a dropped publisher may reconnect and continue the same stream."""
     handshake_timeout: float = 5.0
+    """Seconds a new connection has to complete the RTMP handshake."""
     publish_timeout: float = 10.0
     """Seconds from TCP accept to an accepted ``publish``."""
     idle_timeout: float = 10.0
@@ -82,11 +127,15 @@ class RtmpConfig:
     auth_failures_per_ip: int = 5
     """Wrong-key attempts per address within ``auth_window`` before the address is blocked."""
     auth_window: float = 300.0
+    """Seconds over which wrong-key attempts from one address are counted."""
     auth_block_seconds: float = 900.0
+    """Seconds an address stays blocked after too many wrong keys."""
 
 
 @dataclass(frozen=True, slots=True)
 class HlsConfig:
+    """``[hls]``: segmenting and the (LL-)HLS playlists."""
+
     segment_target: float = 2.0
     """Target segment duration in seconds; cuts happen at the first keyframe at or after it."""
     part_target: float = 0.2
@@ -110,6 +159,8 @@ class HlsConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebRtcConfig:
+    """``[webrtc]``: sub-second playback over WHEP."""
+
     enabled: bool = False
     """Offer sub-second WebRTC playback over WHEP (RFC 9725) at ``/whep/{id}``."""
     public_ip: str = ""
@@ -118,11 +169,13 @@ class WebRtcConfig:
     udp_port_min: int = 0
     """Lowest UDP port for WebRTC media; 0 with ``udp_port_max`` 0 lets the OS choose."""
     udp_port_max: int = 0
+    """Highest UDP port for WebRTC media (open this range in the firewall)."""
     max_peers: int = 200
     """Concurrent WebRTC viewers across all streams."""
     max_pending: int = 32
     """WHEP negotiations in progress (offer received, ICE not yet connected) at once."""
     max_pending_per_ip: int = 4
+    """WHEP negotiations in progress from one address."""
     max_sdp_bytes: int = 32768
     """Largest SDP offer accepted (HTTP 413 above)."""
     connect_timeout: float = 15.0
@@ -133,6 +186,8 @@ class WebRtcConfig:
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
+    """``[admin]``: the private admin API used by the CLI and the TUI."""
+
     socket_path: str = ""
     """Admin API Unix socket.
 
@@ -144,8 +199,11 @@ class AdminConfig:
 
 @dataclass(frozen=True, slots=True)
 class NostrConfig:
+    """``[nostr]``: live events (NIP-53) and chat over Nostr relays."""
+
     relays: tuple[str, ...] = ()
-    """Relays to publish to and read chat from; none by default (local chat only)."""
+    """Relays to publish to and read chat from; none by default (local chat only).
+    In the environment: URLs separated by commas or spaces."""
     operator_pubkey: str = ""
     """The operator's pubkey (npub or hex), named as the host of every stream."""
     operator_key_file: str = ""
@@ -170,6 +228,8 @@ class NostrConfig:
 
 @dataclass(frozen=True, slots=True)
 class RecordingConfig:
+    """``[recording]``: recordings of broadcasts, their retention and thumbnails."""
+
     enabled: bool = True
     """Record broadcasts (a channel can still opt out); off disables recording entirely."""
     disk_cap_gb: float = 0.0
@@ -186,9 +246,13 @@ class RecordingConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole configuration (top-level keys, then one table per section)."""
+
     data_dir: str = ""
-    """Directory holding the database, keys and socket; platformdirs default when empty."""
+    """Directory holding the database, keys and socket; platformdirs default when empty
+    (``~/.local/share/hearth``; ``/var/lib/hearth`` under the system service)."""
     log_level: str = "INFO"
+    """Log verbosity: DEBUG, INFO, WARNING or ERROR."""
     shutdown_timeout: float = 10.0
     """Seconds to let publishers and viewers finish before connections are cut."""
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -231,8 +295,9 @@ class Config:
         return f"rtmp://{host}{port}/{self.rtmp.app}"
 
 
-def default_data_dir() -> Path:
-    env = os.environ.get("HEARTH_DATA_DIR")
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``HEARTH_DATA_DIR``, else the platform's per-user data directory."""
+    env = (os.environ if environ is None else environ).get("HEARTH_DATA_DIR")
     if env:
         return Path(env)
     return Path(platformdirs.user_data_dir("hearth", appauthor=False))
@@ -262,101 +327,252 @@ def guess_host_address() -> str:
         return "127.0.0.1"
 
 
+# ---- the catalogue of options -------------------------------------------------------------
+
+OTHER_VARIABLES: Mapping[str, str] = {
+    "HEARTH_CONFIG": "the TOML file to read (a missing file means none)",
+    "HEARTH_ADMIN_SOCKET": "the admin socket client commands connect to",
+    "HEARTH_PYTHON": "install.sh: the interpreter to build the venv from",
+    "HEARTH_INSTALL_MODE": "install.sh: auto, user or system",
+    "HEARTH_PIP_ARGS": "install.sh: extra pip arguments",
+    "HEARTH_DOMAIN": "install.sh: the domain name for HTTPS",
+    "HEARTH_VENV": "scripts/test.sh: the test virtualenv",
+    "HEARTH_BIN": "tests: the hearth executable under test",
+    "HEARTH_NOSTR_RELAY_VENV": "tests: the nostr-relay virtualenv",
+}
+"""``HEARTH_*`` variables that are not options but are not misspellings either."""
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One configuration option: its key path, variable, type, default and meaning."""
+
+    key: str
+    """Dotted key path: ``http.port`` (``[http] port = …`` in TOML)."""
+    env: str
+    """Its environment variable: ``HEARTH_HTTP_PORT``."""
+    type_name: str
+    default: Any
+    doc: str
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal under each field), read from the source."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
+    return docs
+
+
+def _type_name(typ: Any) -> str:
+    if typing.get_origin(typ) is tuple:
+        return "list of strings"
+    return {bool: "bool", int: "integer", float: "number", str: "string"}.get(typ, str(typ))
+
+
+@functools.cache
+def options() -> tuple[Option, ...]:
+    """Every option, in declaration order (the reference and ``config show`` use it)."""
+    out: list[Option] = []
+    root = Config()
+    hints = typing.get_type_hints(Config)
+    docs = _attribute_docs(Config)
+    for f in fields(Config):
+        value = getattr(root, f.name)
+        if dataclasses.is_dataclass(value):
+            sub_hints = typing.get_type_hints(type(value))
+            sub_docs = _attribute_docs(type(value))
+            for sub in fields(value):
+                out.append(Option(f"{f.name}.{sub.name}", f"HEARTH_{f.name}_{sub.name}".upper(),
+                                  _type_name(sub_hints[sub.name]), getattr(value, sub.name),
+                                  sub_docs.get(sub.name, "")))
+        else:
+            out.append(Option(f.name, f"HEARTH_{f.name}".upper(), _type_name(hints[f.name]),
+                              value, docs.get(f.name, "")))
+    return tuple(out)
+
+
+def format_value(value: Any, key: str = "") -> str:
+    """A value as TOML would spell it (modes in octal)."""
+    if key.endswith("socket_mode") and isinstance(value, int):
+        return oct(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def describe(config: Config, sources: Mapping[str, Source]) -> list[tuple[str, str, Source]]:
+    """``(key, value, source)`` for every option: what ``hearth config show`` prints."""
+    rows = []
+    for opt in options():
+        section, _, name = opt.key.rpartition(".")
+        holder = getattr(config, section) if section else config
+        value = getattr(holder, name)
+        rows.append((opt.key, format_value(value, opt.key),
+                     sources.get(opt.key, Source("default"))))
+    return rows
+
+
 # ---- loading ------------------------------------------------------------------------------
+
+
+def parse_address(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` or a bare ``PORT`` → ``(host, port)``.
+
+    Raises:
+        ValueError: not one of those forms, or the port is not 0..65535.
+    """
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        host, port = default_host, text
+    else:
+        host, sep, port = text.rpartition(":")
+        if (not sep or not (port.isascii() and port.isdigit())
+                or (host.count(":") and not host.startswith("["))):
+            raise ValueError(f"expected PORT or HOST:PORT (e.g. 8081 or 0.0.0.0:8081), "
+                             f"got {value!r}")
+        host = host.strip("[]") or default_host
+    number = int(port)
+    if number > 65535:
+        raise ValueError(f"port out of range: {number}")
+    return host, number
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool | float):  # 1.5 is no port; True is no count
+        raise ValueError(raw)
+    return int(raw, 0) if isinstance(raw, str) else int(raw)
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    return float(raw)
+
+
+def _to_str(raw: Any) -> str:
+    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+        raise ValueError(raw)
+    return str(raw)
+
+
+def _to_strings(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):  # the environment: commas or spaces
+        return tuple(s.strip() for s in raw.replace(",", " ").split() if s.strip())
+    if isinstance(raw, list):
+        return tuple(str(x) for x in raw)
+    raise ValueError(raw)
+
+
+_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
+    bool: _to_bool, int: _to_int, float: _to_float, str: _to_str,
+}
 
 
 def _convert(key: str, raw: Any, typ: Any) -> Any:
     """Coerce a TOML or environment value to the field's declared type."""
-    origin = typing.get_origin(typ)
+    convert = _to_strings if typing.get_origin(typ) is tuple else _CONVERTERS.get(typ)
+    if convert is None:
+        raise ConfigError(key, f"unsupported type {typ!r}")
     try:
-        if typ is bool:
-            if isinstance(raw, bool):
-                return raw
-            if str(raw).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(raw).lower() in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if typ is int:
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return int(raw, 0) if isinstance(raw, str) else int(raw)
-        if typ is float:
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return float(raw)
-        if typ is str:
-            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
-                raise ValueError(raw)
-            return str(raw)
-        if origin is tuple:
-            if isinstance(raw, str):
-                items = [s.strip() for s in raw.replace(",", " ").split() if s.strip()]
-            elif isinstance(raw, list):
-                items = [str(x) for x in raw]
-            else:
-                raise ValueError(raw)
-            return tuple(items)
-    except (TypeError, ValueError):
-        raise ConfigError(key, f"expected {getattr(typ, '__name__', typ)}, got {raw!r}") from None
-    raise ConfigError(key, f"unsupported type {typ!r}")
+        return convert(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(key, f"expected {_type_name(typ)}, got {raw!r}") from None
 
 
-def _apply(obj: Any, values: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(type(obj))
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _apply(obj: Any, values: Mapping[str, Any], prefix: str, source: Callable[[str], Source],
+           sources: dict[str, Source]) -> Any:
+    """A copy of ``obj`` with ``values`` applied; records each key's source in ``sources``."""
+    cls: type = type(obj)
+    hints = _hints(cls)
     changes: dict[str, Any] = {}
     known = {f.name for f in fields(obj)}
     for name, raw in values.items():
         key = f"{prefix}{name}"
         if name not in known:
-            raise ConfigError(key, "unknown option")
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(key, f"unknown option{hint}", source(key))
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(raw, Mapping):
-                raise ConfigError(key, "expected a table")
-            changes[name] = _apply(current, raw, f"{key}.")
-        else:
+                raise ConfigError(key, "expected a table", source(key))
+            changes[name] = _apply(current, raw, f"{key}.", source, sources)
+            continue
+        try:
             changes[name] = _convert(key, raw, hints[name])
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.message, source(key)) from None
+        sources[key] = source(key)
     return replace(obj, **changes) if changes else obj
 
 
-def _env_values(config: Config, environ: Mapping[str, str]) -> dict[str, Any]:
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            section: dict[str, Any] = {}
-            for sub in fields(value):
-                env = f"HEARTH_{f.name}_{sub.name}".upper()
-                if env in environ:
-                    section[sub.name] = environ[env]
-            if section:
-                out[f.name] = section
-        else:
-            env = f"HEARTH_{f.name}".upper()
-            if env in environ:
-                out[f.name] = environ[env]
+    for opt in options():
+        if opt.env in environ:
+            section, _, name = opt.key.rpartition(".")
+            (out.setdefault(section, {}) if section else out)[name] = environ[opt.env]
     return out
 
 
-def load_config(
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Warnings for ``HEARTH_*`` variables that are no option (a typo is silently ignored
+    otherwise), each with the closest option's variable when one is near."""
+    known = {o.env for o in options()} | set(OTHER_VARIABLES)
+    out = []
+    for name in sorted(environ):
+        if not name.startswith("HEARTH_") or name in known or name.startswith("HEARTH_TEST_"):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        out.append(f"ignoring unknown environment variable {name}{hint}")
+    return out
+
+
+def load_config_with_sources(
     path: Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> Config:
-    """Build the effective configuration.
+    flag_names: Mapping[str, str] | None = None,
+) -> tuple[Config, dict[str, Source]]:
+    """:func:`load_config`, also returning where each non-default value came from.
 
-    Args:
-        path: TOML file given on the command line; it must exist. When None, ``HEARTH_CONFIG``
-            is used if set and the file exists.
-        environ: environment to read ``HEARTH_*`` from (``os.environ`` by default).
-        overrides: nested mapping of command-line values, applied last.
-
-    Raises:
-        ConfigError: a value is malformed, unknown or out of range (the key path is named).
+    ``flag_names`` maps key paths to the flag that set them (``{"http.port": "--http"}``),
+    for messages and ``hearth config show``.
     """
     env = os.environ if environ is None else environ
+    sources: dict[str, Source] = {}
     config = Config()
     if path is None and env.get("HEARTH_CONFIG"):
         candidate = Path(env["HEARTH_CONFIG"])
@@ -369,48 +585,133 @@ def load_config(
             raise ConfigError("config", f"file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{path}: {exc}") from None
-        config = _apply(config, data, "")
-    config = _apply(config, _env_values(config, env), "")
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+        config = _apply(config, data, "", lambda _k: Source("file", str(path)), sources)
+    env_of = {o.key: o.env for o in options()}
+    config = _apply(config, _env_values(env), "",
+                    lambda k: Source("env", env_of.get(k, "")), sources)
     if overrides:
-        config = _apply(config, overrides, "")
+        flags = flag_names or {}
+        config = _apply(config, overrides, "", lambda k: Source("flag", flags.get(k, "")),
+                        sources)
     assert isinstance(config, Config)
     if not config.data_dir:
-        config = replace(config, data_dir=str(default_data_dir()))
-    validate(config)
+        config = replace(config, data_dir=str(default_data_dir(env)))
+        if "HEARTH_DATA_DIR" in env:
+            sources["data_dir"] = Source("env", "HEARTH_DATA_DIR")
+    try:
+        validate(config)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.message, exc.source or sources.get(exc.key)) from None
+    return config, sources
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Config:
+    """Build the effective configuration.
+
+    Args:
+        path: TOML file given on the command line; it must exist. When None, ``HEARTH_CONFIG``
+            is used if set and the file exists.
+        environ: environment to read ``HEARTH_*`` from (``os.environ`` by default).
+        overrides: nested mapping of command-line values, applied last.
+        flag_names: key path → the flag that set it, for error messages.
+        warn: called with each warning (an unknown ``HEARTH_*`` variable).
+
+    Raises:
+        ConfigError: a value is malformed, unknown or out of range (the key path is named,
+            and the environment variable or flag it came from).
+    """
+    env = os.environ if environ is None else environ
+    if warn is not None:
+        for message in unknown_variables(env):
+            warn(message)
+    config, _ = load_config_with_sources(path, environ=env, overrides=overrides,
+                                         flag_names=flag_names)
     return config
+
+
+def with_bound_ports(config: Config, *, http_port: int, rtmp_port: int) -> Config:
+    """The configuration the appliance runs with, once its listeners are bound.
+
+    Port 0 (let the OS choose) becomes the real port, so every URL a service hands out is
+    right from the start; called once by :mod:`appliance.lifecycle` before any service is
+    built.
+    """
+    return replace(config, http=replace(config.http, port=http_port),
+                   rtmp=replace(config.rtmp, port=rtmp_port))
+
+
+# ---- validation, one function per section -------------------------------------------------
 
 
 def _port(key: str, value: int) -> None:
     if not 0 <= value <= 65535:
-        raise ConfigError(key, f"port out of range: {value}")
+        raise ConfigError(key, f"port out of range: {value} (0..65535)")
 
 
-def validate(config: Config) -> None:
-    """Check ranges and cross-field rules; raises :class:`ConfigError` with the key path."""
-    _port("http.port", config.http.port)
-    if config.http.max_connections_per_ip < 1:
-        raise ConfigError("http.max_connections_per_ip", "must be at least 1")
-    if not 1 <= config.http.header_timeout <= 300 or not 1 <= config.http.body_timeout <= 300:
-        raise ConfigError("http.header_timeout",
-                          "header_timeout and body_timeout must be 1..300 seconds")
-    _port("rtmp.port", config.rtmp.port)
-    if config.http.public_url:
-        parts = urlsplit(config.http.public_url)
+def _at_least(key: str, value: float, low: float, unit: str = "") -> None:
+    if value < low:
+        raise ConfigError(key, f"must be at least {low:g}{unit}, got {value:g}")
+
+
+def _between(key: str, value: float, low: float, high: float, unit: str = "") -> None:
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be between {low:g} and {high:g}{unit}, got {value:g}")
+
+
+def _validate_top(c: Config) -> None:
+    if c.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+    _at_least("shutdown_timeout", c.shutdown_timeout, 0, " seconds")
+
+
+def _validate_http(h: HttpConfig) -> None:
+    _port("http.port", h.port)
+    if h.public_url:
+        parts = urlsplit(h.public_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError("http.public_url", "must be an http(s) URL such as https://host")
-    if not config.rtmp.app or not config.rtmp.app.isalnum():
+    _at_least("http.max_connections_per_ip", h.max_connections_per_ip, 1)
+    _between("http.header_timeout", h.header_timeout, 1, 300, " seconds")
+    _between("http.body_timeout", h.body_timeout, 1, 300, " seconds")
+
+
+def _validate_rtmp(r: RtmpConfig) -> None:
+    _port("rtmp.port", r.port)
+    if not r.app or not r.app.isalnum():
         raise ConfigError("rtmp.app", "must be a non-empty alphanumeric name")
-    if not 0.5 <= config.hls.segment_target <= 30:
-        raise ConfigError("hls.segment_target", "must be between 0.5 and 30 seconds")
-    if not 0.1 <= config.hls.part_target <= config.hls.segment_target:
+    for name in ("grace_seconds", "auth_failure_delay", "auth_window", "auth_block_seconds"):
+        _at_least(f"rtmp.{name}", getattr(r, name), 0, " seconds")
+    for name in ("handshake_timeout", "publish_timeout", "idle_timeout"):
+        if getattr(r, name) <= 0:
+            raise ConfigError(f"rtmp.{name}", "must be positive")
+    for name in ("max_connections", "max_connections_per_ip", "auth_failures_per_ip",
+                 "max_preauth_connections"):
+        _at_least(f"rtmp.{name}", getattr(r, name), 1)
+    # Below these a publisher could not even connect (about 4 KiB and 20 chunks).
+    _at_least("rtmp.preauth_bytes_per_second", r.preauth_bytes_per_second, 4096)
+    _at_least("rtmp.preauth_chunks_per_second", r.preauth_chunks_per_second, 10)
+
+
+def _validate_hls(h: HlsConfig) -> None:
+    _between("hls.segment_target", h.segment_target, 0.5, 30, " seconds")
+    if not 0.1 <= h.part_target <= h.segment_target:
         raise ConfigError("hls.part_target", "must be between 0.1 s and the segment target")
-    if not 3 <= config.hls.window <= 100:
-        raise ConfigError("hls.window", "must be between 3 and 100 segments")
-    if config.hls.max_blocking < 1 or config.hls.max_blocking_per_ip < 1:
-        raise ConfigError("hls.max_blocking", "must be at least 1")
-    if config.hls.block_timeout < 0:
-        raise ConfigError("hls.block_timeout", "must not be negative")
-    w = config.webrtc
+    _between("hls.window", h.window, 3, 100, " segments")
+    _at_least("hls.max_blocking", h.max_blocking, 1)
+    _at_least("hls.max_blocking_per_ip", h.max_blocking_per_ip, 1)
+    _at_least("hls.block_timeout", h.block_timeout, 0, " seconds")
+
+
+def _validate_webrtc(w: WebRtcConfig) -> None:
     _port("webrtc.udp_port_min", w.udp_port_min)
     _port("webrtc.udp_port_max", w.udp_port_max)
     if (w.udp_port_min == 0) != (w.udp_port_max == 0) or w.udp_port_min > w.udp_port_max:
@@ -419,51 +720,57 @@ def validate(config: Config) -> None:
     if w.udp_port_min and w.udp_port_max - w.udp_port_min + 1 < 2:
         raise ConfigError("webrtc.udp_port_max", "port range must hold at least 2 ports")
     if w.public_ip:
-        import ipaddress
-
         try:
             ipaddress.ip_address(w.public_ip)
         except ValueError:
             raise ConfigError("webrtc.public_ip", "must be an IP address") from None
-    for key, val in (("max_peers", w.max_peers), ("max_pending", w.max_pending),
-                     ("max_pending_per_ip", w.max_pending_per_ip)):
-        if val < 1:
-            raise ConfigError(f"webrtc.{key}", "must be at least 1")
-    if not 1024 <= w.max_sdp_bytes <= 1_048_576:
-        raise ConfigError("webrtc.max_sdp_bytes", "must be between 1024 and 1048576")
+    for name in ("max_peers", "max_pending", "max_pending_per_ip"):
+        _at_least(f"webrtc.{name}", getattr(w, name), 1)
+    _between("webrtc.max_sdp_bytes", w.max_sdp_bytes, 1024, 1_048_576, " bytes")
     if w.connect_timeout <= 0:
         raise ConfigError("webrtc.connect_timeout", "must be positive")
-    if not 6000 <= w.opus_bitrate <= 510000:
-        raise ConfigError("webrtc.opus_bitrate", "must be between 6000 and 510000")
-    if config.rtmp.grace_seconds < 0:
-        raise ConfigError("rtmp.grace_seconds", "must not be negative")
-    if (config.rtmp.max_preauth_connections < 1 or config.rtmp.preauth_bytes_per_second < 4096
-            or config.rtmp.preauth_chunks_per_second < 10):
-        raise ConfigError("rtmp.max_preauth_connections",
-                          "pre-auth limits too small for a publisher to connect "
-                          "(max_preauth_connections >= 1, preauth_bytes_per_second >= 4096, "
-                          "preauth_chunks_per_second >= 10)")
-    if config.rtmp.auth_failure_delay < 0:
-        raise ConfigError("rtmp.auth_failure_delay", "must not be negative")
-    if config.admin.socket_mode & ~0o777 or config.admin.socket_mode & 0o007:
+    _between("webrtc.opus_bitrate", w.opus_bitrate, 6000, 510000, " bit/s")
+
+
+def _validate_admin(a: AdminConfig) -> None:
+    if a.socket_mode & ~0o777 or a.socket_mode & 0o007:
         raise ConfigError("admin.socket_mode", "must not grant access to other users")
-    if config.nostr.operator_pubkey:
+
+
+def _validate_nostr(n: NostrConfig) -> None:
+    if n.operator_pubkey:
         from appliance.nostr.keys import parse_pubkey
 
         try:
-            parse_pubkey(config.nostr.operator_pubkey)
+            parse_pubkey(n.operator_pubkey)
         except ValueError as exc:
             raise ConfigError("nostr.operator_pubkey", str(exc)) from None
-    if config.nostr.republish_interval < 1 or config.nostr.refresh_interval < 1:
-        raise ConfigError("nostr.republish_interval", "intervals must be at least 1 second")
-    for relay in config.nostr.relays:
+    _at_least("nostr.republish_interval", n.republish_interval, 1, " second")
+    _at_least("nostr.refresh_interval", n.refresh_interval, 1, " second")
+    for relay in n.relays:
         if urlsplit(relay).scheme not in ("ws", "wss"):
             raise ConfigError("nostr.relays", f"not a ws:// or wss:// URL: {relay!r}")
-    r = config.recording
-    if r.disk_cap_gb < 0 or r.max_age_days < 0:
-        raise ConfigError("recording.disk_cap_gb", "caps must not be negative (0 = none)")
-    if r.retention_interval < 1 or not 1 <= r.thumbnail_interval <= 3600:
-        raise ConfigError("recording.thumbnail_interval",
-                          "intervals must be at least 1 second (thumbnails at most an hour)")
-    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+
+
+def _validate_recording(r: RecordingConfig) -> None:
+    _at_least("recording.disk_cap_gb", r.disk_cap_gb, 0, " GB (0 = no cap)")
+    _at_least("recording.max_age_days", r.max_age_days, 0, " days (0 = no limit)")
+    _at_least("recording.retention_interval", r.retention_interval, 1, " second")
+    _between("recording.thumbnail_interval", r.thumbnail_interval, 1, 3600, " seconds")
+
+
+def validate(config: Config) -> None:
+    """Check ranges and cross-field rules, section by section.
+
+    Raises:
+        ConfigError: naming the key path of the first bad value.
+    """
+    _validate_top(config)
+    _validate_http(config.http)
+    _validate_rtmp(config.rtmp)
+    _validate_hls(config.hls)
+    _validate_webrtc(config.webrtc)
+    _validate_admin(config.admin)
+    _validate_nostr(config.nostr)
+    _validate_recording(config.recording)
+

@@ -1,7 +1,10 @@
 """Start-up and shutdown of the whole appliance on one asyncio loop.
 
-Order of start: data dir → database (migrations, reconcile) → stream service → RTMP server →
-public HTTP site → admin Unix socket → background tasks → ``READY=1``. Shutdown reverses it
+Order of start: refuse if a Hearth already answers on this data dir → bind the public HTTP
+and RTMP listeners (port 0 resolved) → build the one immutable configuration every service
+sees (:func:`appliance.config.with_bound_ports`) → data dir → database (migrations,
+reconcile) → stream service → RTMP server → public HTTP site → admin Unix socket →
+background tasks → ``READY=1``. Shutdown reverses it
 (uvicorn's sequence): stop accepting, tell publishers, let viewers finish up to
 ``shutdown_timeout``, then close the database writer last so that nothing acknowledged is lost.
 """
@@ -10,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -29,11 +31,12 @@ from appliance.api.peercred import PeerPolicy, peercred_middleware, policy_for_s
 from appliance.api.public import build_public_app, load_static
 from appliance.api.schema import StreamChange
 from appliance.bus import Bus, StreamChanged
-from appliance.config import Config
+from appliance.config import Config, with_bound_ports
 from appliance.db import Store
 from appliance.delivery.service import Delivery
 from appliance.delivery.storage import Storage
 from appliance.ingest import IngestHandler
+from appliance.listeners import Listeners, bind_listeners, ensure_not_running
 from appliance.nostr.service import NostrService
 from appliance.state import AppState
 from appliance.streams import StreamService
@@ -88,10 +91,17 @@ async def start_admin_site(runner: web.AppRunner, path: Path, mode: int) -> web.
 class Appliance:
     """The running appliance. ``async with Appliance(config) as app: await app.wait()``."""
 
-    def __init__(self, config: Config, *, recording_storage: Storage | None = None) -> None:
-        """``recording_storage`` replaces the recordings' storage seam (tests inject faults)."""
+    def __init__(self, config: Config, *, recording_storage: Storage | None = None,
+                 listeners: Listeners | None = None) -> None:
+        """``recording_storage`` replaces the recordings' storage seam (tests inject faults);
+        ``listeners`` are already bound sockets (else they are bound on start).
+
+        ``config`` is the loaded configuration; once the listeners are bound, :attr:`config`
+        is the final one (real ports), and it is the only one any service is given.
+        """
         self.config = config
         self._recording_storage = recording_storage
+        self._listeners = listeners
         self.state: AppState | None = None
         self._stack = contextlib.AsyncExitStack()
         self._stop = asyncio.Event()
@@ -116,8 +126,20 @@ class Appliance:
     async def wait(self) -> None:
         await self._stop.wait()
 
+    def _bind(self) -> Config:
+        """Refuse a second instance, bind the listeners, and fix the configuration."""
+        if self._listeners is None:
+            ensure_not_running(self.config)
+            self._listeners = bind_listeners(self.config)
+        self._stack.callback(self._listeners.close)
+        self.http_port = self._listeners.http_port
+        self.rtmp_port = self._listeners.rtmp_port
+        self.config = with_bound_ports(self.config, http_port=self.http_port,
+                                       rtmp_port=self.rtmp_port)
+        return self.config
+
     async def _start(self) -> None:
-        config = self.config
+        config = self._bind()
         data = config.data_path
         data.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
@@ -147,8 +169,9 @@ class Appliance:
             burst_chunks=2 * config.rtmp.preauth_chunks_per_second,
             max_connections=config.rtmp.max_preauth_connections,
         )
+        assert self._listeners is not None
         rtmp = await start_rtmp_server(
-            config.rtmp.host, config.rtmp.port, ingest,
+            config.rtmp.host, config.rtmp.port, ingest, sock=self._listeners.rtmp,
             handshake_timeout=config.rtmp.handshake_timeout,
             publish_timeout=config.rtmp.publish_timeout,
             idle_timeout=config.rtmp.idle_timeout,
@@ -157,7 +180,6 @@ class Appliance:
             budget=budget,
             stats=rtmp_stats,
         )
-        self.rtmp_port = rtmp.sockets[0].getsockname()[1]
 
         async def close_rtmp() -> None:
             rtmp.close()
@@ -193,21 +215,10 @@ class Appliance:
                               RefusalLog(logging.getLogger("appliance.api.http"), "http"))
         state.http_cap = http_cap
         self._stack.callback(http_cap.refusals.close)
-        site = CappedTCPSite(public_runner, config.http.host, config.http.port, cap=http_cap)
+        site = CappedTCPSite(public_runner, config.http.host, config.http.port, cap=http_cap,
+                             sock=self._listeners.http)
         await site.start()
-        self.http_port = public_runner.addresses[0][1]
-
-        # Port 0 (tests) resolves to real ports in the URLs we hand out.
-        if config.http.port == 0 or config.rtmp.port == 0:
-            config = dataclasses.replace(
-                config,
-                http=dataclasses.replace(config.http, port=self.http_port),
-                rtmp=dataclasses.replace(config.rtmp, port=self.rtmp_port),
-            )
-            state.config = config
-            self.config = config
-        nostr.config = config
-        nostr.start_tasks()  # after port resolution: 30311 URLs need the real public URL
+        nostr.start_tasks()
 
         admin_app = build_admin_app(state)
         socket_path = config.admin_socket

@@ -7,6 +7,7 @@ that ``AppState`` can name :class:`AddressCap` without an import cycle.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from typing import Any, cast
 
@@ -93,18 +94,26 @@ class CappedTCPSite(web.TCPSite):
     a WebSocket is an upgraded HTTP connection)."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, cap: AddressCap,
-                 backlog: int = 1024) -> None:
+                 backlog: int = 1024, sock: socket.socket | None = None) -> None:
+        """``sock``: serve this bound, listening socket instead of binding ``host:port``."""
         super().__init__(runner, host, port, backlog=backlog, reuse_address=True)
         self.cap = cap
+        self._sock = sock
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
         cap = self.cap
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: _CappedConnection(server(), cap), self._host, self._port,
-            backlog=self._backlog, reuse_address=self._reuse_address)
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                lambda: _CappedConnection(server(), cap), sock=self._sock,
+                backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                lambda: _CappedConnection(server(), cap), self._host, self._port,
+                backlog=self._backlog, reuse_address=self._reuse_address)
         sockets = self._server.sockets
         if sockets:
             self._bound_port = sockets[0].getsockname()[1]

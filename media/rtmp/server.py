@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -566,6 +567,7 @@ async def start_rtmp_server(
     session_factory: Callable[[], RtmpServerSession] = RtmpServerSession,
     budget: PreAuthBudget | None = None,
     stats: RtmpServerStats | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
     """Listen for RTMP publishers.
 
@@ -582,6 +584,8 @@ async def start_rtmp_server(
         budget: what an unauthenticated connection may cost (:class:`PreAuthBudget`).
         stats: counters to update (pass one to read them; refusal summaries are logged to
             this module's logger every 10 s).
+        sock: an already bound and listening socket to serve instead of ``host``/``port``
+            (the appliance binds its listeners before it builds its configuration).
 
     Returns:
         The started :class:`asyncio.Server`; close it with ``close()``/``wait_closed()``.
@@ -605,5 +609,8 @@ async def start_rtmp_server(
         return factory()
 
     loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(lambda: RtmpConnection(make_handler(), limits),
+                                        sock=sock, backlog=LISTEN_BACKLOG)
     return await loop.create_server(lambda: RtmpConnection(make_handler(), limits), host, port,
                                     backlog=LISTEN_BACKLOG)
