@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay_client import NostrEvent
@@ -117,7 +118,9 @@ class RateLimiter:
     runs dry is refused for ``timeout`` seconds (§4.4: 2 / 3 s + 10 s timeout)."""
 
     def __init__(self, capacity: float = 2, period: float = 3.0, timeout: float = 10.0,
-                 max_keys: int = 100_000) -> None:
+                 max_keys: int = 100_000, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.capacity = capacity
         self.period = period
         self.rate = capacity / period
@@ -127,7 +130,7 @@ class RateLimiter:
 
     def check(self, key: str, now: float | None = None) -> float:
         """Take a token for ``key``; returns 0 when allowed, else seconds to wait."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         b = self._buckets.get(key)
         if b is None:
             b = _Bucket(self.capacity, now)
@@ -155,13 +158,15 @@ class RateLimiter:
 class DuplicateGuard:
     """Refuses the same text from the same author again within ``window`` seconds (B19)."""
 
-    def __init__(self, window: float = 10.0, max_entries: int = 10_000) -> None:
+    def __init__(self, window: float = 10.0, max_entries: int = 10_000, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.window = window
         self.max_entries = max_entries
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def is_duplicate(self, pubkey: str, content: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         key = (pubkey, " ".join(content.split()).casefold())
         last = self._seen.get(key)
         self._seen[key] = now

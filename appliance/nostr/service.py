@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from appliance.api.schema import ChatMessage, RelayInfo
@@ -69,7 +70,9 @@ class NostrService:
     lifecycle; ``start_tasks()`` once the public URL is final."""
 
     def __init__(self, config: Config, store: Store, streams: StreamService, bus: Bus,
-                 *, pool_config: PoolConfig | None = None) -> None:
+                 *, pool_config: PoolConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (monotonic seconds) drives the chat rate limits; tests inject one."""
         self._config = config
         self.store = store
         self.streams = streams
@@ -78,9 +81,9 @@ class NostrService:
         # Per pubkey: 2 msgs / 3 s. Per IP the bucket is wider, because many viewers can
         # share one address (NAT), yet it stops one client cycling through fresh keys
         # (docs/threat-model.md §Chat).
-        self.ip_limiter = RateLimiter(capacity=10, period=3.0)
-        self.pubkey_limiter = RateLimiter()
-        self.duplicates = DuplicateGuard()
+        self.ip_limiter = RateLimiter(capacity=10, period=3.0, clock=clock)
+        self.pubkey_limiter = RateLimiter(clock=clock)
+        self.duplicates = DuplicateGuard(clock=clock)
         self._pool_config = pool_config or PoolConfig(publish_timeout=10.0)
         self._tasks = BackgroundTasks("nostr")
         self._parts: _Parts | None = None

@@ -58,8 +58,8 @@ async def _exchange(url: str, frames: list[Any]) -> list[dict[str, Any]]:
 
 
 def test_ws_rejects_forged_oversized_and_flooding_events(appliance: ApplianceProcess) -> None:
-    """Bad ids, bad signatures, other activities, stale/future dates, >8 KiB frames, floods and
-    repeated text are refused with a readable error and counted; good ones are stored."""
+    """Bad ids, bad signatures, other activities, stale/future dates, >8 KiB frames and floods
+    are refused with a readable error and counted; good ones are stored."""
     sid = appliance.create_stream("WS test")["id"]
     info = _admin(appliance, "GET", "/v1/nostr")
     address = f"30311:{info['activity_pubkey']}:{sid}"
@@ -84,28 +84,16 @@ def test_ws_rejects_forged_oversized_and_flooding_events(appliance: AppliancePro
     assert "too large" in answers[6]["error"]
     assert answers[7]["type"] == "error"
 
-    # Flood from one key: 2 msgs / 3 s per pubkey.
-    time.sleep(3.5)
+    # Flood from one key: 2 msgs / 3 s per pubkey. Only the wiring is shown here; the limits
+    # over time (timeouts, the per-address bucket, repeated text) are checked on an injected
+    # clock in tests/appliance/test_chat_limits.py, without sleeping.
     spam = [_chat_event(keys[7], address, f"spam {i}") for i in range(4)]
     flood = run_sync(_exchange(url, [{"type": "event", "event": e} for e in spam]))
     assert [a["type"] for a in flood[:2]] == ["ok", "ok"]
     assert flood[2]["reason"] == "rate-limited" and "slow down" in flood[2]["error"]
-    time.sleep(3.5)
-    # Identical text from the same author is blocked even when the bucket allows it.
-    same = [_chat_event(keys[0], address, "a good message")]
-    dup = run_sync(_exchange(url, [{"type": "event", "event": e} for e in same]))
-    assert dup[0]["type"] == "error"
-
-    # One client cycling through fresh keys hits the per-IP bucket (10 / 3 s).
-    time.sleep(3.5)
-    fresh = [_chat_event(PrivateKeySigner.generate(), address, f"key {i}") for i in range(12)]
-    cycled = run_sync(_exchange(url, [{"type": "event", "event": e} for e in fresh]))
-    assert [a["type"] for a in cycled].count("ok") == 10
-    assert cycled[-1]["reason"] == "rate-limited"
 
     stored = appliance.get(f"/api/streams/{sid}/chat").json()
-    assert [m["content"] for m in stored][:3] == ["a good message", "spam 0", "spam 1"]
-    assert len(stored) == 13
+    assert [m["content"] for m in stored] == ["a good message", "spam 0", "spam 1"]
     counters = _admin(appliance, "GET", "/v1/nostr")["rejected"]
     for reason in ("bad-id", "bad-signature", "other-activity", "created-at-future",
                    "created-at-too-old", "frame-too-large", "rate-limited"):
