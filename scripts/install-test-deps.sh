@@ -9,6 +9,8 @@
 # - A virtualenv ($HEARTH_VENV, default .venv in the repo) with `pip install -e '.[test]'`,
 #   plus setuptools/wheel so tests can build the project offline (--no-build-isolation).
 #   Set HEARTH_VENV to an existing venv to reuse it (e.g. a CI cache).
+# - The real Nostr relay (tests/nostr-relay-requirements.txt) in its own venv under
+#   $HEARTH_TEST_CACHE (default ~/.cache/hearth-tests); the tests never pip-install.
 # Prints tool versions at the end.
 set -euo pipefail
 
@@ -86,6 +88,19 @@ if command -v npm >/dev/null 2>&1 && [ ! -f "$hls_cache/node_modules/hls-parser/
     [ -f "$hls_cache/package.json" ] || echo '{"name":"hearth-hls-parser-check","private":true}' >"$hls_cache/package.json"
     (cd "$hls_cache" && npm install --no-audit --no-fund hls-parser@0.16.1 >/dev/null) ||
         log "npm install hls-parser failed (strict playlist checks will skip)"
+fi
+
+# The real Nostr relay (PyPI nostr-relay) in its own venv: its dependency pins are not ours.
+# tests/relay_client/conftest.py uses it and never installs anything itself.
+test_cache="${HEARTH_TEST_CACHE:-$HOME/.cache/hearth-tests}"
+relay_venv="${HEARTH_NOSTR_RELAY_VENV:-$test_cache/nostr-relay-venv}"
+relay_req="$repo/tests/nostr-relay-requirements.txt"
+if [ ! -x "$relay_venv/bin/nostr-relay" ] || ! cmp -s "$relay_req" "$relay_venv/hearth-requirements.txt"; then
+    log "pip install -r tests/nostr-relay-requirements.txt into $relay_venv"
+    mkdir -p "$(dirname "$relay_venv")"
+    "$py" -m venv "$relay_venv"
+    "$relay_venv/bin/python" -m pip install --quiet -r "$relay_req"
+    cp "$relay_req" "$relay_venv/hearth-requirements.txt"
 fi
 
 # Playwright uses Debian's Chromium (no browser download): tests pass

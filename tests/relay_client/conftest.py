@@ -1,21 +1,20 @@
 """Fixtures for relay_client: fixed keys, a real ``nostr-relay`` process, a fake relay.
 
 The real relay is the PyPI ``nostr-relay`` package. Its dependency pins (aiohttp, uvicorn,
-sqlalchemy…) are not ours, so it lives in its own venv, created on first use under
-``$HEARTH_TEST_CACHE`` (default ``~/.cache/hearth-tests``) and reused afterwards.
-``HEARTH_NOSTR_RELAY_VENV`` points at an existing venv instead.
+sqlalchemy…) are not ours, so it lives in its own venv under ``$HEARTH_TEST_CACHE`` (default
+``~/.cache/hearth-tests``), made by ``scripts/install-test-deps.sh`` from
+``tests/nostr-relay-requirements.txt``: tests never install anything. Without it they skip
+(and fail under CI). ``HEARTH_NOSTR_RELAY_VENV`` points at an existing venv instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from relay_client.signing import PrivateKeySigner
 
-NOSTR_RELAY_REQUIREMENT = "nostr-relay==1.14"
+NOSTR_RELAY_REQUIREMENTS = Path(__file__).resolve().parent.parent / "nostr-relay-requirements.txt"
 
 # Fixed test keys (never used anywhere real).
 ALICE_SECRET = "0000000000000000000000000000000000000000000000000000000000000003"
@@ -58,34 +57,16 @@ def _skip_or_fail(reason: str) -> None:
 
 
 def nostr_relay_venv() -> Path:
-    """Path of a venv with ``nostr-relay`` installed, creating it if needed (~20 s)."""
+    """The venv with ``nostr-relay`` that scripts/install-test-deps.sh made (never installs)."""
     override = os.environ.get("HEARTH_NOSTR_RELAY_VENV")
     if override:
         return Path(override)
-    venv = cache_dir() / "nostr-relay-1.14-venv"
-    exe = venv / "bin" / "nostr-relay"
-    if exe.exists():
-        return venv
-    with open(cache_dir() / "nostr-relay.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel sessions build it once
-        if exe.exists():
-            return venv
-        try:
-            subprocess.run(
-                [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True
-            )
-            subprocess.run(
-                [str(venv / "bin" / "pip"), "install", "-q", NOSTR_RELAY_REQUIREMENT],
-                check=True,
-                capture_output=True,
-                timeout=600,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            detail = getattr(exc, "stderr", b"") or b""
-            _skip_or_fail(
-                f"cannot install {NOSTR_RELAY_REQUIREMENT} into {venv}: {exc} "
-                f"{detail.decode(errors='replace')[-500:]}"
-            )
+    venv = cache_dir() / "nostr-relay-venv"
+    stamp = venv / "hearth-requirements.txt"
+    if not (venv / "bin" / "nostr-relay").exists() or not stamp.exists() or (
+            stamp.read_text() != NOSTR_RELAY_REQUIREMENTS.read_text()):
+        _skip_or_fail(f"{NOSTR_RELAY_REQUIREMENTS.name} is not installed in {venv}: "
+                      "run `bash scripts/install-test-deps.sh`")
     return venv
 
 
