@@ -89,6 +89,17 @@ class ProfileChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ReactionAdded(Event):
+    """A NIP-25 reaction to a stream's live event (``target`` ``""``) or to one of its chat
+    messages (``target`` = the message id)."""
+
+    stream_id: str
+    target: str
+    content: str
+    pubkey: str
+
+
+@dataclass(frozen=True, slots=True)
 class RelayChanged(Event):
     """A relay's state or counters changed."""
 

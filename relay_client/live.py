@@ -24,6 +24,11 @@ __all__ = [
     "DELETION_KIND",
     "LIVE_ACTIVITY_KIND",
     "ZAP_RECEIPT_KIND",
+    "REACTION_KIND",
+    "GOAL_KIND",
+    "build_goal",
+    "build_reaction",
+    "zap_sender",
     "ZAP_REQUEST_KIND",
     "LiveStatus",
     "activity_address",
@@ -42,6 +47,10 @@ CHAT_KIND = 1311
 DELETION_KIND = 5
 ZAP_REQUEST_KIND = 9734
 ZAP_RECEIPT_KIND = 9735
+REACTION_KIND = 7
+GOAL_KIND = 9041
+#: NIP-25 reaction content we accept (a short string: "+", "-", an emoji or :shortcode:)
+MAX_REACTION_CHARS = 64
 
 LiveStatus = Literal["planned", "live", "ended"]
 _STATUSES = ("planned", "live", "ended")
@@ -112,6 +121,7 @@ def build_live_event(
     host_relay: str = "",
     relays: Sequence[str] = (),
     pinned: Sequence[str] = (),
+    goal: str | None = None,
     extra_tags: Iterable[Sequence[str]] = (),
     created_at: int | None = None,
 ) -> UnsignedEvent:
@@ -156,6 +166,9 @@ def build_live_event(
         out.append(("relays", *relays))
     for event_id in pinned:
         out.append(("pinned", _check_pubkey("pinned event id", event_id)))
+    if goal is not None:
+        # zap.stream links a NIP-75 goal from the activity with ["goal", <event id>].
+        out.append(("goal", _check_pubkey("goal event id", goal)))
     out.extend(tuple(t) for t in extra_tags)
     return UnsignedEvent(
         kind=LIVE_ACTIVITY_KIND,
@@ -187,6 +200,79 @@ def build_chat_message(
         tags=tuple(tags),
         created_at=_now() if created_at is None else created_at,
     )
+
+
+def build_reaction(
+    content: str,
+    *,
+    activity_addr: str,
+    target_id: str | None = None,
+    target_pubkey: str | None = None,
+    target_kind: int = CHAT_KIND,
+    relay: str = "",
+    created_at: int | None = None,
+) -> UnsignedEvent:
+    """NIP-25 kind 7 reaction to a live activity (``target_id`` None) or to one of its chat
+    messages. It always carries the activity's ``a`` tag, so one ``#a`` subscription sees
+    every reaction of a stream; ``k`` names the reacted kind (NIP-25)."""
+    kind, host, _ = parse_activity_address(activity_addr)
+    if not content or len(content) > MAX_REACTION_CHARS:
+        raise ValueError(f"reaction content must be 1..{MAX_REACTION_CHARS} characters")
+    tags: list[tuple[str, ...]] = []
+    if target_id is not None:
+        tags.append(("e", _check_pubkey("target id", target_id), relay))
+        if target_pubkey is not None:
+            tags.append(("p", _check_pubkey("target pubkey", target_pubkey)))
+        tags.append(("a", activity_addr, relay))
+        tags.append(("k", str(target_kind)))
+    else:
+        tags += [("a", activity_addr, relay), ("p", host), ("k", str(kind))]
+    return UnsignedEvent(kind=REACTION_KIND, content=content, tags=tuple(tags),
+                         created_at=_now() if created_at is None else created_at)
+
+
+def build_goal(
+    *,
+    amount_msats: int,
+    title: str,
+    relays: Sequence[str],
+    activity_addr: str | None = None,
+    created_at: int | None = None,
+) -> UnsignedEvent:
+    """NIP-75 zap goal (kind 9041): ``amount`` in msats, ``relays`` where zaps are tallied,
+    the description as content; ``a`` links it to the live activity."""
+    if amount_msats <= 0:
+        raise ValueError("a goal amount must be positive")
+    if not relays:
+        raise ValueError("NIP-75: a goal must list relays")
+    tags: list[tuple[str, ...]] = [("amount", str(int(amount_msats))), ("relays", *relays)]
+    if activity_addr is not None:
+        parse_activity_address(activity_addr)
+        tags.append(("a", activity_addr))
+    tags.append(("alt", f"Zap goal: {title}"))
+    return UnsignedEvent(kind=GOAL_KIND, content=title, tags=tuple(tags),
+                         created_at=_now() if created_at is None else created_at)
+
+
+def zap_sender(receipt: NostrEvent) -> tuple[str, str] | None:
+    """``(pubkey, comment)`` of who zapped, from the zap request embedded in a kind 9735's
+    ``description`` (NIP-57 Appendix E); the receipt's own pubkey is the LNURL server's.
+    ``None`` when absent or malformed."""
+    if receipt.kind != ZAP_RECEIPT_KIND:
+        return None
+    description = receipt.first_tag_value("description")
+    if description is None or len(description) > 64 * 1024:
+        return None
+    try:
+        request = json.loads(description)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(request, dict) or request.get("kind") != ZAP_REQUEST_KIND:
+        return None
+    pubkey, content = request.get("pubkey"), request.get("content", "")
+    if not isinstance(pubkey, str) or len(pubkey) != 64 or not _HEX.issuperset(pubkey):
+        return None
+    return pubkey, content if isinstance(content, str) else ""
 
 
 def host_pubkeys(event: NostrEvent) -> list[str]:

@@ -25,7 +25,14 @@ from aiohttp import WSMsgType, web
 
 from appliance.api.http import CORS, STATE
 from appliance.api.schema import ChatChange, ChatMessage
-from appliance.bus import ChatChanged, Event, MuteChanged, ProfileChanged, Subscription
+from appliance.bus import (
+    ChatChanged,
+    Event,
+    MuteChanged,
+    ProfileChanged,
+    ReactionAdded,
+    Subscription,
+)
 from appliance.domain import STREAM_ID_RE
 from appliance.nostr.chat import MAX_JSON_DEPTH, WS_FRAME_BYTES, json_nesting_exceeds
 from appliance.nostr.service import ChatRejected, NostrService
@@ -91,7 +98,8 @@ async def chat_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     ip = _client_ip(request)
     bus = request.app[STATE].bus
-    async with bus.subscribe(ChatChanged, MuteChanged, ProfileChanged, maxsize=500) as sub:
+    async with bus.subscribe(ChatChanged, MuteChanged, ProfileChanged, ReactionAdded,
+                             maxsize=500) as sub:
         forward = asyncio.get_running_loop().create_task(
             _forward(ws, sub, stream_id), name=f"chat-ws-{stream_id}")
         try:
@@ -139,7 +147,7 @@ async def _handle_frame(ws: web.WebSocketResponse, nostr: NostrService, stream_i
         await ws.send_json({"type": "error", "error": str(exc), "reason": exc.reason,
                             "id": event_id if isinstance(event_id, str) else None})
         return
-    await ws.send_json({"type": "ok", "id": msg.id})
+    await ws.send_json({"type": "ok", "id": msg.id if msg is not None else event_id})
 
 
 def _public_frame(ev: Event, stream_id: str) -> dict[str, Any] | None:
@@ -148,6 +156,10 @@ def _public_frame(ev: Event, stream_id: str) -> dict[str, Any] | None:
         return {"type": "mute", "pubkey": ev.pubkey} if ev.muted else None
     if isinstance(ev, ProfileChanged):  # renames the author of messages already shown
         return {"type": "profile", "pubkey": ev.pubkey, "display_name": ev.display_name}
+    if isinstance(ev, ReactionAdded):
+        if ev.stream_id != stream_id:
+            return None
+        return {"type": "reaction", "target": ev.target, "content": ev.content}
     if not isinstance(ev, ChatChanged) or ev.stream_id != stream_id:
         return None
     msg = ev.message
@@ -168,6 +180,15 @@ async def _forward(ws: web.WebSocketResponse, sub: Subscription, stream_id: str)
                 await ws.send_json(out)
             except (ConnectionError, RuntimeError):
                 return
+
+
+async def reactions(request: web.Request) -> web.Response:
+    """``{target: {content: count}}`` for the page (target ``""`` = the live event)."""
+    resolved = await _resolve(request)
+    if isinstance(resolved, web.Response):
+        return resolved
+    nostr, stream_id = resolved
+    return _json(await nostr.reaction_counts(stream_id))
 
 
 async def nostr_link(request: web.Request) -> web.StreamResponse:
@@ -193,5 +214,6 @@ async def nostr_link(request: web.Request) -> web.StreamResponse:
 
 def add_chat_routes(app: web.Application) -> None:
     app.router.add_get("/nostr/{code}", nostr_link)
+    app.router.add_get("/api/streams/{stream_id}/reactions", reactions)
     app.router.add_get("/api/streams/{stream_id}/chat", chat_history)
     app.router.add_get("/api/streams/{stream_id}/chat/ws", chat_ws)

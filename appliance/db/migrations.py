@@ -145,6 +145,35 @@ def m003_stream_deleted(db: Database) -> None:
     db.execute("ALTER TABLE streams ADD COLUMN deleted_at REAL")
 
 
+@migration
+def m_nostr_reactions_and_goals(db: Database) -> None:
+    # NIP-25 reactions to a stream's live event (target '') or to its chat messages, and the
+    # NIP-75 zap goal a stream's 30311 links to (issue 13).
+    _script(
+        db,
+        """
+        CREATE TABLE nostr_reactions (
+            id TEXT PRIMARY KEY,
+            stream_id TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            pubkey TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            event_json TEXT NOT NULL,
+            received_at REAL NOT NULL
+        );
+        CREATE INDEX nostr_reactions_stream ON nostr_reactions(stream_id);
+        CREATE TABLE nostr_goals (
+            stream_id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            amount_msats INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

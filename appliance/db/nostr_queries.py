@@ -277,3 +277,66 @@ def upsert_profile(db: Database, pubkey: str, name: str, created_at: int) -> boo
         "WHERE excluded.created_at > nostr_profiles.created_at",
         (pubkey, name, created_at))
     return cur.rowcount == 1
+
+
+# ---- reactions (NIP-25) and goals (NIP-75) -------------------------------------------------
+
+
+def insert_reaction(db: Database, *, event_id: str, stream_id: str, target: str, pubkey: str,
+                    content: str, created_at: int, event_json: str) -> bool:
+    """Store a verified reaction; ``False`` when already known."""
+    cur = db.execute(
+        "INSERT OR IGNORE INTO nostr_reactions (id, stream_id, target, pubkey, content, "
+        "created_at, event_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, stream_id, target, pubkey, content, created_at, event_json, time.time()))
+    return cur.rowcount == 1
+
+
+def reaction_counts(db: Database, stream_id: str) -> dict[str, dict[str, int]]:
+    """``{target: {content: count}}`` (target ``''`` = the live event); one reaction per
+    author, target and content; muted authors and hidden messages left out."""
+    rows = db.execute(
+        "SELECT target, content, COUNT(DISTINCT pubkey) FROM nostr_reactions "
+        "WHERE stream_id = ? AND pubkey NOT IN (SELECT pubkey FROM nostr_mutes) "
+        "AND (target = '' OR target NOT IN (SELECT id FROM nostr_chat WHERE hidden = 1)) "
+        "GROUP BY target, content", (stream_id,))
+    out: dict[str, dict[str, int]] = {}
+    for target, content, count in rows:
+        out.setdefault(target, {})[content] = count
+    return out
+
+
+def set_goal(db: Database, stream_id: str, event_id: str, amount_msats: int, title: str,
+             created_at: int) -> None:
+    db.execute(
+        "INSERT INTO nostr_goals (stream_id, event_id, amount_msats, title, created_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT(stream_id) DO UPDATE SET event_id = "
+        "excluded.event_id, amount_msats = excluded.amount_msats, title = excluded.title, "
+        "created_at = excluded.created_at", (stream_id, event_id, amount_msats, title, created_at))
+
+
+@dataclass(frozen=True, slots=True)
+class GoalRow:
+    stream_id: str
+    event_id: str
+    amount_msats: int
+    title: str
+    progress_msats: int
+
+
+def get_goal(db: Database, stream_id: str) -> GoalRow | None:
+    """The stream's goal with its progress: zap receipts of this stream that zap the goal
+    event (their ``e`` tag, kept as ``reply_to``)."""
+    row = db.execute("SELECT event_id, amount_msats, title FROM nostr_goals WHERE stream_id = ?",
+                     (stream_id,)).fetchone()
+    if row is None:
+        return None
+    total = db.execute(
+        "SELECT COALESCE(SUM(zap_msats), 0) FROM nostr_chat WHERE stream_id = ? AND kind = 9735 "
+        "AND reply_to = ?", (stream_id, row[0])).fetchone()[0]
+    return GoalRow(stream_id, row[0], row[1], row[2], int(total))
+
+
+def goal_streams(db: Database) -> dict[str, str]:
+    """``{goal event id: stream id}`` for routing zap receipts that tag only the goal."""
+    return {r[0]: r[1] for r in db.execute("SELECT event_id, stream_id FROM nostr_goals")}

@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay_client import NostrEvent
-from relay_client.live import CHAT_KIND, ZAP_RECEIPT_KIND, parse_zap_amount_msats
+from relay_client.live import (
+    CHAT_KIND,
+    MAX_REACTION_CHARS,
+    REACTION_KIND,
+    ZAP_RECEIPT_KIND,
+    parse_zap_amount_msats,
+)
 
 MAX_FUTURE_SECONDS = 15 * 60
 """Chat dated further ahead than this is refused (§4.4: +15 min)."""
@@ -70,18 +76,21 @@ def display_name(name: str) -> str:
     return display_text(name, 64).strip()
 
 
-def chat_reject_reason(event: NostrEvent, address: str, now: float | None = None) -> str | None:
+def chat_reject_reason(event: NostrEvent, address: str, now: float | None = None, *,
+                       require_address: bool = True) -> str | None:
     """Why ``event`` may not enter the chat of the activity at ``address``, or ``None``.
 
-    Cheap checks only; the id and signature are verified separately (B17 order: cheap checks,
-    then id recompute, then Schnorr).
+    Chat (1311), zap receipts (9735) and reactions (7). Cheap checks only; the id and
+    signature are verified separately (docs/threat-model.md §Chat: cheap checks, then id
+    recompute, then Schnorr). ``require_address=False`` is for zap receipts that tag the
+    stream's goal instead of the activity.
     """
     now = time.time() if now is None else now
-    if event.kind not in (CHAT_KIND, ZAP_RECEIPT_KIND):
+    if event.kind not in (CHAT_KIND, ZAP_RECEIPT_KIND, REACTION_KIND):
         return "wrong-kind"
     # NIP-53: a 1311 MUST carry ["a", "30311:<pubkey>:<d>"]; receipts carry it when the zap
-    # request targeted the activity (NIP-57).
-    if address not in event.tag_values("a"):
+    # request targeted the activity (NIP-57); our reactions always carry it.
+    if require_address and address not in event.tag_values("a"):
         return "other-activity"
     if event.created_at > now + MAX_FUTURE_SECONDS:
         return "created-at-future"
@@ -91,6 +100,8 @@ def chat_reject_reason(event: NostrEvent, address: str, now: float | None = None
         return "too-large"
     if event.kind == CHAT_KIND and not event.content.strip():
         return "empty"
+    if event.kind == REACTION_KIND and not 0 < len(event.content) <= MAX_REACTION_CHARS:
+        return "bad-reaction"
     return None
 
 

@@ -31,10 +31,17 @@ from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.mutes import MuteList
 from appliance.nostr.outbox import Outbox, add_to_outbox
 from appliance.nostr.profiles import Profiles
+from appliance.nostr.reactions import Reactions
 from appliance.streams import StreamNotFound, StreamService
 from appliance.tasks import BackgroundTasks
 from relay_client import EventError, NostrEvent, RelayPool, activity_address, build_chat_message
-from relay_client.live import CHAT_KIND, LIVE_ACTIVITY_KIND, ZAP_RECEIPT_KIND
+from relay_client.live import (
+    CHAT_KIND,
+    LIVE_ACTIVITY_KIND,
+    REACTION_KIND,
+    ZAP_RECEIPT_KIND,
+    zap_sender,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ class ChatIntake:
                  outbox: Outbox, profiles: Profiles, mutes: MuteList, pool: RelayPool,
                  relays: tuple[str, ...], tasks: BackgroundTasks, rejected: Counter[str],
                  ip_limiter: RateLimiter, pubkey_limiter: RateLimiter,
-                 duplicates: DuplicateGuard) -> None:
+                 duplicates: DuplicateGuard, reactions: Reactions) -> None:
         self.store = store
         self.streams = streams
         self.bus = bus
@@ -63,6 +70,9 @@ class ChatIntake:
         self.ip_limiter = ip_limiter
         self.pubkey_limiter = pubkey_limiter
         self.duplicates = duplicates
+        self.reactions = reactions
+        #: goal event id → stream id (NIP-75 zaps that tag only the goal)
+        self.goals: dict[str, str] = {}
         self._tasks = tasks
         self._subscribed: set[str] = set()
 
@@ -76,8 +86,8 @@ class ChatIntake:
         self._subscribe(stream_id)
 
     def _subscribe(self, stream_id: str) -> None:
-        flt = {"kinds": [CHAT_KIND, ZAP_RECEIPT_KIND], "#a": self.addresses(stream_id),
-               "limit": 200}
+        flt = {"kinds": [CHAT_KIND, ZAP_RECEIPT_KIND, REACTION_KIND],
+               "#a": self.addresses(stream_id), "limit": 500}
         self.pool.subscribe(f"chat-{stream_id}", [flt], self._on_relay_chat,
                             max_age=CHAT_MAX_AGE)
 
@@ -102,13 +112,45 @@ class ChatIntake:
 
     async def _ingest_relay_event(self, event: NostrEvent) -> None:
         stream_id = self._stream_of(event)
+        via_goal = False
+        if stream_id is None and event.kind == ZAP_RECEIPT_KIND:
+            # NIP-75: zaps to a goal tag the goal event, not necessarily the activity.
+            stream_id = next((self.goals[e] for e in event.tag_values("e") if e in self.goals),
+                             None)
+            via_goal = stream_id is not None
         if stream_id is None:
             self.rejected["other-activity"] += 1
             return
         try:
-            await self._store_chat(event, stream_id, source="relay")
+            if event.kind == REACTION_KIND:
+                await self._store_reaction(event, stream_id, publish=False)
+            else:
+                await self._store_chat(event, stream_id, source="relay", via_goal=via_goal)
         except ChatRejected:
             pass
+
+    def follow_goal(self, goal_id: str, stream_id: str) -> None:
+        """Count zap receipts of ``goal_id`` toward ``stream_id`` (and ask relays for them)."""
+        self.goals[goal_id] = stream_id
+        if self.relays:
+            self.pool.subscribe("goal-zaps", [{"kinds": [ZAP_RECEIPT_KIND],
+                                               "#e": sorted(self.goals)[-100:], "limit": 500}],
+                                self._on_relay_chat, max_age=CHAT_MAX_AGE)
+
+    async def _store_reaction(self, event: NostrEvent, stream_id: str, *,
+                              publish: bool) -> None:
+        reason = chat_reject_reason(event, self._address_of(event, stream_id))
+        if reason is not None:
+            raise self._reject(reason, f"reaction refused: {reason}")
+        if self.mutes.is_muted(event.pubkey):
+            raise self._reject("muted", "you are muted in this chat")
+        try:
+            added = await self.reactions.add(event, stream_id, publish=publish)
+        except ChatRejected as exc:
+            self.rejected[exc.reason] += 1
+            raise
+        if not added:
+            raise self._reject("duplicate-id", "this reaction was already received")
 
     def _stream_of(self, event: NostrEvent) -> str | None:
         prefixes = [f"{LIVE_ACTIVITY_KIND}:{pk}:" for pk in self.identity.activity_pubkeys()]
@@ -124,8 +166,10 @@ class ChatIntake:
         self.rejected[reason] += 1
         return ChatRejected(reason, message)
 
-    async def accept_browser_event(self, stream_id: str, obj: object, ip: str) -> ChatMessage:
-        """Check, store and queue a kind 1311 signed in a viewer's browser.
+    async def accept_browser_event(self, stream_id: str, obj: object,
+                                   ip: str) -> ChatMessage | None:
+        """Check, store and queue a kind 1311 (or a kind 7 reaction: returns ``None``) signed
+        in a viewer's browser.
 
         Raises:
             ChatRejected: with a message fit to show the sender.
@@ -142,8 +186,9 @@ class ChatIntake:
             event = NostrEvent.from_dict(obj)
         except EventError as exc:
             raise self._reject("malformed", f"malformed event: {exc}") from None
-        if event.kind != CHAT_KIND:
-            raise self._reject("wrong-kind", "only kind 1311 chat messages are accepted")
+        if event.kind not in (CHAT_KIND, REACTION_KIND):
+            raise self._reject("wrong-kind",
+                               "only kind 1311 chat messages and kind 7 reactions are accepted")
         reason = chat_reject_reason(event, self._address_of(event, stream_id))
         if reason is not None:
             raise self._reject(reason, f"message refused: {reason}")
@@ -155,6 +200,9 @@ class ChatIntake:
         if wait:
             raise self._reject("rate-limited", f"slow down: {self.pubkey_limiter.describe()}; "
                                                f"try again in {wait:.0f} s")
+        if event.kind == REACTION_KIND:
+            await self._store_reaction(event, stream_id, publish=True)
+            return None
         if self.duplicates.is_duplicate(event.pubkey, event.content):
             raise self._reject("duplicate-text", "you just sent the same message")
         if self.mutes.is_muted(event.pubkey):
@@ -177,8 +225,9 @@ class ChatIntake:
         return await self._store_chat(event, stream_id, source="operator", publish=True)
 
     async def _store_chat(self, event: NostrEvent, stream_id: str, *, source: str,
-                          publish: bool = False) -> ChatMessage:
-        reason = chat_reject_reason(event, self._address_of(event, stream_id))
+                          publish: bool = False, via_goal: bool = False) -> ChatMessage:
+        reason = chat_reject_reason(event, self._address_of(event, stream_id),
+                                    require_address=not via_goal)
         if reason is not None:
             raise self._reject(reason, f"message refused: {reason}")
         try:
@@ -188,11 +237,17 @@ class ChatIntake:
         relays = self.relays if publish else ()
         zap = zap_amount(event)
         reply = reply_target(event)
+        # A zap is shown as its sender's (the zap request's author) with their comment; the
+        # receipt's own pubkey is the LNURL server's (NIP-57).
+        author, content = event.pubkey, event.content
+        sender = zap_sender(event) if event.kind == ZAP_RECEIPT_KIND else None
+        if sender is not None:
+            author, content = sender
 
         def tx(db: Any) -> bool:
             inserted = nq.insert_chat(
-                db, event_id=event.id, stream_id=stream_id, pubkey=event.pubkey,
-                created_at=event.created_at, kind=event.kind, content=event.content,
+                db, event_id=event.id, stream_id=stream_id, pubkey=author,
+                created_at=event.created_at, kind=event.kind, content=content,
                 event_json=event.to_json(), source=source, zap_msats=zap, reply_to=reply)
             if inserted and publish:
                 add_to_outbox(db, event, relays, stream_id=stream_id)
@@ -202,9 +257,9 @@ class ChatIntake:
             raise self._reject("duplicate-id", "this message was already received")
         if publish:
             await self.outbox.wake()
-        self.profiles.note_author(event.pubkey)
-        row = nq.ChatRow(event.id, stream_id, event.pubkey, event.created_at, event.kind,
-                         event.content, False, zap, reply, source)
+        self.profiles.note_author(author)
+        row = nq.ChatRow(event.id, stream_id, author, event.created_at, event.kind,
+                         content, False, zap, reply, source)
         msg = self.message(row, await self.pinned(stream_id))
         self.bus.publish(ChatChanged(stream_id=stream_id, reason=ChatChange.NEW, message=msg))
         return msg

@@ -35,6 +35,7 @@ from appliance.nostr.moderation import Moderation
 from appliance.nostr.mutes import MUTE_LIST_KIND, MuteList
 from appliance.nostr.outbox import Outbox
 from appliance.nostr.profiles import Profiles
+from appliance.nostr.reactions import Reactions
 from appliance.nostr.remote import PairingError, RemoteSigner
 from appliance.nostr.service_identity import ServiceIdentity
 from appliance.streams import StreamService
@@ -116,11 +117,12 @@ class NostrService:
         outbox = Outbox(self.store, self.bus, pool, relays, self._tasks)
         profiles = Profiles(self.store, pool, relays, self._tasks, on_name=self._name_learned)
         mutes = MuteList(self.store, identity.operator_pubkey)
+        reactions = Reactions(self.store, self.bus, outbox, relays)
         intake = ChatIntake(
             store=self.store, streams=self.streams, bus=self.bus, identity=identity,
             outbox=outbox, profiles=profiles, mutes=mutes, pool=pool, relays=relays,
             tasks=self._tasks, rejected=self.rejected, ip_limiter=self.ip_limiter,
-            pubkey_limiter=self.pubkey_limiter, duplicates=self.duplicates)
+            pubkey_limiter=self.pubkey_limiter, duplicates=self.duplicates, reactions=reactions)
         live = LiveEvents(config=self._config, store=self.store, streams=self.streams,
                           bus=self.bus, identity=identity, outbox=outbox, relays=relays,
                           on_active=intake.subscribe, on_waiting_changed=self._signer_changed)
@@ -347,8 +349,13 @@ class NostrService:
 
     # ---- chat ------------------------------------------------------------------------------
 
-    async def accept_browser_event(self, stream_id: str, obj: object, ip: str) -> ChatMessage:
+    async def accept_browser_event(self, stream_id: str, obj: object,
+                                   ip: str) -> ChatMessage | None:
+        """A browser-signed 1311 (→ the stored message) or kind 7 reaction (→ ``None``)."""
         return await self.parts.intake.accept_browser_event(stream_id, obj, ip)
+
+    async def reaction_counts(self, stream_id: str) -> dict[str, dict[str, int]]:
+        return await self.parts.intake.reactions.counts(stream_id)
 
     async def list_chat(self, stream_id: str, limit: int = 200,
                         public: bool = False) -> list[ChatMessage]:

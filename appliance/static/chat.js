@@ -50,6 +50,18 @@
     text.className = "text";
     text.textContent = String(m.content || "");
     li.appendChild(text);
+    var reacts = document.createElement("span");
+    reacts.className = "reacts";
+    li.appendChild(reacts);
+    if (/^[0-9a-f]{64}$/.test(m.pubkey || "")) {
+      var like = document.createElement("button");
+      like.type = "button";
+      like.className = "react";
+      like.title = "React with ❤️";
+      like.textContent = "♡";
+      like.addEventListener("click", function () { react("❤️", m.id, m.pubkey); });
+      li.appendChild(like);
+    }
     seen[m.id] = li;
     texts[m.id] = String(m.content || "");
     // Keep created_at order (relays may deliver history late).
@@ -76,6 +88,84 @@
   function remove(id) {
     var li = seen[id];
     if (li && li.parentNode) li.parentNode.removeChild(li);
+  }
+
+  // ---- reactions (NIP-25 kind 7) ---------------------------------------------------------
+
+  var EMOJI = ["❤️", "🔥", "👏", "😂"];
+  var counts = Object.create(null);  // target ("" = the live event) -> {content: n}
+  var bar = null;
+
+  function countText(c) {
+    return Object.keys(c).sort(function (a, b) { return c[b] - c[a]; }).slice(0, 5)
+      .map(function (k) { return k + " " + c[k]; }).join("  ");
+  }
+
+  function showCounts(target) {
+    var c = counts[target] || {};
+    if (target === "") {
+      if (!bar) return;
+      Array.prototype.slice.call(bar.children).forEach(function (b) {
+        var n = c[b.dataset.emoji] || 0;
+        b.textContent = b.dataset.emoji + (n ? " " + n : "");
+      });
+      return;
+    }
+    var li = seen[target];
+    var span = li && li.querySelector(".reacts");
+    if (span) span.textContent = countText(c);
+  }
+
+  function addReaction(target, content, n) {
+    if (typeof target !== "string" || typeof content !== "string" || !content) return;
+    var c = counts[target] || (counts[target] = Object.create(null));
+    c[content] = (c[content] || 0) + (n || 1);
+    showCounts(target);
+  }
+
+  function loadReactions() {
+    return fetch("/api/streams/" + encodeURIComponent(config.id) + "/reactions",
+                 { cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : {}; })
+      .then(function (all) {
+        counts = Object.create(null);
+        Object.keys(all || {}).forEach(function (t) {
+          Object.keys(all[t]).forEach(function (k) { addReaction(t, k, Number(all[t][k]) || 0); });
+        });
+        showCounts("");
+      }).catch(function () {});
+  }
+
+  function reactionTemplate(content, target, author) {
+    var relay = (chat.relays && chat.relays[0]) || "";
+    var tags = target
+      ? [["e", target, relay], ["p", author], ["a", chat.address, relay], ["k", "1311"]]
+      : [["a", chat.address, relay], ["p", chat.host], ["k", "30311"]];
+    return { kind: 7, created_at: Math.floor(Date.now() / 1000), tags: tags, content: content };
+  }
+
+  function react(content, target, author) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) { setStatus("not connected yet"); return; }
+    signTemplate(reactionTemplate(content, target, author)).then(function (event) {
+      ws.send(JSON.stringify({ type: "event", event: event }));
+    }).catch(function (err) { setStatus("could not sign: " + (err && err.message || err)); });
+  }
+
+  function showReactionBar() {
+    bar = document.createElement("div");
+    bar.id = "reactions";
+    bar.className = "reactions";
+    EMOJI.forEach(function (e) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.dataset.emoji = e;
+      b.textContent = e;
+      b.title = "React to the stream";
+      b.addEventListener("click", function () { react(e, null, null); });
+      bar.appendChild(b);
+    });
+    var h = panel.querySelector("h2");
+    if (h && h.parentNode) h.parentNode.insertBefore(bar, h.nextSibling);
   }
 
   function renameAuthor(pk, name) {
@@ -112,6 +202,7 @@
                  { cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : []; })
       .then(function (list) { if (Array.isArray(list)) list.forEach(render); })
+      .then(loadReactions)
       .catch(function () {});
   }
 
@@ -127,6 +218,7 @@
       else if (msg.type === "hide") remove(msg.id);
       else if (msg.type === "mute") removeAuthor(msg.pubkey);
       else if (msg.type === "profile") renameAuthor(msg.pubkey, msg.display_name);
+      else if (msg.type === "reaction") addReaction(msg.target || "", msg.content);
       else if (msg.type === "pinned") showPinned(msg.id);
       else if (msg.type === "ok") setStatus("");
       else if (msg.type === "error") setStatus(String(msg.error || "message refused"));
@@ -171,14 +263,16 @@
              content: content };
   }
 
-  function sign(content) {
+  function signTemplate(tmpl) {
     if (window.nostr && typeof window.nostr.signEvent === "function") {
-      return window.nostr.signEvent(template(content)); // NIP-07
+      return window.nostr.signEvent(tmpl); // NIP-07
     }
     var sk = localKey();
     if (!sk) return Promise.reject(new Error("signing library not loaded"));
-    return Promise.resolve(window.NostrTools.finalizeEvent(template(content), sk));
+    return Promise.resolve(window.NostrTools.finalizeEvent(tmpl, sk));
   }
+
+  function sign(content) { return signTemplate(template(content)); }
 
   function showIdentity() {
     if (window.nostr) { identity.textContent = "Signing with your Nostr extension"; return; }
@@ -201,6 +295,7 @@
   });
 
   showIdentity();
+  showReactionBar();
   showNostrLink();
   connect();
 })();
