@@ -43,6 +43,9 @@ from media.hls.segmenter import CompletedSegment, HlsMuxer, SegmentSink
 
 logger = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 10.0
+"""Seconds shutdown waits for pending recording writes."""
+
 LogFn = Callable[[str, str, str, str | None], None]
 """``log(level, kind, message, broadcast_id)``: the operator-visible event log."""
 
@@ -174,7 +177,16 @@ class Delivery:
         for rec in list(self._recorders.values()):
             rec.end()
         await self.thumbnails.close()
-        await self.writer.run(lambda: None)
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.writer.run(lambda: None)
+        except TimeoutError:
+            # A hung disk (a dead NFS mount) must not hold the rest of the shutdown; what is
+            # not written is lost like at kill -9, and finalised on the next start.
+            logger.error("recording writes still pending after %.0f s at shutdown; abandoned",
+                         CLOSE_TIMEOUT)
+            self.writer.close(wait=False)
+            return
         self.writer.close()
 
     def log(self, level: str, kind: str, message: str, broadcast_id: str | None) -> None:
