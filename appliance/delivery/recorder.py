@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -50,21 +52,50 @@ MAX_BACKLOG_BYTES = 64 << 20
 
 
 class DiskWriter:
-    """The one thread that performs recording writes, in submission order."""
+    """The one thread that performs recording writes, in submission order.
+
+    A daemon thread (not a ThreadPoolExecutor worker): a write stuck in the kernel on a dead
+    disk must not keep the process from exiting after shutdown gave up waiting for it.
+    """
 
     def __init__(self) -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="recording-writer")
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], object], concurrent.futures.Future[object]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="recording-writer",
+                                        daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to whoever waits on the future
+                fut.set_exception(exc)
 
     def submit(self, fn: Callable[[], object]) -> concurrent.futures.Future[object]:
-        return self._executor.submit(fn)
+        fut: concurrent.futures.Future[object] = concurrent.futures.Future()
+        if self._closed:  # after shutdown: the job fails like a write error would
+            fut.set_exception(OSError(errno.ESHUTDOWN, "the recording writer is closed"))
+            return fut
+        self._jobs.put((fn, fut))
+        return fut
 
     async def run(self, fn: Callable[[], object]) -> object:
         """Run ``fn`` on the writer thread and wait for it (from the loop)."""
-        return await asyncio.wrap_future(self._executor.submit(fn))
+        return await asyncio.wrap_future(self.submit(fn))
 
     def close(self, wait: bool = True) -> None:
-        self._executor.shutdown(wait=wait, cancel_futures=False)
+        """Finish queued writes (``wait``) or abandon them; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+        if wait:
+            self._thread.join()
 
 
 @dataclass(frozen=True, slots=True)

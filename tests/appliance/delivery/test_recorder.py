@@ -253,3 +253,12 @@ def test_meta_reader_never_raises(obj: object) -> None:
         path.write_text(json.dumps(obj))
         meta = index.Meta.maybe_read(path)
         assert meta is None or meta.state in index.STATES
+
+
+async def test_writer_closed_fails_jobs_instead_of_raising(tmp_path: Path) -> None:
+    writer = DiskWriter()
+    writer.close()
+    fut = writer.submit(lambda: 1)
+    with pytest.raises(OSError, match="closed"):
+        fut.result(1)
+    writer.close()  # idempotent
