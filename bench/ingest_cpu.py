@@ -9,13 +9,18 @@ separately (it is load-generator cost, not server cost).
 Prints numbers, never asserts. Usage::
 
     python bench/ingest_cpu.py [--duration 20] [--streams 1,10] [--quick]
-                               [--hearth-only | --nginx-only]
+                               [--hearth-only | --nginx-only] [--no-pin]
+
+On a machine with two or more cores the server (every thread, and nginx's workers) is pinned
+to core 0 and the publishers to the other cores (``taskset``), so load generation does not
+steal the server's core and the server's figure is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -41,6 +46,27 @@ from bench.common import (
 from bench.peers import nginx_rtmp as nginx_peer
 
 WARMUP_S = 3.0
+PIN = True
+
+
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def pin(pids: list[int], cpus: list[int], tree: bool = False) -> None:
+    """Pin every thread of ``pids`` (and with ``tree`` their children) to ``cpus``."""
+    if not PIN or len(_cpus()) < 2 or not shutil.which("taskset"):
+        return
+    todo = list(pids)
+    if tree:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children")
+                         .read_text().split()]
+    mask = ",".join(map(str, cpus))
+    for pid in todo:
+        subprocess.run(["taskset", "-a", "-p", "-c", mask, str(pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 @dataclass
@@ -95,9 +121,14 @@ def run_one(
     logdir = Path(tempfile.mkdtemp(prefix="bench-ff-"))
     with target_cm as t:
         try:
+            cpus = _cpus()
+            pin([t.server_pid], cpus[:1], tree=t.tree)
             for i, url in enumerate(t.rtmp_urls):
                 pubs.append(start_publisher(src, url, loop=True, log=logdir / f"ff{i}.log"))
             time.sleep(WARMUP_S)
+            # Again after warm-up: threads (workers, PyAV) started since inherit nothing.
+            pin([t.server_pid], cpus[:1], tree=t.tree)
+            pin([p.pid for p in pubs], cpus[1:])
             server = CpuSampler([t.server_pid], tree=t.tree)
             ff = CpuSampler([p.pid for p in pubs])
             server.start()
@@ -140,11 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     who = ap.add_mutually_exclusive_group()
     who.add_argument("--hearth-only", action="store_true")
     who.add_argument("--nginx-only", action="store_true")
+    ap.add_argument("--no-pin", action="store_true", help="do not taskset server/publishers")
     args = ap.parse_args(argv)
+    global PIN
+    PIN = not args.no_pin
     duration = 5.0 if args.quick else args.duration
     counts = [1, 3] if args.quick else [int(x) for x in args.streams.split(",") if x.strip()]
 
     print_system_info()
+    print(f"# uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    if PIN and len(_cpus()) >= 2:
+        print(f"# pinned: server on CPU {_cpus()[0]}, publishers on CPUs {_cpus()[1:]}")
     src = make_source()
     print(f"# source {src.name}; warm-up {WARMUP_S:.0f} s, window {duration:.0f} s; CPU = user+sys")
 
