@@ -162,7 +162,7 @@ class WebRtcConfig:
     """``[webrtc]``: sub-second playback over WHEP."""
 
     enabled: bool = False
-    """Offer sub-second WebRTC playback over WHEP (RFC 9725) at ``/whep/{id}``."""
+    """Offer sub-second WebRTC playback over WHEP (draft-ietf-wish-whep) at ``/whep/{id}``."""
     public_ip: str = ""
     """Address advertised in ICE host candidates (the LAN/public IP viewers reach); all
     local addresses when empty."""

@@ -1,7 +1,15 @@
-"""WHEP (RFC 9725): ``POST /whep/{id}`` with an SDP offer → 201 + answer + resource URL;
-``DELETE`` on the resource ends the session. No trickle ICE (PATCH → 405): the offer and the
-answer carry all candidates. Limits: SDP size (413), content type (415), negotiations and
-peers (429/503, in :mod:`appliance.webrtc`).
+"""WHEP (draft-ietf-wish-whep; RFC 9725 is its ingest sibling WHIP): ``POST /whep/{id}``
+with an SDP offer → 201 + answer + ``Location`` of the session + ``ETag`` naming its ICE
+session; ``DELETE`` on the session ends it.
+
+Neither trickle ICE nor ICE restarts are supported, so ``PATCH`` on a session answers
+405 Method Not Allowed with ``Allow: DELETE, OPTIONS`` (draft-ietf-wish-whep "HTTP PATCH
+request usage"): the offer and the answer carry every candidate. No ``Link: rel=ice-server``
+headers are sent: Hearth gathers host candidates only and has no STUN/TURN configuration.
+An offer that cannot decode the stream's H.264 profile gets 422 with the reason (the draft
+asks for "an appropriate 4XX"; RFC 9110 §15.5.21: understood but not processable).
+Limits: SDP size (413), content type (415), negotiations and peers (429/503, in
+:mod:`appliance.webrtc`).
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ if TYPE_CHECKING:
     from appliance.webrtc import WebRtcManager
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-WHEP_CORS = {**CORS, "Access-Control-Expose-Headers": "Location, Link"}
+WHEP_CORS = {**CORS, "Access-Control-Expose-Headers": "Location, Link, ETag"}
+ICE_UFRAG_RE = re.compile(r"^a=ice-ufrag:([A-Za-z0-9+/]{4,256})\r?$", re.M)
+RESOURCE_METHODS = ("DELETE", "OPTIONS")
 
 
 def _manager(request: web.Request) -> tuple[WebRtcManager, str]:
@@ -64,8 +74,13 @@ async def whep_post(request: web.Request) -> web.Response:
         if err.status in (429, 503):
             headers["Retry-After"] = "2"
         raise _error(err.status, err.reason, headers) from None
-    return web.Response(status=201, text=answer, content_type="application/sdp", headers={
-        **WHEP_CORS, "Location": f"/whep/{stream_id}/{token}"})
+    headers = {**WHEP_CORS, "Location": f"/whep/{stream_id}/{token}"}
+    if ufrag := ICE_UFRAG_RE.search(answer):
+        # A strong entity-tag for the ICE session (draft-ietf-wish-whep "HTTP PATCH request
+        # usage"; optional without ICE restarts, given so clients can match sessions).
+        headers["ETag"] = f'"{ufrag[1]}"'
+    return web.Response(status=201, text=answer, content_type="application/sdp",
+                        headers=headers)
 
 
 def _error(status: int, reason: str, headers: dict[str, str]) -> web.HTTPException:
@@ -84,14 +99,16 @@ async def whep_delete(request: web.Request) -> web.Response:
 
 async def whep_patch(request: web.Request) -> web.Response:
     _manager(request)
-    raise web.HTTPMethodNotAllowed("PATCH", ["DELETE"], text="trickle ICE is not supported",
-                                   headers=WHEP_CORS)
+    raise web.HTTPMethodNotAllowed(
+        "PATCH", list(RESOURCE_METHODS), headers=WHEP_CORS,
+        text="this WHEP server supports neither trickle ICE nor ICE restarts: the answer "
+             "carries every candidate")
 
 
 async def whep_resource_options(request: web.Request) -> web.Response:
     _manager(request)
     return web.Response(status=204, headers={
-        **WHEP_CORS, "Access-Control-Allow-Methods": "DELETE, OPTIONS"})
+        **WHEP_CORS, "Access-Control-Allow-Methods": ", ".join(RESOURCE_METHODS)})
 
 
 def add_whep_routes(app: web.Application) -> None:

@@ -1,7 +1,7 @@
 // Watch page player.
 //  * LL-HLS by default: hls.js in low-latency mode with live catch-up (playback rate up to
 //    1.2 until it is back at PART-HOLD-BACK); native HLS (Safari/iOS) where MSE is missing.
-//  * "Low latency" toggle (only when the server offers WHEP): WebRTC over WHEP (RFC 9725).
+//  * "Low latency" toggle (only when the server offers WHEP): WebRTC over WHEP (draft-ietf-wish-whep).
 //    Any WebRTC failure falls back to LL-HLS by itself.
 //  * The page follows the broadcast: opened before it is live it waits, then switches to the
 //    player (badge, LIVE indicator) when it starts; once it ended it plays the recording (the

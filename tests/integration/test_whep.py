@@ -1,4 +1,4 @@
-"""WebRTC over WHEP (RFC 9725) through the real ``hearth serve``: an aiortc client peer,
+"""WebRTC over WHEP (draft-ietf-wish-whep) through the real ``hearth serve``: an aiortc client peer,
 Chromium, stray UDP datagrams, B-frame refusal and the negotiation limits."""
 
 from __future__ import annotations
