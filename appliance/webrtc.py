@@ -1,10 +1,12 @@
-"""WebRTC playback (WHEP, RFC 9725): one :class:`StreamSource` per stream fans pre-encoded
-media out to that stream's peers.
+"""WebRTC playback (WHEP, draft-ietf-wish-whep): one :class:`StreamSource` per stream fans
+pre-encoded media out to that stream's peers.
 
 Per stream, once: a hub reader (so a slow peer never stalls ingest), AVCC → Annex-B with
 SPS/PPS before each IDR, and AAC → Opus in a worker thread. Per peer: an aiortc
 ``RTCPeerConnection`` whose tracks yield the shared packets (aiortc packetizes and protects
-them; nothing is re-encoded). Limits (bad-input.md B15/B16): SDP size, m-lines, pending
+them; nothing is re-encoded). The answer names the H.264 profile the stream really has
+(:mod:`media.webrtc.profile`, RFC 6184 §8.2.2); an offer that cannot decode it is refused
+with 422 and the reason. Limits (docs/threat-model.md §WebRTC): SDP size, m-lines, pending
 negotiations globally and per address, peers in total, a connect timeout that frees
 everything, unguessable resource URLs, and the stray-datagram guard on every ICE socket.
 Sources with B-frames are refused (WebRTC has no reordering buffer to speak of): the viewer
@@ -23,22 +25,31 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.rtcpeerconnection import filter_preferred_codecs
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
 from appliance.config import WebRtcConfig
 from appliance.hub import Discontinuity, StreamConfig
 from appliance.streams import LiveStream, StreamService
+from appliance.tasks import BackgroundTasks
 from media.units import AudioConfig, MediaUnit, TrackKind, VideoConfig
+from media.webrtc import compat
 from media.webrtc.gathering import configure_gathering
 from media.webrtc.guard import DatagramGuard, guard_connection
 from media.webrtc.opus import AacToOpus
+from media.webrtc.profile import (
+    H264Answer,
+    ProfileLevelId,
+    ProfileMismatch,
+    choose_h264,
+    h264_offers,
+)
 from media.webrtc.tracks import EncodedTrack, video_packet
 
 logger = logging.getLogger(__name__)
 
 MAX_M_LINES = 8
-"""A WHEP offer needs two m-lines (video, audio); hundreds only cost parsing time (B15)."""
+"""A WHEP offer needs two m-lines (video, audio); hundreds only cost parsing time."""
 MAX_AUDIO_BACKLOG = 500
 """AAC units waiting for the Opus worker (~10 s); older ones are dropped."""
 VIEWER_TOUCH_SECONDS = 5.0
@@ -86,14 +97,15 @@ class StreamSource:
         self.reader = ls.publisher.add_reader(f"webrtc:{ls.stream_id}")
         self.video_config: VideoConfig | None = None
         self.audio_config: AudioConfig | None = None
+        # Owned by the Opus worker: only _transcode (run by _transcode_loop, one batch at a
+        # time) reads or replaces it; the loop passes the config and a reset flag instead.
         self._transcoder: AacToOpus | None = None
         self._audio_pending: list[MediaUnit] = []
         self._audio_task: asyncio.Task[None] | None = None
         self._reset_audio = False
         self._max_pts: int | None = None
         self.closed = False
-        self.task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"webrtc-{ls.stream_id}")
+        self.task = manager.tasks.spawn(self._run(), name=f"webrtc-{ls.stream_id}")
 
     async def _run(self) -> None:
         try:
@@ -106,9 +118,7 @@ class StreamSource:
                         self._audio(item)
                 elif isinstance(item, StreamConfig):
                     self.video_config = item.video
-                    if item.audio != self.audio_config:
-                        self.audio_config = item.audio
-                        self._transcoder = None
+                    self.audio_config = item.audio  # the worker rebuilds on a change
                 elif isinstance(item, Discontinuity):
                     self._max_pts = None
                     self._reset_audio = True
@@ -141,7 +151,7 @@ class StreamSource:
         if len(self._audio_pending) > MAX_AUDIO_BACKLOG:
             del self._audio_pending[: len(self._audio_pending) - MAX_AUDIO_BACKLOG]
         if self._audio_task is None or self._audio_task.done():
-            self._audio_task = asyncio.get_running_loop().create_task(
+            self._audio_task = self.manager.tasks.spawn(
                 self._transcode_loop(), name=f"opus-{self.ls.stream_id}")
 
     async def _transcode_loop(self) -> None:
@@ -185,21 +195,20 @@ class WebRtcManager:
         self.pending_by_ip: Counter[str] = Counter()
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="webrtc-opus")
         self._bframes_logged: set[str] = set()
-        self._touch_task: asyncio.Task[None] | None = None
+        self.tasks = BackgroundTasks("webrtc")
         self.refused = 0
+        compat.register_h264_profiles()
 
     async def start(self) -> None:
-        self._touch_task = asyncio.get_running_loop().create_task(
-            self._touch_viewers(), name="webrtc-viewers")
+        self.tasks.spawn(self._touch_viewers(), name="webrtc-viewers")
 
     async def close(self) -> None:
         """Close every peer (shutdown)."""
-        if self._touch_task:
-            self._touch_task.cancel()
         await asyncio.gather(*(self._close_peer(p) for p in list(self.peers.values())),
                              return_exceptions=True)
         for source in list(self.sources.values()):
             source.close()
+        await self.tasks.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -217,7 +226,7 @@ class WebRtcManager:
             self._bframes_logged.add(ls.stream_id)
             self.service.log("warning", "webrtc.bframes", BFRAMES_REASON, ls.stream_id)
         for peer in self.peers_of(ls.stream_id):
-            asyncio.get_running_loop().create_task(self._close_peer(peer))
+            self.tasks.spawn(self._close_peer(peer), name=f"webrtc-close-{peer.token[:6]}")
 
     # ---- negotiation -------------------------------------------------------------------------
 
@@ -249,7 +258,8 @@ class WebRtcManager:
         """Answer a WHEP offer. Returns (resource token, answer SDP).
 
         Raises:
-            WhepError: 404 not live, 409 B-frames, 400 bad offer, 429/503 over a limit.
+            WhepError: 404 not live, 409 B-frames, 400 bad offer, 422 no offered H.264
+                profile can decode the stream, 429/503 over a limit.
         """
         ls = self._admit(stream_id, offer, remote)
         cfg = self.config
@@ -265,11 +275,11 @@ class WebRtcManager:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             except Exception as exc:
                 raise WhepError(400, f"invalid SDP offer: {exc}") from None
-            self._narrow_video_to_h264(pc)
+            self._set_video_codec(pc, ls)
             pc.addTrack(video)
             if audio is not None and any(t.kind == "audio" for t in pc.getTransceivers()):
                 pc.addTrack(audio)
-            connections = self._ice_connections(pc)
+            connections = compat.ice_connections(pc)
             for conn in connections:
                 configure_gathering(conn, port_min=cfg.udp_port_min, port_max=cfg.udp_port_max,
                                     public_ip=cfg.public_ip)
@@ -299,7 +309,8 @@ class WebRtcManager:
         loop = asyncio.get_running_loop()
         peer.timeout = loop.call_later(
             cfg.connect_timeout,
-            lambda: None if peer.connected else loop.create_task(self._close_peer(peer)))
+            lambda: None if peer.connected else self.tasks.spawn(
+                self._close_peer(peer), name=f"webrtc-timeout-{peer.token[:6]}"))
         source = self.sources.get(stream_id)
         if source is None or source.ls is not ls or source.closed:
             source = self.sources[stream_id] = StreamSource(self, ls)
@@ -308,28 +319,39 @@ class WebRtcManager:
         return peer.token, answer
 
     @staticmethod
-    def _narrow_video_to_h264(pc: RTCPeerConnection) -> None:
-        h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
-                if c.mimeType.lower() == "video/h264"]
+    def _set_video_codec(self, pc: RTCPeerConnection, ls: LiveStream) -> None:
+        """Answer with the offered H.264 payload type that can carry the stream.
+
+        Pass-through needs H.264 in the stream's own profile; browsers list VP8 first and
+        aiortc answers with its own profile-level-id, so the video codecs aiortc negotiated
+        are replaced by the one chosen from the offer (RFC 6184 §8.2.2).
+        """
+        config = ls.publisher.config.video
+        assert config is not None
+        remote = pc.remoteDescription
+        h264 = self._choose_h264(config, remote.sdp if remote is not None else "")
         for transceiver in pc.getTransceivers():
             if transceiver.kind == "video":
-                # Pass-through needs H.264; browsers list VP8 first. aiortc negotiated the
-                # common codecs in setRemoteDescription, so narrow them here.
-                transceiver._codecs = filter_preferred_codecs(transceiver._codecs, h264)
-                if not any(c.mimeType.lower() == "video/h264" for c in transceiver._codecs):
-                    raise WhepError(400, "the offer does not support H.264 video")
+                compat.set_video_codecs(
+                    transceiver, _answer_codecs(h264, compat.video_codecs(transceiver)))
 
     @staticmethod
-    def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
-        conns: list[Any] = []
-        for transceiver in pc.getTransceivers():
-            dtls = transceiver.sender.transport
-            if dtls is None:
-                continue
-            conn = dtls.transport.iceGatherer._connection
-            if all(conn is not c for c in conns):
-                conns.append(conn)
-        return conns
+    def _choose_h264(config: VideoConfig, offer: str) -> H264Answer:
+        """The offered H.264 payload type that can carry the stream (RFC 6184 §8.2.2)."""
+        offers = h264_offers(offer)
+        if not offers:
+            raise WhepError(422, "the offer does not support H.264 video (this server "
+                                 "forwards the publisher's H.264 without re-encoding)")
+        source = ProfileLevelId(config.profile_idc, config.constraint_flags, config.level_idc)
+        try:
+            answer = choose_h264(source, offers)
+        except ProfileMismatch as exc:
+            raise WhepError(422, str(exc)) from None
+        if answer.level_exceeds:
+            logger.info("WebRTC: sending H.264 level %.1f to a viewer that offered a lower "
+                        "level for payload type %d (browsers decode it)",
+                        source.level, answer.payload_type)
+        return answer
 
     async def delete(self, stream_id: str, token: str) -> bool:
         peer = self.peers.get(token)
@@ -375,7 +397,7 @@ class WebRtcManager:
         if self.sources.get(source.ls.stream_id) is source:
             del self.sources[source.ls.stream_id]
         for peer in list(source.peers):
-            asyncio.get_running_loop().create_task(self._close_peer(peer))
+            self.tasks.spawn(self._close_peer(peer), name=f"webrtc-close-{peer.token[:6]}")
 
     async def _touch_viewers(self) -> None:
         # WHEP viewers count in the same per-stream counter as HLS sessions.
@@ -386,3 +408,18 @@ class WebRtcManager:
                     ls = self.service.live_stream(peer.stream_id)
                     if ls is not None and not ls.ended:
                         ls.viewers.touch(f"whep:{peer.token}")
+
+
+def _answer_codecs(answer: H264Answer, negotiated: list[RTCRtpCodecParameters]
+                   ) -> list[RTCRtpCodecParameters]:
+    """The chosen H.264 payload type with the answer's fmtp, plus its RTX if negotiated."""
+    feedback = next((c.rtcpFeedback for c in negotiated
+                     if c.payloadType == answer.payload_type and c.rtcpFeedback), None)
+    codec = RTCRtpCodecParameters(
+        mimeType="video/H264", clockRate=90000, payloadType=answer.payload_type,
+        rtcpFeedback=list(feedback) if feedback else [
+            RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")],
+        parameters=dict(answer.parameters))
+    rtx = [c for c in negotiated if c.mimeType.lower() == "video/rtx"
+           and c.parameters.get("apt") == answer.payload_type]
+    return [codec, *rtx[:1]]

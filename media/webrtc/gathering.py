@@ -2,7 +2,7 @@
 
 aioice binds one ephemeral port per local address and offers no port range. A server behind
 a firewall or 1:1 NAT needs both, so :func:`configure_gathering` replaces the connection's
-``get_component_candidates`` (the per-component gathering step of aioice 0.13) with one that
+per-component gathering step (through :mod:`media.webrtc.compat`) with one that
 
 * binds a free port in ``[port_min, port_max]`` (ephemeral when both are 0), and
 * with ``public_ip``, binds once on the wildcard address and advertises ``public_ip`` as the
@@ -17,10 +17,10 @@ import asyncio
 import ipaddress
 import random
 import socket
-from typing import Any
 
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aioice.ice import Connection, StunProtocol
+
+from media.webrtc.compat import Connection, StunProtocol, add_protocols, replace_gathering
 
 __all__ = ["configure_gathering", "PortRangeExhausted"]
 
@@ -69,7 +69,7 @@ def configure_gathering(connection: Connection, *, port_min: int = 0, port_max: 
         else:
             binds = [(a, a) for a in addresses]
         candidates: list[Candidate] = []
-        protocols: list[Any] = []
+        protocols: list[StunProtocol] = []
         for bind_addr, advertised in binds:
             try:
                 transport, protocol = await _bind(connection, bind_addr, port_min, port_max)
@@ -83,9 +83,9 @@ def configure_gathering(connection: Connection, *, port_min: int = 0, port_max: 
                 host=advertised, port=port, type="host")
             candidates.append(protocol.local_candidate)
             protocols.append(protocol)
-        connection._protocols += protocols
+        add_protocols(connection, protocols)
         if not candidates:
             raise PortRangeExhausted("could not bind any UDP socket for WebRTC")
         return candidates
 
-    connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+    replace_gathering(connection, get_component_candidates)

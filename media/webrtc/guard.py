@@ -1,4 +1,5 @@
-"""Guard between the UDP socket and aioice/aiortc against stray datagrams (bad-input.md B16).
+"""Guard between the UDP socket and aioice/aiortc against stray datagrams
+(docs/threat-model.md §WebRTC).
 
 Reproduced with aiortc 1.16 / aioice 0.13: one zero-length datagram from any address to an
 established peer's ICE port ends the session. aioice hands every non-STUN datagram to the
@@ -22,7 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aioice.ice import Connection, StunProtocol
+from media.webrtc.compat import (
+    Connection,
+    nominated_remote_addrs,
+    protocols,
+    queued_datagrams,
+)
 
 __all__ = ["DatagramGuard", "guard_connection", "looks_like_stun", "MAX_QUEUED_DATAGRAMS"]
 
@@ -49,19 +55,12 @@ class DatagramGuard:
         return self.dropped_empty + self.dropped_stray + self.dropped_flood
 
 
-def _nominated_addrs(connection: Connection) -> set[tuple[str, int]]:
-    # aioice keeps the nominated pair per component in ``_nominated`` (aioice 0.9–0.13).
-    nominated: dict[int, Any] = getattr(connection, "_nominated", {})
-    return {(pair.remote_addr[0], pair.remote_addr[1]) for pair in nominated.values()}
-
-
 def guard_connection(connection: Connection) -> DatagramGuard:
     """Wrap every UDP protocol of ``connection`` (idempotent); returns its counters."""
     existing: DatagramGuard | None = getattr(connection, "_hearth_guard", None)
     guard = existing or DatagramGuard()
     setattr(connection, "_hearth_guard", guard)  # noqa: B010
-    protocols: list[StunProtocol] = getattr(connection, "_protocols", [])
-    for protocol in protocols:
+    for protocol in protocols(connection):
         if getattr(protocol, "_hearth_guarded", False):
             continue
         protocol.datagram_received = _guarded(  # type: ignore[method-assign,assignment]
@@ -79,11 +78,10 @@ def _guarded(receive: Callable[[bytes | str, tuple[Any, ...]], None], connection
         if isinstance(data, bytes) and looks_like_stun(data):
             receive(data, addr)
             return
-        if (addr[0], addr[1]) not in _nominated_addrs(connection):
+        if (addr[0], addr[1]) not in nominated_remote_addrs(connection):
             guard.dropped_stray += 1
             return
-        queue = getattr(connection, "_queue", None)
-        if queue is not None and queue.qsize() >= MAX_QUEUED_DATAGRAMS:
+        if queued_datagrams(connection) >= MAX_QUEUED_DATAGRAMS:
             guard.dropped_flood += 1
             return
         receive(data, addr)

@@ -16,6 +16,7 @@ GST_LAUNCH = shutil.which("gst-launch-1.0")
 
 def ffmpeg_publish(url: str, seconds: float, *, size: str = "320x240", rate: int = 25,
                    gop: int | None = None, bframes: int = 0, video_codec: str = "libx264",
+                   profile: str | None = None,
                    audio: bool = True, realtime: bool = True) -> subprocess.Popen[bytes]:
     """Start ``ffmpeg`` pushing a synthetic test pattern (and a sine tone) to ``url``."""
     assert FFMPEG, "ffmpeg is required (scripts/install-test-deps.sh installs it)"
@@ -29,6 +30,10 @@ def ffmpeg_publish(url: str, seconds: float, *, size: str = "320x240", rate: int
     if video_codec == "libx264":
         cmd += ["-preset", "ultrafast", "-tune", "zerolatency", "-bf", str(bframes),
                 "-pix_fmt", "yuv420p"]
+        if profile == "high":
+            # x264 picks the smallest profile the tools fit: ultrafast alone is Constrained
+            # Baseline; CABAC and 8x8 transforms make it High.
+            cmd += ["-profile:v", "high", "-x264-params", "cabac=1:8x8dct=1"]
     cmd += ["-g", str(gop or rate)]
     if audio:
         cmd += ["-c:a", "aac", "-b:a", "64k"]

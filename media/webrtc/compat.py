@@ -1,0 +1,198 @@
+"""Every use of aiortc/aioice internals, in one place, checked by :func:`problems`.
+
+Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not offer:
+
+1. **H.264 profiles.** aiortc negotiates video against its module-level codec table
+   (``aiortc.codecs.CODECS``), which lists only Constrained Baseline/Baseline H.264, so an
+   offer with only High or Main payload types fails in ``setRemoteDescription``.
+   :func:`register_h264_profiles` appends H.264 entries for the other profiles (RFC 6184
+   §8.1); :func:`set_video_codecs` then replaces the codecs aiortc negotiated for a
+   transceiver (``RTCRtpTransceiver._codecs``) with the payload type and ``a=fmtp`` that fit
+   the stream (:mod:`media.webrtc.profile`). ``setCodecPreferences`` cannot do this: it only
+   filters aiortc's own entries, whose ``profile-level-id`` is not the stream's.
+2. **The ICE connection** behind a peer connection (``RTCIceGatherer._connection``, an
+   ``aioice.Connection``), to gather in a port range (:mod:`media.webrtc.gathering`) and to
+   guard its sockets (:mod:`media.webrtc.guard`).
+3. **Candidate gathering**: ``Connection.get_component_candidates`` is replaced per
+   connection, and the resulting ``StunProtocol`` objects are appended to
+   ``Connection._protocols`` as aioice does itself.
+4. **The guard's view**: the nominated pairs (``Connection._nominated``) and the receive
+   queue (``Connection._queue``).
+
+The supported range is pinned in ``pyproject.toml``; ``tests/media/webrtc/test_compat.py``
+runs :func:`problems` so an upgrade that changes any of these fails a test instead of a
+viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aioice.ice
+from aioice.candidate import Candidate
+from aioice.ice import Connection, StunProtocol
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc import codecs as aiortc_codecs
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+
+__all__ = [
+    "Candidate",
+    "Connection",
+    "StunProtocol",
+    "add_protocols",
+    "ice_connections",
+    "nominated_remote_addrs",
+    "problems",
+    "protocols",
+    "queued_datagrams",
+    "register_h264_profiles",
+    "replace_gathering",
+    "set_video_codecs",
+    "video_codecs",
+]
+
+SUPPORTED = {"aiortc": (1, 16), "aioice": (0, 13)}
+"""The (major, minor) versions these internals were checked against (pyproject pins them)."""
+
+GatherFn = Callable[..., Awaitable[list[Candidate]]]
+
+# ---- codecs -----------------------------------------------------------------------------------
+
+EXTRA_H264_PROFILES = ("640c1f", "64001f", "4d001f")
+"""Constrained High, High and Main (level 3.1 as libwebrtc offers them; the level does not
+take part in aiortc's matching, the profile does)."""
+
+
+def register_h264_profiles(profile_level_ids: Iterable[str] = EXTRA_H264_PROFILES) -> None:
+    """Let aiortc accept offers with these H.264 profiles (idempotent).
+
+    Appends an H.264 entry (packetization-mode 1, with NACK/PLI feedback and an RTX entry,
+    like aiortc's own) per profile to ``aiortc.codecs.CODECS["video"]``.
+    """
+    table: list[RTCRtpCodecParameters] = aiortc_codecs.CODECS["video"]
+    present = {str(c.parameters.get("profile-level-id", "")).lower() for c in table
+               if c.mimeType.lower() == "video/h264"}
+    used = {c.payloadType for c in table}
+    for plid in profile_level_ids:
+        if plid.lower() in present:
+            continue
+        pt = next(p for p in range(96, 128) if p not in used and p + 1 not in used)
+        used |= {pt, pt + 1}
+        table.append(RTCRtpCodecParameters(
+            mimeType="video/H264", clockRate=90000, payloadType=pt,
+            rtcpFeedback=[RTCRtcpFeedback(type="nack"),
+                          RTCRtcpFeedback(type="nack", parameter="pli")],
+            parameters={"level-asymmetry-allowed": "1", "packetization-mode": "1",
+                        "profile-level-id": plid}))
+        table.append(RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000,
+                                           payloadType=pt + 1, parameters={"apt": pt}))
+        present.add(plid.lower())
+
+
+def video_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs aiortc negotiated for ``transceiver`` in ``setRemoteDescription``."""
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    return list(codecs)
+
+
+def set_video_codecs(transceiver: RTCRtpTransceiver,
+                     codecs: list[RTCRtpCodecParameters]) -> None:
+    """Replace the negotiated codecs; the answer and the sender use them (first = sent)."""
+    transceiver._codecs = codecs
+
+
+# ---- ICE --------------------------------------------------------------------------------------
+
+
+def ice_connections(pc: RTCPeerConnection) -> list[Connection]:
+    """The distinct aioice connections of ``pc``'s transceivers (one with BUNDLE)."""
+    conns: list[Connection] = []
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is None:
+            continue
+        conn: Connection = dtls.transport.iceGatherer._connection
+        if all(conn is not c for c in conns):
+            conns.append(conn)
+    return conns
+
+
+def replace_gathering(connection: Connection, gather: GatherFn) -> None:
+    """Use ``gather(component, addresses, timeout=5)`` as the connection's host gathering."""
+    connection.get_component_candidates = gather  # type: ignore[method-assign,assignment]
+
+
+def protocols(connection: Connection) -> list[StunProtocol]:
+    """The connection's UDP protocols (one per bound socket)."""
+    found: list[StunProtocol] = connection._protocols
+    return found
+
+
+def add_protocols(connection: Connection, new: list[StunProtocol]) -> None:
+    """Register sockets bound by a replacement gatherer, as aioice does with its own."""
+    connection._protocols += new
+
+
+def nominated_remote_addrs(connection: Connection) -> set[tuple[str, int]]:
+    """Remote (address, port) of the nominated pair of each component."""
+    nominated: dict[int, Any] = connection._nominated
+    return {(pair.remote_addr[0], pair.remote_addr[1]) for pair in nominated.values()}
+
+
+def queued_datagrams(connection: Connection) -> int:
+    """Datagrams received and not yet read by aiortc."""
+    queue: asyncio.Queue[Any] = connection._queue
+    return queue.qsize()
+
+
+# ---- self-check -------------------------------------------------------------------------------
+
+
+def _version(module: Any) -> tuple[int, int]:
+    from importlib.metadata import version
+    major, minor = version(module).split(".")[:2]
+    return int(major), int(minor)
+
+
+async def problems() -> list[str]:
+    """What no longer matches the internals above (empty when all is well).
+
+    Needs a running loop (aiortc's sender binds to it). Builds a real ``RTCPeerConnection``
+    and an aioice ``Connection`` and checks every attribute this module reads or writes,
+    with the shape it expects.
+    """
+    found: list[str] = []
+    for name, wanted in SUPPORTED.items():
+        if _version(name) != wanted:
+            found.append(f"{name} {_version(name)} is not the checked {wanted}")
+    table = getattr(aiortc_codecs, "CODECS", None)
+    if not isinstance(table, dict) or not isinstance(table.get("video"), list):
+        found.append("aiortc.codecs.CODECS['video'] is not a list")
+    params = inspect.signature(Connection.get_component_candidates).parameters
+    if list(params)[:3] != ["self", "component", "addresses"]:
+        found.append(f"Connection.get_component_candidates{tuple(params)} changed")
+    if list(inspect.signature(StunProtocol).parameters) != ["receiver"]:
+        found.append("StunProtocol(receiver) changed")
+    if not callable(getattr(StunProtocol, "datagram_received", None)):
+        found.append("StunProtocol.datagram_received is gone")
+    if "protocol.local_candidate" not in inspect.getsource(Connection.get_component_candidates):
+        found.append("aioice no longer tags each StunProtocol with its local_candidate")
+    conn = aioice.ice.Connection(ice_controlling=False)
+    for attr, kind in (("_protocols", list), ("_nominated", dict), ("_queue", asyncio.Queue)):
+        if not isinstance(getattr(conn, attr, None), kind):
+            found.append(f"aioice Connection.{attr} is not a {kind.__name__}")
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendonly")
+        if not isinstance(getattr(transceiver, "_codecs", None), list):
+            found.append("RTCRtpTransceiver._codecs is not a list")
+        dtls = transceiver.sender.transport
+        gatherer = getattr(getattr(dtls, "transport", None), "iceGatherer", None)
+        if not isinstance(getattr(gatherer, "_connection", None), Connection):
+            found.append("RTCIceGatherer._connection is not an aioice Connection")
+    finally:
+        await pc.close()
+    return found

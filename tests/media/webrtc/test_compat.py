@@ -1,0 +1,43 @@
+"""The aiortc/aioice internals Hearth relies on still exist with the shape it expects.
+
+This is the test that fails on an incompatible aiortc/aioice upgrade (see
+media/webrtc/compat.py and the pinned range in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from media.webrtc import compat
+
+
+async def test_internals_match() -> None:
+    assert await compat.problems() == []
+
+
+async def test_registered_profiles_let_aiortc_accept_a_high_only_offer() -> None:
+    compat.register_h264_profiles()
+    compat.register_h264_profiles()  # idempotent
+    plids = [str(c.parameters.get("profile-level-id")) for c in
+             __import__("aiortc").codecs.CODECS["video"] if c.mimeType == "video/H264"]
+    assert len(plids) == len(set(plids)) and "64001f" in plids
+
+    client = RTCPeerConnection()
+    client.addTransceiver("video", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    offer = client.localDescription.sdp
+    # Keep only High in the offer, as a High-only WHEP player would send it.
+    offer = offer.replace("profile-level-id=42001f", "profile-level-id=64001f").replace(
+        "profile-level-id=42e01f", "profile-level-id=640c1f")
+    server = RTCPeerConnection()
+    try:
+        await server.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        (transceiver,) = server.getTransceivers()
+        codecs = compat.video_codecs(transceiver)
+        assert any(c.mimeType == "video/H264" for c in codecs)
+        compat.set_video_codecs(transceiver, codecs[:1])
+        assert compat.video_codecs(transceiver) == codecs[:1]
+        assert len(compat.ice_connections(server)) == 1
+    finally:
+        await server.close()
+        await client.close()
