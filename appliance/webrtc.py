@@ -318,7 +318,6 @@ class WebRtcManager:
         answer = pc.localDescription.sdp
         return peer.token, answer
 
-    @staticmethod
     def _set_video_codec(self, pc: RTCPeerConnection, ls: LiveStream) -> None:
         """Answer with the offered H.264 payload type that can carry the stream.
 

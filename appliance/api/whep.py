@@ -60,7 +60,9 @@ async def whep_post(request: web.Request) -> web.Response:
                                            headers=WHEP_CORS)
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(limit, request.content_length, headers=WHEP_CORS)
-    body = await request.content.read(limit + 1)
+    # read(), not content.read(n): the public app's body-timeout middleware has already
+    # read (and cached) the body, so the stream is empty here; client_max_size bounds it.
+    body = await request.read()
     if len(body) > limit:
         raise web.HTTPRequestEntityTooLarge(limit, len(body), headers=WHEP_CORS)
     try:

@@ -119,7 +119,7 @@ async def test_aiortc_peer_receives_h264_and_opus(rtc_app: ApplianceProcess) -> 
     try:
         meta = http_get(f"{rtc_app.base}/api/streams/{sid}").json()
         assert meta["whep_url"].endswith(f"/whep/{sid}")
-        assert await client.connect(f"{rtc_app.base}/whep/{sid}") == 201
+        assert await client.connect(f"{rtc_app.base}/whep/{sid}") == 201, client.answer
         assert re.search(r"a=rtpmap:\d+ H264/90000", client.answer)
         assert re.search(r"a=rtpmap:\d+ opus/48000/2", client.answer)
         assert "VP8" not in client.answer
