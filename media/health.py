@@ -72,6 +72,7 @@ class HealthMeter:
         self._audio: deque[tuple[int, int]] = deque()
         self._keyframes: deque[int] = deque(maxlen=8)
         self._max_pts: int | None = None
+        self._last_video_dts: int | None = None
         self.bframes = False
         self.units = 0
         self.bytes_in = 0
@@ -91,6 +92,7 @@ class HealthMeter:
             q = self._video
             if unit.keyframe:
                 self._keyframes.append(unit.dts)
+            self._last_video_dts = unit.dts
             # Presentation order differing from decode order means B-frames (reordering).
             if self._max_pts is not None and unit.pts < self._max_pts:
                 self.bframes = True
@@ -120,6 +122,12 @@ class HealthMeter:
         if len(self._keyframes) >= 2:
             kf = list(self._keyframes)
             kfi = (kf[-1] - kf[0]) / (len(kf) - 1) / CLOCK_RATE
+        if self._keyframes and self._last_video_dts is not None:
+            # A GOP still running is at least this long: a publisher that stops sending
+            # keyframes (x264 keyint=infinite) shows up here, not after its next keyframe.
+            running = (self._last_video_dts - self._keyframes[-1]) / CLOCK_RATE
+            if running > MAX_KEYFRAME_INTERVAL and (kfi is None or running > kfi):
+                kfi = running
         total = None
         if v is not None or a is not None:
             total = (v[1] if v else 0.0) + (a[1] if a else 0.0)

@@ -52,3 +52,22 @@ def test_every_warning_has_a_reason_naming_the_obs_setting() -> None:
     slow = HealthSnapshot(keyframe_interval=2.0, bframes=False,
                           **{**base, "fps": 5.0})  # type: ignore[arg-type]
     assert slow.verdict() == "warn" and "5 fps" in slow.reasons()[0]
+
+
+def test_publisher_that_stops_sending_keyframes_warns_with_the_fix() -> None:
+    """Issue 10 item 7: after one IDR and then none (x264 keyint=infinite) the verdict warns
+    while the GOP is still running, naming the OBS setting, not only after a next keyframe."""
+    import dataclasses
+
+    s = make_stream(2.0, gop=25, audio=False)
+    video = list(s.units)
+    meter = HealthMeter()
+    meter.set_config(s.video, None)
+    step = video[1].dts - video[0].dts
+    for i in range(25 * 10):  # 10 s: the first frame is the only keyframe
+        u = video[i % len(video)]
+        meter.add(dataclasses.replace(u, dts=i * step, pts=i * step, keyframe=i == 0))
+    snap = meter.snapshot()
+    assert snap.keyframe_interval is not None and snap.keyframe_interval > 9
+    assert snap.verdict() == "warn"
+    assert any("Keyframe Interval" in r for r in snap.reasons())

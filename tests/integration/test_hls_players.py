@@ -1,0 +1,110 @@
+"""Players that are not ours against the real ``hearth serve``: the ffmpeg CLI joining in the
+first GOP, a publisher that stops sending keyframes, hls.js recovering from a bad join."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import m3u8
+import pytest
+
+from tests.helpers.appliance import ApplianceProcess
+from tests.helpers.browser import CHROMIUM, chromium_page
+from tests.helpers.publishers import FFMPEG, ffmpeg_publish
+from tests.helpers.strict_hls import assert_strictly_valid
+
+pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
+
+
+def _first_part(app: ApplianceProcess, sid: str) -> float:
+    """Block (as an LL client) until the first part exists; returns when it did."""
+    def ready() -> bool:
+        r = app.get(f"/hls/{sid}/media.m3u8?_HLS_msn=0&_HLS_part=0", timeout=10)
+        return r.status == 200 and "#EXT-X-PART:" in r.text
+
+    app.wait_for(ready, timeout=20, interval=0.02)
+    return time.monotonic()
+
+
+def test_ffmpeg_joining_in_the_first_gop_decodes(appliance: ApplianceProcess) -> None:
+    """Issue 11 item 3: a plain RFC 8216 client (ffmpeg) that opens the README URL while only
+    parts exist is held until the first segment instead of failing with "Empty segment"."""
+    created = appliance.create_stream("first gop")
+    sid = created["id"]
+    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 14, gop=100)
+    try:
+        _first_part(appliance, sid)
+        r = appliance.get(f"/hls/{sid}/media.m3u8?_HLS_msn=0&_HLS_part=0")
+        assert "#EXTINF" not in r.text, "the join must happen inside the first GOP"
+        assert FFMPEG is not None
+        client = subprocess.run(
+            [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "info",
+             "-i", f"{appliance.base}/hls/{sid}/index.m3u8", "-t", "3", "-f", "null", "-"],
+            capture_output=True, timeout=60, check=False)
+        log = client.stderr.decode(errors="replace")
+        assert client.returncode == 0, log[-3000:]
+        assert "Empty segment" not in log and "Empty playlist" not in log, log[-3000:]
+        frames = [int(x) for x in re.findall(r"frame=\s*(\d+)", log)]
+        assert frames and frames[-1] >= 25, log[-3000:]
+    finally:
+        pub.kill()
+        pub.wait(10)
+
+
+def test_publisher_without_keyframes_still_makes_segments(appliance: ApplianceProcess) -> None:
+    """Issue 10 item 7: one IDR and then none. Segments keep completing at the fixed target
+    (so memory is bounded by retention and plain players get a playlist), marked as not
+    independent, and the operator is told why with the setting that fixes it."""
+    created = appliance.create_stream("no keyframes")
+    sid = created["id"]
+    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 16, gop=100_000)
+    try:
+        def segments() -> str | None:
+            text = appliance.playlist(sid)
+            return text if text and text.count("#EXTINF") >= 4 else None
+
+        text = appliance.wait_for(segments, timeout=30, interval=0.5)
+        pl = m3u8.loads(text)
+        assert pl.target_duration == 2
+        assert all(round(s.duration) <= 2 for s in pl.segments if s.duration is not None)
+        assert "#EXT-X-INDEPENDENT-SEGMENTS" not in text
+        assert_strictly_valid([text])
+        show = appliance.wait_for(lambda: (s := appliance.cli_json("stream", "show", sid))
+                                  and s["ingest"] and s["ingest"]["verdict"] == "warn" and s)
+        assert any("Keyframe Interval" in r for r in show["ingest"]["verdict_reasons"]), show
+    finally:
+        pub.kill()
+        pub.wait(10)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+def test_watch_page_recovers_from_a_bad_join(appliance: ApplianceProcess) -> None:
+    """Issue 11 item 2/8: a player that ends up seconds behind live (the 6 s stall seen with
+    drifting PDT) is brought back within the latency bound by watch.js."""
+    created = appliance.create_stream("latency")
+    sid = created["id"]
+    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 45, gop=50)
+    try:
+        _first_part(appliance, sid)
+        with chromium_page() as page:
+            page.goto(f"{appliance.base}/watch/{sid}?mode=llhls")
+            page.wait_for_function(
+                "() => document.getElementById('player').currentTime > 4", timeout=30_000)
+            before = page.evaluate("() => window.hearthPlayer.hls.latency")
+            # Fall 6 s behind, as a stalled join did.
+            page.evaluate("() => { const v = document.getElementById('player');"
+                          " v.currentTime = Math.max(0, v.currentTime - 6); }")
+            page.wait_for_timeout(500)
+            behind = page.evaluate("() => window.hearthPlayer.hls.latency")
+            assert behind > before + 3, (before, behind)
+            page.wait_for_function(
+                "() => { const h = window.hearthPlayer.hls;"
+                " return h.latency < h.targetLatency + 3.0 && window.hearthPlayer.latencyJumps; }",
+                timeout=15_000)
+            # The page's beacon and media requests count this player once.
+            assert appliance.get(f"/api/streams/{sid}").json()["viewers"] == 1
+    finally:
+        pub.kill()
+        pub.wait(10)
