@@ -53,10 +53,16 @@ BLOCK_TARGET_DURATIONS = 3
 """rfc8216bis §6.2.5.2: answer 503 when a blocking request is not satisfied in 3 × TD."""
 
 PLAYLIST_HEADERS = {**CORS, "Content-Type": CONTENT_TYPES["m3u8"],
-                    "Cache-Control": "public, max-age=0, s-maxage=1"}
-"""Playlists change every part: browsers revalidate, a shared cache may reuse one for about a
-part (blocking responses are keyed by _HLS_msn/_HLS_part, so they never go stale — see
-deploy/nginx-edge.conf)."""
+                    "Cache-Control": "public, max-age=1"}
+"""A plain (non-blocking) playlist changes every part: caches may reuse it for about a part
+(1 s: HTTP and nginx count whole seconds)."""
+
+
+def _blocking_headers(target_duration: int) -> dict[str, str]:
+    """A blocking response answers "(msn, part) or later" (rfc8216bis §6.2.5.2): the same
+    bytes stay a correct answer for every viewer asking for that key, so a cache keyed on the
+    delivery directives (deploy/nginx-edge.conf) may share it for a target duration."""
+    return {**PLAYLIST_HEADERS, "Cache-Control": f"public, max-age={target_duration}"}
 MEDIA_CACHE_CONTROL = "public, max-age=60"
 """A part, segment or init segment never changes while its stream is live, and leaves the
 playlist within ~2 windows; 60 s outlives that. Not longer: a *new* broadcast on the same path
@@ -346,7 +352,8 @@ async def _media_playlist(request: web.Request, ls: LiveStream) -> web.Response:
     body = watch.body(config.low_latency, skip)
     if body is None:
         raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
-    return web.Response(body=body, headers=PLAYLIST_HEADERS)
+    headers = PLAYLIST_HEADERS if msn is None else _blocking_headers(muxer.target_duration)
+    return web.Response(body=body, headers=headers)
 
 
 async def _media_object(request: web.Request, ls: LiveStream, name: str) -> web.Response:
