@@ -9,6 +9,10 @@
 #
 # Options:
 #   --no-start     install only; do not start/restart the service or run `hearth serve`
+#   --domain NAME  (system install) serve https://NAME through Caddy (Debian package) with
+#                  automatic certificates; Hearth then listens on loopback only and its
+#                  public URL is https://NAME. Ports 80 and 443 must reach this host.
+#   --print-caddyfile  print the Caddyfile --domain would write, and exit
 #   --user         force a per-user install (same as HEARTH_INSTALL_MODE=user)
 #   --system       force a system install (same as HEARTH_INSTALL_MODE=system)
 #   -h, --help     this text
@@ -34,6 +38,8 @@ HTTP_PORT=${HEARTH_HTTP_PORT:-8080}
 RTMP_PORT=${HEARTH_RTMP_PORT:-1935}
 MODE=${HEARTH_INSTALL_MODE:-auto}
 START=1
+DOMAIN=""
+PRINT_CADDYFILE=0
 STAGE=""
 
 say() { printf '==> %s\n' "$*"; }
@@ -48,6 +54,9 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-start) START=0 ;;
+        --domain) shift; DOMAIN=${1:-} ;;
+        --domain=*) DOMAIN=${1#--domain=} ;;
+        --print-caddyfile) PRINT_CADDYFILE=1 ;;
         --user) MODE=user ;;
         --system) MODE=system ;;
         -h | --help) usage; exit 0 ;;
@@ -162,6 +171,94 @@ Hearth is installed.
 EOF
 }
 
+# ---------------------------------------------------------------- HTTPS with Caddy (--domain)
+# Caddy terminates TLS (automatic ACME certificates) and proxies everything to Hearth on
+# loopback; Hearth trusts Caddy's X-Forwarded-For because it arrives over loopback. Kept in
+# its own block: it touches only /etc/caddy and a systemd drop-in for hearth.service.
+
+readonly CADDY_MARKER="# Hearth behind Caddy"
+readonly HTTPS_DROPIN=/etc/systemd/system/hearth.service.d/https.conf
+
+# valid_domain NAME: a DNS name (letters, digits, hyphens, dots), optionally :port.
+valid_domain() {
+    case $1 in *[!A-Za-z0-9.:-]*) return 1 ;; esac # also refuses newlines (sed/Caddyfile injection)
+    [ "${#1}" -le 253 ] && printf '%s' "$1" |
+        grep -Eq '^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(:[0-9]{1,5})?$'
+}
+
+# render_caddyfile DOMAIN UPSTREAM TLS-DIRECTIVE: deploy/Caddyfile.template filled in.
+render_caddyfile() {
+    local template=$SRC_DIR/deploy/Caddyfile.template
+    [ -f "$template" ] || die "missing $template"
+    sed -e "s|@DOMAIN@|$1|g" -e "s|@UPSTREAM@|$2|g" -e "s|@TLS@|$3|g" "$template"
+}
+
+# Debian's caddy package ships a placeholder Caddyfile serving /usr/share/caddy on :80.
+is_stock_caddyfile() { grep -q '/usr/share/caddy' "$1" && ! grep -q "$CADDY_MARKER" "$1"; }
+
+install_caddy() {
+    if command -v caddy >/dev/null 2>&1; then
+        say "using $(caddy version 2>/dev/null | head -n1) ($(command -v caddy))"
+        return
+    fi
+    command -v apt-get >/dev/null 2>&1 ||
+        die "--domain needs Caddy: install it (https://caddyserver.com/docs/install) and re-run"
+    local -a apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
+    local candidate
+    candidate=$(apt-cache policy caddy 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+    if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then
+        "${apt[@]}" update >/dev/null || true
+        candidate=$(apt-cache policy caddy 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+    fi
+    if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then
+        die "no caddy package in your apt sources (Debian 12 and Ubuntu 24.04 have one); install Caddy from https://caddyserver.com/docs/install and re-run"
+    fi
+    say "installing caddy $candidate with apt-get"
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends caddy >/dev/null
+}
+
+setup_https() {
+    local domain=$1 caddyfile=/etc/caddy/Caddyfile
+    install_caddy
+    install -d -m 0755 /etc/caddy
+    if [ -f "$caddyfile" ] && ! grep -q "$CADDY_MARKER" "$caddyfile" && ! is_stock_caddyfile "$caddyfile"; then
+        caddyfile=/etc/caddy/hearth.caddy
+        warn "keeping your own /etc/caddy/Caddyfile; wrote $caddyfile: add the line 'import hearth.caddy' to your Caddyfile and reload caddy"
+    fi
+    render_caddyfile "$domain" "127.0.0.1:${HTTP_PORT}" "" >"$caddyfile.new"
+    mv "$caddyfile.new" "$caddyfile"
+    chmod 0644 "$caddyfile"
+    if [ "$caddyfile" = /etc/caddy/Caddyfile ]; then
+        caddy validate --config "$caddyfile" --adapter caddyfile >/dev/null 2>&1 ||
+            die "caddy rejected $caddyfile (see: caddy validate --config $caddyfile)"
+    fi
+    say "wrote $caddyfile for https://$domain"
+    # Hearth: loopback only (viewers come through Caddy), an https public URL (NIP-53
+    # streaming tags, JSON URLs), and a per-address connection cap that fits Caddy: every
+    # viewer's connection reaches Hearth from Caddy's one loopback address.
+    install -d -m 0755 "$(dirname "$HTTPS_DROPIN")"
+    {
+        echo "# Written by install.sh --domain $domain (re-run it to change; delete this file and"
+        echo "# the Caddyfile to go back to plain HTTP on port ${HTTP_PORT})."
+        echo "[Service]"
+        echo "Environment=HEARTH_HTTP_PUBLIC_URL=https://$domain"
+        echo "Environment=HEARTH_HTTP_HOST=127.0.0.1"
+        echo "Environment=HEARTH_HTTP_MAX_CONNECTIONS_PER_IP=4096"
+    } >"$HTTPS_DROPIN"
+    systemctl daemon-reload
+    systemctl enable --quiet caddy.service
+    systemctl reload-or-restart caddy.service || die "caddy did not start: journalctl -u caddy"
+}
+
+print_https() {
+    echo
+    echo "HTTPS (Caddy, automatic certificates):"
+    echo "  Watch / discovery page:  https://$1/"
+    echo "  HLS for any player:      https://$1/hls/<stream id>/index.m3u8"
+    echo "  OBS server URL (RTMP):   rtmp://${1%%:*}:${RTMP_PORT}/live   (RTMP is not proxied)"
+    echo "  Ports 80 and 443 must reach this host, for the certificate (ACME) and for viewers."
+}
+
 # ---------------------------------------------------------------- system install
 
 install_system() {
@@ -216,6 +313,7 @@ install_system() {
     if [ "$unit_changed" -eq 1 ]; then say "installed $UNIT_DST"; fi
     systemctl daemon-reload
     systemctl enable --quiet hearth.service
+    if [ -n "$DOMAIN" ]; then setup_https "$DOMAIN"; fi
 
     if [ "$START" -eq 1 ]; then
         # restart == start when stopped, and picks up the new code on upgrade.
@@ -231,6 +329,7 @@ install_system() {
     fi
 
     print_urls
+    if [ -n "$DOMAIN" ]; then print_https "$DOMAIN"; fi
     cat <<EOF
 
 Next step - create a stream (prints the stream key once):
@@ -291,6 +390,17 @@ case "$MODE" in
     user | system) ;;
     *) die "HEARTH_INSTALL_MODE must be auto, user or system (got '$MODE')" ;;
 esac
+
+if [ -n "$DOMAIN" ] || [ "$PRINT_CADDYFILE" -eq 1 ]; then
+    valid_domain "$DOMAIN" || die "--domain needs a DNS name such as live.example.org (got '$DOMAIN')"
+fi
+if [ "$PRINT_CADDYFILE" -eq 1 ]; then
+    render_caddyfile "$DOMAIN" "127.0.0.1:${HTTP_PORT}" "${HEARTH_CADDY_TLS:-}"
+    exit 0
+fi
+if [ -n "$DOMAIN" ] && [ "$MODE" != system ]; then
+    die "--domain needs a system install (root and systemd): Caddy takes ports 80 and 443"
+fi
 
 say "Hearth $MODE install from $SRC_DIR"
 if [ "$MODE" = system ]; then install_system; else install_user; fi

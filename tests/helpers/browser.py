@@ -16,15 +16,16 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium_page() -> Iterator[Any]:
+def chromium_page(extra_args: tuple[str, ...] = (), *,
+                  ignore_https_errors: bool = False) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "chromium is required (scripts/install-test-deps.sh installs it)"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=CHROMIUM_ARGS)
+                                     args=[*CHROMIUM_ARGS, *extra_args])
         try:
-            page = browser.new_page()
+            page = browser.new_page(ignore_https_errors=ignore_https_errors)
             yield page
         finally:
             browser.close()
