@@ -136,7 +136,7 @@ async def play(base: str, sid: str, stop: asyncio.Event, stats: PlayerStats, *,
                     text = await get_text(f"{root}/media.m3u8")
                 else:
                     text = nxt
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             stats.errors += 1
         finally:
             if beacon_task is not None:

@@ -50,7 +50,7 @@ def caddy(upstream_port: int, https_port: int) -> Iterator[tuple[int, Path]]:
     conf.write_text(_caddyfile(https_port, http_port, upstream_port, workdir / "storage"))
     env = {**os.environ, "XDG_DATA_HOME": str(workdir / "data"),
            "XDG_CONFIG_HOME": str(workdir / "config"), "HOME": str(workdir)}
-    log = open(workdir / "caddy.log", "wb")  # noqa: SIM115 - owned by the process
+    log = open(workdir / "caddy.log", "wb")
     proc = subprocess.Popen([CADDY, "run", "--config", str(conf), "--adapter", "caddyfile"],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     log.close()
