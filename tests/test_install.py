@@ -13,14 +13,18 @@ build, which needs PyPI.)
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import re
+import shlex
 import shutil
+import signal
 import site
 import stat
 import subprocess
 import sys
 import sysconfig
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -252,3 +256,265 @@ def test_per_user_install_and_upgrade(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert keep.read_text() == "data"
     assert stat.S_IMODE(base.stat().st_mode) == 0o700
+
+
+# --------------------------------------------------------------------------- issue 12 journeys
+
+STUB_SYSTEMCTL = r"""#!/usr/bin/env bash
+# A stand-in for `systemctl --user`: records its arguments and runs the installed unit's
+# ExecStart (with its Environment= and EnvironmentFile= settings) as the "service".
+echo "$*" >>"$STUB_LOG"
+[ "${1:-}" = --user ] || exit 1
+shift
+unit="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user/hearth.service"
+pidf="$STUB_STATE/service.pid"
+alive() { [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
+stop() {
+    if alive; then
+        pid=$(cat "$pidf")
+        kill -TERM "$pid"
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+    rm -f "$pidf"
+}
+start() {
+    (
+        while IFS= read -r line; do
+            case "$line" in
+                Environment=*) export "${line#Environment=}" ;;
+                EnvironmentFile=*)
+                    f=${line#EnvironmentFile=}; f=${f#-}
+                    if [ -f "$f" ]; then set -a; . "$f"; set +a; fi ;;
+                ExecStart=*) cmd=${line#ExecStart=} ;;
+            esac
+        done <"$unit"
+        exec $cmd >>"$STUB_STATE/service.log" 2>&1 </dev/null
+    ) &
+    echo $! >"$pidf"
+}
+while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done
+case "${1:-}" in
+    show-environment) echo "HOME=$HOME" ;;
+    is-active) alive || exit 3 ;;
+    start | restart) stop; start ;;
+    stop) stop ;;
+esac
+exit 0
+"""
+
+
+def _user_env(root: Path, **extra: str) -> dict[str, str]:
+    """A fresh user's environment: ~/.local/bin NOT on PATH, no user systemd."""
+    home = root / "home"
+    home.mkdir(exist_ok=True)
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    env = {
+        "PATH": path, "HOME": str(home), "XDG_DATA_HOME": str(root / "d"),
+        "XDG_CONFIG_HOME": str(root / "c"), "TMPDIR": str(root), "LANG": "C.UTF-8",
+        "HEARTH_INSTALL_MODE": "user", "HEARTH_PYTHON": sys.executable,
+        "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "HEARTH_PIP_ARGS": ("--no-index --no-deps --no-build-isolation"
+                            if _can_build_offline() else "--no-deps"),
+    }
+    env.update(extra)
+    return env
+
+
+def _healthy(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_per_user_background_upgrade_stop_and_uninstall() -> None:
+    """Issue 12: PATH advice, a background server with a log file, re-running install.sh
+    while it runs (it is stopped, upgraded and started again on the same ports, data kept),
+    a server in another terminal named instead of "address already in use", the installed
+    `hearth` and `hearth tui` working, and --uninstall keeping data unless --purge."""
+    from tests.helpers.appliance import free_port, short_tmpdir
+
+    root = short_tmpdir()  # the admin socket path must fit in 108 bytes
+    http, rtmp = free_port(), free_port()
+    env = _user_env(root, HEARTH_HTTP_PORT=str(http), HEARTH_RTMP_PORT=str(rtmp))
+    base, conf = root / "d" / "hearth", root / "c" / "hearth"
+    link = root / "home" / ".local" / "bin" / "hearth"
+    _seed_venv(base / "venv")
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        r = run(["bash", str(INSTALL_SH), "--background"], env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert '    export PATH="$HOME/.local/bin:$PATH"\n' in r.stderr
+        assert f"Until then, run it as: {link}\n" in r.stderr
+        assert "Running in the background (pid " in r.stdout
+        assert f"Log:  tail -f {base / 'hearth.log'}" in r.stdout
+        assert "http://" in r.stdout and f":{http}/" in r.stdout
+        pid1 = int((base / "hearth.pid").read_text())
+        assert _healthy(http)
+        assert (conf / "hearth.env").read_text().splitlines()[1:] == [
+            f"HEARTH_HTTP_PORT={http}", f"HEARTH_RTMP_PORT={rtmp}"]
+
+        # The installed CLI reaches it (socket found in the data dir by itself).
+        user_env = {k: v for k, v in env.items() if not k.startswith(("HEARTH_", "PIP_"))}
+        made = run([str(link), "stream", "create", "--title", "Install journey", "--json"],
+                   env=user_env, cwd=root)
+        assert made.returncode == 0, made.stderr
+        _tui_shows(link, user_env, "Install journey")
+
+        # Re-run while it runs, without the port variables: saved ports, same data.
+        env2 = {k: v for k, v in env.items() if k not in ("HEARTH_HTTP_PORT", "HEARTH_RTMP_PORT")}
+        r = run(["bash", str(INSTALL_SH)], env=env2)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"stopping the background Hearth (pid {pid1})" in r.stdout
+        pid2 = int((base / "hearth.pid").read_text())
+        assert pid2 != pid1 and _healthy(http)
+        listed = run([str(link), "stream", "list"], env=user_env, cwd=root)
+        assert "Install journey" in listed.stdout, listed.stdout + listed.stderr
+
+        r = run(["bash", str(INSTALL_SH), "--stop"], env=env2)
+        assert r.returncode == 0 and "stopped" in r.stdout, r.stdout + r.stderr
+        assert not _healthy(http)
+        r = run(["bash", str(INSTALL_SH), "--stop"], env=env2)
+        assert "Hearth is not running" in r.stdout
+
+        # A server in another terminal: named, with what to do.
+        proc = subprocess.Popen([str(link), "serve", "--http", f"127.0.0.1:{http}", "--rtmp",
+                                 f"127.0.0.1:{rtmp}", "--no-relays"], env=user_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(proc)
+        deadline = time.monotonic() + 30
+        while not _healthy(http) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = run(["bash", str(INSTALL_SH)], env=env2)
+        assert r.returncode != 0
+        assert ("error: Hearth is already running in another terminal (admin socket "
+                f"{base / 'admin.sock'}). Stop it there (Ctrl-C)") in r.stderr
+        r = run(["bash", str(INSTALL_SH), "--uninstall"], env=env2)
+        assert r.returncode != 0 and "Hearth still runs in another terminal" in r.stderr
+        proc.terminate()
+        proc.wait(30)
+
+        r = run(["bash", str(INSTALL_SH), "--uninstall"], env=env2)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not link.exists() and not (base / "venv").exists()
+        assert (base / "hearth.db").exists() and (conf / "hearth.env").exists()
+        assert f"Kept your data in {base}" in r.stdout
+        r = run(["bash", str(INSTALL_SH), "--uninstall", "--purge"], env=env2)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not base.exists() and not conf.exists()
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        pidfile = base / "hearth.pid"
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _tui_shows(link: Path, env: dict[str, str], title: str) -> None:
+    """The installed `hearth tui` in tmux at 80×24 shows the stream and the keyframe column."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        return
+    session = f"hearth-install-{os.getpid()}"
+    envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    subprocess.run([tmux, "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+                    f"env -i {envs} {link} tui"], check=True)
+    try:
+        screen = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            screen = subprocess.run([tmux, "capture-pane", "-p", "-t", session],
+                                    capture_output=True, text=True).stdout
+            if title in screen and "Keyframe" in screen:
+                break
+            time.sleep(0.5)
+        assert title in screen and "Keyframe" in screen, screen
+    finally:
+        subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
+
+
+@pytest.mark.slow
+def test_per_user_service_with_systemctl_user() -> None:
+    """Where `systemctl --user` works, the per-user install is a user service: the unit runs
+    the installed binary with the data dir and saved ports, a re-run restarts it on the new
+    version, and --uninstall disables and removes it, keeping the data."""
+    from tests.helpers.appliance import free_port, short_tmpdir
+
+    root = short_tmpdir()
+    stub = root / "stub"
+    stub.mkdir()
+    (stub / "systemctl").write_text(STUB_SYSTEMCTL)
+    (stub / "systemctl").chmod(0o755)
+    (stub / "journalctl").write_text("#!/bin/sh\nexit 0\n")
+    (stub / "journalctl").chmod(0o755)
+    state = root / "state"
+    state.mkdir()
+    http, rtmp = free_port(), free_port()
+    env = _user_env(root, HEARTH_HTTP_PORT=str(http), HEARTH_RTMP_PORT=str(rtmp),
+                    XDG_RUNTIME_DIR=str(state), STUB_LOG=str(state / "calls"),
+                    STUB_STATE=str(state))
+    env["PATH"] = f"{stub}:{env['PATH']}"
+    base = root / "d" / "hearth"
+    unit = root / "c" / "systemd" / "user" / "hearth.service"
+    _seed_venv(base / "venv")
+    try:
+        r = run(["bash", str(INSTALL_SH)], env=env)
+        assert r.returncode == 0, r.stdout + r.stderr + (state / "service.log").read_text()
+        text = unit.read_text()
+        assert f"ExecStart={base / 'venv' / 'bin' / 'hearth'} serve\n" in text
+        assert f"Environment=HEARTH_DATA_DIR={base}\n" in text
+        assert "@" not in text.replace("@…@", "")
+        assert "systemctl --user status hearth" in r.stdout
+        assert "loginctl enable-linger" in r.stdout
+        calls = (state / "calls").read_text().splitlines()
+        assert calls[-3:] == ["--user daemon-reload", "--user enable --quiet hearth.service",
+                              "--user restart hearth.service"]
+        assert _healthy(http)
+        first = (state / "service.pid").read_text()
+
+        r = run(["bash", str(INSTALL_SH)], env={k: v for k, v in env.items()
+                                              if k not in ("HEARTH_HTTP_PORT",
+                                                           "HEARTH_RTMP_PORT")})
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "restarted on the new version after the upgrade" in r.stdout
+        assert (state / "service.pid").read_text() != first and _healthy(http)
+
+        r = run(["bash", str(INSTALL_SH), "--uninstall"], env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        calls = (state / "calls").read_text().splitlines()
+        assert "--user stop hearth.service" in calls
+        assert "--user disable --quiet hearth.service" in calls
+        assert not unit.exists() and not _healthy(http)
+        assert (base / "hearth.db").exists()
+    finally:
+        pidfile = state / "service.pid"
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_user_unit_template() -> None:
+    """The user unit install.sh fills in: notify service of the installed binary, keeping the
+    admin socket in the data dir (no RuntimeDirectory=: the CLI finds it there)."""
+    text = (REPO / "systemd" / "hearth-user.service").read_text()
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.read_string(text)
+    assert cp.get("Service", "ExecStart") == "@VENV@/bin/hearth serve"
+    assert cp.get("Service", "Type") == "notify"
+    assert cp.get("Install", "WantedBy") == "default.target"
+    assert "RuntimeDirectory" not in cp["Service"]
+    assert "HEARTH_DATA_DIR=@DATA@" in text and "@CONFIG_DIR@/hearth.env" in text
+
+
+def test_uninstall_refuses_purge_without_uninstall() -> None:
+    r = run(["bash", str(INSTALL_SH), "--purge"])
+    assert r.returncode != 0 and "--purge only goes with --uninstall" in r.stderr
