@@ -100,6 +100,13 @@ class ReactionAdded(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class GoalChanged(Event):
+    """A stream's NIP-75 zap goal was set, or a zap counted toward it."""
+
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class RelayChanged(Event):
     """A relay's state or counters changed."""
 

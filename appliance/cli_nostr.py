@@ -34,6 +34,14 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                          help="seconds to wait for the signer (nostrconnect)")
     nsub.add_parser("disconnect", parents=[common], help="forget the remote signer",
                     description="Unpair the remote signer; events are signed locally again.")
+    goal = nsub.add_parser(
+        "goal", parents=[common], help="set or show a stream's zap goal (NIP-75)",
+        description="Set a zap goal for a stream (a kind 9041 signed as the operator, linked "
+        "from the stream's live event and shown as a progress bar), or show its progress.")
+    goal.add_argument("id", help="stream id")
+    goal.add_argument("--sats", type=int, help="target amount in sats (sets a new goal)")
+    goal.add_argument("--title", default="", help="what the zaps are for")
+    goal.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 async def naddr_line(client: AdminClient, stream_id: str) -> str | None:
@@ -85,6 +93,8 @@ async def run(client: AdminClient, args: argparse.Namespace) -> int:
         else:
             _print_info(info)
         return 0
+    if args.action == "goal":
+        return await _goal(client, args)
     if args.action == "disconnect":
         await client.request("DELETE", "/v1/nostr/signer")
         print("Remote signer forgotten.")
@@ -111,4 +121,21 @@ async def run(client: AdminClient, args: argparse.Namespace) -> int:
         return 2
     signer = await client.request("POST", "/v1/nostr/signer", {"bunker": args.uri})
     print(f"Paired: live events and operator chat are now signed as {signer['user_pubkey']}.")
+    return 0
+
+
+async def _goal(client: AdminClient, args: argparse.Namespace) -> int:
+    if args.sats is not None:
+        goal = await client.request("POST", f"/v1/streams/{args.id}/goal",
+                                    {"amount_sats": args.sats,
+                                     "title": args.title or "Stream goal"})
+    else:
+        goal = await client.request("GET", f"/v1/streams/{args.id}/goal")
+    if args.json:
+        print(json.dumps(goal, indent=2))
+    elif goal is None:
+        print("No goal. Set one: hearth nostr goal ID --sats 5000 --title \"…\"")
+    else:
+        print(f"Goal: {goal['title']}: {goal['progress_msats'] // 1000} / "
+              f"{goal['amount_msats'] // 1000} sats  (event {goal['event_id'][:12]})")
     return 0

@@ -19,6 +19,9 @@ Contract (bodies and answers are JSON; errors ``{"error": message, "field"?: nam
   rejection counters.
 * ``GET  /v1/streams/{id}/nostr`` → ``{"address": "30311:…", "naddr": "naddr1…",
   "uri": "nostr:naddr1…"}`` (NIP-19/NIP-21, for links to the live event).
+* ``GET  /v1/streams/{id}/goal`` → ``{event_id, title, amount_msats, progress_msats}`` or
+  ``null``; ``POST`` ``{"amount_sats": int, "title": str}`` → the new goal (201): a NIP-75
+  kind 9041 signed as the operator, linked from the stream's 30311.
 * ``POST /v1/nostr/signer`` ``{"bunker": "bunker://…"}`` → pair now (200 with ``signer``, 400
   with the reason); ``{"nostrconnect": true}`` → ``{"uri": "nostrconnect://…"}`` to show, the
   pairing completes when the signer answers; ``DELETE /v1/nostr/signer`` → unpair.
@@ -174,6 +177,27 @@ async def stream_nostr(request: web.Request) -> web.Response:
                               "uri": f"nostr:{naddr}"})
 
 
+async def get_goal(request: web.Request) -> web.Response:
+    stream_id = stream_id_param(request)
+    await request.app[STATE].service.get(stream_id)  # StreamNotFound → 404
+    return web.json_response(await _nostr(request).goal(stream_id))
+
+
+async def set_goal(request: web.Request) -> web.Response:
+    stream_id = stream_id_param(request)
+    data = await json_body(request)
+    amount, title = data.get("amount_sats"), data.get("title")
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        return error_response(400, "amount_sats must be an integer", "amount_sats")
+    if not isinstance(title, str):
+        return error_response(400, "title must be a string", "title")
+    try:
+        goal = await _nostr(request).set_goal(stream_id, amount, title)
+    except ValueError as exc:
+        return error_response(400, str(exc), "amount_sats")
+    return web.json_response(goal, status=201)
+
+
 async def pair_signer(request: web.Request) -> web.Response:
     data = await json_body(request)
     nostr = _nostr(request)
@@ -204,5 +228,7 @@ def add_nostr_routes(app: web.Application) -> None:
     app.router.add_get("/v1/relays", list_relays)
     app.router.add_get("/v1/nostr", nostr_info)
     app.router.add_get("/v1/streams/{stream_id}/nostr", stream_nostr)
+    app.router.add_get("/v1/streams/{stream_id}/goal", get_goal)
+    app.router.add_post("/v1/streams/{stream_id}/goal", set_goal)
     app.router.add_post("/v1/nostr/signer", pair_signer)
     app.router.add_delete("/v1/nostr/signer", unpair_signer)

@@ -28,6 +28,7 @@ from appliance.api.schema import ChatChange, ChatMessage
 from appliance.bus import (
     ChatChanged,
     Event,
+    GoalChanged,
     MuteChanged,
     ProfileChanged,
     ReactionAdded,
@@ -99,7 +100,7 @@ async def chat_ws(request: web.Request) -> web.StreamResponse:
     ip = _client_ip(request)
     bus = request.app[STATE].bus
     async with bus.subscribe(ChatChanged, MuteChanged, ProfileChanged, ReactionAdded,
-                             maxsize=500) as sub:
+                             GoalChanged, maxsize=500) as sub:
         forward = asyncio.get_running_loop().create_task(
             _forward(ws, sub, stream_id), name=f"chat-ws-{stream_id}")
         try:
@@ -156,6 +157,8 @@ def _public_frame(ev: Event, stream_id: str) -> dict[str, Any] | None:
         return {"type": "mute", "pubkey": ev.pubkey} if ev.muted else None
     if isinstance(ev, ProfileChanged):  # renames the author of messages already shown
         return {"type": "profile", "pubkey": ev.pubkey, "display_name": ev.display_name}
+    if isinstance(ev, GoalChanged):
+        return {"type": "goal"} if ev.stream_id == stream_id else None
     if isinstance(ev, ReactionAdded):
         if ev.stream_id != stream_id:
             return None
@@ -191,6 +194,15 @@ async def reactions(request: web.Request) -> web.Response:
     return _json(await nostr.reaction_counts(stream_id))
 
 
+async def goal(request: web.Request) -> web.Response:
+    """The stream's NIP-75 zap goal and progress, or ``null``."""
+    resolved = await _resolve(request)
+    if isinstance(resolved, web.Response):
+        return resolved
+    nostr, stream_id = resolved
+    return _json(await nostr.goal(stream_id))
+
+
 async def nostr_link(request: web.Request) -> web.StreamResponse:
     """NIP-89 ``web`` handler target ``/nostr/<bech32>``: an ``naddr`` of one of our live
     events redirects to its watch page; anything else is 404 (never reflected)."""
@@ -215,5 +227,6 @@ async def nostr_link(request: web.Request) -> web.StreamResponse:
 def add_chat_routes(app: web.Application) -> None:
     app.router.add_get("/nostr/{code}", nostr_link)
     app.router.add_get("/api/streams/{stream_id}/reactions", reactions)
+    app.router.add_get("/api/streams/{stream_id}/goal", goal)
     app.router.add_get("/api/streams/{stream_id}/chat", chat_history)
     app.router.add_get("/api/streams/{stream_id}/chat/ws", chat_ws)

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 from appliance.api.schema import ChatChange, ChatMessage
-from appliance.bus import Bus, ChatChanged
+from appliance.bus import Bus, ChatChanged, GoalChanged
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.nostr.chat import (
@@ -258,6 +258,8 @@ class ChatIntake:
         if publish:
             await self.outbox.wake()
         self.profiles.note_author(author)
+        if zap is not None and reply in self.goals:
+            self.bus.publish(GoalChanged(stream_id=stream_id))
         row = nq.ChatRow(event.id, stream_id, author, event.created_at, event.kind,
                          content, False, zap, reply, source)
         msg = self.message(row, await self.pinned(stream_id))

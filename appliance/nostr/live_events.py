@@ -95,14 +95,15 @@ def live_event_input(stream: Stream, *, base_url: str, webrtc: bool,
 
 
 def build_activity(inp: LiveEventInput, *, host_pubkey: str | None, relays: tuple[str, ...],
-                   pinned: list[str], created_at: int) -> UnsignedEvent:
-    """The unsigned kind 30311 for ``inp`` (NIP-53)."""
+                   pinned: list[str], created_at: int,
+                   goal: str | None = None) -> UnsignedEvent:
+    """The unsigned kind 30311 for ``inp`` (NIP-53); ``goal`` links a NIP-75 zap goal."""
     return build_live_event(
         d=inp.d, status=inp.status, title=inp.title, summary=inp.summary, image=inp.image,
         tags=inp.hashtags, streaming=inp.streaming, recording=inp.recording, starts=inp.starts,
         ends=inp.ends, current_participants=inp.current_participants,
         total_participants=inp.total_participants, host_pubkey=host_pubkey, relays=relays,
-        pinned=pinned,
+        pinned=pinned, goal=goal,
         # NIP-31 alt text for clients that do not know kind 30311.
         extra_tags=[("alt", f"Live stream: {inp.title} at {inp.watch_url}")],
         created_at=created_at)
@@ -253,13 +254,15 @@ class LiveEvents:
             self._schedule.dirty.discard(stream_id)
             self._schedule.last_publish[stream_id] = time.monotonic()
 
-            def claim(db: Any) -> tuple[list[str], int]:
+            def claim(db: Any) -> tuple[list[str], int, str | None]:
+                goal = nq.get_goal(db, stream.id)
                 return (nq.live_state(db, stream.id)["pinned"],
-                        nq.claim_created_at(db, stream.id, int(time.time())))
+                        nq.claim_created_at(db, stream.id, int(time.time())),
+                        goal.event_id if goal else None)
 
-            pinned, created_at = await self.store.write(claim)
+            pinned, created_at, goal = await self.store.write(claim)
             unsigned = build_activity(inp, host_pubkey=host, relays=relays, pinned=pinned,
-                                      created_at=created_at)
+                                      created_at=created_at, goal=goal)
             try:
                 event = await self.identity.sign(unsigned)
             except SigningDeferred as exc:

@@ -28,6 +28,7 @@ from appliance.config import Config
 from appliance.db import Store
 from appliance.nostr.chat import DuplicateGuard, RateLimiter
 from appliance.nostr.errors import ChatRejected, NostrNotFound, SignerUnavailableError
+from appliance.nostr.goals import Goals
 from appliance.nostr.identity import Identity
 from appliance.nostr.intake import ChatIntake
 from appliance.nostr.live_events import LiveEvents
@@ -55,7 +56,7 @@ class _Parts:
 
     def __init__(self, identity: Identity, pool: RelayPool, outbox: Outbox, profiles: Profiles,
                  mutes: MuteList, intake: ChatIntake, live: LiveEvents,
-                 moderation: Moderation) -> None:
+                 moderation: Moderation, goals: Goals) -> None:
         self.identity = identity
         self.pool = pool
         self.outbox = outbox
@@ -64,6 +65,7 @@ class _Parts:
         self.intake = intake
         self.live = live
         self.moderation = moderation
+        self.goals = goals
 
 
 class NostrService:
@@ -130,7 +132,11 @@ class NostrService:
                                 intake=intake, live=live, outbox=outbox, relays=relays)
         await mutes.load()
         await outbox.load()
-        self._parts = _Parts(identity, pool, outbox, profiles, mutes, intake, live, moderation)
+        goals = Goals(store=self.store, bus=self.bus, streams=self.streams, identity=identity,
+                      outbox=outbox, intake=intake, live=live, relays=relays)
+        await goals.load()
+        self._parts = _Parts(identity, pool, outbox, profiles, mutes, intake, live, moderation,
+                             goals)
         self._service_identity = ServiceIdentity(self.store, outbox, identity.service, relays)
         await pool.start()
         self._subscribe_mutes()
@@ -353,6 +359,14 @@ class NostrService:
                                    ip: str) -> ChatMessage | None:
         """A browser-signed 1311 (→ the stored message) or kind 7 reaction (→ ``None``)."""
         return await self.parts.intake.accept_browser_event(stream_id, obj, ip)
+
+    # ---- zap goal (NIP-75) -----------------------------------------------------------------
+
+    async def set_goal(self, stream_id: str, amount_sats: int, title: str) -> dict[str, Any]:
+        return await self.parts.goals.set_goal(stream_id, amount_sats, title)
+
+    async def goal(self, stream_id: str) -> dict[str, Any] | None:
+        return await self.parts.goals.get(stream_id)
 
     async def reaction_counts(self, stream_id: str) -> dict[str, dict[str, int]]:
         return await self.parts.intake.reactions.counts(stream_id)

@@ -168,6 +168,39 @@
     if (h && h.parentNode) h.parentNode.insertBefore(bar, h.nextSibling);
   }
 
+  // ---- zap goal (NIP-75) -----------------------------------------------------------------
+
+  var goalEl = null;
+
+  function loadGoal() {
+    return fetch("/api/streams/" + encodeURIComponent(config.id) + "/goal", { cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(showGoal).catch(function () {});
+  }
+
+  function showGoal(g) {
+    if (!g || typeof g.title !== "string" || !(g.amount_msats > 0)) return;
+    if (!goalEl) {
+      goalEl = document.createElement("div");
+      goalEl.id = "goal";
+      goalEl.className = "goal";
+      var label = document.createElement("span");
+      label.className = "goal-label";
+      var bar = document.createElement("progress");
+      goalEl.appendChild(label);
+      goalEl.appendChild(bar);
+      var h = panel.querySelector("h2");
+      if (h && h.parentNode) h.parentNode.insertBefore(goalEl, h.nextSibling);
+    }
+    var done = Math.floor((Number(g.progress_msats) || 0) / 1000);
+    var want = Math.floor(g.amount_msats / 1000);
+    goalEl.querySelector(".goal-label").textContent =
+      "⚡ " + g.title + ": " + done + " / " + want + " sats";
+    var p = goalEl.querySelector("progress");
+    p.max = want;
+    p.value = Math.min(done, want);
+  }
+
   function renameAuthor(pk, name) {
     // A kind 0 arrived after the messages were shown: name them now (text only).
     if (typeof pk !== "string" || typeof name !== "string" || !name) return;
@@ -203,6 +236,7 @@
       .then(function (r) { return r.ok ? r.json() : []; })
       .then(function (list) { if (Array.isArray(list)) list.forEach(render); })
       .then(loadReactions)
+      .then(loadGoal)
       .catch(function () {});
   }
 
@@ -219,6 +253,7 @@
       else if (msg.type === "mute") removeAuthor(msg.pubkey);
       else if (msg.type === "profile") renameAuthor(msg.pubkey, msg.display_name);
       else if (msg.type === "reaction") addReaction(msg.target || "", msg.content);
+      else if (msg.type === "goal") loadGoal();
       else if (msg.type === "pinned") showPinned(msg.id);
       else if (msg.type === "ok") setStatus("");
       else if (msg.type === "error") setStatus(String(msg.error || "message refused"));

@@ -103,3 +103,58 @@ def test_reactions_and_zaps_from_another_client_show_live(
             assert not errors, errors
     finally:
         app.stop()
+
+
+# A zap of the goal event only (NIP-75: zaps to a goal tag it with "e"; no "a" tag here).
+_GOAL_ZAP = r"""
+const { finalizeEvent, generateSecretKey } = require('nostr-tools/pure');
+const req = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+const now = Math.floor(Date.now() / 1000);
+const zapper = generateSecretKey(), lnurl = generateSecretKey();
+const zapRequest = finalizeEvent({kind: 9734, created_at: now, content: 'for the mic',
+  tags: [['p', req.host], ['e', req.goal], ['amount', '21000'], ['relays', req.relay]]}, zapper);
+const receipt = finalizeEvent({kind: 9735, created_at: now, content: '',
+  tags: [['p', req.host], ['e', req.goal], ['bolt11', req.bolt11],
+         ['description', JSON.stringify(zapRequest)]]}, lnurl);
+process.stdout.write(JSON.stringify(receipt));
+"""
+
+
+@pytest.mark.slow
+def test_zap_goal_linked_from_the_live_event_and_shown_as_progress(
+        nostr_relay: RelayProcess, nostr_tools_dir: Path) -> None:  # noqa: F811
+    if CHROMIUM is None:
+        pytest.skip("needs chromium")
+    app = ApplianceProcess(short_tmpdir(), env_overrides={
+        "HEARTH_NOSTR_RELAYS": nostr_relay.url}).start()
+    try:
+        info = app.cli_json("nostr", "show")
+        host = info["activity_pubkey"]
+        sid = app.create_stream("Goal")["id"]
+        assert "No goal" in app.cli("nostr", "goal", sid).stdout
+        goal = app.cli_json("nostr", "goal", sid, "--sats", "1000", "--title", "New mic")
+        assert goal["amount_msats"] == 1_000_000 and goal["progress_msats"] == 0
+        ev = app.wait_for(lambda: relay_query(nostr_relay.url, {"kinds": [9041],
+                                                                "authors": [host]}))
+        assert ev[0]["id"] == goal["event_id"] and ev[0]["content"] == "New mic"
+        assert ["amount", "1000000"] in ev[0]["tags"]
+        assert ["relays", nostr_relay.url] in ev[0]["tags"]
+        assert node_run(nostr_tools_dir, _VERIFY, ev) == [True]
+        live = app.wait_for(lambda: [e for e in relay_query(
+            nostr_relay.url, {"kinds": [30311], "#d": [sid]})
+            if ["goal", goal["event_id"]] in e["tags"]])
+        assert node_run(nostr_tools_dir, _VERIFY, live) == [True]
+        bad = app.cli("nostr", "goal", sid, "--sats", "0", check=False)
+        assert bad.returncode == 1 and "amount" in bad.stderr
+        with chromium_page() as page:
+            page.goto(f"{app.base}/watch/{sid}")
+            page.wait_for_selector("#goal >> text=New mic: 0 / 1000 sats")
+            receipt = node_run(nostr_tools_dir, _GOAL_ZAP, {
+                "host": host, "goal": goal["event_id"], "relay": nostr_relay.url,
+                "bolt11": BOLT11})
+            assert relay_publish(nostr_relay.url, receipt)[2] is True
+            page.wait_for_selector("#goal >> text=New mic: 21 / 1000 sats")
+            assert page.eval_on_selector("#goal progress", "p => p.value") == 21
+        assert "21 / 1000 sats" in app.cli("nostr", "goal", sid).stdout
+    finally:
+        app.stop()
