@@ -18,6 +18,7 @@ from urllib.parse import quote
 import aiohttp
 
 from appliance.api.schema import (
+    AddressBlock,
     AdminEvent,
     AdminRecording,
     AdminStream,
@@ -107,6 +108,12 @@ class AdminClient(Protocol):
     async def pin_message(self, stream_id: str, event_id: str) -> None: ...
 
     async def mute_pubkey(self, pubkey: str) -> None: ...
+
+    async def list_blocks(self) -> list[AddressBlock]:
+        """Addresses blocked for wrong stream keys (the correct key is still accepted)."""
+        ...
+
+    async def lift_block(self, address: str) -> None: ...
 
     def events(self) -> AsyncIterator[AdminEvent]:
         """Live changes until the connection drops (then raises ApplianceUnreachable).
@@ -270,6 +277,13 @@ class UnixSocketAdminClient:
 
     async def mute_pubkey(self, pubkey: str) -> None:
         await self._call("POST", "/v1/mutes", {"pubkey": pubkey})
+
+    async def list_blocks(self) -> list[AddressBlock]:
+        data = await self._maybe("/v1/blocks")
+        return [] if data is None else _many(AddressBlock, data)
+
+    async def lift_block(self, address: str) -> None:
+        await self._call("DELETE", f"/v1/blocks/{quote(address, safe='')}")
 
     async def events(self) -> AsyncIterator[AdminEvent]:
         # No total timeout: the stream is long-lived; the server's 15 s heartbeat lets a

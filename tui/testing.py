@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from appliance.api.schema import (
+    AddressBlock,
     AdminEvent,
     AdminRecording,
     AdminStream,
@@ -88,6 +89,7 @@ class FakeAdminClient:
         self.chat_available = chat_available
         self.connected = connected
         self.calls: list[tuple[Any, ...]] = []
+        self.blocks: list[AddressBlock] = []
         self.errors: dict[str, ApplianceError] = {}
         """Method name → error to raise once (e.g. a 400 validation error)."""
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -148,6 +150,15 @@ class FakeAdminClient:
         if not self.chat_available:
             return None
         return self.chat.get(stream_id, [])[-limit:]
+
+    async def list_blocks(self) -> list[AddressBlock]:
+        self._check("list_blocks")
+        return list(self.blocks)
+
+    async def lift_block(self, address: str) -> None:
+        self.calls.append(("lift_block", address))
+        self._check("lift_block")
+        self.blocks = [b for b in self.blocks if b.address != address]
 
     async def list_relays(self) -> list[RelayInfo] | None:
         self._check("list_relays")

@@ -85,7 +85,24 @@ def _decode_dto(cls: type[D], data: object, path: str) -> D:
             kwargs[f.name] = _decode_value(hints[f.name], data[f.name], f"{path}.{f.name}")
         elif f.default is MISSING and f.default_factory is MISSING:
             raise SchemaError(f"{path}: missing field {f.name!r}")
+    # The boundary for text a peer may have chosen: whatever the server sends, the TUI and
+    # the CLI (which both build DTOs here) get inert text (see safe_text).
+    for name, multiline in _PEER_TEXT.get(cls.__name__, ()):
+        value = kwargs.get(name)
+        if isinstance(value, str):
+            kwargs[name] = safe_text(value, _PEER_TEXT_LIMIT, multiline=multiline)
     return cls(**kwargs)
+
+
+_PEER_TEXT: dict[str, tuple[tuple[str, bool], ...]] = {
+    "LogEvent": (("message", False), ("kind", False)),
+    "ChatMessage": (("content", True), ("display_name", False)),
+    "RelayInfo": (("last_error", False),),
+    "AdminStream": (("title", False), ("summary", True)),
+}
+"""DTO fields (by class name) holding text a peer may have chosen, and whether newlines are
+kept (chat and summaries may be multi-line; a TUI widget wraps them)."""
+_PEER_TEXT_LIMIT = 4000
 
 
 def _decode_value(typ: Any, value: object, path: str) -> Any:
@@ -301,7 +318,7 @@ _UNSAFE = re.compile(
 )
 
 
-def safe_text(value: object, limit: int = TEXT_LIMIT) -> str:
+def safe_text(value: object, limit: int = TEXT_LIMIT, *, multiline: bool = False) -> str:
     """``value`` as one inert line for a log, a terminal or a TUI widget.
 
     Control characters (including ESC, CR and LF), bidi controls, invisible format characters
@@ -309,6 +326,7 @@ def safe_text(value: object, limit: int = TEXT_LIMIT) -> str:
     move the cursor, clear the screen, start a new log line or reorder the text; the result
     is cut to ``limit`` characters (with ``…``). Used for every peer-chosen string (stream
     names, AMF strings, chat, relay messages) on its way to a log, the TUI or the CLI.
+    ``multiline`` keeps ``\\n`` and ``\\t`` (for widgets that wrap text, never for log lines).
     """
     text = value if isinstance(value, str) else str(value)
     if len(text) > limit * 2:
@@ -318,7 +336,11 @@ def safe_text(value: object, limit: int = TEXT_LIMIT) -> str:
         code = ord(match.group())
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
-    text = _UNSAFE.sub(escape, text)
+    if multiline:
+        text = "\n".join(_UNSAFE.sub(escape, line) for line in text.replace("\t", "    ")
+                         .split("\n"))
+    else:
+        text = _UNSAFE.sub(escape, text)
     # Other format (Cf) characters not in the table above are dropped silently.
     if any(unicodedata.category(c) == "Cf" for c in text):
         text = "".join(c for c in text if unicodedata.category(c) != "Cf")

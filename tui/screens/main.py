@@ -74,6 +74,7 @@ class MainScreen(Screen[None]):
         Binding("x", "end_stream", "End"),
         Binding("c", "chat", "Chat"),
         Binding("escape", "focus_streams", "Streams", show=False),
+        Binding("b", "blocks", "Blocks", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float]) -> None:
@@ -267,7 +268,11 @@ class MainScreen(Screen[None]):
             return
         up = (f", up {duration(self.clock() - stream.started_at)}"
               if stream.status == "live" and stream.started_at else "")
-        graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}"
+        warning = ""
+        if stream.ingest is not None and stream.ingest.verdict_reasons:
+            # The first reason, with the OBS setting that fixes it (all are in the event log).
+            warning = f" · ⚠ {stream.ingest.verdict_reasons[0]}"
+        graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}{warning}"
         graph.history = tuple(self.model.viewer_history.get(stream.id, ()))
         chat.stream_label = stream.title
         chat.available = not self.model.chat_unavailable
@@ -366,6 +371,33 @@ class MainScreen(Screen[None]):
             self._report(exc)
             return
         self._mark("streams", "selected")
+
+    @work(group="intent")
+    async def action_blocks(self) -> None:
+        """Show addresses blocked for wrong stream keys and offer to lift them (issue 9 §3)."""
+        try:
+            blocks = await self.client.list_blocks()
+        except ApplianceError as exc:
+            self._report(exc)
+            return
+        if not blocks:
+            self.notify("No address is blocked for wrong stream keys")
+            return
+        listed = ", ".join(f"{b.address} ({b.failures} wrong keys)" for b in blocks[:5])
+        more = f" and {len(blocks) - 5} more" if len(blocks) > 5 else ""
+        ok = await self.app.push_screen_wait(ConfirmScreen(
+            f"Lift {len(blocks)} block(s)?",
+            f"Blocked for wrong stream keys: {listed}{more}. A block stops wrong guesses "
+            "only; the correct key is always accepted."))
+        if not ok:
+            return
+        try:
+            for b in blocks:
+                await self.client.lift_block(b.address)
+        except ApplianceError as exc:
+            self._report(exc)
+            return
+        self.notify(f"Lifted {len(blocks)} block(s)")
 
     def action_chat(self) -> None:
         self.query_one(ChatPane).action_compose()
