@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -43,6 +44,9 @@ class AddressCap:
             del self.open[addr]
 
 
+_REFUSED = asyncio.Protocol()  # placeholder inner protocol of refused connections
+
+
 class _CappedConnection(asyncio.Protocol):
     """Admits a connection to aiohttp's request handler only under the per-address cap.
 
@@ -50,10 +54,11 @@ class _CappedConnection(asyncio.Protocol):
     using the transport it is given (WebSocket upgrades included).
     """
 
-    __slots__ = ("_addr", "_cap", "_inner")
+    __slots__ = ("_addr", "_cap", "_factory", "_inner")
 
-    def __init__(self, inner: asyncio.Protocol, cap: AddressCap) -> None:
-        self._inner = inner
+    def __init__(self, factory: Callable[[], asyncio.Protocol], cap: AddressCap) -> None:
+        self._factory = factory
+        self._inner: asyncio.Protocol = _REFUSED
         self._cap = cap
         self._addr: str | None = None
 
@@ -64,6 +69,9 @@ class _CappedConnection(asyncio.Protocol):
             cast(asyncio.Transport, transport).abort()
             return
         self._addr = addr
+        # aiohttp's handler (parser, buffers, task) is built only for admitted connections:
+        # a refused flood costs an accept and an abort, nothing more.
+        self._inner = self._factory()
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -94,7 +102,7 @@ class CappedTCPSite(web.TCPSite):
     a WebSocket is an upgraded HTTP connection)."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, cap: AddressCap,
-                 backlog: int = 1024, sock: socket.socket | None = None) -> None:
+                 backlog: int = 128, sock: socket.socket | None = None) -> None:
         """``sock``: serve this bound, listening socket instead of binding ``host:port``."""
         super().__init__(runner, host, port, backlog=backlog, reuse_address=True)
         self.cap = cap
@@ -108,11 +116,11 @@ class CappedTCPSite(web.TCPSite):
         loop = asyncio.get_running_loop()
         if self._sock is not None:
             self._server = await loop.create_server(
-                lambda: _CappedConnection(server(), cap), sock=self._sock,
+                lambda: _CappedConnection(server, cap), sock=self._sock,
                 backlog=self._backlog)
         else:
             self._server = await loop.create_server(
-                lambda: _CappedConnection(server(), cap), self._host, self._port,
+                lambda: _CappedConnection(server, cap), self._host, self._port,
                 backlog=self._backlog, reuse_address=self._reuse_address)
         sockets = self._server.sockets
         if sockets:

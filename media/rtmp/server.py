@@ -54,9 +54,11 @@ MAX_WRITE_BUFFER = 1 << 20
 """A peer that leaves this many reply bytes unread (e.g. flooding pings without reading the
 pongs) is dropped: our replies may not grow memory without bound."""
 
-LISTEN_BACKLOG = 1024
-"""Pending TCP accepts the kernel may queue; a burst of half-open connections must not make
-the queue overflow for a legitimate publisher arriving at the same moment."""
+LISTEN_BACKLOG = 128
+"""Pending TCP accepts the kernel may queue. asyncio also accepts up to this many connections
+in one callback, so a larger value lets a connection flood hold the loop longer per burst;
+what overflows waits in the kernel (a client's SYN is retried), and eviction (see the module
+docstring) guarantees room once a legitimate publisher is accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +184,23 @@ class _ServerLimits:
         self.preauth_per_ip: Counter[str] = Counter()
 
     def eviction_victim(self) -> RtmpConnection | None:
-        """The oldest unauthenticated connection of the address holding the most of them."""
+        """The unauthenticated connection to drop for a newcomer.
+
+        From the address holding the most, the one that made the least progress (still in
+        the handshake before past it), oldest first. A legitimate client is one connection
+        from its address and gets past the handshake in a round trip, so a flood of
+        half-open connections evicts itself.
+        """
         if not self.preauth_per_ip:
             return None
-        busiest, _ = self.preauth_per_ip.most_common(1)[0]
-        for conn in self.preauth.values():
-            if conn.peer[0] == busiest:
-                return conn
-        return None
+        best: RtmpConnection | None = None
+        best_key: tuple[int, int] | None = None
+        for conn in self.preauth.values():  # oldest first: ties keep the oldest
+            progressed = conn.session.state is not SessionState.HANDSHAKE
+            key = (-self.preauth_per_ip[conn.peer[0]], int(progressed))
+            if best_key is None or key < best_key:
+                best, best_key = conn, key
+        return best
 
 
 class _Bucket:

@@ -222,6 +222,27 @@ async def publish_named(host: str, port: int, source: str, name: str) -> bytes:
         writer.transport.abort()
 
 
+async def wrong_key_flood(host: str, port: int, addrs: Sequence[str], stop: asyncio.Event,
+                          *, per_address: int = 2) -> AttackStats:
+    """Publishes with random wrong keys, each connection waiting for its refusal."""
+    stats = AttackStats()
+
+    async def one(source: str) -> None:
+        while not stop.is_set():
+            key = f"hk_{os.urandom(6).hex()}_{os.urandom(8).hex()}"
+            try:
+                reply = await asyncio.wait_for(publish_named(host, port, source, key), 15)
+                stats.connects += 1
+                if b"NetStream.Publish.BadName" in reply:
+                    stats.refused += 1
+            except (OSError, TimeoutError, asyncio.IncompleteReadError):
+                stats.dropped += 1
+                await asyncio.sleep(0.1)
+
+    await asyncio.gather(*(one(a) for a in addrs for _ in range(per_address)))
+    return stats
+
+
 async def slowloris(host: str, port: int, addrs: Sequence[str], stop: asyncio.Event, *,
                     per_address: int = 50, interval: float = 2.0) -> AttackStats:
     """HTTP clients sending one request-head byte every ``interval`` seconds (issue 10 #6).
@@ -387,3 +408,51 @@ def forged_chat_event(victim_pubkey: str, address: str, content: str) -> dict[st
 
 def deep_json(levels: int = 3000) -> str:
     return json.dumps({"type": "event"})[:-1] + ', "event": ' + "[" * levels + "]" * levels + "}"
+
+
+# ---- a separate attacking process (so the attacker's own CPU does not skew the probes) -------
+
+
+ATTACKS = ("tiny", "big", "halfopen", "wrongkey", "slowloris")
+
+
+async def _run_named(name: str, host: str, rtmp_port: int, http_port: int,
+                     addrs: list[str], per_address: int, seconds: float) -> AttackStats:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, stop.set)
+    if name == "tiny":
+        return await tiny_message_flood(host, rtmp_port, addrs, stop, per_address=per_address)
+    if name == "big":
+        return await big_message_starts(host, rtmp_port, addrs, stop, per_address=per_address)
+    if name == "halfopen":
+        return await half_open_handshakes(host, rtmp_port, addrs, stop,
+                                          per_address=per_address)
+    if name == "wrongkey":
+        return await wrong_key_flood(host, rtmp_port, addrs, stop, per_address=per_address)
+    return await slowloris(host, http_port, addrs, stop, per_address=per_address)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m tests.helpers.attacks NAME --rtmp-port P --http-port Q [...]``: run one
+    attack for ``--seconds`` and print its :class:`AttackStats` as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run one hostile-client attack.")
+    parser.add_argument("name", choices=ATTACKS)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--rtmp-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--sources", type=int, default=1)
+    parser.add_argument("--first", type=int, default=2)
+    parser.add_argument("--per-address", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    stats = asyncio.run(_run_named(args.name, args.host, args.rtmp_port, args.http_port,
+                                   sources(args.sources, args.first), args.per_address,
+                                   args.seconds))
+    print(json.dumps({"connects": stats.connects, "refused": stats.refused,
+                      "dropped": stats.dropped, "bytes_sent": stats.bytes_sent}))
+
+
+if __name__ == "__main__":
+    main()
