@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from appliance.api.schema import StreamChange
+from appliance.api.schema import StreamChange, safe_text
 from appliance.bus import Bus, LogRecorded, StreamChanged, ViewersChanged
 from appliance.config import Config
 from appliance.db import Store
@@ -168,6 +168,7 @@ class StreamService:
 
     def log(self, level: str, kind: str, message: str, stream_id: str | None = None) -> None:
         """Record an operator-visible event (DB log + Python log)."""
+        message = safe_text(message, 2000)  # may quote peers; the TUI and CLI show it as is
         getattr(logger, "warning" if level == "warning" else level, logger.info)(
             "%s%s: %s", f"[{stream_id}] " if stream_id else "", kind, message)
         at = time.time()

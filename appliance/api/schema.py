@@ -85,24 +85,7 @@ def _decode_dto(cls: type[D], data: object, path: str) -> D:
             kwargs[f.name] = _decode_value(hints[f.name], data[f.name], f"{path}.{f.name}")
         elif f.default is MISSING and f.default_factory is MISSING:
             raise SchemaError(f"{path}: missing field {f.name!r}")
-    # The boundary for text a peer may have chosen: whatever the server sends, the TUI and
-    # the CLI (which both build DTOs here) get inert text (see safe_text).
-    for name, multiline in _PEER_TEXT.get(cls.__name__, ()):
-        value = kwargs.get(name)
-        if isinstance(value, str):
-            kwargs[name] = safe_text(value, _PEER_TEXT_LIMIT, multiline=multiline)
     return cls(**kwargs)
-
-
-_PEER_TEXT: dict[str, tuple[tuple[str, bool], ...]] = {
-    "LogEvent": (("message", False), ("kind", False)),
-    "ChatMessage": (("content", True), ("display_name", False)),
-    "RelayInfo": (("last_error", False),),
-    "AdminStream": (("title", False), ("summary", True)),
-}
-"""DTO fields (by class name) holding text a peer may have chosen, and whether newlines are
-kept (chat and summaries may be multi-line; a TUI widget wraps them)."""
-_PEER_TEXT_LIMIT = 4000
 
 
 def _decode_value(typ: Any, value: object, path: str) -> Any:

@@ -16,7 +16,7 @@ import random
 import time
 from typing import Any
 
-from appliance.api.schema import RelayInfo
+from appliance.api.schema import RelayInfo, safe_text
 from appliance.bus import Bus, RelayChanged
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
@@ -114,7 +114,9 @@ class Outbox:
 
     def relay_info(self, st: RelayStatus) -> RelayInfo:
         state = st.state.value if st.state is not RelayState.CLOSED else "disconnected"
-        return RelayInfo(url=st.url, state=state, last_error=st.last_error,
+        # A relay's error text (NOTICE, CLOSED reasons) is chosen by the relay: inert for the TUI.
+        last_error = safe_text(st.last_error) if st.last_error else st.last_error
+        return RelayInfo(url=st.url, state=state, last_error=last_error,
                          last_ok_at=st.last_ok_at, failures=st.failures, published=st.published,
                          rejected=st.rejected, outbox_depth=self._pending.get(st.url, 0))
 

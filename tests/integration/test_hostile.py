@@ -189,8 +189,9 @@ def test_peer_text_reaches_log_and_cli_inert(site: Site) -> None:
     answers = run_sync(_exchange(_ws_url(site), [_event(signer, address, hostile)]))
     assert answers[0]["type"] == "ok"
     time.sleep(1)
+    events = json.dumps(_admin_get(site, "/v1/events?limit=200"), ensure_ascii=False)
     outputs = [site.app.log(), site.app.cli("status").stdout,
-               site.app.cli("chat", "list", site.honest_id).stdout]
+               site.app.cli("chat", "list", site.honest_id).stdout, events]
     for text in outputs:
         assert "\x1b" not in text and "\u202e" not in text
         assert "\nforged line" not in text and "\n2026-01-01 00:00:00 ERROR forged" not in text
@@ -200,15 +201,18 @@ def _ws_url(site: Site) -> str:
     return site.app.base.replace("http", "ws") + f"/api/streams/{site.honest_id}/chat/ws"
 
 
-def _nostr_info(site: Site) -> dict[str, Any]:
+def _admin_get(site: Site, path: str) -> Any:
     from appliance.api.client import AdminClient
 
-    async def go() -> dict[str, Any]:
+    async def go() -> Any:
         async with AdminClient(site.app.data_dir / "admin.sock") as client:
-            data: dict[str, Any] = await client.request("GET", "/v1/nostr")
-            return data
+            return await client.request("GET", path)
 
-    result: dict[str, Any] = run_sync(go())
+    return run_sync(go())
+
+
+def _nostr_info(site: Site) -> dict[str, Any]:
+    result: dict[str, Any] = _admin_get(site, "/v1/nostr")
     return result
 
 

@@ -1,8 +1,8 @@
-"""The TUI's key-block affordance (issue 9 §3) and peer text made inert at the DTO boundary."""
+"""The TUI's key-block affordance (issue 9 §3)."""
 
 from __future__ import annotations
 
-from appliance.api.schema import AddressBlock, ChatMessage, LogEvent
+from appliance.api.schema import AddressBlock
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
 from tui.screens.confirm import ConfirmScreen
@@ -35,13 +35,3 @@ async def test_b_without_blocks_only_notifies() -> None:
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
         assert fake.calls == []
-
-
-def test_peer_text_in_dtos_is_inert_for_the_tui_and_cli() -> None:
-    event = LogEvent.from_dict({"id": 1, "at": 0.0, "level": "warning", "kind": "x",
-                                "stream_id": None, "message": "\x1b[2J\r\nforged"})
-    assert "\x1b" not in event.message and "\n" not in event.message
-    chat = ChatMessage.from_dict({"id": "a", "stream_id": "s", "pubkey": "p", "created_at": 1,
-                                  "content": "two\nlines\x1b[31m\u202e"})
-    assert chat.content.startswith("two\nlines") and "\x1b" not in chat.content
-    assert "\u202e" not in chat.content
