@@ -33,6 +33,7 @@ class DashboardApp(App[None]):
         Binding("t", "toggle_theme", "Light/dark"),
         # Hidden from the footer (80 columns are full); the README lists it.
         Binding("R", "recordings", "Recordings", show=False),
+        Binding("N", "nostr", "Nostr signer", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float] = time.time,
@@ -50,6 +51,12 @@ class DashboardApp(App[None]):
 
         if not isinstance(self.screen, RecordingsScreen):
             self.push_screen(RecordingsScreen(self.client))
+
+    def action_nostr(self) -> None:
+        from tui.screens.nostr import NostrScreen
+
+        if not isinstance(self.screen, NostrScreen):
+            self.push_screen(NostrScreen(self.client))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

@@ -124,6 +124,18 @@ class AdminClient(Protocol):
 
     async def list_recordings(self) -> list[AdminRecording]: ...
 
+    async def nostr_info(self) -> dict[str, Any]:
+        """``GET /v1/nostr``: identities and the remote signer's state (``signer``)."""
+        ...
+
+    async def pair_bunker(self, uri: str) -> dict[str, Any]: ...
+
+    async def start_nostrconnect(self) -> str:
+        """A ``nostrconnect://`` URI to show; pairing completes when the signer answers."""
+        ...
+
+    async def unpair_signer(self) -> None: ...
+
     async def keep_recording(self, broadcast_id: str, keep: bool) -> AdminRecording: ...
 
     async def delete_recording(self, broadcast_id: str) -> None: ...
@@ -227,6 +239,21 @@ class UnixSocketAdminClient:
 
     async def list_recordings(self) -> list[AdminRecording]:
         return [AdminRecording.from_dict(d) for d in await self._call("GET", "/v1/recordings")]
+
+    async def nostr_info(self) -> dict[str, Any]:
+        data = await self._call("GET", "/v1/nostr")
+        return data if isinstance(data, dict) else {}
+
+    async def pair_bunker(self, uri: str) -> dict[str, Any]:
+        data = await self._call("POST", "/v1/nostr/signer", {"bunker": uri})
+        return data if isinstance(data, dict) else {}
+
+    async def start_nostrconnect(self) -> str:
+        data = await self._call("POST", "/v1/nostr/signer", {"nostrconnect": True})
+        return str(data.get("uri", "")) if isinstance(data, dict) else ""
+
+    async def unpair_signer(self) -> None:
+        await self._call("DELETE", "/v1/nostr/signer")
 
     async def keep_recording(self, broadcast_id: str, keep: bool) -> AdminRecording:
         return AdminRecording.from_dict(await self._call(

@@ -96,6 +96,9 @@ class FakeAdminClient:
         self._next = len(self.streams) + 1
         self.subscribed = asyncio.Event()
         self.recordings: dict[str, AdminRecording] = {}
+        self.signer: dict[str, Any] = {"state": "none", "last_error": None, "waiting": {},
+                                       "remote_signer_pubkey": None, "remote_relays": [],
+                                       "user_pubkey": None, "nostrconnect_uri": None}
 
     # ---- test controls ------------------------------------------------------------------
 
@@ -229,6 +232,30 @@ class FakeAdminClient:
                 raise ApplianceUnreachable("The admin socket closed.", "Connection lost")
             for event in typed_events(parser.feed(chunk)):
                 yield event
+
+    async def nostr_info(self) -> dict[str, Any]:
+        self._check("nostr_info")
+        return {"service_npub": "npub1service", "signing_as": "service",
+                "activity_pubkey": "ab" * 32, "operator_pubkey": None,
+                "signer": dict(self.signer)}
+
+    async def pair_bunker(self, uri: str) -> dict[str, Any]:
+        self._check("pair_bunker")
+        self.calls.append(("pair_bunker", uri))
+        self.signer.update(state="connected", user_pubkey="cd" * 32)
+        return dict(self.signer)
+
+    async def start_nostrconnect(self) -> str:
+        self._check("start_nostrconnect")
+        self.calls.append(("start_nostrconnect",))
+        uri = "nostrconnect://" + "ef" * 32 + "?relay=wss%3A%2F%2Fr.example&secret=00ff"
+        self.signer.update(state="pairing", nostrconnect_uri=uri)
+        return uri
+
+    async def unpair_signer(self) -> None:
+        self._check("unpair_signer")
+        self.calls.append(("unpair_signer",))
+        self.signer.update(state="none", user_pubkey=None)
 
     async def list_recordings(self) -> list[AdminRecording]:
         self._check("list_recordings")
