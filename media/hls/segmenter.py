@@ -207,6 +207,11 @@ class HlsMuxer:
         window: segments listed in the playlist. Segments stay fetchable for another
             ``window`` segments after they leave it (RFC 8216 §6.2.2), then are freed.
         clock: wall clock, used for :attr:`updated_at`.
+        first_msn: media sequence number of the first segment. Object names (``seg-N``,
+            ``part-N-I``) derive from it, and caches keep them for a while (60 s, see
+            appliance/api/hls.py): a new muxer on a playlist URL that a previous one used
+            (a channel's next broadcast) should start above the old numbers, e.g. at
+            ``int(time.time())`` (segments are ≥ 1 s, so numbers never catch up).
 
     Attributes:
         on_update: called (no arguments) after every new part or segment; exceptions it raises
@@ -220,11 +225,14 @@ class HlsMuxer:
         part_target: float = 0.333,
         window: int = 6,
         clock: Callable[[], float] = time.time,
+        first_msn: int = 0,
     ) -> None:
         if not 0 < part_target <= segment_target:
             raise ValueError(f"need 0 < part_target <= segment_target, got {part_target}")
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
+        if not 0 <= first_msn < 10**15:
+            raise ValueError(f"first_msn must be in [0, 1e15), got {first_msn}")
         self.on_update: Callable[[], None] | None = None
         self.sink: SegmentSink | None = None
         """Receives each completed segment and the end (see :class:`SegmentSink`)."""
@@ -241,7 +249,7 @@ class HlsMuxer:
         self._objects: dict[str, bytes] = {}
         self._segments: deque[_Segment] = deque()  # complete, retained (≤ 2 × window)
         self._open: _Segment | None = None
-        self._next_msn = 0
+        self._next_msn = first_msn
         self._fragment_seq = 1
         self._discontinuity_next = False
         self._disc_total = 0  # discontinuity-tagged segments ever completed

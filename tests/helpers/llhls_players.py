@@ -146,14 +146,17 @@ async def play(base: str, sid: str, stop: asyncio.Event, stats: PlayerStats, *,
 
 
 async def run_players(base: str, sid: str, n: int, seconds: float, *, preload: bool = False,
-                      distinct_sources: bool = True, ramp: float = 1.0) -> list[PlayerStats]:
-    """Run ``n`` players for ``seconds`` (joins spread over ``ramp`` seconds)."""
+                      distinct_sources: bool = True, ramp: float = 1.0,
+                      first_source: int = 0) -> list[PlayerStats]:
+    """Run ``n`` players for ``seconds`` (joins spread over ``ramp`` seconds); player ``i``
+    binds 127.0.x.y number ``first_source + i`` (distinct per process in a multi-process run)."""
     stop = asyncio.Event()
     stats = [PlayerStats() for _ in range(n)]
 
     async def one(i: int) -> None:
         await asyncio.sleep(ramp * i / max(n, 1))
-        source = f"127.0.{(i + 2) // 250}.{(i + 2) % 250 + 1}" if distinct_sources else None
+        k = first_source + i + 2
+        source = f"127.0.{k // 250}.{k % 250 + 1}" if distinct_sources else None
         await play(base, sid, stop, stats[i], source=source, preload=preload)
 
     tasks = [asyncio.create_task(one(i)) for i in range(n)]

@@ -299,6 +299,28 @@ def test_malformed_or_far_future_requests_get_400(live: tuple[ApplianceProcess, 
     assert time.monotonic() - t0 < 2.0  # refused, not parked
 
 
+def test_directives_are_honoured_on_the_first_request(
+        live: tuple[ApplianceProcess, str, str]) -> None:
+    """Issue 11 item 6: a player's very first request (no session, no redirect) gets its
+    _HLS_msn/_HLS_part honoured: far future → 400, the next part → parked until it exists."""
+    app, sid, _url = live
+    base = f"{app.base}/hls/{sid}/media.m3u8"
+    first = http_get(base, follow=False)
+    assert first.status == 200 and "Location" not in first.headers
+    pl = LLPlaylist.parse(first.text)
+    assert pl.preload_hint
+    m = re.fullmatch(r"part-(\d+)-(\d+)\.m4s", pl.preload_hint)
+    assert m
+    far = http_get(f"{base}?_HLS_msn={int(m[1]) + 3}", follow=False)
+    assert far.status == 400
+    nxt = http_get(f"{base}?_HLS_msn={m[1]}&_HLS_part={m[2]}", follow=False, timeout=10)
+    assert nxt.status == 200 and "Location" not in nxt.headers
+    parsed = LLPlaylist.parse(nxt.text)
+    names = {p[0] for _, _, ps in parsed.segments for p in ps} | {p[0] for p in parsed.open_parts}
+    assert pl.preload_hint in names or f"part-{int(m[1]) + 1}-0.m4s" in names
+    assert nxt.headers["Cache-Control"] == f"public, max-age={pl.target_duration}"
+
+
 def test_part_past_the_advance_limit_gets_400(live: tuple[ApplianceProcess, str, str]) -> None:
     """§6.2.5.2: _HLS_part beyond the Advance Part Limit (3 / 0.25 = 12 parts) → 400."""
     _app, _sid, url = live

@@ -202,3 +202,17 @@ def test_parts_fit_part_target_at_ntsc_rates(source: SyntheticStream) -> None:
         assert all(d <= target for d in durations)
         assert all(d >= 0.85 * target for d in durations[:-1])
     _ = dataclasses
+
+
+def test_first_msn_numbers_objects_from_there(source: SyntheticStream) -> None:
+    """A muxer reusing a playlist URL starts above its predecessor's names (cache safety)."""
+    m = HlsMuxer(first_msn=1_700_000_000)
+    m.set_config(source.video, source.audio)
+    for u in cadence(source, seconds=6, fps=30, gop=60):
+        m.push(u)
+    pl = m3u8.loads(m.playlist(low_latency=True) or "")
+    assert pl.media_sequence == 1_700_000_000
+    assert pl.segments[0].uri == "seg-1700000000.m4s"
+    assert m.get("seg-1700000000.m4s") and m.get("part-1700000000-0.m4s")
+    with pytest.raises(ValueError):
+        HlsMuxer(first_msn=-1)
