@@ -19,10 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from relay_client import nip44
 from relay_client.event import NostrEvent, UnsignedEvent
 from relay_client.live import activity_address, build_chat_message
 from relay_client.messages import EventMessage, parse_relay_message
 from relay_client.pool import PoolConfig, RelayPool
+from relay_client.session import EventReceived, RelaySession, Subscription
 from relay_client.signing import PrivateKeySigner
 
 logger = logging.getLogger("bench.nostr_sign")
@@ -52,12 +54,35 @@ def bench_crypto(n: int) -> None:
         assert isinstance(msg, EventMessage)
         msg.event.check()
     per_event = (time.perf_counter() - t0) / n
+    # The same frames through the sans-IO RelaySession (subscription, window, filter, dedup,
+    # id + BIP-340), as the pool's connections process them.
+    session = RelaySession("ws://bench", clock=lambda: float(n + 10))
+    session.subscribe(Subscription("s", ({"kinds": [1311]},)))
+    session.connection_made()
+    t0 = time.perf_counter()
+    for frame in frames:
+        session.receive_frame(frame)
+    received = sum(isinstance(e, EventReceived) for e in session.events())
+    session_us = (time.perf_counter() - t0) / n * 1e6
+    assert received == n
+    key = nip44.conversation_key(bytes.fromhex(signer.secret_hex),
+                                 bytes.fromhex(PrivateKeySigner.generate().public_key))
+    text = json.dumps(events[0].to_dict())
+    t0 = time.perf_counter()
+    payloads = [nip44.encrypt(text, key) for _ in range(n)]
+    enc_us = (time.perf_counter() - t0) / n * 1e6
+    t0 = time.perf_counter()
+    for pl in payloads:
+        nip44.decrypt(pl, key)
+    dec_us = (time.perf_counter() - t0) / n * 1e6
     _out(f"sign (id + BIP-340), per event:        {sign_us:8.1f} us")
     _out(f"verify (id recompute + BIP-340):       {verify_us:8.1f} us")
     _out(
         f"inbound frame parse+validate+verify:   {per_event * 1e6:8.1f} us "
         f"= {1 / per_event:,.0f} verified events/s (one core)"
     )
+    _out(f"RelaySession.receive_frame (all checks): {session_us:8.1f} us")
+    _out(f"NIP-44 v2 encrypt / decrypt ({len(text)} B):  {enc_us:6.1f} / {dec_us:6.1f} us")
 
 
 async def bench_relay(url: str, n: int) -> None:
