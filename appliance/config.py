@@ -215,6 +215,9 @@ class NostrConfig:
     """About text of Hearth's profile (default: "Live streams at <public URL>")."""
     profile_picture: str = ""
     """Picture URL of Hearth's profile (none by default)."""
+    nip05_verify: bool = False
+    """Verify chatters' NIP-05 identifiers (HTTPS requests from this box to the domains they
+    name) and show verified ones beside their names. Off by default."""
     signer_fallback: bool = False
     """When a NIP-46 remote signer is paired but unreachable, sign with the service key instead
     of waiting (a separate activity under the service pubkey; off by default)."""

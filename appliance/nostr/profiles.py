@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.nostr.chat import display_name
+from appliance.nostr.nip05 import Nip05Error, Nip05Verifier
+from appliance.nostr.nip05 import display as nip05_display
 from appliance.tasks import BackgroundTasks
 from relay_client import NostrEvent, RelayPool
 from relay_client.jsonbound import JsonBoundError, decode_bounded
@@ -76,6 +78,8 @@ class _Entry:
     name: str
     created_at: int
     fetched_at: float
+    #: the NIP-05 identifier, shown only once verified
+    verified: str = ""
 
 
 class Profiles:
@@ -90,7 +94,8 @@ class Profiles:
                  tasks: BackgroundTasks, *,
                  on_name: Callable[[str, str], None] = lambda pk, name: None,
                  clock: Callable[[], float] = time.monotonic,
-                 cache_size: int = CACHE_SIZE) -> None:
+                 cache_size: int = CACHE_SIZE,
+                 nip05: Nip05Verifier | None = None) -> None:
         self.store = store
         self.pool = pool
         self.relays = relays
@@ -100,10 +105,14 @@ class Profiles:
         self._cache_size = cache_size
         self._names: OrderedDict[str, _Entry] = OrderedDict()
         self._unknown: set[str] = set()
+        self._nip05 = nip05
 
     def name(self, pubkey: str) -> str | None:
+        """The display name, with its NIP-05 identifier once that verified."""
         entry = self._names.get(pubkey)
-        return entry.name if entry else None
+        if entry is None:
+            return None
+        return f"{entry.name} ({entry.verified})" if entry.verified else entry.name
 
     def label(self, pubkey: str) -> str:
         """Kind-0 name when known, else a short npub."""
@@ -165,3 +174,20 @@ class Profiles:
             db, event.pubkey, meta.name, event.created_at)), "nostr-profile")
         if changed:
             self.on_name(event.pubkey, meta.name)
+        if meta.nip05 and self._nip05 is not None:
+            self._tasks.spawn(self._verify(event.pubkey, meta.nip05), "nostr-nip05")
+
+    async def _verify(self, pubkey: str, identifier: str) -> None:
+        assert self._nip05 is not None
+        if not await self._nip05.verify(identifier, pubkey):
+            return
+        entry = self._names.get(pubkey)
+        if entry is None:
+            return
+        try:
+            entry.verified = nip05_display(identifier)
+        except Nip05Error:
+            return
+        shown = self.name(pubkey)
+        if shown:
+            self.on_name(pubkey, shown)

@@ -34,6 +34,7 @@ from appliance.nostr.intake import ChatIntake
 from appliance.nostr.live_events import LiveEvents
 from appliance.nostr.moderation import Moderation
 from appliance.nostr.mutes import MUTE_LIST_KIND, MuteList
+from appliance.nostr.nip05 import Nip05Verifier
 from appliance.nostr.outbox import Outbox
 from appliance.nostr.profiles import Profiles
 from appliance.nostr.reactions import Reactions
@@ -117,7 +118,8 @@ class NostrService:
         pool = RelayPool(relays, signer=identity.service, config=self._pool_config,
                          on_status_change=self._on_relay_status)
         outbox = Outbox(self.store, self.bus, pool, relays, self._tasks)
-        profiles = Profiles(self.store, pool, relays, self._tasks, on_name=self._name_learned)
+        profiles = Profiles(self.store, pool, relays, self._tasks, on_name=self._name_learned,
+                            nip05=Nip05Verifier() if self._config.nostr.nip05_verify else None)
         mutes = MuteList(self.store, identity.operator_pubkey)
         reactions = Reactions(self.store, self.bus, outbox, relays)
         intake = ChatIntake(
