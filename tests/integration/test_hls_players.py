@@ -3,7 +3,9 @@ first GOP, a publisher that stops sending keyframes, hls.js recovering from a ba
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -105,5 +107,45 @@ def test_watch_page_recovers_from_a_bad_join(appliance: ApplianceProcess) -> Non
             # The page's beacon and media requests count this player once.
             assert appliance.get(f"/api/streams/{sid}").json()["viewers"] == 1
     finally:
+        pub.kill()
+        pub.wait(10)
+
+
+GST_LAUNCH = shutil.which("gst-launch-1.0")
+
+
+@pytest.mark.skipif(GST_LAUNCH is None, reason="needs GStreamer")
+def test_gstreamer_plays_the_readme_url_to_the_end(appliance: ApplianceProcess) -> None:
+    """GStreamer's playbin (hlsdemux) and playbin3 (hlsdemux2) play ``/hls/{id}/index.m3u8``
+    (multivariant → media playlist) until EXT-X-ENDLIST, without errors.
+
+    playbin3 joins once three segments exist: hlsdemux2 starts three target durations back
+    (HOLD-BACK) and stalls on a shorter live playlist (known limit, docs/deployment.md).
+    """
+    created = appliance.create_stream("gst")
+    sid = created["id"]
+    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 14, gop=50)
+    url = f"{appliance.base}/hls/{sid}/index.m3u8"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        appliance.wait_for(lambda: appliance.playlist(sid), timeout=20)
+        for name in ("playbin", "playbin3"):
+            if name == "playbin3":
+                appliance.wait_for(
+                    lambda: (appliance.playlist(sid) or "").count("#EXTINF") >= 3, timeout=20)
+            assert GST_LAUNCH is not None
+            procs[name] = subprocess.Popen(
+                [GST_LAUNCH, name, f"uri={url}", "video-sink=fakesink", "audio-sink=fakesink"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, (name, out[-1500:], err[-1500:])
+            assert "Got EOS" in out and "ERROR" not in out + err, (name, out[-1500:])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
         pub.kill()
         pub.wait(10)
