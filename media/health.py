@@ -37,6 +37,8 @@ class HealthSnapshot:
     channels: int | None
     units: int
     bytes_in: int
+    keyframe_overdue: bool = False
+    """The GOP still running is longer than :data:`MAX_KEYFRAME_INTERVAL` (no keyframe since)."""
 
     def verdict(self) -> str:
         """One word for dashboards: ``ok``, ``warn`` (playable but off-advice) or ``starting``.
@@ -50,7 +52,12 @@ class HealthSnapshot:
     def reasons(self) -> list[str]:
         """Why the verdict is ``warn``, each with the OBS setting that fixes it."""
         out: list[str] = []
-        if self.keyframe_interval is not None and self.keyframe_interval > MAX_KEYFRAME_INTERVAL:
+        if self.keyframe_overdue:
+            # Worded without the growing figure: the event log records reasons when they change.
+            out.append(f"no keyframe for over {MAX_KEYFRAME_INTERVAL:g} s (segments are cut "
+                       "between keyframes; new viewers wait for a picture): OBS Output → "
+                       "Keyframe Interval: 2 s")
+        elif self.keyframe_interval is not None and self.keyframe_interval > MAX_KEYFRAME_INTERVAL:
             out.append(f"keyframe interval {self.keyframe_interval:g} s (over "
                        f"{MAX_KEYFRAME_INTERVAL:g} s makes long segments and slow starts): "
                        "OBS Output → Keyframe Interval: 2 s")
@@ -122,12 +129,14 @@ class HealthMeter:
         if len(self._keyframes) >= 2:
             kf = list(self._keyframes)
             kfi = (kf[-1] - kf[0]) / (len(kf) - 1) / CLOCK_RATE
+        overdue = False
         if self._keyframes and self._last_video_dts is not None:
             # A GOP still running is at least this long: a publisher that stops sending
             # keyframes (x264 keyint=infinite) shows up here, not after its next keyframe.
             running = (self._last_video_dts - self._keyframes[-1]) / CLOCK_RATE
             if running > MAX_KEYFRAME_INTERVAL and (kfi is None or running > kfi):
                 kfi = running
+                overdue = True
         total = None
         if v is not None or a is not None:
             total = (v[1] if v else 0.0) + (a[1] if a else 0.0)
@@ -147,4 +156,5 @@ class HealthMeter:
             channels=ac.channels if ac else None,
             units=self.units,
             bytes_in=self.bytes_in,
+            keyframe_overdue=overdue,
         )

@@ -69,5 +69,10 @@ def test_publisher_that_stops_sending_keyframes_warns_with_the_fix() -> None:
         meter.add(dataclasses.replace(u, dts=i * step, pts=i * step, keyframe=i == 0))
     snap = meter.snapshot()
     assert snap.keyframe_interval is not None and snap.keyframe_interval > 9
-    assert snap.verdict() == "warn"
+    assert snap.verdict() == "warn" and snap.keyframe_overdue
     assert any("Keyframe Interval" in r for r in snap.reasons())
+    # The reason does not change as the GOP keeps growing (the event log records changes).
+    for i in range(25 * 10, 25 * 12):
+        u = video[i % len(video)]
+        meter.add(dataclasses.replace(u, dts=i * step, pts=i * step, keyframe=False))
+    assert meter.snapshot().reasons() == snap.reasons()
