@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from appliance.api.client import AdminClient, AdminError
+from appliance.api.schema import pairing_qr
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -54,20 +55,6 @@ async def naddr_line(client: AdminClient, stream_id: str) -> str | None:
     return uri if isinstance(uri, str) else None
 
 
-def qr_text(data: str) -> str:
-    """``data`` as a QR code drawn with Unicode half blocks (two modules per character)."""
-    import segno  # only this command needs it
-
-    qr = segno.make(data, error="l")
-    rows = [list(r) for r in qr.matrix]
-    width = len(rows[0]) + 8
-    quiet = [[0] * width for _ in range(4)]
-    rows = quiet + [[0] * 4 + r + [0] * 4 for r in rows] + quiet + [[0] * width]
-    chars = {(0, 0): "█", (1, 0): "▄", (0, 1): "▀", (1, 1): " "}  # light on dark terminals
-    return "\n".join("".join(chars[(top, bottom)] for top, bottom in zip(a, b, strict=True))
-                     for a, b in zip(rows[0::2], rows[1::2], strict=False))
-
-
 def _print_info(info: dict[str, Any]) -> None:
     print(f"Service key   {info['service_npub']}")
     print(f"Signing as    {info['signing_as']} ({info['activity_pubkey']})")
@@ -102,7 +89,7 @@ async def run(client: AdminClient, args: argparse.Namespace) -> int:
     if args.nostrconnect:
         uri = (await client.request("POST", "/v1/nostr/signer", {"nostrconnect": True}))["uri"]
         print("Scan with your signer app (or paste the URI):\n")
-        print(qr_text(uri))
+        print(pairing_qr(uri))
         print(f"\n{uri}\n\nWaiting for the signer…", flush=True)
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:

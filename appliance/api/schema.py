@@ -528,3 +528,17 @@ def _parse_frame(text: str) -> SseFrame | None:
         elif name == "data":
             data_lines.append(value)
     return SseFrame(kind, "\n".join(data_lines)) if data_lines else None
+
+
+def pairing_qr(uri: str) -> str:
+    """A ``nostrconnect://`` pairing URI as a QR code in Unicode half blocks (two modules per
+    character, light on dark, quiet zone included), for the CLI and the TUI alike."""
+    import segno  # only pairing needs it
+
+    rows = [list(r) for r in segno.make(uri, error="l").matrix]
+    width = len(rows[0]) + 8
+    quiet = [[0] * width for _ in range(4)]
+    rows = quiet + [[0] * 4 + r + [0] * 4 for r in rows] + quiet + [[0] * width]
+    chars = {(0, 0): "█", (1, 0): "▄", (0, 1): "▀", (1, 1): " "}
+    return "\n".join("".join(chars[(a, b)] for a, b in zip(top, bottom, strict=True))
+                     for top, bottom in zip(rows[0::2], rows[1::2], strict=False))

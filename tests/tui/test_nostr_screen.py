@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
+from appliance.api.schema import pairing_qr
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
-from tui.screens.nostr import NostrScreen, describe, qr_text
+from tui.screens.nostr import NostrScreen, describe
 from tui.testing import FakeAdminClient
 
 
@@ -37,7 +38,7 @@ async def test_pair_show_qr_and_forget() -> None:
 
 
 def test_qr_and_text() -> None:
-    qr = qr_text("nostrconnect://" + "ab" * 32 + "?relay=wss%3A%2F%2Fr&secret=00")
+    qr = pairing_qr("nostrconnect://" + "ab" * 32 + "?relay=wss%3A%2F%2Fr&secret=00")
     lines = qr.splitlines()
     assert len({len(line) for line in lines}) == 1 and len(lines) > 20
     assert "signs for" in describe({"signer": {"state": "connected", "user_pubkey": "x"}})

@@ -19,22 +19,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Static
 
+from appliance.api.schema import pairing_qr
 from tui.client import AdminClient, ApplianceError
 from tui.screens.error import ErrorScreen
-
-
-def qr_text(data: str) -> str:
-    """``data`` as a QR code in Unicode half blocks (two modules per character, light on
-    dark, with the quiet zone the scanners need)."""
-    import segno  # only this screen needs it
-
-    rows = [list(r) for r in segno.make(data, error="l").matrix]
-    width = len(rows[0]) + 8
-    quiet = [[0] * width for _ in range(4)]
-    rows = quiet + [[0] * 4 + r + [0] * 4 for r in rows] + quiet + [[0] * width]
-    chars = {(0, 0): "█", (1, 0): "▄", (0, 1): "▀", (1, 1): " "}
-    return "\n".join("".join(chars[(a, b)] for a, b in zip(top, bottom, strict=True))
-                     for top, bottom in zip(rows[0::2], rows[1::2], strict=False))
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -122,7 +109,7 @@ class NostrScreen(Screen[None]):
             self.app.push_screen(ErrorScreen(exc.title, exc.message))
             return
         self.query_one("#nostr-qr", Static).update(
-            f"Scan with your signer app, or paste:\n{uri}\n\n{qr_text(uri)}")
+            f"Scan with your signer app, or paste:\n{uri}\n\n{pairing_qr(uri)}")
         self.action_refresh()
 
     @work(group="intent")
