@@ -35,9 +35,9 @@ class ChatPane(Vertical):
     Posts :class:`SendRequested` and :class:`ModerationRequested`; never calls the appliance.
     """
 
-    messages: reactive[tuple[ChatMessage, ...]] = reactive(tuple, init=False)
-    stream_label: reactive[str] = reactive("", init=False)
-    available: reactive[bool] = reactive(True, init=False)
+    messages: reactive[tuple[ChatMessage, ...]] = reactive(tuple, init=False, repaint=False)
+    stream_label: reactive[str] = reactive("", init=False, repaint=False)
+    available: reactive[bool] = reactive(True, init=False, repaint=False)
 
     class SendRequested(Message):
         """The operator wrote a message (optionally replying to ``reply_to``)."""

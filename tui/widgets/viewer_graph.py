@@ -18,8 +18,8 @@ class ViewerGraph(Vertical):
     ViewerGraph > Sparkline { height: 2; }
     """
 
-    history: reactive[tuple[int, ...]] = reactive(tuple, init=False)
-    caption: reactive[str] = reactive("", init=False)
+    history: reactive[tuple[int, ...]] = reactive(tuple, init=False, repaint=False)
+    caption: reactive[str] = reactive("", init=False, repaint=False)
 
     def compose(self) -> ComposeResult:
         yield Caption("No stream selected", id="viewer-caption")
