@@ -103,6 +103,14 @@ if [ ! -x "$relay_venv/bin/nostr-relay" ] || ! cmp -s "$relay_req" "$relay_venv/
     cp "$relay_req" "$relay_venv/hearth-requirements.txt"
 fi
 
+# werift (an independent WebRTC stack, pinned in tests/js/package-lock.json) as a WHEP
+# client for tests/integration/test_whep_clients.py.
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/js/node_modules/werift ]; then
+    log "npm ci in tests/js (werift)"
+    npm ci --prefix tests/js --no-audit --no-fund --loglevel=error ||
+        log "npm ci failed (werift WHEP tests will skip)"
+fi
+
 # Playwright uses Debian's Chromium (no browser download): tests pass
 # executable_path=/usr/bin/chromium.
 

@@ -16,7 +16,8 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
 3. **Candidate gathering**: ``Connection.get_component_candidates`` is replaced per
    connection, and the resulting ``StunProtocol`` objects are appended to
    ``Connection._protocols`` as aioice does itself.
-4. **The guard's view**: the nominated pairs (``Connection._nominated``) and the receive
+4. **The guard's view**: the nominated pairs (``Connection._nominated``), the check list
+   (``Connection._check_list``, ``CandidatePair.state``/``.remote_addr``) and the receive
    queue (``Connection._queue``).
 
 The supported range is pinned in ``pyproject.toml``; ``tests/media/webrtc/test_compat.py``
@@ -46,6 +47,7 @@ __all__ = [
     "ice_connections",
     "nominated_remote_addrs",
     "problems",
+    "validated_remote_addrs",
     "protocols",
     "queued_datagrams",
     "register_h264_profiles",
@@ -142,6 +144,23 @@ def nominated_remote_addrs(connection: Connection) -> set[tuple[str, int]]:
     return {(pair.remote_addr[0], pair.remote_addr[1]) for pair in nominated.values()}
 
 
+def validated_remote_addrs(connection: Connection) -> set[tuple[str, int]]:
+    """Remote addresses this ICE session knows: the nominated pairs and every check-list pair.
+
+    Check-list pairs come from candidates signalled in the (authenticated) SDP exchange and
+    from peer-reflexive candidates learnt from STUN requests that passed MESSAGE-INTEGRITY
+    (RFC 8445 §7.3.1.3/§7.3.1.4). A peer may send DTLS over its own choice of pair before this
+    side's check of it completes; pairs whose check failed are excluded.
+    """
+    found = nominated_remote_addrs(connection)
+    failed = aioice.ice.CandidatePair.State.FAILED
+    pairs: list[Any] = connection._check_list
+    for pair in pairs:
+        if pair.state != failed:
+            found.add((pair.remote_addr[0], pair.remote_addr[1]))
+    return found
+
+
 def queued_datagrams(connection: Connection) -> int:
     """Datagrams received and not yet read by aiortc."""
     queue: asyncio.Queue[Any] = connection._queue
@@ -174,6 +193,10 @@ async def problems() -> list[str]:
     params = inspect.signature(Connection.get_component_candidates).parameters
     if list(params)[:3] != ["self", "component", "addresses"]:
         found.append(f"Connection.get_component_candidates{tuple(params)} changed")
+    pair_cls = getattr(aioice.ice, "CandidatePair", None)
+    if pair_cls is None or not hasattr(getattr(pair_cls, "State", None), "FAILED") or \
+            "def remote_addr" not in inspect.getsource(pair_cls):
+        found.append("aioice CandidatePair.State.FAILED / .remote_addr changed")
     if list(inspect.signature(StunProtocol).parameters) != ["receiver"]:
         found.append("StunProtocol(receiver) changed")
     if not callable(getattr(StunProtocol, "datagram_received", None)):
@@ -181,7 +204,8 @@ async def problems() -> list[str]:
     if "protocol.local_candidate" not in inspect.getsource(Connection.get_component_candidates):
         found.append("aioice no longer tags each StunProtocol with its local_candidate")
     conn = aioice.ice.Connection(ice_controlling=False)
-    for attr, kind in (("_protocols", list), ("_nominated", dict), ("_queue", asyncio.Queue)):
+    for attr, kind in (("_protocols", list), ("_nominated", dict), ("_check_list", list),
+                       ("_queue", asyncio.Queue)):
         if not isinstance(getattr(conn, attr, None), kind):
             found.append(f"aioice Connection.{attr} is not a {kind.__name__}")
     pc = RTCPeerConnection()

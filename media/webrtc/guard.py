@@ -10,8 +10,12 @@ connection without checking its source, and aiortc's DTLS transport reads ``data
 
 * empty datagrams are dropped;
 * STUN messages pass (aioice authenticates them with MESSAGE-INTEGRITY itself);
-* anything else passes only from the nominated pair's remote address, and only while the
-  connection's receive queue is below :data:`MAX_QUEUED_DATAGRAMS`.
+* anything else passes only from a remote address of this ICE session's check list
+  (candidates the peer signalled in its offer, and peer-reflexive ones learnt from its
+  authenticated STUN requests): the peer may send DTLS over its own choice of pair before
+  this side's check of that pair completed (werift does, over IPv6 while this side validated
+  IPv4); junk from any other address or port is dropped. Only while the connection's
+  receive queue is below :data:`MAX_QUEUED_DATAGRAMS`.
 
 Call it after candidates are gathered (``setLocalDescription``) and before the answer is
 sent, so no datagram can reach an unguarded socket.
@@ -25,9 +29,9 @@ from typing import Any
 
 from media.webrtc.compat import (
     Connection,
-    nominated_remote_addrs,
     protocols,
     queued_datagrams,
+    validated_remote_addrs,
 )
 
 __all__ = ["DatagramGuard", "guard_connection", "looks_like_stun", "MAX_QUEUED_DATAGRAMS"]
@@ -78,7 +82,7 @@ def _guarded(receive: Callable[[bytes | str, tuple[Any, ...]], None], connection
         if isinstance(data, bytes) and looks_like_stun(data):
             receive(data, addr)
             return
-        if (addr[0], addr[1]) not in nominated_remote_addrs(connection):
+        if (addr[0], addr[1]) not in validated_remote_addrs(connection):
             guard.dropped_stray += 1
             return
         if queued_datagrams(connection) >= MAX_QUEUED_DATAGRAMS:

@@ -21,8 +21,9 @@ STUN = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"\x00" * 12
 
 
 class FakePair:
-    def __init__(self, addr: tuple[str, int]) -> None:
+    def __init__(self, addr: tuple[str, int], state: Any = None) -> None:
         self.remote_addr = addr
+        self.state = state
 
 
 class FakeProtocol:
@@ -39,6 +40,7 @@ class FakeConnection:
     def __init__(self) -> None:
         self._protocols = [FakeProtocol()]
         self._nominated: dict[int, FakePair] = {}
+        self._check_list: list[FakePair] = []
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
 
 
@@ -65,6 +67,23 @@ def test_guard_drops_empty_and_stray_datagrams() -> None:
     proto.datagram_received(b"", ("10.0.0.1", 4000))  # empty even from the peer
     assert proto.got == [STUN, b"\x16dtls"]
     assert (guard.dropped_empty, guard.dropped_stray) == (2, 2)
+
+
+def test_guard_passes_any_validated_pair_not_only_the_nominated_one() -> None:
+    """A peer may send DTLS over its own valid pair (werift: IPv4 while we nominated IPv6)."""
+    from aioice.ice import CandidatePair
+
+    conn = FakeConnection()
+    guard = guard_connection(conn)  # type: ignore[arg-type]
+    proto = conn._protocols[0]
+    conn._nominated[1] = FakePair(("fd00::2", 4000))
+    conn._check_list = [FakePair(("10.0.0.1", 4001), CandidatePair.State.IN_PROGRESS),
+                        FakePair(("10.0.0.9", 4002), CandidatePair.State.FAILED)]
+    proto.datagram_received(b"\x16dtls", ("10.0.0.1", 4001))
+    proto.datagram_received(b"\x16dtls", ("10.0.0.9", 4002))  # its check failed: stray
+    proto.datagram_received(b"\x16dtls", ("10.0.0.1", 9999))  # other port: stray
+    assert proto.got == [b"\x16dtls"]
+    assert guard.dropped_stray == 2
 
 
 def test_guard_bounds_the_receive_queue() -> None:
