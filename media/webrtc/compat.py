@@ -176,23 +176,13 @@ def _version(module: Any) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-async def problems() -> list[str]:
-    """What no longer matches the internals above (empty when all is well).
-
-    Needs a running loop (aiortc's sender binds to it). Builds a real ``RTCPeerConnection``
-    and an aioice ``Connection`` and checks every attribute this module reads or writes,
-    with the shape it expects.
-    """
+def _aioice_problems() -> list[str]:
     found: list[str] = []
-    for name, wanted in SUPPORTED.items():
-        if _version(name) != wanted:
-            found.append(f"{name} {_version(name)} is not the checked {wanted}")
-    table = getattr(aiortc_codecs, "CODECS", None)
-    if not isinstance(table, dict) or not isinstance(table.get("video"), list):
-        found.append("aiortc.codecs.CODECS['video'] is not a list")
     params = inspect.signature(Connection.get_component_candidates).parameters
     if list(params)[:3] != ["self", "component", "addresses"]:
         found.append(f"Connection.get_component_candidates{tuple(params)} changed")
+    if "protocol.local_candidate" not in inspect.getsource(Connection.get_component_candidates):
+        found.append("aioice no longer tags each StunProtocol with its local_candidate")
     pair_cls = getattr(aioice.ice, "CandidatePair", None)
     if pair_cls is None or not hasattr(getattr(pair_cls, "State", None), "FAILED") or \
             "def remote_addr" not in inspect.getsource(pair_cls):
@@ -201,13 +191,19 @@ async def problems() -> list[str]:
         found.append("StunProtocol(receiver) changed")
     if not callable(getattr(StunProtocol, "datagram_received", None)):
         found.append("StunProtocol.datagram_received is gone")
-    if "protocol.local_candidate" not in inspect.getsource(Connection.get_component_candidates):
-        found.append("aioice no longer tags each StunProtocol with its local_candidate")
     conn = aioice.ice.Connection(ice_controlling=False)
     for attr, kind in (("_protocols", list), ("_nominated", dict), ("_check_list", list),
                        ("_queue", asyncio.Queue)):
         if not isinstance(getattr(conn, attr, None), kind):
             found.append(f"aioice Connection.{attr} is not a {kind.__name__}")
+    return found
+
+
+async def _aiortc_problems() -> list[str]:
+    found: list[str] = []
+    table = getattr(aiortc_codecs, "CODECS", None)
+    if not isinstance(table, dict) or not isinstance(table.get("video"), list):
+        found.append("aiortc.codecs.CODECS['video'] is not a list")
     pc = RTCPeerConnection()
     try:
         transceiver = pc.addTransceiver("video", direction="sendonly")
@@ -220,3 +216,15 @@ async def problems() -> list[str]:
     finally:
         await pc.close()
     return found
+
+
+async def problems() -> list[str]:
+    """What no longer matches the internals above (empty when all is well).
+
+    Needs a running loop (aiortc's sender binds to it). Builds a real ``RTCPeerConnection``
+    and an aioice ``Connection`` and checks every attribute this module reads or writes,
+    with the shape it expects.
+    """
+    found = [f"{name} {_version(name)} is not the checked {wanted}"
+             for name, wanted in SUPPORTED.items() if _version(name) != wanted]
+    return found + _aioice_problems() + await _aiortc_problems()
