@@ -71,24 +71,28 @@ def probe_admin_socket(path: Path, timeout: float = PROBE_TIMEOUT) -> dict[str, 
     """Ask the admin socket at ``path`` for ``/v1/status``.
 
     Returns:
-        The status object when something answers there (``{}`` if the answer is not JSON),
-        ``None`` when nothing listens (no socket, a stale one from ``kill -9``, or no access).
+        The status object when something listens there (``{}`` if it does not answer with
+        JSON in time), ``None`` when nothing listens (no socket, a stale one from
+        ``kill -9``, or one we may not connect to).
     """
     if not path.is_socket():
         return None
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
             s.connect(str(path))
+        except OSError:
+            return None  # nothing listens: a stale socket (kill -9), or not ours to reach
+        data = b""
+        try:  # something listens: a Hearth, even if it is too busy to answer in time
             s.sendall(b"GET /v1/status HTTP/1.0\r\nHost: hearth\r\n\r\n")
-            data = b""
             while len(data) < _MAX_PROBE_BYTES:
                 chunk = s.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-    except OSError:
-        return None
+        except OSError:
+            return {}
     _, _, body = data.partition(b"\r\n\r\n")
     try:
         status = json.loads(body)
@@ -154,10 +158,10 @@ def ensure_not_running(config: Config) -> None:
     status = probe_admin_socket(config.admin_socket)
     if status is None:
         return
-    url = status.get("public_url") or "this data dir"
+    where = f"at {status['public_url']}" if status.get("public_url") else "on this data dir"
     rtmp = f", RTMP {status['rtmp_url']}" if status.get("rtmp_url") else ""
     raise AlreadyRunning(
-        f"Hearth is already running at {url}{rtmp} (admin socket {config.admin_socket}). "
+        f"Hearth is already running {where}{rtmp} (admin socket {config.admin_socket}). "
         "Use it (hearth status, hearth tui), or stop it first: `systemctl --user stop "
         "hearth` or `sudo systemctl stop hearth` for a service, Ctrl-C in its terminal, or "
         "install.sh --stop for a background one.")

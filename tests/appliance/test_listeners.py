@@ -104,3 +104,12 @@ def test_second_serve_says_hearth_is_already_running() -> None:
         assert first.cli("status").returncode == 0  # still reachable: socket not stolen
     finally:
         first.stop()
+
+
+def test_a_listener_that_does_not_answer_still_counts_as_running() -> None:
+    """A hung or busy Hearth keeps its socket: connect succeeds, no answer in time."""
+    path = short_tmpdir() / "admin.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        s.listen()
+        assert probe_admin_socket(path, timeout=0.2) == {}
