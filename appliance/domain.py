@@ -2,7 +2,8 @@
 
 Stream keys are ≥ 128 random bits (``secrets.token_urlsafe(24)`` → 192 bits), shown once and
 stored only as a SHA-256 digest. A fast hash is enough for a high-entropy random secret
-(bad-input.md §2.4); comparison is ``hmac.compare_digest`` on fixed-length digests, hash first.
+(docs/threat-model.md §stream-keys); comparison is ``hmac.compare_digest`` on fixed-length digests,
+hash first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 STREAM_ID_RE = re.compile(r"^[a-z0-9]{6,32}$")
 KEY_PREFIX = "hk_"
 # RTMP stream names that could be keys: token_urlsafe alphabet, bounded (nginx caps names at
-# 256 bytes). Anything else is refused before any lookup (bad-input.md B7).
+# 256 bytes). Anything else is refused before any lookup (docs/threat-model.md §stream-keys).
 STREAM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 MAX_TITLE = 200

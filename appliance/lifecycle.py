@@ -72,7 +72,8 @@ async def start_admin_site(runner: web.AppRunner, path: Path, mode: int) -> web.
     """Bind the admin socket with restrictive permissions from the first instant.
 
     The umask is set *before* bind so there is no window in which the socket is
-    world-connectable (bad-input.md §2.9, alpamon #409); chmod then applies the configured mode.
+    world-connectable (docs/threat-model.md §admin-socket; alpamon #409); chmod then applies the
+    configured mode.
     """
     # Startup, before any client is served: a blocking stat/mkdir here delays nobody.
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,8 @@ def _ago(ts: float | None) -> str:
 
 
 def _thumb(s: Stream) -> str:
-    # B20: only https images are referenced; anything else gets the CSS placeholder.
+    # docs/threat-model.md §pages: only https images are referenced; anything else gets the CSS
+    # placeholder.
     if s.image.startswith("https://"):
         return f'<img class="thumb" src="{escape(s.image)}" alt="" loading="lazy">'
     return '<span class="thumb placeholder" aria-hidden="true"></span>'

@@ -274,7 +274,8 @@ class StreamService:
         """Check a presented stream key; returns the stream id or raises PublishRefused.
 
         The same refusal (code and text) for unknown, malformed, rotated and ended keys, so
-        the answer is no oracle (bad-input.md B8). Digests are compared in constant time.
+        the answer is no oracle (docs/threat-model.md §stream-keys). Digests are compared in
+        constant time.
         """
         parsed = split_key(key)
         stored = self._keys.get(parsed[0]) if parsed else None

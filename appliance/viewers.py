@@ -10,7 +10,7 @@ every viewer, which is what LL-HLS caches collapse):
   on its beacon), so two tabs behind one NAT are two viewers;
 * any other player is keyed by an HMAC of its address and User-Agent.
 
-Honesty (issue 10 item 9, docs/threat-model.md §viewer counts): keys are HMACs under a
+Honesty (issue 10 item 9, docs/threat-model.md §viewer-counts): keys are HMACs under a
 per-process secret, kept only in memory, never raw addresses; one address holds at most
 ``per_address`` live sessions, so a flood of made-up ids or User-Agents from one address adds at
 most that many viewers. Behind a cache, media hits never reach the origin: the watch page's

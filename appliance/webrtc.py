@@ -6,7 +6,7 @@ SPS/PPS before each IDR, and AAC → Opus in a worker thread. Per peer: an aiort
 ``RTCPeerConnection`` whose tracks yield the shared packets (aiortc packetizes and protects
 them; nothing is re-encoded). The answer names the H.264 profile the stream really has
 (:mod:`media.webrtc.profile`, RFC 6184 §8.2.2); an offer that cannot decode it is refused
-with 422 and the reason. Limits (docs/threat-model.md §WebRTC): SDP size, m-lines, pending
+with 422 and the reason. Limits (docs/threat-model.md §whep): SDP size, m-lines, pending
 negotiations globally and per address, peers in total, a connect timeout that frees
 everything, unguessable resource URLs, and the stray-datagram guard on every ICE socket.
 Sources with B-frames are refused (WebRTC has no reordering buffer to speak of): the viewer

@@ -2,7 +2,7 @@
 
 RTMP timestamps are 32-bit milliseconds (RTMP §5.3.1.2.1) that wrap after ~49.7 days, restart
 near zero when OBS reconnects, and occasionally jump. Players break on timestamps that go
-backwards or jump without a discontinuity (hls.js #325, bad-input.md B11), so:
+backwards or jump without a discontinuity (hls.js #325, docs/threat-model.md §media), so:
 
 * successive timestamps are unwrapped by their signed 32-bit difference;
 * a jump of more than :data:`MAX_JUMP_MS` either way is treated as a restart of the clock and

@@ -37,9 +37,10 @@ __all__ = [
 
 Tags = tuple[tuple[str, ...], ...]
 
-#: Bad-input §4.4: an event's JSON is at most 64 KiB; larger ones are dropped unparsed.
+#: docs/threat-model.md §nostr-events: an event's JSON is at most 64 KiB; larger ones are dropped
+#: unparsed.
 MAX_EVENT_BYTES = 64 * 1024
-#: Bad-input §4.4 / B17: at most 2,000 tags (10k-tag events are a known DoS).
+#: docs/threat-model.md §nostr-events: at most 2,000 tags (10k-tag events are a known DoS).
 MAX_TAGS = 2000
 #: Largest ``created_at`` that JavaScript clients can represent exactly (2**53 - 1);
 #: beyond it ids computed by nostr-tools would differ from ours.
@@ -279,7 +280,8 @@ class NostrEvent:
     def check(self) -> None:
         """Raise :class:`EventError` unless the id matches and the signature is valid.
 
-        Order per bad-input B17: id recompute (cheap sha256) before Schnorr verify.
+        Order per docs/threat-model.md §nostr-events: id recompute (cheap sha256) before Schnorr
+        verify.
         """
         computed = self.compute_id()
         if computed != self.id:

@@ -1,6 +1,6 @@
 """The one bounded JSON decoder of the library (every peer-supplied JSON text goes here).
 
-docs/threat-model.md §Nostr: a peer's JSON is size-checked *before* parsing, must be UTF-8
+docs/threat-model.md §nostr-relays: a peer's JSON is size-checked *before* parsing, must be UTF-8
 (``json.loads(bytes)`` would sniff UTF-16/32 from a BOM), and nesting bombs surface as the
 caller's own error type instead of ``RecursionError``.
 """

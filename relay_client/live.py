@@ -289,7 +289,8 @@ def host_pubkeys(event: NostrEvent) -> list[str]:
 def chat_activity_address(event: NostrEvent) -> str | None:
     """The ``30311:…`` coordinate a 1311 chat message belongs to, or ``None``.
 
-    Bad-input B17: a 1311 without an ``a`` tag, or for another activity, is not ours.
+    docs/threat-model.md §nostr-events: a 1311 without an ``a`` tag, or for another activity, is
+    not ours.
     """
     if event.kind != CHAT_KIND:
         return None

@@ -43,7 +43,8 @@ __all__ = [
     "req_message",
 ]
 
-#: Bad-input §4.4: inbound frames above 256 KiB are refused (also websockets ``max_size``).
+#: docs/threat-model.md §nostr-relays: inbound frames above 256 KiB are refused (also websockets
+#: ``max_size``).
 MAX_FRAME_BYTES = 256 * 1024
 #: NIP-01: a subscription id is a non-empty string of at most 64 characters.
 MAX_SUBSCRIPTION_ID_LENGTH = 64

@@ -4,7 +4,7 @@ All protocol state lives in the sans-IO :class:`~relay_client.session.RelaySessi
 relay, kept across reconnects). This module only moves bytes: one long-lived task per relay
 connects, feeds frames into its session, writes what the session wants sent, turns session
 events into callbacks and futures, and reconnects with jittered exponential backoff
-(docs/threat-model.md §Nostr relays: 1 s × 1.5, capped at 5 min).
+(docs/threat-model.md §nostr-relays: 1 s × 1.5, capped at 5 min).
 
 Contracts:
 
@@ -83,7 +83,7 @@ class RelayState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
-    """Tunables. Defaults follow docs/threat-model.md §Nostr relays; tests shrink the times."""
+    """Tunables. Defaults follow docs/threat-model.md §nostr-relays; tests shrink the times."""
 
     backoff_initial: float = 1.0
     backoff_factor: float = 1.5

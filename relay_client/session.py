@@ -10,11 +10,11 @@ loop. The transport (:mod:`relay_client.pool`) feeds it:
 
 and drains :meth:`frames_to_send` (control frames first, then unsent events) and
 :meth:`events` (what happened, typed). The session never raises on peer input: a relay that
-exceeds its misbehaviour budget (docs/threat-model.md §Nostr relays: malformed frames, invalid
+exceeds its misbehaviour budget (docs/threat-model.md §nostr-relays: malformed frames, invalid
 events, ``OK`` for ids never sent, floods) produces :class:`CloseRequested` and the transport
 closes the connection with that code.
 
-Event checks, in the order of cost (docs/threat-model.md §Nostr events): subscription known,
+Event checks, in the order of cost (docs/threat-model.md §nostr-events): subscription known,
 ``created_at`` window, filter match, already delivered (shared :class:`DeliveredIds`), then id
 recompute and BIP-340 verify. Rejections are :class:`EventRejected` with a reason that comes
 from the exception *class* (:class:`~relay_client.event.EventIdMismatch` → ``bad-id``, …).
@@ -82,7 +82,7 @@ class Subscription:
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
-    """Budgets per connection (docs/threat-model.md §Nostr relays)."""
+    """Budgets per connection (docs/threat-model.md §nostr-relays)."""
 
     misbehaviour_budget: int = 20
     notice_budget: int = 50

@@ -7,6 +7,7 @@ and appears in the README.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,31 @@ def test_tui_loads_only_the_schema_of_the_appliance() -> None:
     assert not {"av", "aiortc", "sqlite_utils", "media"} & {m.split(".")[0] for m in loaded}
     ours = {m for m in loaded if m.split(".")[0] == "appliance"}
     assert ours <= {"appliance", "appliance.api", "appliance.api.schema"}, ours
+
+
+# ---- comments cite our own threat model --------------------------------------------------------
+
+_THREAT_MODEL = ROOT / "docs" / "threat-model.md"
+_CITATION = re.compile(r"threat-model\.md\s*§\s*([A-Za-z0-9-]+)")
+
+
+def _cited_texts() -> dict[Path, str]:
+    dirs = ("appliance", "media", "relay_client", "tui", "tests", "bench", "scripts", "docs")
+    files = [p for d in dirs for p in (ROOT / d).rglob("*")
+             if p.is_file() and p.suffix in {".py", ".js", ".md", ".sh", ".toml", ".css", ".html"}
+             and "__snapshots__" not in p.parts and p != Path(__file__).resolve()]
+    return {p: p.read_text(errors="replace") for p in [*files, ROOT / "README.md"] if p.exists()}
+
+
+def test_threat_model_citations_name_existing_sections() -> None:
+    """``docs/threat-model.md §x`` must name one of its stable anchors (``<a id="x">``), and
+    nothing cites the out-of-repo "bad-input" notes the early code referred to."""
+    anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', _THREAT_MODEL.read_text()))
+    assert {"rtmp", "http", "whep", "chat", "nostr-relays", "admin-socket", "filesystem"} <= anchors
+    texts = _cited_texts()
+    missing = sorted({(str(p.relative_to(ROOT)), m) for p, t in texts.items()
+                      for m in _CITATION.findall(t) if m not in anchors})
+    assert not missing, f"no such section in docs/threat-model.md: {missing}"
+    stale = sorted(str(p.relative_to(ROOT)) for p, t in texts.items()
+                   if re.search("bad-input", t, re.IGNORECASE))
+    assert not stale, f"cite docs/threat-model.md §<section> instead of bad-input: {stale}"

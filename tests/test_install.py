@@ -126,7 +126,7 @@ def test_unit_hardening_settings() -> None:
     assert one("ProtectSystem") == "strict"
     assert one("LimitNOFILE") == "65536"
     assert "HEARTH_DATA_DIR=/var/lib/hearth" in svc["Environment"]
-    # WebRTC (cffi/OpenSSL DTLS) needs W+X mappings: bad-input.md §2.5.
+    # WebRTC (cffi/OpenSSL DTLS) needs W+X mappings: docs/threat-model.md §service.
     assert "MemoryDenyWriteExecute" not in svc
     assert set(one("RestrictAddressFamilies").split()) >= {"AF_UNIX", "AF_INET", "AF_INET6"}
     # install.sh puts the venv where the unit expects it.

@@ -17,7 +17,7 @@ from aiohttp import web
 from media.rtmp.server import RefusalLog
 
 # ---- connection hygiene for the public site -------------------------------------------------
-# aiohttp has no request-head deadline and no per-address cap (docs/threat-model.md §HTTP):
+# aiohttp has no request-head deadline and no per-address cap (docs/threat-model.md §http):
 # the head deadline is aiohttp's keep-alive timer (an idle connection, one still sending its
 # request head included, is closed that long after connecting or after its last response),
 # the body deadline is :func:`body_timeout_middleware`, and the cap is :class:`CappedTCPSite`.

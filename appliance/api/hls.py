@@ -1,7 +1,8 @@
 """HLS and LL-HLS serving: playlists and media objects from memory, with viewer counting.
 
-Only well-formed names resolve (bad-input.md B12): ``^[a-z0-9_-]{1,64}\\.(m3u8|m4s|mp4)$``,
-looked up in the stream's in-memory muxer; nothing here touches the filesystem.
+Only well-formed names resolve (docs/threat-model.md §paths):
+``^[a-z0-9_-]{1,64}\\.(m3u8|m4s|mp4)$``, looked up in the stream's in-memory muxer; nothing
+here touches the filesystem.
 
 Low latency (draft-pantos-hls-rfc8216bis §6.2.5): with ``hls.low_latency`` the playlist carries
 parts, server control and a preload hint; one playlist serves LL and plain clients alike.
@@ -11,8 +12,9 @@ parts, server control and a preload hint; one playlist serves LL and plain clien
   Requests are released from the muxer's ``on_update`` callback, i.e. in the same loop
   iteration that the part lands. Malformed values, ``_HLS_part`` without ``_HLS_msn``, an msn
   more than two past the last one, or a part past the Advance Part Limit get 400 at once
-  (bad-input.md B13); a request still unsatisfied after three target durations gets 503
-  (§6.2.5.2). Parked requests are capped in total and per client address (429).
+  (docs/threat-model.md §hls-blocking); a request still unsatisfied after three target
+  durations gets 503 (§6.2.5.2). Parked requests are capped in total and per client address
+  (429).
 * Delta updates: ``_HLS_skip=YES`` (or ``v2``) renders EXT-X-SKIP when the playlist is longer
   than CAN-SKIP-UNTIL.
 * Preload hints: a request for the hinted (not yet existing) part is held until the part is

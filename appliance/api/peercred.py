@@ -3,8 +3,8 @@
 The socket's file mode is the first gate (0600, or 0660 for an operators' group). This is the
 second, made on every request from the kernel's record of the connecting process: its uid must
 be the service's uid or root, or — only when the socket mode grants the group — its primary
-or a supplementary group must be the socket's group (bad-input.md §2.9; docs/threat-model.md
-§admin socket). A file mode loosened by hand, or a socket inherited through a shared
+or a supplementary group must be the socket's group (docs/threat-model.md
+§admin-socket). A file mode loosened by hand, or a socket inherited through a shared
 directory, therefore still admits nobody else.
 """
 

@@ -1,8 +1,8 @@
 """The public HTTP site: pages, HLS, public JSON, health and metrics.
 
-Only well-formed object names resolve (bad-input.md B12): stream ids and HLS object names are
-matched against strict patterns and looked up in memory; static assets are loaded into memory
-at start-up. No URL ever becomes a filesystem path.
+Only well-formed object names resolve (docs/threat-model.md §paths): stream ids and HLS object
+names are matched against strict patterns and looked up in memory; static assets are loaded
+into memory at start-up. No URL ever becomes a filesystem path.
 """
 
 from __future__ import annotations

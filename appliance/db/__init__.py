@@ -2,7 +2,8 @@
 
 Writes run on a dedicated thread inside ``BEGIN IMMEDIATE … COMMIT``; ``await store.write(fn)``
 returns only after COMMIT, so whatever the caller acknowledges is durable (WAL +
-``synchronous=FULL``: durable across process crashes *and* power loss, bad-input.md §2.6).
+``synchronous=FULL``: durable across process crashes *and* power loss, docs/threat-model.md
+§filesystem).
 Reads use a second connection on its own thread. Nothing touches SQLite on the event loop.
 """
 
@@ -110,7 +111,8 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._run_read, fn)
 
     async def checkpoint(self) -> None:
-        """Truncate the WAL when it has grown (checkpoint starvation guard, §2.6)."""
+        """Truncate the WAL when it has grown (checkpoint starvation guard, docs/threat-model.md
+        §filesystem)."""
         wal = Path(str(self.path) + "-wal")
 
         def _checkpoint_if_grown() -> None:  # on the writer thread: stat() is disk I/O too

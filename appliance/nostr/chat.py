@@ -1,7 +1,7 @@
 """Pure chat rules: which inbound events are ours, display sanitising, flood control.
 
 No I/O here; :mod:`appliance.nostr.service` applies these to events from relays and from
-browsers. Limits follow bad-input.md §4.4 and rows B17/B19.
+browsers. Limits: docs/threat-model.md §chat.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from relay_client.live import (
 )
 
 MAX_FUTURE_SECONDS = 15 * 60
-"""Chat dated further ahead than this is refused (§4.4: +15 min)."""
+"""Chat dated further ahead than this is refused (docs/threat-model.md §chat: +15 min)."""
 MAX_AGE_SECONDS = 7 * 24 * 3600
-"""Chat older than this is refused (§4.4: −7 days)."""
+"""Chat older than this is refused (docs/threat-model.md §chat: −7 days)."""
 MAX_CONTENT_BYTES = 64 * 1024
 """Stored content limit (NIP-01 events are ≤ 64 KiB here anyway)."""
 DISPLAY_CHARS = 500
 """Characters shown per message; the stored event keeps its full content."""
 WS_FRAME_BYTES = 8 * 1024
-"""Largest WebSocket frame a browser may send (§4.4)."""
+"""Largest WebSocket frame a browser may send (docs/threat-model.md §chat)."""
 MAX_JSON_DEPTH = 16
 """Deepest array/object nesting accepted in a browser frame. A signed chat event frame is 4
 levels deep (frame → event → tags → tag); 3,000 nested arrays fit in 8 KiB and would make
@@ -56,7 +56,8 @@ def json_nesting_exceeds(text: str, max_depth: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 # Bidi embedding/override/isolate controls and other invisible format characters that can
-# reorder or hide surrounding text (Trojan Source, B19). C0/C1 controls except \n and \t.
+# reorder or hide surrounding text (Trojan Source; docs/threat-model.md §chat). C0/C1 controls
+# except \n and \t.
 _STRIP = re.compile(
     "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u200b-\u200d\u2060\ufeff"
     "\x00-\x08\x0b-\x1f\x7f-\x9f]"
@@ -81,7 +82,7 @@ def chat_reject_reason(event: NostrEvent, address: str, now: float | None = None
     """Why ``event`` may not enter the chat of the activity at ``address``, or ``None``.
 
     Chat (1311), zap receipts (9735) and reactions (7). Cheap checks only; the id and
-    signature are verified separately (docs/threat-model.md §Chat: cheap checks, then id
+    signature are verified separately (docs/threat-model.md §chat: cheap checks, then id
     recompute, then Schnorr). ``require_address=False`` is for zap receipts that tag the
     stream's goal instead of the activity.
     """
@@ -126,7 +127,8 @@ class _Bucket:
 
 class RateLimiter:
     """Token buckets by key: ``capacity`` messages, refilled over ``period`` seconds; a key that
-    runs dry is refused for ``timeout`` seconds (§4.4: 2 / 3 s + 10 s timeout)."""
+    runs dry is refused for ``timeout`` seconds (docs/threat-model.md §chat: 2 / 3 s + 10 s
+    timeout)."""
 
     def __init__(self, capacity: float = 2, period: float = 3.0, timeout: float = 10.0,
                  max_keys: int = 100_000, *,
@@ -167,7 +169,8 @@ class RateLimiter:
 
 
 class DuplicateGuard:
-    """Refuses the same text from the same author again within ``window`` seconds (B19)."""
+    """Refuses the same text from the same author again within ``window`` seconds
+    (docs/threat-model.md §chat)."""
 
     def __init__(self, window: float = 10.0, max_entries: int = 10_000, *,
                  clock: Callable[[], float] = time.monotonic) -> None:

@@ -1,7 +1,7 @@
 """Chat intake: kind 1311 (and 9735 zap receipts) from relays and browsers, checked, stored
 and shown; plus the chat read model (:meth:`ChatIntake.message`, :meth:`list_chat`).
 
-Order for a browser event (docs/threat-model.md §Chat): rate limits (per IP, then per pubkey)
+Order for a browser event (docs/threat-model.md §chat): rate limits (per IP, then per pubkey)
 → shape → activity, time window and size → id and Schnorr signature → identical-text spam →
 mutes → commit (+ outbox). Relay events arrive verified by the pool and go through the same
 activity and commit steps.

@@ -84,7 +84,7 @@ class NostrService:
         self.rejected: Counter[str] = Counter()
         # Per pubkey: 2 msgs / 3 s. Per IP the bucket is wider, because many viewers can
         # share one address (NAT), yet it stops one client cycling through fresh keys
-        # (docs/threat-model.md §Chat).
+        # (docs/threat-model.md §chat).
         self.ip_limiter = RateLimiter(capacity=10, period=3.0, clock=clock)
         self.pubkey_limiter = RateLimiter(clock=clock)
         self.duplicates = DuplicateGuard(clock=clock)

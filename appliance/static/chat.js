@@ -3,7 +3,7 @@
 // WebSocket /api/streams/{id}/chat/ws. Messages are signed in the browser: with a NIP-07
 // extension (window.nostr) when present, else with a key generated once and kept in
 // localStorage, using the vendored nostr-tools bundle. All user text goes through
-// textContent, never innerHTML (bad-input B20).
+// textContent, never innerHTML (docs/threat-model.md §pages).
 (function () {
   "use strict";
   var root = document.getElementById("watch");

@@ -152,7 +152,8 @@ class SegmentSink(Protocol):
 
 
 def is_object_name(name: str) -> bool:
-    """True if ``name`` has the shape of an object the muxer could serve (B12 allow-list)."""
+    """True if ``name`` has the shape of an object the muxer could serve (docs/threat-model.md
+    §paths allow-list)."""
     return len(name) <= MAX_OBJECT_NAME_LENGTH and OBJECT_NAME_RE.fullmatch(name) is not None
 
 

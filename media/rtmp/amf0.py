@@ -68,7 +68,8 @@ TYPED_OBJECT = 0x10
 AVMPLUS_OBJECT = 0x11  # AMF0 §3.1: switch to AMF3 — we only speak AMF0.
 
 # Maximum nesting of objects/arrays. Real clients nest at most 2-3 levels (connect's command
-# object, onMetaData); deeper input is hostile (bad-input B5: "nested objects 10k deep").
+# object, onMetaData); deeper input is hostile (docs/threat-model.md §rtmp: "nested objects 10k
+# deep").
 MAX_DEPTH = 32
 
 _UNSUPPORTED_NAMES = {

@@ -39,7 +39,8 @@ Payload buffers are sized from the *message length*, never from the chunk size."
 
 MAX_MEDIA_MESSAGE_SIZE = 8 << 20
 """Default cap for audio/video/aggregate messages. A 1080p keyframe is well under 1 MiB;
-8 MiB leaves headroom for 4K intra frames. Larger → RemoteProtocolError (bad-input B4)."""
+8 MiB leaves headroom for 4K intra frames. Larger → RemoteProtocolError (docs/threat-model.md
+§rtmp)."""
 
 MAX_CONTROL_MESSAGE_SIZE = 1 << 20
 """Default cap for control, command (AMF) and data messages, which are tiny in practice
@@ -47,12 +48,12 @@ MAX_CONTROL_MESSAGE_SIZE = 1 << 20
 
 MAX_CHUNK_STREAMS = 64
 """Cap on distinct chunk stream ids per connection. Real publishers use fewer than ten; a
-peer cycling through 65599 ids would otherwise grow per-csid state (bad-input B2)."""
+peer cycling through 65599 ids would otherwise grow per-csid state (docs/threat-model.md §rtmp)."""
 
 BUFFERED_MESSAGES_FACTOR = 2
 """Total bytes of *partial* messages buffered across all chunk streams may not exceed this
 many times the largest message limit, so interleaving many half-sent messages on different
-chunk streams cannot multiply memory use (bad-input B2)."""
+chunk streams cannot multiply memory use (docs/threat-model.md §rtmp)."""
 
 EXTENDED_TIMESTAMP_SENTINEL = 0xFFFFFF
 """§5.3.1.3: a 3-byte timestamp field of 0xFFFFFF means a 4-byte extended timestamp follows."""

@@ -3,7 +3,7 @@
 ``data_received → session.receive_data → handler.events_received → flush`` (uvicorn's
 ``h11_impl`` shape). This is the only module of :mod:`media.rtmp` that imports asyncio. It
 owns the deadlines (handshake, publish, idle), the connection caps and the budgets of
-unauthenticated peers (docs/threat-model.md §RTMP pre-authentication):
+unauthenticated peers (docs/threat-model.md §rtmp-pre-auth):
 
 * until its publish is accepted, a connection may send :attr:`PreAuthBudget.bytes_per_second`
   and have :attr:`PreAuthBudget.chunks_per_second` chunks parsed (token buckets with a

@@ -68,13 +68,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_STREAMS = 8
-"""Default cap on ``createStream`` per connection (bad-input B6: "1000 createStream")."""
+"""Default cap on ``createStream`` per connection (docs/threat-model.md §rtmp: "1000
+createStream")."""
 
 PRE_PUBLISH_MAX_MESSAGE_SIZE = 64 * 1024
 """Largest message of any type accepted until a publish is accepted. Everything an honest
 client sends before then (connect, createStream, publish, metadata) is a few hundred bytes;
 without this cap a keyless peer could make us buffer an 8 MiB "video" message
-(docs/threat-model.md §RTMP pre-authentication)."""
+(docs/threat-model.md §rtmp-pre-auth)."""
 
 DEFAULT_WINDOW_ACK_SIZE = 2_500_000
 """Our Window Acknowledgement Size / Set Peer Bandwidth (the value OBS and nginx use)."""
@@ -253,10 +254,10 @@ class RtmpServerSession:
     """Sans-I/O RTMP server session for one publisher connection.
 
     Args:
-        max_media_message_size: cap for audio/video messages (bad-input B4).
+        max_media_message_size: cap for audio/video messages (docs/threat-model.md §rtmp).
         max_control_message_size: cap for control/command/data messages.
-        max_chunk_streams: cap on distinct chunk stream ids (B2).
-        max_message_streams: cap on ``createStream`` (B6).
+        max_chunk_streams: cap on distinct chunk stream ids (docs/threat-model.md §rtmp).
+        max_message_streams: cap on ``createStream`` (docs/threat-model.md §rtmp).
         out_chunk_size: the chunk size we announce and use for replies.
         window_ack_size: our Window Acknowledgement Size / Set Peer Bandwidth.
         pre_publish_max_message_size: cap for every message type until a publish is

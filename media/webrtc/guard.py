@@ -1,5 +1,5 @@
 """Guard between the UDP socket and aioice/aiortc against stray datagrams
-(docs/threat-model.md §WebRTC).
+(docs/threat-model.md §whep).
 
 Reproduced with aiortc 1.16 / aioice 0.13: one zero-length datagram from any address to an
 established peer's ICE port ends the session. aioice hands every non-STUN datagram to the

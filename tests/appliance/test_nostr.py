@@ -77,7 +77,8 @@ def test_parse_pubkey_npub_and_hex() -> None:
 
 
 def test_display_text_strips_bidi_and_trims() -> None:
-    """B19: bidi overrides and zero-width characters are removed; 500 characters shown."""
+    """docs/threat-model.md §chat: bidi overrides and zero-width characters are removed; 500
+    characters shown."""
     assert display_text("a\u202eb\u2066c\u200bd\x00e") == "abcde"
     long = display_text("x" * 2000)
     assert len(long) == DISPLAY_CHARS and long.endswith("…")
@@ -99,7 +100,7 @@ def test_chat_reject_reasons() -> None:
 
 
 def test_rate_limiter_two_per_three_seconds_then_timeout() -> None:
-    """§4.4: token bucket 2 / 3 s; running dry blocks the key for 10 s."""
+    """docs/threat-model.md §chat: token bucket 2 / 3 s; running dry blocks the key for 10 s."""
     rl = RateLimiter()
     assert rl.check("k", 0.0) == 0 and rl.check("k", 0.1) == 0
     assert rl.check("k", 0.2) == pytest.approx(10.0)

@@ -41,7 +41,8 @@ def _raw_get(app: ApplianceProcess, path: str) -> tuple[int, bytes]:
 
 
 def test_traversal_patterns_never_reach_the_filesystem(appliance: ApplianceProcess) -> None:
-    """bad-input.md B12: only well-formed object names resolve; everything else is 404/400."""
+    """docs/threat-model.md §paths: only well-formed object names resolve; everything else is
+    404/400."""
     sid = appliance.create_stream("target")["id"]
     prefixes = ["/hls/", f"/hls/{sid}/", "/watch/", "/api/streams/", "/static/",
                 "/static/vendor/", "/"]

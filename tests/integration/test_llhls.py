@@ -292,7 +292,8 @@ def test_preload_hint_is_served_when_it_lands(live: tuple[ApplianceProcess, str,
 ])
 def test_malformed_or_far_future_requests_get_400(live: tuple[ApplianceProcess, str, str],
                                                   query: str) -> None:
-    """bad-input.md B13: malformed, negative and far-future requests are refused at once."""
+    """docs/threat-model.md §hls-blocking: malformed, negative and far-future requests are refused
+    at once."""
     _app, _sid, url = live
     t0 = time.monotonic()
     assert _get(url, query).status == 400

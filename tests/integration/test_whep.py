@@ -154,7 +154,8 @@ async def test_aiortc_peer_receives_h264_and_opus(rtc_app: ApplianceProcess) -> 
 
 async def test_stray_udp_datagrams_do_not_kill_the_session(
         rtc_app_host: ApplianceProcess) -> None:
-    """bad-input.md B16: empty and junk datagrams to the ICE port leave the peer connected."""
+    """docs/threat-model.md §whep: empty and junk datagrams to the ICE port leave the peer
+    connected."""
     sid, pub = _live(rtc_app_host)
     client = WhepClient()
     try:
@@ -197,7 +198,8 @@ async def test_bframes_are_refused_for_webrtc_only(rtc_app: ApplianceProcess) ->
 
 
 async def test_negotiation_limits(rtc_app: ApplianceProcess) -> None:
-    """B15: oversized SDP → 413, wrong type → 415, garbage → 400, pending cap per IP → 429."""
+    """docs/threat-model.md §whep: oversized SDP → 413, wrong type → 415, garbage → 400, pending
+    cap per IP → 429."""
     sid, pub = _live(rtc_app)
     url = f"{rtc_app.base}/whep/{sid}"
     try:

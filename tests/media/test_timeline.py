@@ -1,4 +1,4 @@
-"""RTMP timestamps → a monotonic 90 kHz timeline (bad-input.md B11)."""
+"""RTMP timestamps → a monotonic 90 kHz timeline (docs/threat-model.md §media)."""
 
 from __future__ import annotations
 

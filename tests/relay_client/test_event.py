@@ -157,7 +157,7 @@ def test_too_many_tags(alice: PrivateKeySigner) -> None:
     obj = {**_base(alice), "tags": [["t", "x"]] * (MAX_TAGS + 1)}
     with pytest.raises(EventError, match=f"^event has {MAX_TAGS + 1} tags, limit is {MAX_TAGS}$"):
         NostrEvent.from_dict(obj)
-    # 10k tags (bad-input B17) fails the same cheap way.
+    # 10k tags (docs/threat-model.md §nostr-events) fails the same cheap way.
     with pytest.raises(EventError, match=r"^event has 10000 tags"):
         NostrEvent.from_dict({**obj, "tags": [["p"]] * 10000})
 

@@ -1,5 +1,5 @@
 """NIP-44 v2 against the official vectors (paulmillr/nip44 ``nip44.vectors.json``, the file
-whose sha256 the NIP names), plus bad-input properties."""
+whose sha256 the NIP names), plus hostile-input properties."""
 
 from __future__ import annotations
 

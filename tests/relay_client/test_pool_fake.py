@@ -1,4 +1,5 @@
-"""RelayPool against scripted in-process relays: misbehaviour (B17/B18) and NIP-42."""
+"""RelayPool against scripted in-process relays: misbehaviour (docs/threat-model.md §nostr-relays)
+and NIP-42."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AMF0 encoding/decoding, including hostile input (bad-input B5)."""
+"""AMF0 encoding/decoding, including hostile input (docs/threat-model.md §rtmp)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_nan_roundtrips_as_nan() -> None:
 
 
 def test_deep_nesting_rejected() -> None:
-    """bad-input B5: nesting is limited to 32 levels."""
+    """docs/threat-model.md §rtmp: nesting is limited to 32 levels."""
     data = b"\x0a\x00\x00\x00\x01" * 10_000 + b"\x05"
     with pytest.raises(Amf0DecodeError, match="nesting deeper than 32"):
         amf0.decode(data)
@@ -92,13 +92,15 @@ def test_nesting_at_limit_is_accepted() -> None:
 
 
 def test_giant_ecma_count_does_not_allocate() -> None:
-    """bad-input B5: an ECMA array count of 2^32-1 is advisory and allocates nothing."""
+    """docs/threat-model.md §rtmp: an ECMA array count of 2^32-1 is advisory and allocates
+    nothing."""
     data = b"\x08\xff\xff\xff\xff" + b"\x00\x01a\x05" + b"\x00\x00\x09"
     assert amf0.decode(data) == [{"a": None}]
 
 
 def test_giant_strict_array_count_fails_fast() -> None:
-    """bad-input B5: a lying strict-array count runs out of data instead of allocating."""
+    """docs/threat-model.md §rtmp: a lying strict-array count runs out of data instead of
+    allocating."""
     with pytest.raises(Amf0DecodeError, match="truncated"):
         amf0.decode(b"\x0a\xff\xff\xff\xff\x05\x05")
 
@@ -110,13 +112,13 @@ def test_truncated_string() -> None:
 
 
 def test_missing_object_end() -> None:
-    """bad-input B5: an object without its end marker is truncated input."""
+    """docs/threat-model.md §rtmp: an object without its end marker is truncated input."""
     with pytest.raises(Amf0DecodeError, match="truncated"):
         amf0.decode(b"\x03\x00\x01a\x05")
 
 
 def test_amf3_switch_rejected() -> None:
-    """bad-input B5 / nginx-rtmp #1043: the AMF3 switch marker is refused clearly."""
+    """docs/threat-model.md §rtmp / nginx-rtmp #1043: the AMF3 switch marker is refused clearly."""
     with pytest.raises(Amf0DecodeError) as info:
         amf0.decode(b"\x11\x04\x01")
     assert str(info.value) == "AMF3 (avmplus-object marker 0x11) is not supported"

@@ -1,4 +1,4 @@
-"""Chunk stream parsing (RTMP 1.0 §5.3) and its limits (bad-input B2-B4)."""
+"""Chunk stream parsing (RTMP 1.0 §5.3) and its limits (docs/threat-model.md §rtmp)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_set_chunk_size_mid_stream() -> None:
 
 
 def test_set_chunk_size_between_chunks_of_a_message() -> None:
-    """bad-input B3: a chunk size change in the middle of a message is safe."""
+    """docs/threat-model.md §rtmp: a chunk size change in the middle of a message is safe."""
     body = bytes(300)
     data = (
         chunk(0, 6, body[:128], length=300, type_id=9, msid=1)
@@ -149,21 +149,22 @@ def test_abort_discards_partial_message() -> None:
     ],
 )
 def test_set_chunk_size_invalid(value: int, message: str) -> None:
-    """§5.4.1 / bad-input B3: 0 and values with the high bit set are errors."""
+    """§5.4.1 / docs/threat-model.md §rtmp: 0 and values with the high bit set are errors."""
     with pytest.raises(RemoteProtocolError) as info:
         SetChunkSize.parse(value.to_bytes(4, "big"))
     assert str(info.value) == message
 
 
 def test_set_chunk_size_huge_is_clamped() -> None:
-    """bad-input B3: 0x7FFFFFFF is accepted but clamped; nothing is allocated from it."""
+    """docs/threat-model.md §rtmp: 0x7FFFFFFF is accepted but clamped; nothing is allocated from
+    it."""
     reader = ChunkReader()
     reader.set_chunk_size(0x7FFFFFFF)
     assert reader.chunk_size == 0xFFFFFF
 
 
 def test_message_too_big_media() -> None:
-    """bad-input B4: media messages over the cap are a protocol error."""
+    """docs/threat-model.md §rtmp: media messages over the cap are a protocol error."""
     parser = ChunkParser(max_media_message_size=1000)
     with pytest.raises(RemoteProtocolError) as info:
         parser.feed(chunk(0, 6, b"", length=1001, type_id=9, msid=1))
@@ -171,7 +172,7 @@ def test_message_too_big_media() -> None:
 
 
 def test_message_too_big_control() -> None:
-    """bad-input B4: command/AMF messages are capped at 1 MiB by default."""
+    """docs/threat-model.md §rtmp: command/AMF messages are capped at 1 MiB by default."""
     with pytest.raises(RemoteProtocolError) as info:
         ChunkParser().feed(chunk(0, 3, b"", length=0xFFFFFF, type_id=20))
     assert str(info.value) == (
@@ -180,14 +181,14 @@ def test_message_too_big_control() -> None:
 
 
 def test_declared_length_does_not_preallocate() -> None:
-    """Allocation follows received bytes, never the declared length (B3/B4)."""
+    """Allocation follows received bytes, never the declared length (docs/threat-model.md §rtmp)."""
     parser = ChunkParser()
     parser.feed(chunk(0, 6, bytes(128), length=8 << 20, type_id=9, msid=1))
     assert parser.chunks.buffered_bytes == 128
 
 
 def test_too_many_chunk_streams() -> None:
-    """bad-input B2: at most 64 chunk streams per connection."""
+    """docs/threat-model.md §rtmp: at most 64 chunk streams per connection."""
     parser = ChunkParser()
     data = b"".join(chunk(0, 2 + i, b"", type_id=8, msid=1) for i in range(64))
     assert len(parser.feed(data)) == 64
@@ -197,7 +198,8 @@ def test_too_many_chunk_streams() -> None:
 
 
 def test_total_buffered_bytes_limit() -> None:
-    """bad-input B2: partial messages across chunk streams share a 2x max-message budget."""
+    """docs/threat-model.md §rtmp: partial messages across chunk streams share a 2x max-message
+    budget."""
     parser = ChunkParser(max_media_message_size=1000, max_control_message_size=100)
     parser.chunks.set_chunk_size(500)
     for csid in (6, 7, 8, 9):

@@ -213,7 +213,8 @@ async def test_pyav_publishes(server: tuple[RecordingHandler, int]) -> None:
 
 
 async def test_handshake_deadline(server: tuple[RecordingHandler, int]) -> None:
-    """bad-input B1: a client that sends nothing is dropped after the handshake deadline."""
+    """docs/threat-model.md §rtmp: a client that sends nothing is dropped after the handshake
+    deadline."""
     handler, port = server
     loop = asyncio.get_running_loop()
     sock = socket.create_connection(("127.0.0.1", port))
@@ -232,7 +233,7 @@ async def test_handshake_deadline(server: tuple[RecordingHandler, int]) -> None:
 
 
 async def test_bad_version_closes_connection(server: tuple[RecordingHandler, int]) -> None:
-    """bad-input B1: a non-3 C0 ends the connection with ProtocolFailed."""
+    """docs/threat-model.md §rtmp: a non-3 C0 ends the connection with ProtocolFailed."""
     handler, port = server
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"\x06" + bytes(1536))
@@ -298,7 +299,8 @@ async def _wait_closed_by_server(port: int, data: bytes) -> float:
 
 
 async def test_publish_deadline() -> None:
-    """§4.4: a publish not accepted within publish_timeout of the handshake is dropped."""
+    """docs/threat-model.md §rtmp: a publish not accepted within publish_timeout of the handshake
+    is dropped."""
     handler = SilentHandler()
     srv = await start_rtmp_server("127.0.0.1", 0, handler, publish_timeout=0.3)
     port = srv.sockets[0].getsockname()[1]
@@ -314,7 +316,8 @@ async def test_publish_deadline() -> None:
 
 
 async def test_idle_deadline_while_publishing() -> None:
-    """§4.4: no data for idle_timeout while publishing closes the connection."""
+    """docs/threat-model.md §rtmp: no data for idle_timeout while publishing closes the
+    connection."""
     handler = RecordingHandler()
     srv = await start_rtmp_server("127.0.0.1", 0, handler, idle_timeout=0.3)
     port = srv.sockets[0].getsockname()[1]

@@ -1,4 +1,5 @@
-"""RtmpServerSession command flow, state machine and failure handling (bad-input B1, B6)."""
+"""RtmpServerSession command flow, state machine and failure handling (docs/threat-model.md
+§rtmp)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def test_handshake_replies_s0_s1_s2() -> None:
 
 
 def test_bad_version_byte() -> None:
-    """bad-input B1: a C0 other than 3 is a protocol error (6 = RTMPE)."""
+    """docs/threat-model.md §rtmp: a C0 other than 3 is a protocol error (6 = RTMPE)."""
     session = RtmpServerSession()
     session.receive_data(b"\x06" + bytes(100))
     assert only_failure(session.events()) == "unsupported RTMP version 6 in C0 (expected 3)"
@@ -212,7 +213,7 @@ def test_play_is_refused() -> None:
 
 
 def test_publish_before_connect() -> None:
-    """bad-input B6: publish before connect is a protocol error."""
+    """docs/threat-model.md §rtmp: publish before connect is a protocol error."""
     driver = SessionDriver()
     driver.send(handshake())
     events = driver.send(driver.client.command(0, "publish", 1.0, None, "key"))
@@ -221,7 +222,7 @@ def test_publish_before_connect() -> None:
 
 
 def test_publish_before_create_stream() -> None:
-    """bad-input B6: publish on stream 0 is refused with an onStatus hint."""
+    """docs/threat-model.md §rtmp: publish on stream 0 is refused with an onStatus hint."""
     driver = SessionDriver()
     driver.connect()
     driver.replies()
@@ -231,7 +232,7 @@ def test_publish_before_create_stream() -> None:
 
 
 def test_publish_twice() -> None:
-    """bad-input B6: one publish per connection."""
+    """docs/threat-model.md §rtmp: one publish per connection."""
     driver = SessionDriver()
     driver.publish()
     driver.session.accept_publish(1)
@@ -240,7 +241,7 @@ def test_publish_twice() -> None:
 
 
 def test_unknown_message_stream_id() -> None:
-    """bad-input B6: commands on a message stream never created are errors."""
+    """docs/threat-model.md §rtmp: commands on a message stream never created are errors."""
     driver = SessionDriver()
     driver.connect()
     events = driver.send(driver.client.command(7, "publish", 2.0, None, "key"))
@@ -248,7 +249,7 @@ def test_unknown_message_stream_id() -> None:
 
 
 def test_publish_name_wrong_type() -> None:
-    """bad-input B5: streamName=false is rejected with BadName, not a crash."""
+    """docs/threat-model.md §rtmp: streamName=false is rejected with BadName, not a crash."""
     driver = SessionDriver()
     driver.connect()
     driver.replies()
@@ -259,7 +260,7 @@ def test_publish_name_wrong_type() -> None:
 
 
 def test_too_many_create_stream() -> None:
-    """bad-input B6: at most max_message_streams streams per connection."""
+    """docs/threat-model.md §rtmp: at most max_message_streams streams per connection."""
     driver = SessionDriver(max_message_streams=8)
     driver.connect()
     for _ in range(8):

@@ -53,7 +53,7 @@ def test_stun_detection() -> None:
 
 
 def test_guard_drops_empty_and_stray_datagrams() -> None:
-    """Regression (bad-input.md B16): an empty datagram never reaches aiortc."""
+    """Regression (docs/threat-model.md §whep): an empty datagram never reaches aiortc."""
     conn = FakeConnection()
     guard = guard_connection(conn)  # type: ignore[arg-type]
     assert guard_connection(conn) is guard  # idempotent  # type: ignore[arg-type]
