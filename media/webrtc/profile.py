@@ -11,12 +11,13 @@ Rules (RFC 6184 §8.1 table of ``profile_idc``/``profile-iop``; the profile must
 offer and answer, as libwebrtc and werift check):
 
 * The profile of a ``profile-level-id`` is classified like RFC 6184 Table 5 / libwebrtc:
-  Constrained Baseline, Baseline, Main, Constrained High, High, or "other" (exact
-  ``profile_idc`` only).
+  Constrained Baseline, Baseline, Main, Constrained High, High, High 4:4:4 Predictive, or
+  "other" (exact ``profile_idc`` only).
 * A source can go to an offered payload whose profile is the same, or a superset:
-  Constrained Baseline decodes as Baseline, Main, Constrained High and High; Main and
-  Constrained High decode as High (H.264 Annex A.2: each of these bitstreams obeys the
-  constraints of the larger profile). Baseline with FMO/ASO is only Baseline.
+  Constrained Baseline decodes as Baseline, Main, Constrained High, High and High 4:4:4
+  Predictive; Main and Constrained High as High and High 4:4:4 Predictive; High as High
+  4:4:4 Predictive (H.264 Annex A.2: decoders of the larger profile decode these
+  bitstreams). Baseline with FMO/ASO is only Baseline.
 * Same profile: the answer carries the source's own three bytes. A superset profile: the
   offered profile bytes with the source's level (the answer must name the offered profile).
 * ``packetization-mode`` must be 1 (we send FU-A and STAP-A, RFC 6184 §6.3).
@@ -60,6 +61,7 @@ class H264Profile(enum.Enum):
     MAIN = "Main"
     CONSTRAINED_HIGH = "Constrained High"
     HIGH = "High"
+    PREDICTIVE_HIGH_444 = "High 4:4:4 Predictive"
     OTHER = "other"
 
 
@@ -74,17 +76,24 @@ _TABLE: tuple[tuple[int, int, int, H264Profile], ...] = (
     (0x4D, 0x00, 0xAF, H264Profile.MAIN),                  # 0x0x0000
     (0x64, 0x0C, 0xF3, H264Profile.CONSTRAINED_HIGH),      # 00001100
     (0x64, 0x00, 0xFF, H264Profile.HIGH),                  # 00000000
+    (0xF4, 0x00, 0xFF, H264Profile.PREDICTIVE_HIGH_444),   # 00000000
 )
 
-# Which offered profiles can decode a source of a given profile.
+# Which offered profiles can decode a source of a given profile. H.264 Annex A.2: decoders
+# of a profile also decode the bitstreams of the profiles it contains; a High 4:4:4
+# Predictive decoder decodes High (A.2.11), which matters because Chromium built without
+# a platform decoder offers 42001f, 42e01f, 4d001f and f4001f but no 64xxxx.
+_PH444 = H264Profile.PREDICTIVE_HIGH_444
 _DECODABLE_AS: Mapping[H264Profile, frozenset[H264Profile]] = {
     H264Profile.CONSTRAINED_BASELINE: frozenset({
         H264Profile.CONSTRAINED_BASELINE, H264Profile.BASELINE, H264Profile.MAIN,
-        H264Profile.CONSTRAINED_HIGH, H264Profile.HIGH}),
+        H264Profile.CONSTRAINED_HIGH, H264Profile.HIGH, _PH444}),
     H264Profile.BASELINE: frozenset({H264Profile.BASELINE}),
-    H264Profile.MAIN: frozenset({H264Profile.MAIN, H264Profile.HIGH}),
-    H264Profile.CONSTRAINED_HIGH: frozenset({H264Profile.CONSTRAINED_HIGH, H264Profile.HIGH}),
-    H264Profile.HIGH: frozenset({H264Profile.HIGH}),
+    H264Profile.MAIN: frozenset({H264Profile.MAIN, H264Profile.HIGH, _PH444}),
+    H264Profile.CONSTRAINED_HIGH: frozenset({
+        H264Profile.CONSTRAINED_HIGH, H264Profile.HIGH, _PH444}),
+    H264Profile.HIGH: frozenset({H264Profile.HIGH, _PH444}),
+    _PH444: frozenset({_PH444}),
 }
 
 

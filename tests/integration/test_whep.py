@@ -260,3 +260,32 @@ def test_chromium_plays_over_whep(rtc_app: ApplianceProcess) -> None:
     finally:
         pub.kill()
         pub.wait(10)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+def test_chromium_gets_the_high_profile_the_stream_has(rtc_app: ApplianceProcess) -> None:
+    """RFC 6184 §8.2.2: a High source is answered with the stream's own profile-level-id (the
+    one in the HLS CODECS attribute) when Chromium offers High, and under High 4:4:4
+    Predictive (whose decoders decode High) when it does not (Debian's Chromium without a
+    platform decoder offers 42001f, 42e01f, 4d001f, f4001f); either way it plays."""
+    sid, pub = _live(rtc_app, profile="high")
+    try:
+        master = http_get(f"{rtc_app.base}/hls/{sid}/index.m3u8").text
+        m = re.search(r"avc1\.([0-9a-fA-F]{6})", master)
+        assert m, master
+        with chromium_page() as page:
+            page.goto(f"{rtc_app.base}/watch/{sid}?mode=webrtc")
+            page.wait_for_function(
+                "() => { const v = document.getElementById('player');"
+                " return v.srcObject && v.getVideoPlaybackQuality().totalVideoFrames > 30; }",
+                timeout=30_000)
+            offer, answer = page.evaluate("() => [window.hearthPlayer.pc.localDescription.sdp,"
+                                          " window.hearthPlayer.pc.remoteDescription.sdp]")
+        source = m[1].lower()
+        assert source.startswith("64"), source
+        plids = re.findall(r"a=fmtp:\d+ .*profile-level-id=([0-9a-fA-F]{6})", answer)
+        offers_high = re.search(r"packetization-mode=1;profile-level-id=64", offer)
+        assert plids == [source if offers_high else "f400" + source[4:]], (plids, source)
+    finally:
+        pub.kill()
+        pub.wait(10)

@@ -35,7 +35,7 @@ def offer(pt: int, plid: str | None, mode: str = "1", lasym: bool = True) -> H26
     ("42001f", H264Profile.BASELINE), ("42a01f", H264Profile.BASELINE),
     ("4d001f", H264Profile.MAIN), ("4d401f", H264Profile.MAIN),
     ("640c1f", H264Profile.CONSTRAINED_HIGH), ("64001f", H264Profile.HIGH),
-    ("6e001f", H264Profile.OTHER),
+    ("f4001f", H264Profile.PREDICTIVE_HIGH_444), ("6e001f", H264Profile.OTHER),
 ])
 def test_classify_rfc6184_table(plid: str, profile: H264Profile) -> None:
     assert ProfileLevelId.parse(plid).profile is profile
@@ -57,6 +57,15 @@ def test_high_only_offer_is_accepted_for_a_high_source() -> None:
     answer = choose_h264(HIGH_31, [offer(96, "64001f")])
     assert (answer.payload_type, str(answer.profile_level_id)) == (96, "64001f")
     assert not answer.level_exceeds
+
+
+def test_high_source_to_chromium_without_a_high_payload_uses_high_444_predictive() -> None:
+    """Chromium with only its software decoder offers 42001f/42e01f/4d001f/f4001f: a High
+    stream goes out under f4 (a High 4:4:4 Predictive decoder decodes High, H.264 A.2)."""
+    offers = [offer(103, "42001f"), offer(107, "42001f", mode="0"), offer(109, "42e01f"),
+              offer(117, "4d001f"), offer(41, "f4001f"), offer(43, "f4001f", mode="0")]
+    answer = choose_h264(ProfileLevelId.parse("64000d"), offers)
+    assert (answer.payload_type, str(answer.profile_level_id)) == (41, "f4000d")
 
 
 def test_constrained_baseline_source_prefers_exact_then_fits_high() -> None:
