@@ -119,6 +119,10 @@ class RtmpConfig:
     preauth_bytes_per_second: int = 65536
     """Bytes per second a connection may send before its publish is accepted (reading
     pauses above it; an honest client needs about 4 KiB)."""
+    connects_per_ip_per_second: float = 2.0
+    """New RTMP connections per second from one address (burst 8); more are refused at
+    accept, so a connection flood cannot churn the pre-auth table faster than publishers
+    finish their handshake."""
     preauth_chunks_per_second: float = 200.0
     """RTMP chunks per second parsed for a connection before its publish is accepted (bounds
     the CPU a keyless flood of tiny messages can take)."""
@@ -702,6 +706,8 @@ def _validate_rtmp(r: RtmpConfig) -> None:
     # Below these a publisher could not even connect (about 4 KiB and 20 chunks).
     _at_least("rtmp.preauth_bytes_per_second", r.preauth_bytes_per_second, 4096)
     _at_least("rtmp.preauth_chunks_per_second", r.preauth_chunks_per_second, 10)
+    if r.connects_per_ip_per_second <= 0:
+        raise ConfigError("rtmp.connects_per_ip_per_second", "must be positive")
 
 
 def _validate_hls(h: HlsConfig) -> None:

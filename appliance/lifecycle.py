@@ -169,6 +169,7 @@ class Appliance:
             chunks_per_second=config.rtmp.preauth_chunks_per_second,
             burst_chunks=2 * config.rtmp.preauth_chunks_per_second,
             max_connections=config.rtmp.max_preauth_connections,
+            connects_per_second=config.rtmp.connects_per_ip_per_second,
         )
         assert self._listeners is not None
         rtmp = await start_rtmp_server(

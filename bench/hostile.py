@@ -51,6 +51,7 @@ from tests.helpers import attacks  # noqa: E402
 DEFAULT_LIMITS = {
     "HEARTH_RTMP_MAX_CONNECTIONS": "64",
     "HEARTH_RTMP_MAX_CONNECTIONS_PER_IP": "8",
+    "HEARTH_RTMP_CONNECTS_PER_IP_PER_SECOND": "2",
     "HEARTH_HTTP_MAX_CONNECTIONS_PER_IP": "32",
     "HEARTH_LOG_LEVEL": "INFO",
 }
@@ -99,6 +100,8 @@ def _legit_publish(server: object, src: Path, result: dict[str, float | str]) ->
                 pass
             time.sleep(0.1)
         result["legit"] = "FAILED"
+        lines = server.log.read_text(errors="replace").splitlines()  # type: ignore[attr-defined]
+        print("  new publisher failed; server log tail:", *lines[-12:], sep="\n    ")
     finally:
         terminate(pub, 5)
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from media.rtmp.server import RefusalLog
+from media.rtmp.server import FilteredServer, RefusalLog
 
 # ---- connection hygiene for the public site -------------------------------------------------
 # aiohttp has no request-head deadline and no per-address cap (docs/threat-model.md §http):
@@ -36,6 +36,13 @@ class AddressCap:
             self.refusals.count("per-address-limit")
             return False
         self.open[addr] += 1
+        return True
+
+    def admits(self, addr: str) -> bool:
+        """Would a new connection from ``addr`` be admitted? (Counts the refusal if not.)"""
+        if self.open[addr] >= self.per_address:
+            self.refusals.count("per-address-limit")
+            return False
         return True
 
     def release(self, addr: str) -> None:
@@ -113,18 +120,24 @@ class CappedTCPSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         cap = self.cap
-        loop = asyncio.get_running_loop()
-        if self._sock is not None:
-            self._server = await loop.create_server(
-                lambda: _CappedConnection(server, cap), sock=self._sock,
-                backlog=self._backlog)
-        else:
-            self._server = await loop.create_server(
-                lambda: _CappedConnection(server, cap), self._host, self._port,
-                backlog=self._backlog, reuse_address=self._reuse_address)
-        sockets = self._server.sockets
-        if sockets:
-            self._bound_port = sockets[0].getsockname()[1]
+        sock = self._sock
+        if sock is None:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+            except OSError:
+                sock.close()
+                raise
+        # Refused addresses are turned away before asyncio builds a transport for them
+        # (FilteredServer); _CappedConnection does the accounting of admitted ones.
+        filtered = FilteredServer(sock, lambda: _CappedConnection(server, cap), cap.admits,
+                                  backlog=self._backlog)
+        self._server = cast(asyncio.Server, filtered)  # aiohttp uses close() and sockets
+        self._bound_port = sock.getsockname()[1]
 
 
 def body_timeout_middleware(timeout: float) -> Any:

@@ -21,11 +21,13 @@ unauthenticated peers (docs/threat-model.md §rtmp-pre-auth):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import socket
+import struct
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -38,6 +40,7 @@ from .session import (
 )
 
 __all__ = [
+    "FilteredServer",
     "PreAuthBudget",
     "RefusalLog",
     "RtmpConnection",
@@ -81,6 +84,11 @@ class PreAuthBudget:
     """The same across all unauthenticated connections; the one crossing it is dropped."""
     max_connections: int = 48
     """Unauthenticated connections at once (new ones evict the oldest, see module doc)."""
+    connects_per_second: float = 2.0
+    """New connections per second from one address (token bucket, refused at accept). OBS
+    retries every few seconds; a flood from many addresses is slowed to this rate each, so
+    a newcomer lives long enough in the pre-auth table to finish its handshake."""
+    connect_burst: float = 8.0
 
 
 class RefusalLog:
@@ -129,6 +137,93 @@ class RefusalLog:
         if self._handle is not None:
             self._handle.cancel()
         self.flush()
+
+
+class FilteredServer:
+    """A listening socket whose new connections pass ``admit(address)`` before asyncio builds
+    anything for them (a minimal stand-in for :class:`asyncio.Server`).
+
+    asyncio's own accept path creates a task, a transport and a protocol for every
+    connection, so refusing a flood of connections from one address in ``connection_made``
+    still costs the loop most of a connection's set-up per attempt; measured, a one-address
+    connect flood held the loop long enough to stall LL-HLS parts. Here a refused connection
+    costs one ``accept()`` and a reset. ``admit`` only checks; the protocol still does the
+    accounting (the check and the accounting can disagree only in the admitting direction).
+
+    Args:
+        sock: a bound socket (``listen`` is called here).
+        factory: builds the protocol of an admitted connection.
+        admit: called with the peer's address; False refuses the connection with a reset.
+        backlog: ``listen`` backlog, and the most connections taken per readable event.
+    """
+
+    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol],
+                 admit: Callable[[str], bool], *, backlog: int = 128) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._factory = factory
+        self._admit = admit
+        self._backlog = backlog
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._serving = True
+        self.sockets = [sock]
+        sock.setblocking(False)
+        sock.listen(backlog)
+        self._loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(self._backlog):
+            try:
+                conn, addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                # Out of file descriptors or memory: stop accepting for a second, as asyncio
+                # does, instead of spinning on a readable socket.
+                logger.warning("accept failed: %s; pausing accepts for 1 s", exc)
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.call_later(1.0, self._resume)
+                return
+            address = str(addr[0]) if isinstance(addr, tuple) and addr else ""
+            if not self._admit(address):
+                with contextlib.suppress(OSError):
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                conn.close()
+                continue
+            conn.setblocking(False)
+            task: asyncio.Task[object] = self._loop.create_task(self._connect(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> object:
+        try:
+            return await self._loop.connect_accepted_socket(self._factory, conn)
+        except OSError:
+            conn.close()
+            return None
+
+    def _resume(self) -> None:
+        if self._serving:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    def close(self) -> None:
+        """Stop accepting (established connections are left to their owners)."""
+        if not self._serving:
+            return
+        self._serving = False
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+_MAX_TRACKED_ADDRESSES = 10_000
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 class RtmpServerStats:
@@ -182,6 +277,23 @@ class _ServerLimits:
         # Unauthenticated connections, oldest first (dicts keep insertion order).
         self.preauth: dict[int, RtmpConnection] = {}
         self.preauth_per_ip: Counter[str] = Counter()
+        self._connect_buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def connect_allowed(self, address: str) -> bool:
+        """Take a token from ``address``'s new-connection bucket (bounded LRU of addresses)."""
+        now = time.monotonic()
+        bucket = self._connect_buckets.get(address)
+        if bucket is None:
+            bucket = _Bucket(self.budget.connects_per_second, self.budget.connect_burst, now)
+            self._connect_buckets[address] = bucket
+            if len(self._connect_buckets) > _MAX_TRACKED_ADDRESSES:
+                self._connect_buckets.popitem(last=False)
+        else:
+            self._connect_buckets.move_to_end(address)
+        if bucket.refill(now) < 1:
+            return False
+        bucket.take(1)
+        return True
 
     def eviction_victim(self) -> RtmpConnection | None:
         """The unauthenticated connection to drop for a newcomer.
@@ -579,7 +691,7 @@ async def start_rtmp_server(
     budget: PreAuthBudget | None = None,
     stats: RtmpServerStats | None = None,
     sock: socket.socket | None = None,
-) -> asyncio.Server:
+) -> FilteredServer:
     """Listen for RTMP publishers.
 
     Args:
@@ -599,7 +711,8 @@ async def start_rtmp_server(
             (the appliance binds its listeners before it builds its configuration).
 
     Returns:
-        The started :class:`asyncio.Server`; close it with ``close()``/``wait_closed()``.
+        The started :class:`FilteredServer` (``sockets``, ``close()``, ``wait_closed()`` as
+        :class:`asyncio.Server`).
     """
     limits = _ServerLimits(
         handshake_timeout=handshake_timeout,
@@ -619,9 +732,30 @@ async def start_rtmp_server(
         assert callable(factory)
         return factory()
 
-    loop = asyncio.get_running_loop()
-    if sock is not None:
-        return await loop.create_server(lambda: RtmpConnection(make_handler(), limits),
-                                        sock=sock, backlog=LISTEN_BACKLOG)
-    return await loop.create_server(lambda: RtmpConnection(make_handler(), limits), host, port,
-                                    backlog=LISTEN_BACKLOG)
+    def admit(address: str) -> bool:
+        # The same caps RtmpConnection.connection_made enforces, checked before asyncio
+        # builds a transport (see FilteredServer).
+        if limits.total >= limits.max_connections:
+            limits.stats.refusals.count("connection-limit")
+            return False
+        if limits.per_ip.get(address, 0) >= limits.max_connections_per_ip:
+            limits.stats.refusals.count("per-address-limit")
+            return False
+        if not limits.connect_allowed(address):
+            limits.stats.refusals.count("connect-rate")
+            return False
+        return True
+
+    if sock is None:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+    return FilteredServer(sock, lambda: RtmpConnection(make_handler(), limits), admit,
+                          backlog=LISTEN_BACKLOG)

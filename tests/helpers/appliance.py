@@ -85,6 +85,9 @@ class ApplianceProcess:
         env.update({
             "HEARTH_RTMP_AUTH_FAILURE_DELAY": "0.1",
             "HEARTH_RTMP_GRACE_SECONDS": "4",
+            # Tests publish from 127.0.0.1 in quick succession; tests/integration/test_hostile.py
+            # sets the product default back.
+            "HEARTH_RTMP_CONNECTS_PER_IP_PER_SECOND": "50",
             "HEARTH_LOG_LEVEL": "DEBUG",
             "PYTHONASYNCIODEBUG": "1",
         })

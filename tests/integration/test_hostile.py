@@ -98,6 +98,7 @@ def site() -> Iterator[Site]:
         "HEARTH_LOG_LEVEL": "INFO",  # what an operator runs; DEBUG is per-event by design
         "HEARTH_HTTP_HEADER_TIMEOUT": "4",
         "HEARTH_RTMP_AUTH_FAILURE_DELAY": "0.5",
+        "HEARTH_RTMP_CONNECTS_PER_IP_PER_SECOND": "2",  # the product default
     }).start()
     created = app.create_stream("honest")
     pub = ffmpeg_publish(f"{app.rtmp_base}/{created['stream_key']}", 300)

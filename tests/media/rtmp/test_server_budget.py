@@ -187,3 +187,24 @@ async def test_unread_replies_drop_the_connection(make_server: object) -> None:
         assert server.stats.refusals.totals["unread-replies"] == 1
     finally:
         transport.abort()
+
+
+async def test_connection_rate_per_address_is_limited_at_accept(make_server: object) -> None:
+    """Beyond the burst, new connections from one address are reset at accept (they never
+    reach the handler), while another address still connects."""
+    server: Server = await make_server(  # type: ignore[operator]
+        PreAuthBudget(connects_per_second=0.5, connect_burst=4), max_connections_per_ip=100)
+    writers = []
+    for _ in range(10):
+        with contextlib.suppress(OSError):
+            _, w = await asyncio.open_connection("127.0.0.1", server.port,
+                                                 local_addr=("127.0.0.7", 0))
+            writers.append(w)
+    await asyncio.sleep(0.3)
+    try:
+        assert len(server.handler.conns) == 4
+        assert server.stats.refusals.totals["connect-rate"] == 6
+        assert b"NetStream.Publish.Start" in await _publish(server.port, "good", "127.0.0.8")
+    finally:
+        for w in writers:
+            w.transport.abort()
