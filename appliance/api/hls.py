@@ -4,6 +4,13 @@ Only well-formed names resolve (docs/threat-model.md §paths):
 ``^[a-z0-9_-]{1,64}\\.(m3u8|m4s|mp4)$``, looked up in the stream's in-memory muxer; nothing
 here touches the filesystem.
 
+Playlists: ``index.m3u8`` is the multivariant playlist (the URL players are given; the quality
+ladder adds renditions there), ``media.m3u8`` the media playlist it names. Every viewer gets the
+same URLs (no session tokens), so an edge cache can share responses (deploy/nginx-edge.conf);
+viewers are counted on part/segment fetches and the watch page's beacon (appliance/viewers.py).
+A plain request (no ``_HLS_msn``) waits for the first complete segment, so RFC 8216 clients
+never see a parts-only playlist.
+
 Low latency (draft-pantos-hls-rfc8216bis §6.2.5): with ``hls.low_latency`` the playlist carries
 parts, server control and a preload hint; one playlist serves LL and plain clients alike.
 
