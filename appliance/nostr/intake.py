@@ -10,7 +10,7 @@ activity and commit steps.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from appliance.api.schema import ChatChange, ChatMessage
@@ -31,7 +31,7 @@ from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.mutes import MuteList
 from appliance.nostr.outbox import Outbox, add_to_outbox
 from appliance.nostr.profiles import Profiles
-from appliance.nostr.reactions import Reactions
+from appliance.nostr.reactions import Reactions, reaction_target
 from appliance.streams import StreamNotFound, StreamService
 from appliance.tasks import BackgroundTasks
 from relay_client import EventError, NostrEvent, RelayPool, activity_address, build_chat_message
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 #: chat older than this is not asked from relays (7 days)
 CHAT_MAX_AGE = 7 * 24 * 3600
+#: chat messages whose id-only reactions are followed (relays cap filter sizes)
+RECENT_MESSAGES = 250
 
 
 class ChatIntake:
@@ -73,6 +75,9 @@ class ChatIntake:
         self.reactions = reactions
         #: goal event id → stream id (NIP-75 zaps that tag only the goal)
         self.goals: dict[str, str] = {}
+        #: recent chat message id → stream id (reactions that tag only the message)
+        self._recent: OrderedDict[str, str] = OrderedDict()
+        self._recent_dirty = False
         self._tasks = tasks
         self._subscribed: set[str] = set()
 
@@ -118,12 +123,18 @@ class ChatIntake:
             stream_id = next((self.goals[e] for e in event.tag_values("e") if e in self.goals),
                              None)
             via_goal = stream_id is not None
+        via_message = False
+        if stream_id is None and event.kind == REACTION_KIND:
+            # NIP-25: other clients may react to a chat message with only its "e" tag.
+            stream_id = self._recent.get(reaction_target(event))
+            via_message = stream_id is not None
         if stream_id is None:
             self.rejected["other-activity"] += 1
             return
         try:
             if event.kind == REACTION_KIND:
-                await self._store_reaction(event, stream_id, publish=False)
+                await self._store_reaction(event, stream_id, publish=False,
+                                           require_address=not via_message)
             else:
                 await self._store_chat(event, stream_id, source="relay", via_goal=via_goal)
         except ChatRejected:
@@ -137,9 +148,26 @@ class ChatIntake:
                                                "#e": sorted(self.goals)[-100:], "limit": 500}],
                                 self._on_relay_chat, max_age=CHAT_MAX_AGE)
 
-    async def _store_reaction(self, event: NostrEvent, stream_id: str, *,
-                              publish: bool) -> None:
-        reason = chat_reject_reason(event, self._address_of(event, stream_id))
+    def flush_reaction_subscription(self) -> None:
+        """Follow reactions that tag recent chat messages by id only (called once a second;
+        re-subscribes only when new messages arrived)."""
+        if not self._recent_dirty or not self.relays or not self._recent:
+            return
+        self._recent_dirty = False
+        self.pool.subscribe("message-reactions", [{"kinds": [REACTION_KIND],
+                                                   "#e": list(self._recent), "limit": 500}],
+                            self._on_relay_chat, max_age=CHAT_MAX_AGE)
+
+    def _remember_message(self, event_id: str, stream_id: str) -> None:
+        self._recent[event_id] = stream_id
+        while len(self._recent) > RECENT_MESSAGES:
+            self._recent.popitem(last=False)
+        self._recent_dirty = True
+
+    async def _store_reaction(self, event: NostrEvent, stream_id: str, *, publish: bool,
+                              require_address: bool = True) -> None:
+        reason = chat_reject_reason(event, self._address_of(event, stream_id),
+                                    require_address=require_address)
         if reason is not None:
             raise self._reject(reason, f"reaction refused: {reason}")
         if self.mutes.is_muted(event.pubkey):
@@ -258,6 +286,8 @@ class ChatIntake:
         if publish:
             await self.outbox.wake()
         self.profiles.note_author(author)
+        if event.kind == CHAT_KIND:
+            self._remember_message(event.id, stream_id)
         if zap is not None and reply in self.goals:
             self.bus.publish(GoalChanged(stream_id=stream_id))
         row = nq.ChatRow(event.id, stream_id, author, event.created_at, event.kind,

@@ -176,6 +176,7 @@ class NostrService:
         while True:
             await asyncio.sleep(1.0)
             self.parts.profiles.flush()
+            self.parts.intake.flush_reaction_subscription()
 
     def _name_learned(self, pubkey: str, name: str) -> None:
         # Pages update the author of messages already shown (chat.js "profile").

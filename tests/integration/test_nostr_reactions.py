@@ -40,12 +40,14 @@ const onStream = finalizeEvent({kind: 7, created_at: now, content: '🔥',
   tags: [a, ['p', req.host], ['k', '30311']]}, viewer);
 const onMsg = finalizeEvent({kind: 7, created_at: now, content: '🤙',
   tags: [['e', msg.id, ''], ['p', msg.pubkey], a, ['k', '1311']]}, zapper);
+const idOnly = finalizeEvent({kind: 7, created_at: now, content: '💯',
+  tags: [['e', msg.id], ['p', msg.pubkey], ['k', '1311']]}, lnurl);
 const zapRequest = finalizeEvent({kind: 9734, created_at: now, content: 'great stream',
   tags: [['p', req.host], a, ['amount', '21000'], ['relays', req.relay]]}, zapper);
 const receipt = finalizeEvent({kind: 9735, created_at: now, content: '',
   tags: [['p', req.host], a, ['bolt11', req.bolt11],
          ['description', JSON.stringify(zapRequest)]]}, lnurl);
-process.stdout.write(JSON.stringify({msg, onStream, onMsg, receipt,
+process.stdout.write(JSON.stringify({msg, onStream, onMsg, idOnly, receipt,
   zapper: getPublicKey(zapper), lnurl: getPublicKey(lnurl)}));
 """
 
@@ -76,11 +78,14 @@ def test_reactions_and_zaps_from_another_client_show_live(
                 "bolt11": BOLT11})
             assert relay_publish(nostr_relay.url, ev["msg"])[2] is True
             page.wait_for_selector("#chat-log li >> text=react to me")
-            for key in ("onStream", "onMsg", "receipt"):
+            for key in ("onStream", "onMsg", "idOnly", "receipt"):
                 assert relay_publish(nostr_relay.url, ev[key])[2] is True, key
             page.wait_for_selector("#reactions button >> text=🔥 1")
             page.wait_for_selector(f"#chat-log li[data-id='{ev['msg']['id']}'] .reacts"
                                    " >> text=🤙 1")
+            # A reaction that tags the message by id only (no "a") is followed too.
+            page.wait_for_selector(f"#chat-log li[data-id='{ev['msg']['id']}'] .reacts"
+                                   " >> text=💯 1")
             zap = page.wait_for_selector("#chat-log li >> text=great stream")
             assert zap is not None
             row = page.locator(f"#chat-log li[data-id='{ev['receipt']['id']}']")
@@ -99,7 +104,7 @@ def test_reactions_and_zaps_from_another_client_show_live(
             assert ["k", "30311"] in mine[0]["tags"]
             counts = app.get(f"/api/streams/{sid}/reactions").json()
             assert counts[""] == {"🔥": 1, "👏": 1}
-            assert counts[ev["msg"]["id"]] == {"🤙": 1}
+            assert counts[ev["msg"]["id"]] == {"🤙": 1, "💯": 1}
             assert not errors, errors
     finally:
         app.stop()
