@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from appliance.api.schema import ChatChange, ChatEvent, ViewersEvent
+from appliance.api.schema import AddressBlock, ChatChange, ChatEvent, ViewersEvent
 from tests.tui.conftest import clock, many_streams, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError
-from tui.testing import T0, FakeAdminClient, make_chat
+from tui.testing import T0, FakeAdminClient, make_chat, make_recording
 
 Snap = Callable[..., bool]
 SIZES = pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
@@ -161,3 +161,43 @@ def test_error_dialog(snap_compare: Snap, size: tuple[int, int]) -> None:
                                                title="Cannot end the stream", status=409)
     assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["x", "y"])
+
+
+@SIZES
+def test_recordings_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """R: the recordings, a failed one highlighted with the reason it stopped."""
+    fake = FakeAdminClient(relays=[])
+    for r in (make_recording(1),
+              make_recording(2, state="failed", thumbnail_age=None,
+                             error="recording stopped: write failed: No space left on device")):
+        fake.recordings[r.broadcast_id] = r
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["R", "down"])
+
+
+@SIZES
+def test_nostr_signer_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """N: identities and an unreachable remote signer with the event waiting for it."""
+    fake = FakeAdminClient(relays=[])
+    fake.signer.update(state="unreachable", last_error="no answer to sign_event within 15 s",
+                       waiting={"s1": "no answer to sign_event within 15 s"})
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["N"])
+
+
+@SIZES
+def test_nostr_connect_qr(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """N then c: the nostrconnect:// URI and its QR code (the screen scrolls at 80×24)."""
+    fake = FakeAdminClient(relays=[])
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["N", "c"])
+
+
+@SIZES
+def test_lift_blocks_confirmation(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """b: the addresses blocked for wrong keys, and a confirmation before lifting them."""
+    fake = FakeAdminClient(relays=[])
+    fake.blocks = [AddressBlock(address="203.0.113.9", since=0.0, until=900.0, failures=5),
+                   AddressBlock(address="198.51.100.7", since=0.0, until=900.0, failures=6)]
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["b"])
