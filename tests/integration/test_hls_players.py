@@ -18,6 +18,7 @@ from tests.helpers.publishers import FFMPEG, ffmpeg_publish
 from tests.helpers.strict_hls import assert_strictly_valid
 
 pytestmark = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
+GST_LAUNCH = shutil.which("gst-launch-1.0")
 
 
 def _first_part(app: ApplianceProcess, sid: str) -> float:
@@ -30,29 +31,55 @@ def _first_part(app: ApplianceProcess, sid: str) -> float:
     return time.monotonic()
 
 
-def test_ffmpeg_joining_in_the_first_gop_decodes(appliance: ApplianceProcess) -> None:
-    """Issue 11 item 3: a plain RFC 8216 client (ffmpeg) that opens the README URL while only
-    parts exist is held until the first segment instead of failing with "Empty segment"."""
+def test_plain_players_join_early_and_play_the_readme_url(appliance: ApplianceProcess) -> None:
+    """Issue 11 items 3 and 5: the ffmpeg CLI opening the README URL (multivariant → media
+    playlist) while only parts exist is held until the first segment instead of failing with
+    "Empty segment", and decodes; GStreamer's playbin (hlsdemux, joining at once) and playbin3
+    (hlsdemux2, joining once three segments exist: it starts three target durations back and
+    stalls on a shorter live playlist, docs/deployment.md) play to EXT-X-ENDLIST."""
     created = appliance.create_stream("first gop")
     sid = created["id"]
-    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 14, gop=100)
+    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 14, gop=50)
+    url = f"{appliance.base}/hls/{sid}/index.m3u8"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    gst: dict[str, subprocess.Popen[str]] = {}
+    client: subprocess.Popen[bytes] | None = None
     try:
         _first_part(appliance, sid)
         r = appliance.get(f"/hls/{sid}/media.m3u8?_HLS_msn=0&_HLS_part=0")
         assert "#EXTINF" not in r.text, "the join must happen inside the first GOP"
         assert FFMPEG is not None
-        client = subprocess.run(
-            [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "info",
-             "-i", f"{appliance.base}/hls/{sid}/index.m3u8", "-t", "3", "-f", "null", "-"],
-            capture_output=True, timeout=60, check=False)
-        log = client.stderr.decode(errors="replace")
+        client = subprocess.Popen(
+            [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "info", "-i", url, "-t", "3",
+             "-f", "null", "-"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if GST_LAUNCH is not None:
+            gst["playbin"] = _gst(GST_LAUNCH, "playbin", url, env)
+            appliance.wait_for(
+                lambda: (appliance.playlist(sid) or "").count("#EXTINF") >= 3, timeout=20)
+            gst["playbin3"] = _gst(GST_LAUNCH, "playbin3", url, env)
+        _, err = client.communicate(timeout=60)
+        log = err.decode(errors="replace")
         assert client.returncode == 0, log[-3000:]
         assert "Empty segment" not in log and "Empty playlist" not in log, log[-3000:]
         frames = [int(x) for x in re.findall(r"frame=\s*(\d+)", log)]
         assert frames and frames[-1] >= 25, log[-3000:]
+        for name, proc in gst.items():
+            out, gst_err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, (name, out[-1500:], gst_err[-1500:])
+            assert "Got EOS" in out and "ERROR" not in out + gst_err, (name, out[-1500:])
     finally:
+        for proc in [*gst.values(), *([client] if client else [])]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
         pub.kill()
         pub.wait(10)
+
+
+def _gst(launch: str, element: str, url: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [launch, element, f"uri={url}", "video-sink=fakesink", "audio-sink=fakesink"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def test_publisher_without_keyframes_still_makes_segments(appliance: ApplianceProcess) -> None:
@@ -107,45 +134,5 @@ def test_watch_page_recovers_from_a_bad_join(appliance: ApplianceProcess) -> Non
             # The page's beacon and media requests count this player once.
             assert appliance.get(f"/api/streams/{sid}").json()["viewers"] == 1
     finally:
-        pub.kill()
-        pub.wait(10)
-
-
-GST_LAUNCH = shutil.which("gst-launch-1.0")
-
-
-@pytest.mark.skipif(GST_LAUNCH is None, reason="needs GStreamer")
-def test_gstreamer_plays_the_readme_url_to_the_end(appliance: ApplianceProcess) -> None:
-    """GStreamer's playbin (hlsdemux) and playbin3 (hlsdemux2) play ``/hls/{id}/index.m3u8``
-    (multivariant → media playlist) until EXT-X-ENDLIST, without errors.
-
-    playbin3 joins once three segments exist: hlsdemux2 starts three target durations back
-    (HOLD-BACK) and stalls on a shorter live playlist (known limit, docs/deployment.md).
-    """
-    created = appliance.create_stream("gst")
-    sid = created["id"]
-    pub = ffmpeg_publish(f"{appliance.rtmp_base}/{created['stream_key']}", 14, gop=50)
-    url = f"{appliance.base}/hls/{sid}/index.m3u8"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
-    procs: dict[str, subprocess.Popen[str]] = {}
-    try:
-        appliance.wait_for(lambda: appliance.playlist(sid), timeout=20)
-        for name in ("playbin", "playbin3"):
-            if name == "playbin3":
-                appliance.wait_for(
-                    lambda: (appliance.playlist(sid) or "").count("#EXTINF") >= 3, timeout=20)
-            assert GST_LAUNCH is not None
-            procs[name] = subprocess.Popen(
-                [GST_LAUNCH, name, f"uri={url}", "video-sink=fakesink", "audio-sink=fakesink"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for name, proc in procs.items():
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, (name, out[-1500:], err[-1500:])
-            assert "Got EOS" in out and "ERROR" not in out + err, (name, out[-1500:])
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
         pub.kill()
         pub.wait(10)
