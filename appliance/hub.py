@@ -3,7 +3,7 @@
 ``Publisher.publish`` never awaits. Each reader owns a bounded deque; when a reader falls
 behind by more than its capacity, its backlog is dropped and counted and it resumes at the next
 video keyframe (MediaMTX ``Reader.push``), so a slow consumer never stalls ingest. A new reader
-is primed with the current :class:`StreamConfig` and starts at a keyframe.
+is primed with the current :class:`CodecConfig` and starts at a keyframe.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from media.units import AudioConfig, MediaUnit, TrackKind, VideoConfig
+from media.units import CodecConfig, MediaUnit, TrackKind
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +23,11 @@ DEFAULT_READER_CAPACITY = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class StreamConfig:
-    """Codec configuration in force from this point of the stream on."""
-
-    video: VideoConfig | None
-    audio: AudioConfig | None
-
-
-@dataclass(frozen=True, slots=True)
 class Discontinuity:
     """The publisher changed (reconnect): timestamps continue, the encoder state does not."""
 
 
-HubItem = MediaUnit | StreamConfig | Discontinuity
+HubItem = MediaUnit | CodecConfig | Discontinuity
 
 
 class Reader:
@@ -108,9 +100,11 @@ class Reader:
 
     def close(self) -> None:
         """Stop receiving; ``get`` returns None after the backlog."""
+        if self._closed:
+            return
         self._closed = True
         self._wakeup.set()
-        self._publisher._readers.discard(self)
+        self._publisher._reader_closed(self)
 
 
 class Publisher:
@@ -119,8 +113,9 @@ class Publisher:
     def __init__(self, name: str) -> None:
         self.name = name
         self._readers: set[Reader] = set()
-        self.config = StreamConfig(None, None)
+        self.config = CodecConfig(None, None)
         self.units_published = 0
+        self._discarded_by_closed = 0
 
     def add_reader(self, name: str, capacity: int = DEFAULT_READER_CAPACITY) -> Reader:
         reader = Reader(self, name, capacity)
@@ -134,9 +129,16 @@ class Publisher:
 
     @property
     def frames_discarded(self) -> int:
-        return sum(r.frames_discarded for r in self._readers)
+        """Frames dropped for slow readers since the publisher began: monotonic, because the
+        losses of readers that have since closed (a viewer who left) stay counted."""
+        return self._discarded_by_closed + sum(r.frames_discarded for r in self._readers)
 
-    def set_config(self, config: StreamConfig) -> None:
+    def _reader_closed(self, reader: Reader) -> None:
+        if reader in self._readers:
+            self._readers.discard(reader)
+            self._discarded_by_closed += reader.frames_discarded
+
+    def set_config(self, config: CodecConfig) -> None:
         self.config = config
         for reader in list(self._readers):
             reader._push(config)

@@ -28,11 +28,12 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
+from appliance.channels import ChannelService
 from appliance.config import WebRtcConfig
-from appliance.hub import Discontinuity, StreamConfig
-from appliance.streams import LiveStream, StreamService
+from appliance.hub import Discontinuity
+from appliance.live import LiveBroadcast
 from appliance.tasks import BackgroundTasks
-from media.units import AudioConfig, MediaUnit, TrackKind, VideoConfig
+from media.units import AudioConfig, CodecConfig, MediaUnit, TrackKind, VideoConfig
 from media.webrtc import compat
 from media.webrtc.gathering import configure_gathering
 from media.webrtc.guard import DatagramGuard, guard_connection
@@ -90,11 +91,13 @@ class Peer:
 class StreamSource:
     """The per-stream fan-out: hub reader → shared packets → every peer's tracks."""
 
-    def __init__(self, manager: WebRtcManager, ls: LiveStream) -> None:
+    def __init__(self, manager: WebRtcManager, ls: LiveBroadcast, key: str) -> None:
         self.manager = manager
         self.ls = ls
+        self.key = key
+        """The id peers asked for (a channel or broadcast id): the key of ``manager.sources``."""
         self.peers: set[Peer] = set()
-        self.reader = ls.publisher.add_reader(f"webrtc:{ls.stream_id}")
+        self.reader = ls.open_reader(f"webrtc:{ls.broadcast_id}")
         self.video_config: VideoConfig | None = None
         self.audio_config: AudioConfig | None = None
         # Owned by the Opus worker: only _transcode (run by _transcode_loop, one batch at a
@@ -105,7 +108,7 @@ class StreamSource:
         self._reset_audio = False
         self._max_pts: int | None = None
         self.closed = False
-        self.task = manager.tasks.spawn(self._run(), name=f"webrtc-{ls.stream_id}")
+        self.task = manager.tasks.spawn(self._run(), name=f"webrtc-{key}")
 
     async def _run(self) -> None:
         try:
@@ -116,21 +119,21 @@ class StreamSource:
                             return
                     else:
                         self._audio(item)
-                elif isinstance(item, StreamConfig):
+                elif isinstance(item, CodecConfig):
                     self.video_config = item.video
                     self.audio_config = item.audio  # the worker rebuilds on a change
                 elif isinstance(item, Discontinuity):
                     self._max_pts = None
                     self._reset_audio = True
         except Exception:
-            logger.exception("[%s] WebRTC source failed", self.ls.stream_id)
+            logger.exception("[%s] WebRTC source failed", self.key)
         finally:
             self.reader.close()
             self.manager._source_done(self)
 
     def _video(self, unit: MediaUnit) -> bool:
         if self._max_pts is not None and unit.pts < self._max_pts:
-            self.manager.refuse_bframes(self.ls)
+            self.manager.refuse_bframes(self.key)
             return False
         self._max_pts = unit.pts if self._max_pts is None else max(self._max_pts, unit.pts)
         config = self.video_config
@@ -152,7 +155,7 @@ class StreamSource:
             del self._audio_pending[: len(self._audio_pending) - MAX_AUDIO_BACKLOG]
         if self._audio_task is None or self._audio_task.done():
             self._audio_task = self.manager.tasks.spawn(
-                self._transcode_loop(), name=f"opus-{self.ls.stream_id}")
+                self._transcode_loop(), name=f"opus-{self.key}")
 
     async def _transcode_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -164,7 +167,7 @@ class StreamSource:
                 packets = await loop.run_in_executor(
                     self.manager.executor, self._transcode, config, batch, reset)
             except Exception:
-                logger.exception("[%s] AAC → Opus failed", self.ls.stream_id)
+                logger.exception("[%s] AAC → Opus failed", self.key)
                 return
             for packet in packets:
                 for peer in self.peers:
@@ -187,7 +190,7 @@ class StreamSource:
 class WebRtcManager:
     """Every WHEP peer of the appliance; created only when ``webrtc.enabled``."""
 
-    def __init__(self, config: WebRtcConfig, service: StreamService) -> None:
+    def __init__(self, config: WebRtcConfig, service: ChannelService) -> None:
         self.config = config
         self.service = service
         self.peers: dict[str, Peer] = {}
@@ -220,23 +223,23 @@ class WebRtcManager:
 
     # ---- refusal reasons ---------------------------------------------------------------------
 
-    def refuse_bframes(self, ls: LiveStream) -> None:
+    def refuse_bframes(self, stream_id: str) -> None:
         """The source has B-frames: close its peers, tell the operator once per stream."""
-        if ls.stream_id not in self._bframes_logged:
-            self._bframes_logged.add(ls.stream_id)
-            self.service.log("warning", "webrtc.bframes", BFRAMES_REASON, ls.stream_id)
-        for peer in self.peers_of(ls.stream_id):
+        if stream_id not in self._bframes_logged:
+            self._bframes_logged.add(stream_id)
+            self.service.log("warning", "webrtc.bframes", BFRAMES_REASON, stream_id)
+        for peer in self.peers_of(stream_id):
             self.tasks.spawn(self._close_peer(peer), name=f"webrtc-close-{peer.token[:6]}")
 
     # ---- negotiation -------------------------------------------------------------------------
 
-    def _admit(self, stream_id: str, offer: str, remote: str) -> LiveStream:
+    def _admit(self, stream_id: str, offer: str, remote: str) -> LiveBroadcast:
         """The live stream to answer for, or a WhepError if this offer cannot be taken now."""
-        ls = self.service.live_stream(stream_id)
-        if ls is None or ls.ended or ls.publisher.config.video is None:
+        ls = self.service.runtime(stream_id)
+        if ls is None or ls.ended or ls.codec_config().video is None:
             raise WhepError(404, "stream is not live")
-        if ls.health.bframes:
-            self.refuse_bframes(ls)
+        if ls.has_bframes():
+            self.refuse_bframes(stream_id)
             raise WhepError(409, BFRAMES_REASON)
         cfg = self.config
         if len(self.peers) >= cfg.max_peers:
@@ -266,7 +269,7 @@ class WebRtcManager:
         self.pending_by_ip[remote] += 1
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         video = EncodedTrack("video")
-        audio = EncodedTrack("audio") if ls.publisher.config.audio is not None else None
+        audio = EncodedTrack("audio") if ls.codec_config().audio is not None else None
         peer = Peer(token=secrets.token_urlsafe(18), stream_id=stream_id, remote=remote, pc=pc,
                     video=video, audio=audio)
         self.peers[peer.token] = peer
@@ -300,7 +303,7 @@ class WebRtcManager:
             if state == "connected" and not peer.connected:
                 peer.connected = True
                 self._unpend(peer)
-                ls.viewers.touch(f"whep:{peer.token}")
+                ls.touch_viewer(f"whep:{peer.token}")
                 logger.info("[%s] WebRTC peer %s connected in %.2f s", stream_id, remote,
                             time.monotonic() - peer.created)
             elif state in ("failed", "closed"):
@@ -313,19 +316,19 @@ class WebRtcManager:
                 self._close_peer(peer), name=f"webrtc-timeout-{peer.token[:6]}"))
         source = self.sources.get(stream_id)
         if source is None or source.ls is not ls or source.closed:
-            source = self.sources[stream_id] = StreamSource(self, ls)
+            source = self.sources[stream_id] = StreamSource(self, ls, stream_id)
         source.peers.add(peer)
         answer = pc.localDescription.sdp
         return peer.token, answer
 
-    def _set_video_codec(self, pc: RTCPeerConnection, ls: LiveStream) -> None:
+    def _set_video_codec(self, pc: RTCPeerConnection, ls: LiveBroadcast) -> None:
         """Answer with the offered H.264 payload type that can carry the stream.
 
         Pass-through needs H.264 in the stream's own profile; browsers list VP8 first and
         aiortc answers with its own profile-level-id, so the video codecs aiortc negotiated
         are replaced by the one chosen from the offer (RFC 6184 §8.2.2).
         """
-        config = ls.publisher.config.video
+        config = ls.codec_config().video
         assert config is not None
         remote = pc.remoteDescription
         h264 = self._choose_h264(config, remote.sdp if remote is not None else "")
@@ -393,8 +396,8 @@ class WebRtcManager:
                     peer.datagrams_dropped)
 
     def _source_done(self, source: StreamSource) -> None:
-        if self.sources.get(source.ls.stream_id) is source:
-            del self.sources[source.ls.stream_id]
+        if self.sources.get(source.key) is source:
+            del self.sources[source.key]
         for peer in list(source.peers):
             self.tasks.spawn(self._close_peer(peer), name=f"webrtc-close-{peer.token[:6]}")
 
@@ -404,9 +407,9 @@ class WebRtcManager:
             await asyncio.sleep(VIEWER_TOUCH_SECONDS)
             for peer in list(self.peers.values()):
                 if peer.connected:
-                    ls = self.service.live_stream(peer.stream_id)
+                    ls = self.service.runtime(peer.stream_id)
                     if ls is not None and not ls.ended:
-                        ls.viewers.touch(f"whep:{peer.token}")
+                        ls.touch_viewer(f"whep:{peer.token}")
 
 
 def _answer_codecs(answer: H264Answer, negotiated: list[RTCRtpCodecParameters]

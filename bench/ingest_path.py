@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.hub import Publisher, StreamConfig
+from appliance.hub import Publisher
 from bench.common import hearth_server, make_source
-from media.depacketizer import ConfigChanged, FlvDepacketizer
+from media.depacketizer import FlvDepacketizer
 from media.health import HealthMeter
 from media.hls.segmenter import HlsMuxer
 from media.rtmp.session import (
@@ -33,7 +33,7 @@ from media.rtmp.session import (
     RtmpServerSession,
     VideoReceived,
 )
-from media.units import MediaUnit
+from media.units import CodecConfig, MediaUnit
 
 CAPTURE = Path(__file__).resolve().parent / "out" / "rtmp_capture_30s.bin"
 
@@ -103,7 +103,7 @@ def replay(data: bytes, piece: int = 16384) -> dict[str, float]:
         session.data_to_send()
         t1 = clock()
         t["rtmp"] += t1 - t0
-        outs: list[MediaUnit | ConfigChanged] = []
+        outs: list[MediaUnit | CodecConfig] = []
         for ev in events:
             if isinstance(ev, PublishRequested):
                 session.accept_publish(ev.message_stream_id)
@@ -120,13 +120,13 @@ def replay(data: bytes, piece: int = 16384) -> dict[str, float]:
                 t["units"] += 1
             else:
                 health.set_config(out.video, out.audio)
-                publisher.set_config(StreamConfig(out.video, out.audio))
+                publisher.set_config(out)
         t3 = clock()
         t["health+hub"] += t3 - t2
         while (item := reader.get_nowait()) is not None:
             if isinstance(item, MediaUnit):
                 muxer.push(item)
-            elif isinstance(item, StreamConfig) and (item.video or item.audio):
+            elif isinstance(item, CodecConfig) and (item.video or item.audio):
                 muxer.set_config(item.video, item.audio)
         t["hls"] += clock() - t3
     return t

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from media.aac import AacError, parse_asc
 from media.h264 import H264Error, contains_idr, parse_avcc, parse_sps, playback_problem
 from media.rtmp.errors import RtmpError
 from media.rtmp.flv import VideoPacketType, parse_audio_tag, parse_video_tag
 from media.timeline import Timeline
-from media.units import CLOCK_RATE, AudioConfig, MediaUnit, TrackKind, VideoConfig
+from media.units import CLOCK_RATE, AudioConfig, CodecConfig, MediaUnit, TrackKind, VideoConfig
 
 _TICKS_PER_MS = CLOCK_RATE // 1000
 _CODED = (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X)
@@ -66,15 +65,9 @@ class MalformedMediaError(MediaError):
     """A frame or sequence header could not be parsed."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigChanged:
-    """New codec configuration; applies to the units that follow."""
-
-    video: VideoConfig | None
-    audio: AudioConfig | None
 
 
-Output = MediaUnit | ConfigChanged
+Output = MediaUnit | CodecConfig
 
 
 class FlvDepacketizer:
@@ -119,7 +112,7 @@ class FlvDepacketizer:
             if config == self.video:
                 return []
             self.video = config
-            return [ConfigChanged(self.video, self.audio)]
+            return [CodecConfig(self.video, self.audio)]
         if tag.packet_type not in _CODED or not tag.data:
             return []  # end of sequence, metadata and other enhanced packet types
         if self.video is None:
@@ -160,7 +153,7 @@ class FlvDepacketizer:
             if config == self.audio:
                 return []
             self.audio = config
-            return [ConfigChanged(self.video, self.audio)]
+            return [CodecConfig(self.video, self.audio)]
         if tag.aac_packet_type != 1 or not tag.data:
             return []  # E-RTMP SequenceEnd and other non-frame packets
         if self.audio is None:

@@ -108,3 +108,15 @@ class MediaUnit:
     @property
     def composition_offset(self) -> int:
         return self.pts - self.dts
+
+
+@dataclass(frozen=True, slots=True)
+class CodecConfig:
+    """The codec configuration in force from this point of a stream on.
+
+    The one type for it end to end: the depacketizer emits it when a sequence header arrives,
+    the hub primes new readers with it, the HLS muxer and WebRTC tracks consume it.
+    """
+
+    video: VideoConfig | None
+    audio: AudioConfig | None

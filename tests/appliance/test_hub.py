@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.hub import Discontinuity, Publisher, StreamConfig
-from media.units import MediaUnit, TrackKind
+from appliance.hub import Discontinuity, Publisher
+from media.units import CodecConfig, MediaUnit, TrackKind
 
 
 def _unit(i: int, key: bool = False, kind: TrackKind = TrackKind.VIDEO) -> MediaUnit:
@@ -14,10 +14,10 @@ def _unit(i: int, key: bool = False, kind: TrackKind = TrackKind.VIDEO) -> Media
 
 async def test_reader_gets_config_then_starts_at_a_keyframe() -> None:
     pub = Publisher("s")
-    cfg = StreamConfig(None, None)
+    cfg = CodecConfig(None, None)
     reader = pub.add_reader("r")
     assert await reader.get() == cfg
-    pub.set_config(StreamConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    pub.set_config(CodecConfig(video=object(), audio=None))  # type: ignore[arg-type]
     await reader.get()
     pub.publish(_unit(0))  # not a keyframe: skipped
     pub.publish(_unit(1, key=True))
@@ -28,7 +28,7 @@ async def test_reader_gets_config_then_starts_at_a_keyframe() -> None:
 
 async def test_slow_reader_drops_and_counts_without_blocking() -> None:
     pub = Publisher("s")
-    pub.set_config(StreamConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    pub.set_config(CodecConfig(video=object(), audio=None))  # type: ignore[arg-type]
     slow = pub.add_reader("slow", capacity=10)
     fast = pub.add_reader("fast", capacity=1000)
     for i in range(25):
@@ -40,7 +40,7 @@ async def test_slow_reader_drops_and_counts_without_blocking() -> None:
         items.append(item)
     units = [i for i in items if isinstance(i, MediaUnit)]
     assert units and units[0].keyframe  # resumed at a keyframe
-    assert isinstance(items[0], StreamConfig)
+    assert isinstance(items[0], CodecConfig)
 
 
 async def test_close_ends_readers_after_backlog() -> None:
@@ -52,3 +52,17 @@ async def test_close_ends_readers_after_backlog() -> None:
     assert isinstance(await reader.get(), Discontinuity)
     assert await asyncio.wait_for(reader.get(), 1) is None
     assert pub.readers == []
+
+
+def test_frames_discarded_never_goes_down_when_a_lagging_reader_leaves() -> None:
+    pub = Publisher("s")
+    pub.set_config(CodecConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    slow = pub.add_reader("slow", capacity=2)
+    for i in range(10):
+        pub.publish(_unit(i, key=i == 0))
+    before = pub.frames_discarded
+    assert before > 0
+    slow.close()
+    assert pub.frames_discarded == before
+    slow.close()  # idempotent: counted once
+    assert pub.frames_discarded == before

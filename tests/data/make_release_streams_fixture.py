@@ -2,10 +2,14 @@
 
 Run from a checkout of that commit: python tests/data/make_release_streams_fixture.py tests/data
 """
-import json, shutil, sys, time, socket
+import json
+import shutil
+import sys
+import time
 from pathlib import Path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.helpers.appliance import ApplianceProcess, short_tmpdir, free_port
+from tests.helpers.appliance import ApplianceProcess, free_port, short_tmpdir
 from tests.helpers.publishers import ffmpeg_publish
 
 d = short_tmpdir()

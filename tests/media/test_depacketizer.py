@@ -10,14 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from media.depacketizer import (
-    ConfigChanged,
     FlvDepacketizer,
     MalformedMediaError,
     MediaError,
     UnsupportedCodecError,
 )
 from media.h264 import build_avcc
-from media.units import MediaUnit, TrackKind
+from media.units import CodecConfig, MediaUnit, TrackKind
 from tests.media.hls.media_factory import make_stream
 
 
@@ -39,10 +38,10 @@ def stream():  # type: ignore[no-untyped-def]
 def test_sequence_headers_then_frames(stream) -> None:  # type: ignore[no-untyped-def]
     d = FlvDepacketizer(clock=lambda: 42.0)
     out = d.video_tag(0, _video_tag(stream.video.avcc, key=True, packet_type=0))
-    assert out == [ConfigChanged(stream.video, None)]
+    assert out == [CodecConfig(stream.video, None)]
     assert d.video_tag(0, _video_tag(stream.video.avcc, key=True, packet_type=0)) == []
     out = d.audio_tag(0, _audio_tag(stream.audio.asc, 0))
-    assert out == [ConfigChanged(stream.video, stream.audio)]
+    assert out == [CodecConfig(stream.video, stream.audio)]
     units = []
     for u in stream.units:
         ms = u.dts // 90
