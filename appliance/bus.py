@@ -10,7 +10,7 @@ Events are frozen dataclasses and their reasons are enums (shared with the admin
 
 Usage::
 
-    async with bus.subscribe(StreamChanged, LogRecorded) as events:
+    async with bus.subscribe(BroadcastChanged, LogRecorded) as events:
         async for event in events:
             ...
 """
@@ -24,7 +24,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 # The reasons are the admin API's own enums: the event stream forwards them unchanged.
-from appliance.api.schema import ChatChange, ChatMessage, RelayInfo, StreamChange
+from appliance.api.schema import (
+    BroadcastChange,
+    ChannelChange,
+    ChatChange,
+    ChatMessage,
+    RelayInfo,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +40,34 @@ class Event:
     at: float = field(default_factory=time.time, kw_only=True)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamChanged(Event):
-    """A stream was created, edited, went live, lost or regained its publisher, or ended."""
+# Reasons, under the names the appliance uses (the admin API's enums).
+ChannelReason = ChannelChange
+BroadcastReason = BroadcastChange
 
-    stream_id: str
-    reason: StreamChange
+
+@dataclass(frozen=True, slots=True)
+class ChannelChanged(Event):
+    """A channel was created, edited, had its key rotated, or was deleted."""
+
+    channel_id: str
+    reason: ChannelChange
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastChanged(Event):
+    """A broadcast changed state. Published after the change is committed to SQLite."""
+
+    broadcast_id: str
+    channel_id: str
+    reason: BroadcastChange
 
 
 @dataclass(frozen=True, slots=True)
 class ViewersChanged(Event):
-    """Periodic viewer figures of a live stream (emitted only when they change)."""
+    """Periodic viewer figures of a live broadcast (emitted only when they change)."""
 
-    stream_id: str
+    broadcast_id: str
+    channel_id: str
     current: int
     peak: int
     total: int

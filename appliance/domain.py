@@ -1,4 +1,8 @@
-"""Domain values: streams, their states, stream keys.
+"""Domain values: channels, broadcasts, their states, stream keys.
+
+A *channel* is what an operator sets up once (title, key, recording policy); a *broadcast* is
+one live session of a channel (or a planned one), with its own NIP-53 address. See
+:mod:`appliance.channels` for who owns them.
 
 Stream keys are ≥ 128 random bits (``secrets.token_urlsafe(24)`` → 192 bits), shown once and
 stored only as a SHA-256 digest. A fast hash is enough for a high-entropy random secret
@@ -16,7 +20,8 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-STREAM_ID_RE = re.compile(r"^[a-z0-9]{6,32}$")
+ID_RE = re.compile(r"^[a-z0-9]{6,32}$")
+"""Channel and broadcast ids (one namespace: a migrated stream's id is both)."""
 KEY_PREFIX = "hk_"
 # RTMP stream names that could be keys: token_urlsafe alphabet, bounded (nginx caps names at
 # 256 bytes). Anything else is refused before any lookup (docs/threat-model.md §stream-keys).
@@ -29,28 +34,50 @@ MAX_TAG = 40
 MAX_URL = 1000
 
 
-class StreamState(enum.Enum):
-    """Lifecycle of a stream: created → live → ended (ended is final)."""
+class BroadcastStatus(enum.Enum):
+    """Lifecycle of a broadcast: planned → live → ended (ended is final).
 
-    CREATED = "created"
+    The values are NIP-53's ``status`` tag values, so a broadcast's status is its 30311 status.
+    """
+
+    PLANNED = "planned"
     LIVE = "live"
     ENDED = "ended"
 
 
 class ValidationError(ValueError):
-    """User-supplied stream fields are invalid; ``field`` names the offending one."""
+    """User-supplied channel or broadcast fields are invalid; ``field`` names the offending one."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
 
 
-def new_stream_id() -> str:
+MAX_RETENTION_DAYS = 3650
+
+
+def new_id() -> str:
+    """A channel or broadcast id: 48 random bits, lowercase hex."""
     return secrets.token_hex(6)
 
 
-def new_stream_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(24)
+def new_stream_key(channel_id: str) -> str:
+    """``hk_<channel id>_<secret>``: the id part routes the lookup, the secret authenticates.
+
+    The id is the channel's, so a key outlives every broadcast (and a migrated stream's key,
+    whose id part was the stream id, names the channel that stream became).
+    """
+    return f"{KEY_PREFIX}{channel_id}_{secrets.token_urlsafe(24)}"
+
+
+def split_key(key: str) -> str | None:
+    """The channel id named by ``hk_<channel id>_<secret>``; None if it cannot be one of ours."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    parts = key.split("_", 2)
+    if len(parts) != 3 or not ID_RE.fullmatch(parts[1]) or not parts[2]:
+        return None
+    return parts[1]
 
 
 def hash_key(key: str) -> str:
@@ -68,21 +95,20 @@ def redact_key(key: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamFields:
-    """The operator-editable description of a stream."""
+class ChannelFields:
+    """The operator-editable description of a channel."""
 
     title: str
     summary: str = ""
     tags: tuple[str, ...] = ()
     image: str = ""
+    record: bool = True
+    retention_days: int | None = None
+    """Recordings older than this are deleted (None: kept until the global disk cap)."""
 
-    def validated(self) -> StreamFields:
+    def validated(self) -> ChannelFields:
         """Normalized copy; raises :class:`ValidationError` for bad input."""
-        title = " ".join(self.title.split())
-        if not title:
-            raise ValidationError("title", "must not be empty")
-        if len(title) > MAX_TITLE:
-            raise ValidationError("title", f"at most {MAX_TITLE} characters")
+        title = validated_title(self.title)
         summary = self.summary.strip()
         if len(summary) > MAX_SUMMARY:
             raise ValidationError("summary", f"at most {MAX_SUMMARY} characters")
@@ -92,10 +118,19 @@ class StreamFields:
             parts = urlsplit(image)
             if parts.scheme not in ("https", "http") or not parts.netloc or len(image) > MAX_URL:
                 raise ValidationError("image", "must be an http(s) URL")
-        for name, value in (("title", title), ("summary", summary)):
-            if any(ord(c) < 32 and c not in "\n\t" for c in value):
-                raise ValidationError(name, "contains control characters")
-        return StreamFields(title=title, summary=summary, tags=tags, image=image)
+        if any(ord(c) < 32 and c not in "\n\t" for c in summary):
+            raise ValidationError("summary", "contains control characters")
+        return ChannelFields(title=title, summary=summary, tags=tags, image=image,
+                             record=bool(self.record),
+                             retention_days=_retention(self.retention_days))
+
+
+def _retention(days: int | None) -> int | None:
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int)
+                             or not 1 <= days <= MAX_RETENTION_DAYS):
+        raise ValidationError("retention_days",
+                              f"a whole number of days from 1 to {MAX_RETENTION_DAYS}")
+    return days
 
 
 def _normalized_tags(raw_tags: tuple[str, ...]) -> tuple[str, ...]:
@@ -114,18 +149,55 @@ def _normalized_tags(raw_tags: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(tags)
 
 
+def validated_title(raw: str) -> str:
+    """A title with whitespace runs collapsed; raises :class:`ValidationError` if unusable."""
+    title = " ".join(raw.split())
+    if not title:
+        raise ValidationError("title", "must not be empty")
+    if len(title) > MAX_TITLE:
+        raise ValidationError("title", f"at most {MAX_TITLE} characters")
+    if any(ord(c) < 32 for c in title):
+        raise ValidationError("title", "contains control characters")
+    return title
+
+
 @dataclass(frozen=True, slots=True)
-class Stream:
-    """A stream as stored."""
+class Channel:
+    """A channel as stored. Its key is never here: only its digest, in the database."""
 
     id: str
     title: str
     summary: str
     tags: tuple[str, ...]
     image: str
-    status: StreamState
+    record: bool
+    retention_days: int | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """A broadcast as stored, with its channel's description resolved.
+
+    ``title`` is the broadcast's own when it has one (a planned broadcast's), else the
+    channel's; ``summary``, ``tags`` and ``image`` are the channel's. ``starts`` is the
+    planned start (None for unplanned ones); ``health`` is the last ingest-health snapshot
+    written while live (a JSON object, or None before the first one).
+    """
+
+    id: str
+    channel_id: str
+    title: str
+    summary: str
+    tags: tuple[str, ...]
+    image: str
+    status: BroadcastStatus
+    created_at: float
+    starts: float | None
     started_at: float | None
     ended_at: float | None
     peak_viewers: int
     total_viewers: int
+    end_reason: str | None = None
+    reconnects: int = 0
+    health: dict[str, object] | None = None

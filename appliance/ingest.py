@@ -1,7 +1,7 @@
 """RTMP ingest glue: RTMP session events → stream decisions, media units and the hub.
 
-Implements :class:`media.rtmp.server.RtmpHandler`. Decisions (key check, throttling, takeover)
-are the :class:`~appliance.streams.StreamService`'s; this module translates between the sans-IO
+Implements :class:`media.rtmp.server.RtmpHandler`. Decisions (key check, takeover, grace) are the
+:class:`~appliance.channels.ChannelService`'s; this module translates between the sans-IO
 session and the service, and never blocks: refusals are delayed with ``call_later``.
 """
 
@@ -15,9 +15,10 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from appliance.channels import INVALID_KEY, ChannelService, PublishRefused
 from appliance.config import RtmpConfig
 from appliance.domain import STREAM_NAME_RE
-from appliance.streams import LiveStream, PublishRefused, StreamService
+from appliance.live import LiveBroadcast
 from media.depacketizer import MalformedMediaError, UnsupportedCodecError
 from media.rtmp.server import RefusalLog, RtmpConnection, RtmpServerStats
 from media.rtmp.session import (
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 MAX_MALFORMED_FRAMES = 50
 """Malformed frames tolerated on one connection before the publisher is disconnected."""
 MAX_TRACKED_ADDRESSES = 10_000
-INVALID_KEY = "invalid stream key (check OBS Settings → Stream)"
 BLOCKED_TEXT = ("invalid stream key; too many wrong keys from this address (the correct key "
                 "is still accepted)")
 
@@ -172,7 +172,7 @@ class _RefusalSummary:
 
 
 class _Link:
-    """A publishing RTMP connection as the stream service sees it."""
+    """A publishing RTMP connection as the channel service sees it."""
 
     def __init__(self, conn: RtmpConnection) -> None:
         self.conn = conn
@@ -188,7 +188,7 @@ class _Link:
 @dataclass
 class _ConnState:
     app: str | None = None
-    stream_id: str | None = None
+    channel_id: str | None = None
     link: _Link | None = None
     malformed: int = 0
     refused: bool = False
@@ -199,7 +199,7 @@ class _ConnState:
 class IngestHandler:
     """Receives every RTMP connection's events (see :class:`media.rtmp.server.RtmpHandler`)."""
 
-    def __init__(self, service: StreamService, config: RtmpConfig) -> None:
+    def __init__(self, service: ChannelService, config: RtmpConfig) -> None:
         self.service = service
         self.config = config
         self.throttle = AuthThrottle(config.auth_failures_per_ip, config.auth_window,
@@ -223,9 +223,9 @@ class IngestHandler:
     def connection_lost(self, conn: RtmpConnection, error: BaseException | None) -> None:
         self.connections.pop(conn.id, None)
         st = self._state.pop(conn.id, None)
-        if st is not None and st.stream_id is not None and st.link is not None:
+        if st is not None and st.channel_id is not None and st.link is not None:
             reason = f"connection lost: {error}" if error else "connection closed"
-            self.service.detach(st.stream_id, st.link, reason)
+            self.service.detach(st.channel_id, st.link, reason)
 
     def events_received(self, conn: RtmpConnection, events: list[RtmpEvent]) -> None:
         st = self._state.get(conn.id)
@@ -234,8 +234,8 @@ class IngestHandler:
         for ev in events:
             # Media first: it is nearly every event, the rest happen a few times per connection.
             if isinstance(ev, VideoReceived | AudioReceived):
-                if st.stream_id is not None:
-                    self._media(conn, st, ev)
+                if st.channel_id is not None:
+                    self._media(st, ev)
             else:
                 self._control_event(conn, st, ev)
 
@@ -249,18 +249,18 @@ class IngestHandler:
             if isinstance(encoder, str):
                 st.encoder = encoder[:100]
         elif isinstance(ev, Unpublished):
-            if st.stream_id is not None and st.link is not None:
-                self.service.detach(st.stream_id, st.link, "publisher stopped")
-                st.stream_id = None
+            if st.channel_id is not None and st.link is not None:
+                self.service.detach(st.channel_id, st.link, "publisher stopped")
+                st.channel_id = None
         elif isinstance(ev, ProtocolFailed):
             self.protocol_errors += 1
             # Unauthenticated peers' errors are counted by the RTMP server's refusal summary;
             # one line per event would let a flood flood the log.
-            if st.stream_id is not None:
+            if st.channel_id is not None:
                 logger.warning("rtmp #%d from %s: protocol error: %s", conn.id, conn.peer[0],
                                ev.error)
                 self.service.log("warning", "ingest.protocol_error",
-                                 f"publisher sent malformed RTMP: {ev.error}", st.stream_id)
+                                 f"publisher sent malformed RTMP: {ev.error}", st.channel_id)
         # ConnectionClosed: connection_lost follows.
 
     # ---- publish decisions -------------------------------------------------------------------
@@ -277,7 +277,7 @@ class IngestHandler:
                 raise PublishRefused("NetStream.Publish.BadName", INVALID_KEY, auth=True)
             # The key is checked even for a blocked address: a block stops wrong guesses,
             # never the owner's correct key (issue 9 §3).
-            stream_id = self.service.authorize(name)
+            channel_id = self.service.authorize(name)
         except PublishRefused as refusal:
             self._refuse(conn, st, ev.message_stream_id, refusal)
             return
@@ -285,8 +285,8 @@ class IngestHandler:
             return  # the peer withdrew or hung up before the decision: nothing to attach
         self.throttle.success(conn.peer[0])
         st.link = _Link(conn)
-        st.stream_id = stream_id
-        self.service.attach(stream_id, st.link)
+        st.channel_id = channel_id
+        self.service.attach(channel_id, st.link)
 
     def _refuse(self, conn: RtmpConnection, st: _ConnState, msid: int,
                 refusal: PublishRefused) -> None:
@@ -327,58 +327,52 @@ class IngestHandler:
         """Periodic: put each live publisher's health warnings in the event log when they
         change (each reason names the OBS setting that fixes it)."""
         live: set[str] = set()
-        for ls in self.service.live_streams():
-            if ls.link is None or ls.ended:
+        for lb in self.service.live_broadcasts():
+            if lb.link is None:
                 continue
-            live.add(ls.stream_id)
-            snap = ls.health.snapshot()
+            live.add(lb.channel_id)
+            snap = lb.health()
             if snap.verdict() == "starting":
                 continue
             reasons = tuple(snap.reasons())
-            if reasons != self._health_reported.get(ls.stream_id, ()):
-                self._health_reported[ls.stream_id] = reasons
+            if reasons != self._health_reported.get(lb.channel_id, ()):
+                self._health_reported[lb.channel_id] = reasons
                 if reasons:
                     self.service.log("warning", "ingest.health",
                                      "publisher settings to fix: " + "; ".join(reasons),
-                                     ls.stream_id)
-        for stream_id in [k for k in self._health_reported if k not in live]:
-            del self._health_reported[stream_id]
+                                     lb.channel_id)
+        for channel_id in [k for k in self._health_reported if k not in live]:
+            del self._health_reported[channel_id]
 
     # ---- media -------------------------------------------------------------------------------
 
-    def _media(self, conn: RtmpConnection, st: _ConnState,
-               ev: VideoReceived | AudioReceived) -> None:
-        assert st.stream_id is not None
-        ls: LiveStream | None = self.service.live_stream(st.stream_id)
-        if ls is None or ls.link is not st.link:
+    def _media(self, st: _ConnState, ev: VideoReceived | AudioReceived) -> None:
+        assert st.channel_id is not None and st.link is not None
+        lb: LiveBroadcast | None = self.service.live_broadcast(st.channel_id)
+        if lb is None or not lb.accepts(st.link):
             return
         try:
             if isinstance(ev, VideoReceived):
-                outputs = ls.depacketizer.video_tag(ev.timestamp, ev.body)
+                lb.video_tag(ev.timestamp, ev.body)
             else:
-                outputs = ls.depacketizer.audio_tag(ev.timestamp, ev.body)
+                lb.audio_tag(ev.timestamp, ev.body)
         except UnsupportedCodecError as exc:
             if exc.codec not in st.codec_errors:
                 st.codec_errors.add(exc.codec)
-                ls.last_error = str(exc)
-                self.service.log("error", "ingest.unsupported_codec", str(exc), st.stream_id)
-            assert st.link is not None
+                lb.note_error(str(exc))
+                self.service.log("error", "ingest.unsupported_codec", str(exc), st.channel_id)
             st.link.end("NetStream.Publish.Failed", str(exc))
-            self.service.detach(st.stream_id, st.link, str(exc))
-            st.stream_id = None
-            return
+            self.service.detach(st.channel_id, st.link, str(exc))
+            st.channel_id = None
         except MalformedMediaError as exc:
             st.malformed += 1
-            ls.malformed_frames += 1
+            lb.note_malformed()
             self.malformed_frames += 1
             if st.malformed == 1:
-                self.service.log("warning", "ingest.malformed_media", str(exc), st.stream_id)
+                self.service.log("warning", "ingest.malformed_media", str(exc), st.channel_id)
             if st.malformed > MAX_MALFORMED_FRAMES:
                 reason = f"too many malformed frames ({st.malformed}); last: {exc}"
-                self.service.log("error", "ingest.malformed_media", reason, st.stream_id)
-                assert st.link is not None
+                self.service.log("error", "ingest.malformed_media", reason, st.channel_id)
                 st.link.end("NetStream.Publish.Failed", "too many malformed frames")
-                self.service.detach(st.stream_id, st.link, reason)
-                st.stream_id = None
-            return
-        ls.ingest_frames(outputs)
+                self.service.detach(st.channel_id, st.link, reason)
+                st.channel_id = None

@@ -29,8 +29,8 @@ from appliance.api.admin_app import build_admin_app
 from appliance.api.conncap import AddressCap, CappedTCPSite, body_timeout_middleware
 from appliance.api.peercred import PeerPolicy, peercred_middleware, policy_for_socket
 from appliance.api.public import build_public_app, load_static
-from appliance.api.schema import StreamChange
-from appliance.bus import Bus, StreamChanged
+from appliance.bus import BroadcastChanged, BroadcastReason, Bus
+from appliance.channels import ChannelService
 from appliance.config import Config, with_bound_ports
 from appliance.db import Store
 from appliance.delivery.service import Delivery
@@ -39,7 +39,6 @@ from appliance.ingest import IngestHandler
 from appliance.listeners import Listeners, bind_listeners, ensure_not_running
 from appliance.nostr.service import NostrService
 from appliance.state import AppState
-from appliance.streams import StreamService
 from appliance.tasks import BackgroundTasks
 from media.rtmp.server import PreAuthBudget, RefusalLog, RtmpServerStats, start_rtmp_server
 
@@ -149,7 +148,7 @@ class Appliance:
         self._stack.push_async_callback(store.close)
 
         bus = Bus()
-        service = StreamService(config, store, bus)
+        service = ChannelService(config, store, bus)
         await service.start()
         self._stack.push_async_callback(service.close)
 
@@ -277,19 +276,26 @@ class Appliance:
         await self._stack.aclose()
 
 
-async def record_broadcasts(bus: Bus, service: StreamService, delivery: Delivery,
+async def record_broadcasts(bus: Bus, service: ChannelService, delivery: Delivery,
                             config: Config) -> None:
-    """Attach the recorder and thumbnailer to each stream's live muxer when it goes live."""
-    async with bus.subscribe(StreamChanged) as events:
+    """Attach the recorder and thumbnailer to each broadcast's live muxer when it starts (or
+    resumes after a restart), when ``recording.enabled`` and its channel's ``record`` allow it;
+    thumbnails either way. Detach at its end."""
+    async with bus.subscribe(BroadcastChanged) as events:
         async for event in events:
-            assert isinstance(event, StreamChanged)
-            if event.reason in (StreamChange.LIVE, StreamChange.PUBLISHER_BACK):
-                ls = service.live_stream(event.stream_id)
-                if ls is not None and not ls.ended:
-                    delivery.attach(event.stream_id, ls.muxer,
-                                    record=config.recording.enabled)
-            elif event.reason is StreamChange.ENDED:
-                delivery.detach(event.stream_id)
+            assert isinstance(event, BroadcastChanged)
+            if event.reason in (BroadcastReason.STARTED, BroadcastReason.RECONNECTED):
+                lb = service.runtime(event.broadcast_id)
+                if lb is None or lb.ended:
+                    continue
+                try:
+                    channel = await service.get_channel(event.channel_id)
+                except LookupError:
+                    continue
+                delivery.attach(event.broadcast_id, lb.muxer,
+                                record=config.recording.enabled and channel.record)
+            elif event.reason is BroadcastReason.ENDED:
+                delivery.detach(event.broadcast_id)
 
 
 async def apply_retention(delivery: Delivery, config: Config) -> None:

@@ -10,7 +10,7 @@ import json
 import time
 from html import escape
 
-from appliance.domain import Stream, StreamState
+from appliance.domain import Broadcast, BroadcastStatus
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
@@ -42,7 +42,7 @@ def _ago(ts: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60} min ago"
 
 
-def _thumb(s: Stream) -> str:
+def _thumb(s: Broadcast) -> str:
     # docs/threat-model.md §pages: only https images are referenced; anything else gets the CSS
     # placeholder.
     if s.image.startswith("https://"):
@@ -50,8 +50,8 @@ def _thumb(s: Stream) -> str:
     return '<span class="thumb placeholder" aria-hidden="true"></span>'
 
 
-def _card(s: Stream, viewers: int, host: str) -> str:
-    live = s.status is StreamState.LIVE
+def _card(s: Broadcast, viewers: int, host: str) -> str:
+    live = s.status is BroadcastStatus.LIVE
     badge = '<span class="badge live">LIVE</span>' if live else '<span class="badge">ENDED</span>'
     meta = (f"{viewers} watching · started {_ago(s.started_at)}" if live
             else f"ended {_ago(s.ended_at)}")
@@ -63,13 +63,13 @@ def _card(s: Stream, viewers: int, host: str) -> str:
     )
 
 
-def discovery_page(streams: list[tuple[Stream, int]], host: str = "") -> str:
+def discovery_page(streams: list[tuple[Broadcast, int]], host: str = "") -> str:
     """The front page: live streams first (with viewers), then recently ended ones.
 
     ``host`` is the operator's display name (or short npub), shown on each card.
     """
-    live = [(s, v) for s, v in streams if s.status is StreamState.LIVE]
-    ended = [(s, v) for s, v in streams if s.status is StreamState.ENDED][:12]
+    live = [(s, v) for s, v in streams if s.status is BroadcastStatus.LIVE]
+    ended = [(s, v) for s, v in streams if s.status is BroadcastStatus.ENDED][:12]
     parts = ["<h1>Live now</h1>"]
     if not live:
         parts.append('<p class="empty">Nobody is live right now.</p>')
@@ -84,22 +84,24 @@ def discovery_page(streams: list[tuple[Stream, int]], host: str = "") -> str:
     return _layout("Hearth", "".join(parts))
 
 
-def watch_page(stream: Stream, viewers: int, chat: dict[str, object] | None = None) -> str:
+def watch_page(stream: Broadcast, viewers: int, chat: dict[str, object] | None = None,
+               play_id: str | None = None) -> str:
     """Player page for one stream (hls.js, with native HLS as the fallback) and its chat.
 
     ``chat`` goes into ``data-config`` for chat.js: ``address`` (the NIP-53 ``a`` coordinate
     browser-signed messages must carry), ``relays`` and ``host``. Everything is attribute-escaped
     JSON; chat.js renders user text with ``textContent`` only.
     """
-    cfg: dict[str, object] = {"id": stream.id, "hls": f"/hls/{stream.id}/index.m3u8"}
+    play = play_id or stream.id  # a channel id plays whichever broadcast is live
+    cfg: dict[str, object] = {"id": play, "hls": f"/hls/{play}/index.m3u8"}
     if chat:
         cfg["chat"] = chat
     config = escape(json.dumps(cfg))
     tags = "".join(f'<span class="tag">#{escape(t)}</span> ' for t in stream.tags)
     badge = {
-        StreamState.LIVE: '<span class="badge live">LIVE</span>',
-        StreamState.CREATED: '<span class="badge">NOT LIVE YET</span>',
-        StreamState.ENDED: '<span class="badge">ENDED</span>',
+        BroadcastStatus.LIVE: '<span class="badge live">LIVE</span>',
+        BroadcastStatus.PLANNED: '<span class="badge">NOT LIVE YET</span>',
+        BroadcastStatus.ENDED: '<span class="badge">ENDED</span>',
     }[stream.status]
     player = (
         f'<div id="watch" data-config="{config}">'

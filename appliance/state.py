@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from appliance.bus import Bus
+from appliance.channels import BroadcastMedia, ChannelService
 from appliance.config import Config
 from appliance.db import Store
-from appliance.streams import StreamService
 from appliance.viewers import ViewerTokens
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class AppState:
     config: Config
     store: Store
-    service: StreamService
+    service: ChannelService
     ingest: IngestHandler
     bus: Bus = field(default_factory=Bus)
     tokens: ViewerTokens = field(default_factory=ViewerTokens)
@@ -38,3 +38,5 @@ class AppState:
     """Recordings, thumbnails and downloads (None only in tests that build a bare state)."""
     http_cap: AddressCap | None = None
     """Open public HTTP connections per address (set when the site starts)."""
+    media: BroadcastMedia | None = None
+    """Recording/thumbnail URLs per broadcast; None until a recorder provides them."""

@@ -234,7 +234,7 @@ class WebRtcManager:
     # ---- negotiation -------------------------------------------------------------------------
 
     def _admit(self, stream_id: str, offer: str, remote: str) -> LiveBroadcast:
-        """The live stream to answer for, or a WhepError if this offer cannot be taken now."""
+        """The live broadcast to answer for, or a WhepError if this offer cannot be taken now."""
         ls = self.service.runtime(stream_id)
         if ls is None or ls.ended or ls.codec_config().video is None:
             raise WhepError(404, "stream is not live")

@@ -13,28 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.api.admin_common import (
-    STATE,
-    error_response,
-    json_body,
-    stream_id_param,
-)
-from appliance.api.schema import (
-    AdminStream,
-    IngestInfo,
-    LogEvent,
-    Status,
-    StreamCredentials,
-)
+from appliance.api.admin_common import STATE, error_response, json_body, route_param
+from appliance.api.schema import LogEvent, Status
+from appliance.api.views import admin_broadcast, admin_channel, admin_stream, credentials
+from appliance.channels import BroadcastNotFound, ChannelNotFound
 from appliance.db import queries as q
-from appliance.domain import STREAM_ID_RE, Stream, StreamFields, StreamState, ValidationError
-from appliance.state import AppState
-from appliance.streams import StreamEnded, StreamNotFound
-
-# Short local names for the shared helpers (the route code below predates admin_common).
-_error = error_response
-_body = json_body
-_stream_id = stream_id_param
+from appliance.domain import ID_RE, BroadcastStatus, Channel, ChannelFields, ValidationError
 
 
 def app_version() -> str:
@@ -44,44 +28,7 @@ def app_version() -> str:
         return "dev"
 
 
-def admin_stream(state: AppState, stream: Stream) -> AdminStream:
-    base = state.config.public_base_url
-    ls = state.service.live_stream(stream.id)
-    ingest = None
-    if ls is not None and ls.link is not None:
-        snap = ls.health.snapshot()
-        ingest = IngestInfo(
-            connection_id=ls.link.id, remote=ls.link.remote, connected_at=ls.link.connected_at,
-            bitrate_kbps=snap.bitrate_kbps, fps=snap.fps, width=snap.width, height=snap.height,
-            keyframe_interval=snap.keyframe_interval, bframes=snap.bframes,
-            video_codec=snap.video_codec, audio_codec=snap.audio_codec,
-            sample_rate=snap.sample_rate, channels=snap.channels, verdict=snap.verdict(),
-            bytes_in=snap.bytes_in, frames_discarded=ls.publisher.frames_discarded,
-            reconnects=ls.reconnects, verdict_reasons=snap.reasons(),
-        )
-    live = ls is not None and not ls.ended
-    return AdminStream(
-        id=stream.id, title=stream.title, summary=stream.summary, tags=list(stream.tags),
-        image=stream.image, status=stream.status.value, created_at=stream.created_at,
-        started_at=stream.started_at, ended_at=stream.ended_at,
-        viewers=state.service.viewers(stream.id),
-        peak_viewers=max(stream.peak_viewers, ls.viewers.peak if live and ls else 0),
-        total_viewers=max(stream.total_viewers, ls.viewers.total if live and ls else 0),
-        watch_url=f"{base}/watch/{stream.id}", hls_url=f"{base}/hls/{stream.id}/index.m3u8",
-        publishing=bool(ls and ls.link), grace_until=ls.grace_until if ls else None,
-        ingest=ingest,
-    )
-
-
-def credentials(state: AppState, stream: Stream, key: str) -> StreamCredentials:
-    base = state.config.public_base_url
-    return StreamCredentials(
-        id=stream.id, title=stream.title, rtmp_url=state.config.rtmp_url, stream_key=key,
-        watch_url=f"{base}/watch/{stream.id}", hls_url=f"{base}/hls/{stream.id}/index.m3u8",
-    )
-
-
-def _fields(data: dict[str, Any], current: Stream | None = None) -> StreamFields:
+def _fields(data: dict[str, Any], current: Channel | None = None) -> ChannelFields:
     def text(name: str, default: str) -> str:
         value = data.get(name, default)
         if not isinstance(value, str):
@@ -91,12 +38,42 @@ def _fields(data: dict[str, Any], current: Stream | None = None) -> StreamFields
     tags = data.get("tags", list(current.tags) if current else [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValidationError("tags", "must be a list of strings")
-    return StreamFields(
+    record = data.get("record", current.record if current else True)
+    if not isinstance(record, bool):
+        raise ValidationError("record", "must be true or false")
+    retention = data.get("retention_days", current.retention_days if current else None)
+    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int)):
+        raise ValidationError("retention_days", "must be a whole number of days or null")
+    return ChannelFields(
         title=text("title", current.title if current else ""),
         summary=text("summary", current.summary if current else ""),
         tags=tuple(tags),
         image=text("image", current.image if current else ""),
+        record=record,
+        retention_days=retention,
     )
+
+
+def _id(request: web.Request, name: str, missing: type[LookupError]) -> str:
+    return route_param(request, name, ID_RE, missing)
+
+
+def _channel_id(request: web.Request) -> str:
+    return _id(request, "channel_id", ChannelNotFound)
+
+
+def _broadcast_id(request: web.Request) -> str:
+    return _id(request, "broadcast_id", BroadcastNotFound)
+
+
+def _status_param(request: web.Request) -> BroadcastStatus | None:
+    raw = request.query.get("status")
+    if not raw:
+        return None
+    try:
+        return BroadcastStatus(raw)
+    except ValueError:
+        raise ValidationError("status", "must be planned, live or ended") from None
 
 
 @web.middleware
@@ -105,89 +82,200 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         resp: web.StreamResponse = await handler(request)
         return resp
     except ValidationError as exc:
-        return _error(400, str(exc), exc.field)
-    except StreamNotFound as exc:
-        return _error(404, f"no stream {exc.args[0]!r}")
-    except StreamEnded:
-        return _error(409, "the stream has ended; create a new one")
+        return error_response(400, str(exc), exc.field)
+    except ChannelNotFound as exc:
+        noun = "stream" if request.path.startswith("/v1/streams") else "channel"
+        return error_response(404, f"no {noun} {exc.args[0]!r}")
+    except BroadcastNotFound as exc:
+        return error_response(404, f"no broadcast {exc.args[0]!r}")
 
 
 async def get_status(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    counts = await state.store.read(
-        lambda db: dict(db.execute("SELECT status, COUNT(*) FROM streams GROUP BY status")))
+    counts = await state.store.read(q.counts)
     errors = await state.store.read(lambda db: q.list_events(db, 200))
     recent = [LogEvent.from_dict(e) for e in errors if e["level"] in ("warning", "error")][:5]
-    lives = [ls for ls in state.service.live_streams() if not ls.ended]
+    lives = state.service.live_broadcasts()
     status = Status(
         version=app_version(), started_at=state.started_at,
         uptime=round(time.time() - state.started_at, 1),
         public_url=state.config.public_base_url, rtmp_url=state.config.rtmp_url,
-        data_dir=str(state.config.data_path), streams_total=sum(counts.values()),
-        streams_live=counts.get("live", 0), publishers=sum(1 for ls in lives if ls.link),
-        viewers=sum(ls.viewers.current() for ls in lives),
+        data_dir=str(state.config.data_path), streams_total=counts.channels,
+        streams_live=counts.broadcasts_live, publishers=sum(1 for lb in lives if lb.link),
+        viewers=sum(lb.viewers() for lb in lives),
         rtmp_connections=len(state.ingest.connections),
         auth_failures=state.ingest.throttle.total_failures,
-        frames_discarded=sum(ls.publisher.frames_discarded for ls in lives),
-        recent_errors=recent,
+        frames_discarded=sum(lb.publisher.frames_discarded for lb in lives),
+        recent_errors=recent, broadcasts_planned=counts.broadcasts_planned,
         blocked_addresses=len(state.ingest.throttle.blocks()),
         rtmp_refused=sum(state.ingest.rtmp_stats.refusals.totals.values()),
-        ingest_warnings=[f"{ls.stream_id}: {reason}" for ls in lives if ls.link
-                         for reason in ls.health.snapshot().reasons()],
+        ingest_warnings=[f"{lb.channel_id}: {reason}" for lb in lives if lb.link
+                         for reason in lb.health().reasons()],
     )
     return web.json_response(status.to_dict())
 
 
-async def list_streams(request: web.Request) -> web.Response:
+# ---- channels --------------------------------------------------------------------------------
+
+
+async def _channel_view(request: web.Request, channel: Channel) -> dict[str, Any]:
     state = request.app[STATE]
-    status = request.query.get("status")
-    wanted = None
-    if status:
-        try:
-            wanted = StreamState(status)
-        except ValueError:
-            return _error(400, "status must be created, live or ended", "status")
-    streams = await state.service.list_streams(wanted)
-    return web.json_response([admin_stream(state, s).to_dict() for s in streams])
+    broadcasts = await state.store.read(lambda db: q.active_broadcasts(db, channel.id))
+    return admin_channel(state, channel, broadcasts).to_dict()
 
 
-async def create_stream(request: web.Request) -> web.Response:
+async def list_channels(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    stream, key = await state.service.create(_fields(await _body(request)))
-    return web.json_response(credentials(state, stream, key).to_dict(), status=201)
+    channels = await state.service.list_channels()
+    active = await state.store.read(q.active_broadcasts)
+    by_channel: dict[str, list[Any]] = {}
+    for b in active:
+        by_channel.setdefault(b.channel_id, []).append(b)
+    return web.json_response(
+        [admin_channel(state, c, by_channel.get(c.id, [])).to_dict() for c in channels])
 
 
-async def get_stream(request: web.Request) -> web.Response:
+async def create_channel(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    stream = await state.service.get(_stream_id(request))
-    return web.json_response(admin_stream(state, stream).to_dict())
+    channel, key = await state.service.create_channel(_fields(await json_body(request)))
+    return web.json_response(credentials(state, channel, key).to_dict(), status=201)
 
 
-async def update_stream(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    stream_id = _stream_id(request)
-    current = await state.service.get(stream_id)
-    stream = await state.service.update(stream_id, _fields(await _body(request), current))
-    return web.json_response(admin_stream(state, stream).to_dict())
+async def get_channel(request: web.Request) -> web.Response:
+    channel = await request.app[STATE].service.get_channel(_channel_id(request))
+    return web.json_response(await _channel_view(request, channel))
 
 
-async def delete_stream(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    stream_id = _stream_id(request)
-    await state.service.delete(stream_id)
-    return web.json_response({"id": stream_id, "deleted": True})
+async def update_channel(request: web.Request) -> web.Response:
+    service = request.app[STATE].service
+    channel_id = _channel_id(request)
+    current = await service.get_channel(channel_id)
+    channel = await service.update_channel(channel_id, _fields(await json_body(request), current))
+    return web.json_response(await _channel_view(request, channel))
 
 
-async def end_stream(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    stream = await state.service.end(_stream_id(request))
-    return web.json_response(admin_stream(state, stream).to_dict())
+async def delete_channel(request: web.Request) -> web.Response:
+    channel_id = _channel_id(request)
+    await request.app[STATE].service.delete_channel(channel_id)
+    return web.json_response({"id": channel_id, "deleted": True})
 
 
 async def rotate_key(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    stream, key = await state.service.rotate_key(_stream_id(request))
-    return web.json_response(credentials(state, stream, key).to_dict())
+    channel, key = await state.service.rotate_key(_channel_id(request))
+    return web.json_response(credentials(state, channel, key).to_dict())
+
+
+# ---- broadcasts ------------------------------------------------------------------------------
+
+
+async def list_broadcasts(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    channel_id = request.query.get("channel")
+    if channel_id is not None:
+        if not ID_RE.fullmatch(channel_id):
+            raise ValidationError("channel", "not a channel id")
+        await state.service.get_channel(channel_id)
+    try:
+        limit = max(1, min(1000, int(request.query.get("limit", "200"))))
+    except ValueError:
+        raise ValidationError("limit", "must be an integer") from None
+    broadcasts = await state.service.list_broadcasts(channel_id, _status_param(request), limit)
+    return web.json_response([admin_broadcast(state, b).to_dict() for b in broadcasts])
+
+
+async def plan_broadcast(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    data = await json_body(request)
+    channel_id, title, starts = data.get("channel_id"), data.get("title"), data.get("starts")
+    if not isinstance(channel_id, str) or not ID_RE.fullmatch(channel_id):
+        raise ValidationError("channel_id", "must be a channel id")
+    if not isinstance(title, str):
+        raise ValidationError("title", "must be a string")
+    if isinstance(starts, bool) or not isinstance(starts, int | float):
+        raise ValidationError("starts", "must be a Unix time in seconds")
+    b = await state.service.plan(channel_id, title, float(starts))
+    return web.json_response(admin_broadcast(state, b).to_dict(), status=201)
+
+
+async def get_broadcast(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    b = await state.service.get_broadcast(_broadcast_id(request))
+    return web.json_response(admin_broadcast(state, b).to_dict())
+
+
+async def end_broadcast(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    b = await state.service.end_broadcast(_broadcast_id(request))
+    return web.json_response(admin_broadcast(state, b).to_dict())
+
+
+# ---- /v1/streams: the pre-channels API, kept as an alias (a stream is a channel) ----------
+
+
+def _stream_id(request: web.Request) -> str:
+    return _id(request, "stream_id", ChannelNotFound)
+
+
+async def _stream_view(request: web.Request, channel: Channel) -> dict[str, Any]:
+    state = request.app[STATE]
+    latest = await state.store.read(lambda db: q.latest_broadcast(db, channel.id))
+    return admin_stream(state, channel, latest).to_dict()
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    wanted = request.query.get("status")
+    if wanted and wanted not in ("created", "live", "ended"):
+        return error_response(400, "status must be created, live or ended", "status")
+    channels = await state.service.list_channels()
+    latest = await state.store.read(q.latest_broadcasts)
+    views = [admin_stream(state, c, latest.get(c.id)) for c in channels]
+    return web.json_response([v.to_dict() for v in views if not wanted or v.status == wanted])
+
+
+async def create_stream(request: web.Request) -> web.Response:
+    """A channel plus its first (planned, unscheduled) broadcast with the same id: what a
+    stream was — announced as planned, chat open, taken by the first publish."""
+    state = request.app[STATE]
+    channel, key = await state.service.create_channel(_fields(await json_body(request)),
+                                                      first_broadcast=True)
+    return web.json_response(credentials(state, channel, key).to_dict(), status=201)
+
+
+async def get_stream(request: web.Request) -> web.Response:
+    channel = await request.app[STATE].service.get_channel(_stream_id(request))
+    return web.json_response(await _stream_view(request, channel))
+
+
+async def update_stream(request: web.Request) -> web.Response:
+    service = request.app[STATE].service
+    channel_id = _stream_id(request)
+    current = await service.get_channel(channel_id)
+    channel = await service.update_channel(channel_id, _fields(await json_body(request), current))
+    return web.json_response(await _stream_view(request, channel))
+
+
+async def delete_stream(request: web.Request) -> web.Response:
+    channel_id = _stream_id(request)
+    await request.app[STATE].service.delete_channel(channel_id)
+    return web.json_response({"id": channel_id, "deleted": True})
+
+
+async def end_stream(request: web.Request) -> web.Response:
+    """End the channel's live broadcast (if any); the channel and its key stay."""
+    service = request.app[STATE].service
+    channel = await service.get_channel(_stream_id(request))
+    lb = service.live_broadcast(channel.id)
+    if lb is not None:
+        await service.end_broadcast(lb.broadcast_id)
+    return web.json_response(await _stream_view(request, channel))
+
+
+async def rotate_stream_key(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    channel, key = await state.service.rotate_key(_stream_id(request))
+    return web.json_response(credentials(state, channel, key).to_dict())
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -195,23 +283,35 @@ async def list_events(request: web.Request) -> web.Response:
     try:
         limit = max(1, min(1000, int(request.query.get("limit", "100"))))
     except ValueError:
-        return _error(400, "limit must be an integer", "limit")
-    stream_id = request.query.get("stream")
-    if stream_id is not None and not STREAM_ID_RE.fullmatch(stream_id):
-        return _error(400, "bad stream id", "stream")
+        return error_response(400, "limit must be an integer", "limit")
+    stream_id = request.query.get("stream") or request.query.get("channel")
+    if stream_id is not None and not ID_RE.fullmatch(stream_id):
+        return error_response(400, "bad channel id", "channel")
     events = await state.store.read(lambda db: q.list_events(db, limit, stream_id))
     return web.json_response(events)
 
 
 def add_stream_routes(app: web.Application) -> None:
-    """Register the status, stream and event-log routes (see :mod:`appliance.api.admin_app`)."""
+    """Register status, channel, broadcast, ``/v1/streams`` alias and event-log routes (see
+    :mod:`appliance.api.admin_app`)."""
     app.middlewares.append(errors_middleware)
-    app.router.add_get("/v1/status", get_status)
-    app.router.add_get("/v1/streams", list_streams)
-    app.router.add_post("/v1/streams", create_stream)
-    app.router.add_get("/v1/streams/{stream_id}", get_stream)
-    app.router.add_patch("/v1/streams/{stream_id}", update_stream)
-    app.router.add_delete("/v1/streams/{stream_id}", delete_stream)
-    app.router.add_post("/v1/streams/{stream_id}/end", end_stream)
-    app.router.add_post("/v1/streams/{stream_id}/rotate-key", rotate_key)
-    app.router.add_get("/v1/events", list_events)
+    r = app.router
+    r.add_get("/v1/status", get_status)
+    r.add_get("/v1/channels", list_channels)
+    r.add_post("/v1/channels", create_channel)
+    r.add_get("/v1/channels/{channel_id}", get_channel)
+    r.add_patch("/v1/channels/{channel_id}", update_channel)
+    r.add_delete("/v1/channels/{channel_id}", delete_channel)
+    r.add_post("/v1/channels/{channel_id}/rotate-key", rotate_key)
+    r.add_get("/v1/broadcasts", list_broadcasts)
+    r.add_post("/v1/broadcasts", plan_broadcast)
+    r.add_get("/v1/broadcasts/{broadcast_id}", get_broadcast)
+    r.add_post("/v1/broadcasts/{broadcast_id}/end", end_broadcast)
+    r.add_get("/v1/streams", list_streams)
+    r.add_post("/v1/streams", create_stream)
+    r.add_get("/v1/streams/{stream_id}", get_stream)
+    r.add_patch("/v1/streams/{stream_id}", update_stream)
+    r.add_delete("/v1/streams/{stream_id}", delete_stream)
+    r.add_post("/v1/streams/{stream_id}/end", end_stream)
+    r.add_post("/v1/streams/{stream_id}/rotate-key", rotate_stream_key)
+    r.add_get("/v1/events", list_events)

@@ -1,8 +1,8 @@
 """What every admin API route module shares: the state key, errors, bodies, route parameters.
 
-The route modules (:mod:`~appliance.api.admin` for streams, :mod:`~appliance.api.admin_events`,
-:mod:`~appliance.api.admin_nostr`) import this one and nothing of each other's, except that
-the event stream reuses :func:`appliance.api.admin.admin_stream`;
+The route modules (:mod:`~appliance.api.admin` for channels and broadcasts,
+:mod:`~appliance.api.admin_events`, :mod:`~appliance.api.admin_nostr`) import this one and
+nothing of each other's (the answers are built by :mod:`appliance.api.views`);
 :mod:`~appliance.api.admin_app` assembles them. So there is no import cycle among them
 (``tests/test_import_cycles.py``).
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.domain import STREAM_ID_RE
+from appliance.channels import BroadcastNotFound, ChannelNotFound
+from appliance.domain import ID_RE
 from appliance.state import AppState
-from appliance.streams import StreamNotFound
 
 STATE: web.AppKey[AppState] = web.AppKey("admin_state", AppState)
 MAX_BODY = 256 * 1024
@@ -60,5 +60,11 @@ def route_param(request: web.Request, name: str, pattern: re.Pattern[str],
 
 
 def stream_id_param(request: web.Request) -> str:
-    """``{stream_id}`` of the route; :class:`StreamNotFound` (404) when malformed."""
-    return route_param(request, "stream_id", STREAM_ID_RE, StreamNotFound)
+    """``{stream_id}`` of a pre-channels route (a channel id); :class:`ChannelNotFound` (404)
+    when malformed."""
+    return route_param(request, "stream_id", ID_RE, ChannelNotFound)
+
+
+def broadcast_id_param(request: web.Request, name: str = "broadcast_id") -> str:
+    """A broadcast id route parameter; :class:`BroadcastNotFound` (404) when malformed."""
+    return route_param(request, name, ID_RE, BroadcastNotFound)

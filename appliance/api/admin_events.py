@@ -2,8 +2,10 @@
 
 Each bus event becomes one typed :data:`~appliance.api.schema.AdminEvent`, framed by
 :func:`~appliance.api.schema.encode_event` (``event: <kind>`` + ``data: <json>``); a
-``: heartbeat`` comment every 15 s lets clients notice a dead peer. A ``stream`` event carries
-the full :class:`~appliance.api.schema.AdminStream`, so the TUI needs no follow-up request.
+``: heartbeat`` comment every 15 s lets clients notice a dead peer. ``channel`` and
+``broadcast`` events carry the full :class:`~appliance.api.schema.AdminChannel` /
+:class:`~appliance.api.schema.AdminBroadcast`, so the TUI needs no follow-up request; each is
+followed by the pre-channels ``stream`` event (the channel as an ``AdminStream``).
 To relay a new bus event, map it in :func:`admin_event` (see the schema module's docstring).
 The subscription is bounded (see :mod:`appliance.bus`): a stuck client loses its own oldest
 events, never the appliance's time. Streams end when the app shuts down.
@@ -13,54 +15,96 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 
-from appliance.api.admin import admin_stream
 from appliance.api.admin_common import STATE
 from appliance.api.schema import (
     AdminEvent,
-    AdminStream,
+    BroadcastChange,
+    BroadcastEvent,
+    ChannelChange,
+    ChannelEvent,
     ChatEvent,
     LogEvent,
     MuteEvent,
     RelayEvent,
+    StreamChange,
     StreamEvent,
     ViewersEvent,
     encode_event,
 )
+from appliance.api.views import admin_broadcast, admin_channel, admin_stream
 from appliance.bus import (
+    BroadcastChanged,
+    ChannelChanged,
     ChatChanged,
     Event,
     LogRecorded,
     MuteChanged,
     RelayChanged,
-    StreamChanged,
     ViewersChanged,
 )
+from appliance.db import queries as q
 from appliance.state import AppState
-from appliance.streams import StreamNotFound
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
-KINDS = (StreamChanged, ViewersChanged, LogRecorded, ChatChanged, MuteChanged, RelayChanged)
+KINDS = (ChannelChanged, BroadcastChanged, ViewersChanged, LogRecorded, ChatChanged,
+         MuteChanged, RelayChanged)
 _STOPPING: web.AppKey[asyncio.Event] = web.AppKey("events_stopping", asyncio.Event)
 
 
-async def admin_event(state: AppState, event: Event) -> AdminEvent | None:
-    """The admin API event for a bus event (``None`` for bus events the API does not relay)."""
-    if isinstance(event, StreamChanged):
-        try:
-            stream: AdminStream | None = admin_stream(
-                state, await state.service.get(event.stream_id))
-        except StreamNotFound:
-            stream = None
-        return StreamEvent(stream_id=event.stream_id, reason=event.reason, at=event.at,
-                           stream=stream)
+async def _channel_events(state: AppState, channel_id: str, reason: ChannelChange,
+                          at: float) -> list[AdminEvent]:
+    """The channel's new state, and the pre-channels ``stream`` event for older dashboards."""
+    def read(db: Any) -> tuple[Any, Any, Any]:
+        return (q.get_channel(db, channel_id), q.active_broadcasts(db, channel_id),
+                q.latest_broadcast(db, channel_id))
+
+    channel, active, latest = await state.store.read(read)
+    view = admin_channel(state, channel, active) if channel is not None else None
+    legacy = admin_stream(state, channel, latest) if channel is not None else None
+    return [ChannelEvent(channel_id=channel_id, reason=reason, at=at, channel=view),
+            StreamEvent(stream_id=channel_id, reason=_LEGACY[reason], at=at, stream=legacy)]
+
+
+_LEGACY: dict[str, StreamChange] = {
+    "created": StreamChange.CREATED, "updated": StreamChange.UPDATED,
+    "key_rotated": StreamChange.KEY_ROTATED, "deleted": StreamChange.DELETED,
+    "planned": StreamChange.UPDATED, "started": StreamChange.LIVE,
+    "publisher_lost": StreamChange.PUBLISHER_LOST, "reconnected": StreamChange.PUBLISHER_BACK,
+    "ended": StreamChange.ENDED,
+}
+
+
+async def admin_events(state: AppState, event: Event) -> list[AdminEvent]:
+    """The admin API events for a bus event (none for bus events the API does not relay)."""
+    if isinstance(event, ChannelChanged):
+        return await _channel_events(state, event.channel_id, event.reason, event.at)
+    if isinstance(event, BroadcastChanged):
+        b = await state.store.read(lambda db: q.get_broadcast(db, event.broadcast_id))
+        out: list[AdminEvent] = [BroadcastEvent(
+            broadcast_id=event.broadcast_id, channel_id=event.channel_id, reason=event.reason,
+            at=event.at, broadcast=admin_broadcast(state, b) if b is not None else None)]
+        if event.reason is not BroadcastChange.DELETED:
+            for e in await _channel_events(state, event.channel_id, ChannelChange.UPDATED,
+                                           event.at):
+                out.append(e if not isinstance(e, StreamEvent) else StreamEvent(
+                    stream_id=e.stream_id, reason=_LEGACY[event.reason], at=e.at,
+                    stream=e.stream))
+        return out
+    one = admin_event(event)
+    return [one] if one is not None else []
+
+
+def admin_event(event: Event) -> AdminEvent | None:
+    """The admin API event for a bus event that maps one to one (``None`` otherwise)."""
     if isinstance(event, ViewersChanged):
-        return ViewersEvent(stream_id=event.stream_id, current=event.current, peak=event.peak,
-                            total=event.total, at=event.at)
+        return ViewersEvent(stream_id=event.channel_id, current=event.current, peak=event.peak,
+                            total=event.total, at=event.at, broadcast_id=event.broadcast_id)
     if isinstance(event, LogRecorded):
         return LogEvent(id=event.id, at=event.at, level=event.level, kind=event.kind,
                         stream_id=event.stream_id, message=event.message)
@@ -93,8 +137,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                     if not stopping.is_set():
                         await resp.write(b": heartbeat\n\n")
                     continue
-                admin = await admin_event(state, get.result())
-                if admin is not None:
+                for admin in await admin_events(state, get.result()):
                     await resp.write(encode_event(admin))
     except (ConnectionResetError, ConnectionError) as exc:
         logger.debug("event stream client left: %s", exc)

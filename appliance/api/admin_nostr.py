@@ -37,10 +37,10 @@ from aiohttp import web
 
 from appliance.api.admin_common import (
     STATE,
+    broadcast_id_param,
     error_response,
     json_body,
     route_param,
-    stream_id_param,
 )
 from appliance.nostr.service import (
     ChatRejected,
@@ -62,6 +62,13 @@ def _nostr(request: web.Request) -> NostrService:
     return nostr
 
 
+async def _broadcast_of(request: web.Request) -> str:
+    """The broadcast a chat route names: ``/v1/broadcasts/{id}/…`` or, through the
+    pre-channels alias ``/v1/streams/{id}/…``, a channel id (its live or latest broadcast)."""
+    ident = broadcast_id_param(request, "stream_id")
+    return (await request.app[STATE].service.resolve_broadcast(ident)).id
+
+
 def _event_id(request: web.Request) -> str:
     return route_param(request, "event_id", _EVENT_ID_RE, NostrNotFound)
 
@@ -74,7 +81,7 @@ async def nostr_errors(request: web.Request, handler: Any) -> web.StreamResponse
     except ChatRejected as exc:
         return error_response(400, str(exc), "content")
     except NostrNotFound as exc:
-        return error_response(404, f"no chat message {exc.args[0]!r} in this stream")
+        return error_response(404, f"no chat message {exc.args[0]!r} in this broadcast")
     except SignerUnavailableError as exc:
         return error_response(503, str(exc))
     except PairingError as exc:
@@ -82,19 +89,18 @@ async def nostr_errors(request: web.Request, handler: Any) -> web.StreamResponse
 
 
 async def list_chat(request: web.Request) -> web.Response:
-    stream_id = stream_id_param(request)
+    stream_id = await _broadcast_of(request)
     try:
         limit = max(1, min(1000, int(request.query.get("limit", "200"))))
     except ValueError:
         return error_response(400, "limit must be an integer", "limit")
     nostr = _nostr(request)
-    await request.app[STATE].service.get(stream_id)
     messages = await nostr.list_chat(stream_id, limit)
     return web.json_response([m.to_dict() for m in messages])
 
 
 async def send_chat(request: web.Request) -> web.Response:
-    stream_id = stream_id_param(request)
+    stream_id = await _broadcast_of(request)
     data = await json_body(request)
     content = data.get("content")
     if not isinstance(content, str):
@@ -109,17 +115,17 @@ async def send_chat(request: web.Request) -> web.Response:
 
 
 async def hide(request: web.Request) -> web.Response:
-    msg = await _nostr(request).set_hidden(stream_id_param(request), _event_id(request), True)
+    msg = await _nostr(request).set_hidden(await _broadcast_of(request), _event_id(request), True)
     return web.json_response(msg.to_dict())
 
 
 async def unhide(request: web.Request) -> web.Response:
-    msg = await _nostr(request).set_hidden(stream_id_param(request), _event_id(request), False)
+    msg = await _nostr(request).set_hidden(await _broadcast_of(request), _event_id(request), False)
     return web.json_response(msg.to_dict())
 
 
 async def pin(request: web.Request) -> web.Response:
-    msg = await _nostr(request).pin(stream_id_param(request), _event_id(request))
+    msg = await _nostr(request).pin(await _broadcast_of(request), _event_id(request))
     return web.json_response(msg.to_dict())
 
 
@@ -168,9 +174,9 @@ async def nostr_info(request: web.Request) -> web.Response:
 
 
 async def stream_nostr(request: web.Request) -> web.Response:
-    """``GET /v1/streams/{id}/nostr`` → the stream's NIP-53 coordinate and ``naddr``."""
-    stream_id = stream_id_param(request)
-    await request.app[STATE].service.get(stream_id)  # StreamNotFound → 404
+    """``GET /v1/broadcasts/{id}/nostr`` (alias ``/v1/streams/{id}/nostr``, where a channel id
+    means its live or latest broadcast) → the broadcast's NIP-53 coordinate and ``naddr``."""
+    stream_id = await _broadcast_of(request)  # BroadcastNotFound → 404
     nostr = _nostr(request)
     naddr = nostr.naddr(stream_id)
     return web.json_response({"address": nostr.address(stream_id), "naddr": naddr,
@@ -178,13 +184,12 @@ async def stream_nostr(request: web.Request) -> web.Response:
 
 
 async def get_goal(request: web.Request) -> web.Response:
-    stream_id = stream_id_param(request)
-    await request.app[STATE].service.get(stream_id)  # StreamNotFound → 404
+    stream_id = await _broadcast_of(request)  # BroadcastNotFound → 404
     return web.json_response(await _nostr(request).goal(stream_id))
 
 
 async def set_goal(request: web.Request) -> web.Response:
-    stream_id = stream_id_param(request)
+    stream_id = await _broadcast_of(request)
     data = await json_body(request)
     amount, title = data.get("amount_sats"), data.get("title")
     if not isinstance(amount, int) or isinstance(amount, bool):
@@ -217,18 +222,21 @@ async def unpair_signer(request: web.Request) -> web.Response:
 def add_nostr_routes(app: web.Application) -> None:
     """Register the routes above on the admin app (its ``STATE`` key must be set)."""
     app.middlewares.append(nostr_errors)
-    app.router.add_get("/v1/streams/{stream_id}/chat", list_chat)
-    app.router.add_post("/v1/streams/{stream_id}/chat", send_chat)
-    app.router.add_post("/v1/streams/{stream_id}/chat/{event_id}/hide", hide)
-    app.router.add_post("/v1/streams/{stream_id}/chat/{event_id}/unhide", unhide)
-    app.router.add_post("/v1/streams/{stream_id}/chat/{event_id}/pin", pin)
+    for prefix in ("/v1/broadcasts", "/v1/streams"):
+        app.router.add_get(prefix + "/{stream_id}/chat", list_chat)
+        app.router.add_post(prefix + "/{stream_id}/chat", send_chat)
+        app.router.add_post(prefix + "/{stream_id}/chat/{event_id}/hide", hide)
+        app.router.add_post(prefix + "/{stream_id}/chat/{event_id}/unhide", unhide)
+        app.router.add_post(prefix + "/{stream_id}/chat/{event_id}/pin", pin)
     app.router.add_get("/v1/mutes", list_mutes)
     app.router.add_post("/v1/mutes", add_mute)
     app.router.add_delete("/v1/mutes/{pubkey}", remove_mute)
     app.router.add_get("/v1/relays", list_relays)
     app.router.add_get("/v1/nostr", nostr_info)
     app.router.add_get("/v1/streams/{stream_id}/nostr", stream_nostr)
-    app.router.add_get("/v1/streams/{stream_id}/goal", get_goal)
-    app.router.add_post("/v1/streams/{stream_id}/goal", set_goal)
+    for prefix in ("/v1/broadcasts", "/v1/streams"):
+        app.router.add_get(prefix + "/{stream_id}/goal", get_goal)
+        app.router.add_post(prefix + "/{stream_id}/goal", set_goal)
+    app.router.add_get("/v1/broadcasts/{stream_id}/nostr", stream_nostr)
     app.router.add_post("/v1/nostr/signer", pair_signer)
     app.router.add_delete("/v1/nostr/signer", unpair_signer)

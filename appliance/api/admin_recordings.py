@@ -34,7 +34,7 @@ def _broadcast_id(request: web.Request) -> str | None:
 
 async def _title(state: AppState, broadcast_id: str) -> str:
     try:
-        return (await state.service.get(broadcast_id)).title
+        return (await state.service.get_broadcast(broadcast_id)).title
     except LookupError:
         return ""
 

@@ -34,10 +34,10 @@ from appliance.bus import (
     ReactionAdded,
     Subscription,
 )
-from appliance.domain import STREAM_ID_RE
+from appliance.channels import BroadcastNotFound
+from appliance.domain import ID_RE
 from appliance.nostr.chat import MAX_JSON_DEPTH, WS_FRAME_BYTES, json_nesting_exceeds
 from appliance.nostr.service import ChatRejected, NostrService
-from appliance.streams import StreamNotFound
 from relay_client import nip19
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,11 @@ def _json(data: Any, status: int = 200) -> web.Response:
 async def _resolve(request: web.Request) -> tuple[NostrService, str] | web.Response:
     state = request.app[STATE]
     stream_id = request.match_info["stream_id"]
-    if not STREAM_ID_RE.fullmatch(stream_id):
+    if not ID_RE.fullmatch(stream_id):
         return _json({"error": "no such stream"}, 404)
-    try:
-        await state.service.get(stream_id)
-    except StreamNotFound:
+    try:  # a broadcast id, or a channel id (its live or latest broadcast)
+        stream_id = (await state.service.resolve_broadcast(stream_id)).id
+    except BroadcastNotFound:
         return _json({"error": "no such stream"}, 404)
     if state.nostr is None:
         return _json({"error": "chat is starting"}, 503)
@@ -218,15 +218,16 @@ async def nostr_link(request: web.Request) -> web.StreamResponse:
                                                                            value.author):
         return _json({"error": "not a live event of this Hearth"}, 404)
     try:
-        await state.service.get(value.identifier)
-    except StreamNotFound:
-        return _json({"error": "no such stream"}, 404)
+        await state.service.get_broadcast(value.identifier)  # d = broadcast id
+    except BroadcastNotFound:
+        return _json({"error": "no such broadcast"}, 404)
     raise web.HTTPFound(f"/watch/{quote(value.identifier, safe='')}")
 
 
 def add_chat_routes(app: web.Application) -> None:
     app.router.add_get("/nostr/{code}", nostr_link)
-    app.router.add_get("/api/streams/{stream_id}/reactions", reactions)
-    app.router.add_get("/api/streams/{stream_id}/goal", goal)
-    app.router.add_get("/api/streams/{stream_id}/chat", chat_history)
-    app.router.add_get("/api/streams/{stream_id}/chat/ws", chat_ws)
+    for prefix in ("/api/broadcasts", "/api/streams"):
+        app.router.add_get(prefix + "/{stream_id}/reactions", reactions)
+        app.router.add_get(prefix + "/{stream_id}/goal", goal)
+        app.router.add_get(prefix + "/{stream_id}/chat", chat_history)
+        app.router.add_get(prefix + "/{stream_id}/chat/ws", chat_ws)

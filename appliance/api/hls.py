@@ -44,12 +44,12 @@ from aiohttp import web
 
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
 from appliance.config import HlsConfig
-from appliance.domain import STREAM_ID_RE
+from appliance.domain import ID_RE
 from appliance.viewers import PLAYER_ID_RE
 from media.hls.segmenter import HlsMuxer
 
 if TYPE_CHECKING:
-    from appliance.streams import LiveStream
+    from appliance.live import LiveBroadcast
 
 HLS_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}\.(m3u8|m4s|mp4)$")
 PART_NAME_RE = re.compile(r"^part-(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,5})\.m4s$")
@@ -276,12 +276,12 @@ def client_address(request: web.Request) -> str:
     return remote
 
 
-def _count_viewer(request: web.Request, ls: LiveStream, *, player_id: str | None) -> None:
+def _count_viewer(request: web.Request, ls: LiveBroadcast, *, player_id: str | None) -> None:
     state = request.app[STATE]
     address = client_address(request)
     tokens = state.tokens
     session = tokens.session_key(address, request.headers.get("User-Agent", ""), player_id)
-    ls.viewers.seen(session, tokens.address_key(address))
+    ls.touch_viewer(session, tokens.address_key(address))
 
 
 async def _await_first(request: web.Request, muxer: HlsMuxer, *, part: int) -> None:
@@ -304,9 +304,11 @@ async def hls(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     stream_id = request.match_info["stream_id"]
     name = request.match_info["name"]
-    if not STREAM_ID_RE.fullmatch(stream_id) or not HLS_NAME_RE.fullmatch(name):
+    if not ID_RE.fullmatch(stream_id) or not HLS_NAME_RE.fullmatch(name):
         raise web.HTTPNotFound(headers=CORS)
-    ls = state.service.live_stream(stream_id)
+    # A channel id plays whichever broadcast is live (old stream ids are channel ids too);
+    # a broadcast id plays that broadcast while it is in memory.
+    ls = state.service.runtime(stream_id)
     if ls is None:
         raise web.HTTPNotFound(headers=CORS)
     if name == MULTIVARIANT_NAME:
@@ -318,7 +320,7 @@ async def hls(request: web.Request) -> web.StreamResponse:
     return await _media_object(request, ls, name)
 
 
-async def _multivariant(request: web.Request, ls: LiveStream) -> web.Response:
+async def _multivariant(request: web.Request, ls: LiveBroadcast) -> web.Response:
     """rfc8216bis §4.4.6: one variant now (the quality ladder adds renditions here). Its
     BANDWIDTH is measured, so it exists from the first part on."""
     await _await_first(request, ls.muxer, part=0)
@@ -329,7 +331,7 @@ async def _multivariant(request: web.Request, ls: LiveStream) -> web.Response:
     return web.Response(text=text, headers=PLAYLIST_HEADERS)
 
 
-async def _media_playlist(request: web.Request, ls: LiveStream) -> web.Response:
+async def _media_playlist(request: web.Request, ls: LiveBroadcast) -> web.Response:
     """The media playlist, blocking on _HLS_msn/_HLS_part (rfc8216bis §6.2.5.2) when asked.
 
     Delivery directives are honoured on the very first request: nothing redirects or rewrites
@@ -365,7 +367,7 @@ async def _media_playlist(request: web.Request, ls: LiveStream) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
-async def _media_object(request: web.Request, ls: LiveStream, name: str) -> web.Response:
+async def _media_object(request: web.Request, ls: LiveBroadcast, name: str) -> web.Response:
     """An init segment, segment or part; parts and segments count the viewer."""
     state = request.app[STATE]
     muxer = ls.muxer
@@ -391,12 +393,12 @@ async def viewing_beacon(request: web.Request) -> web.Response:
     """
     state = request.app[STATE]
     stream_id = request.match_info["stream_id"]
-    if not STREAM_ID_RE.fullmatch(stream_id):
+    if not ID_RE.fullmatch(stream_id):
         raise web.HTTPNotFound(headers=CORS)
     player = request.query.get("player", "")
     if not PLAYER_ID_RE.fullmatch(player):
         raise _bad("player must be 16-64 characters of A-Z a-z 0-9 _ -")
-    ls = state.service.live_stream(stream_id)
+    ls = state.service.runtime(stream_id)
     if ls is None or ls.ended:
         raise web.HTTPNotFound(headers=CORS)
     _count_viewer(request, ls, player_id=player)
@@ -433,3 +435,4 @@ def add_hls_routes(app: web.Application) -> None:
     app[HLS_GATE] = BlockingGate()
     app.router.add_get("/hls/{stream_id}/{name}", hls)
     app.router.add_post("/api/streams/{stream_id}/viewing", viewing_beacon)
+    app.router.add_post("/api/broadcasts/{stream_id}/viewing", viewing_beacon)

@@ -17,9 +17,11 @@ from aiohttp import web
 from appliance.api.chat import add_chat_routes
 from appliance.api.hls import add_hls_routes, hls_metrics
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
+from appliance.api.views import public_broadcast, public_channel
 from appliance.api.vod import add_vod_routes
 from appliance.api.whep import add_whep_routes
-from appliance.domain import STREAM_ID_RE, Stream, StreamState
+from appliance.db import queries as q
+from appliance.domain import ID_RE, Broadcast, BroadcastStatus, Channel
 from appliance.pages import CSP, discovery_page, not_found_page, watch_page
 from appliance.state import AppState
 
@@ -57,76 +59,122 @@ def _json(data: Any, status: int = 200) -> web.Response:
                                       "X-Content-Type-Options": "nosniff"})
 
 
-def public_stream(state: AppState, stream: Stream) -> dict[str, Any]:
-    base = state.config.public_base_url
-    return {
-        "id": stream.id,
-        "title": stream.title,
-        "summary": stream.summary,
-        "tags": list(stream.tags),
-        "image": stream.image,
-        "status": stream.status.value,
-        "viewers": state.service.viewers(stream.id),
-        "peak_viewers": max(stream.peak_viewers, _peak(state, stream.id)),
-        "started_at": stream.started_at,
-        "ended_at": stream.ended_at,
-        "watch_url": f"{base}/watch/{stream.id}",
-        "hls_url": f"{base}/hls/{stream.id}/index.m3u8",
-        **({"whep_url": f"{base}/whep/{stream.id}"} if state.config.webrtc.enabled else {}),
-    }
-
-
-def _peak(state: AppState, stream_id: str) -> int:
-    ls = state.service.live_stream(stream_id)
-    return ls.viewers.peak if ls else 0
-
-
-async def _stream_or_404(state: AppState, stream_id: str) -> Stream:
-    if not STREAM_ID_RE.fullmatch(stream_id):
+async def _broadcast_or_404(state: AppState, ident: str) -> Broadcast:
+    """A broadcast by id, or (old ``/watch/<stream id>`` links) a channel's live or latest."""
+    if not ID_RE.fullmatch(ident):
         raise web.HTTPNotFound()
     try:
-        return await state.service.get(stream_id)
+        return await state.service.resolve_broadcast(ident)
     except LookupError:
         raise web.HTTPNotFound() from None
 
 
+def _waiting(channel: Channel) -> Broadcast:
+    """What a channel that has never broadcast shows: its description, not live yet."""
+    return Broadcast(id=channel.id, channel_id=channel.id, title=channel.title,
+                     summary=channel.summary, tags=channel.tags, image=channel.image,
+                     status=BroadcastStatus.PLANNED, created_at=channel.created_at, starts=None,
+                     started_at=None, ended_at=None, peak_viewers=0, total_viewers=0)
+
+
 async def discovery(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    streams = await state.service.list_streams()
+    broadcasts = await state.service.list_broadcasts(limit=100)
     host = state.nostr.host_label() if state.nostr else ""
-    return _html(discovery_page([(s, state.service.viewers(s.id)) for s in streams], host))
+    return _html(discovery_page([(b, state.service.viewers(b.id)) for b in broadcasts], host))
 
 
 async def watch(request: web.Request) -> web.Response:
+    """``/watch/{broadcast}``; ``/watch/{channel}`` (old stream links) plays the channel's
+    live playlist, whichever broadcast is live."""
     state = request.app[STATE]
-    try:
-        stream = await _stream_or_404(state, request.match_info["stream_id"])
-    except web.HTTPNotFound:
+    ident = request.match_info["stream_id"]
+    if not ID_RE.fullmatch(ident):
         return _html(not_found_page(), status=404)
-    chat = state.nostr.page_config(stream.id) if state.nostr else None
-    return _html(watch_page(stream, state.service.viewers(stream.id), chat))
+    channel, b = await state.store.read(
+        lambda db: (q.get_channel(db, ident),
+                    q.get_broadcast(db, ident) or q.latest_broadcast(db, ident)))
+    if b is None and channel is not None:
+        b = _waiting(channel)
+    if b is None:
+        return _html(not_found_page(), status=404)
+    chat = state.nostr.page_config(b.id) if state.nostr else None
+    play = ident if channel is not None else b.id
+    return _html(watch_page(b, state.service.viewers(b.id), chat, play_id=play))
 
 
-async def api_streams(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+def _status_param(request: web.Request) -> BroadcastStatus | None:
     status = request.query.get("status")
-    wanted: StreamState | None = None
-    if status is not None:
-        try:
-            wanted = StreamState(status)
-        except ValueError:
-            return _json({"error": "status must be created, live or ended"}, status=400)
-    streams = await state.service.list_streams(wanted)
-    return _json([public_stream(state, s) for s in streams])
-
-
-async def api_stream(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+    if status is None:
+        return None
+    if status == "created":  # the pre-channels name of "planned"
+        return BroadcastStatus.PLANNED
     try:
-        stream = await _stream_or_404(state, request.match_info["stream_id"])
-    except web.HTTPNotFound:
-        return _json({"error": "no such stream"}, status=404)
-    return _json(public_stream(state, stream))
+        return BroadcastStatus(status)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "status must be planned, live or ended"}',
+            content_type="application/json", headers=CORS) from None
+
+
+def _legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """``/api/streams…`` answers in pre-channels terms: a not-yet-live stream was "created"."""
+    if data.get("status") == "planned":
+        data["status"] = "created"
+    return data
+
+
+async def api_broadcasts(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    broadcasts = await state.service.list_broadcasts(status=_status_param(request), limit=200)
+    data = [public_broadcast(state, b) for b in broadcasts]
+    if request.path.startswith("/api/streams"):
+        data = [_legacy(d) for d in data]
+    return _json(data)
+
+
+async def api_broadcast(request: web.Request) -> web.Response:
+    """``/api/broadcasts/{id}``; the alias ``/api/streams/{id}`` also takes a channel id."""
+    state = request.app[STATE]
+    ident = request.match_info["broadcast_id"]
+    try:
+        if request.path.startswith("/api/streams/"):
+            b = await _broadcast_or_404(state, ident)
+        else:
+            if not ID_RE.fullmatch(ident):
+                raise web.HTTPNotFound()
+            b = await state.service.get_broadcast(ident)
+    except (web.HTTPNotFound, LookupError):
+        if request.path.startswith("/api/streams/") and ID_RE.fullmatch(ident):
+            channel = await state.store.read(lambda db: q.get_channel(db, ident))
+            if channel is not None:
+                return _json(_legacy(public_broadcast(state, _waiting(channel))))
+        return _json({"error": "no such broadcast"}, status=404)
+    if request.path.startswith("/api/streams/"):
+        return _json(_legacy(public_broadcast(state, b)))
+    return _json(public_broadcast(state, b))
+
+
+async def api_channels(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    channels = await state.service.list_channels()
+    active = await state.store.read(q.active_broadcasts)
+    by_channel: dict[str, list[Broadcast]] = {}
+    for b in active:
+        by_channel.setdefault(b.channel_id, []).append(b)
+    return _json([public_channel(state, c, by_channel.get(c.id, [])) for c in channels])
+
+
+async def api_channel(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    ident = request.match_info["channel_id"]
+    channel = None
+    if ID_RE.fullmatch(ident):
+        channel = await state.store.read(lambda db: q.get_channel(db, ident))
+    if channel is None:
+        return _json({"error": "no such channel"}, status=404)
+    active = await state.store.read(lambda db: q.active_broadcasts(db, ident))
+    return _json(public_channel(state, channel, active))
 
 
 async def static(request: web.Request) -> web.Response:
@@ -143,18 +191,18 @@ async def static(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return _json({"status": "ok", "uptime": round(time.time() - state.started_at, 1),
-                  "live": sum(1 for ls in state.service.live_streams() if ls.link)})
+                  "live": sum(1 for lb in state.service.live_broadcasts() if lb.link)})
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition format 0.0.4."""
     state = request.app[STATE]
-    lives = [ls for ls in state.service.live_streams() if not ls.ended]
+    lives = state.service.live_broadcasts()
     lines = [
         "# HELP hearth_up 1 while the appliance runs.", "# TYPE hearth_up gauge", "hearth_up 1",
-        "# HELP hearth_streams_publishing Streams with a connected publisher.",
+        "# HELP hearth_streams_publishing Broadcasts with a connected publisher.",
         "# TYPE hearth_streams_publishing gauge",
-        f"hearth_streams_publishing {sum(1 for ls in lives if ls.link)}",
+        f"hearth_streams_publishing {sum(1 for lb in lives if lb.link)}",
         "# HELP hearth_rtmp_connections Open RTMP connections.",
         "# TYPE hearth_rtmp_connections gauge",
         f"hearth_rtmp_connections {len(state.ingest.connections)}",
@@ -172,19 +220,21 @@ async def metrics(request: web.Request) -> web.Response:
         f"hearth_hls_bytes_total {state.metrics_hls_bytes}",
         "# HELP hearth_viewers Current viewer sessions.", "# TYPE hearth_viewers gauge",
     ]
-    for ls in lives:
-        lines.append(f'hearth_viewers{{stream="{ls.stream_id}"}} {ls.viewers.current()}')
+    # The label stays "stream" (dashboards keep working); its value is the channel id.
+    for lb in lives:
+        lines.append(f'hearth_viewers{{stream="{lb.channel_id}"}} {lb.viewers()}')
     lines += hls_metrics(request.app)
     lines += ["# HELP hearth_ingest_bytes_total Media bytes received.",
               "# TYPE hearth_ingest_bytes_total counter"]
-    for ls in lives:
-        lines.append(f'hearth_ingest_bytes_total{{stream="{ls.stream_id}"}} {ls.health.bytes_in}')
+    for lb in lives:
+        lines.append(
+            f'hearth_ingest_bytes_total{{stream="{lb.channel_id}"}} {lb.health().bytes_in}')
     lines += ["# HELP hearth_frames_discarded_total Frames dropped for slow hub readers.",
               "# TYPE hearth_frames_discarded_total counter"]
-    for ls in lives:
+    for lb in lives:
         lines.append(
-            f'hearth_frames_discarded_total{{stream="{ls.stream_id}"}} '
-            f"{ls.publisher.frames_discarded}")
+            f'hearth_frames_discarded_total{{stream="{lb.channel_id}"}} '
+            f"{lb.publisher.frames_discarded}")
     return web.Response(text="\n".join(lines) + "\n",
                         content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
@@ -209,8 +259,13 @@ def build_public_app(state: AppState) -> web.Application:
     app[STATE] = state
     app.router.add_get("/", discovery)
     app.router.add_get("/watch/{stream_id}", watch)
-    app.router.add_get("/api/streams", api_streams)
-    app.router.add_get("/api/streams/{stream_id}", api_stream)
+    app.router.add_get("/api/channels", api_channels)
+    app.router.add_get("/api/channels/{channel_id}", api_channel)
+    app.router.add_get("/api/broadcasts", api_broadcasts)
+    app.router.add_get("/api/broadcasts/{broadcast_id}", api_broadcast)
+    # The pre-channels API, kept as aliases: a stream id is a broadcast or a channel id.
+    app.router.add_get("/api/streams", api_broadcasts)
+    app.router.add_get("/api/streams/{broadcast_id}", api_broadcast)
     add_hls_routes(app)
     add_whep_routes(app)
     add_chat_routes(app)

@@ -154,8 +154,77 @@ class IngestInfo(Dto):
 
 
 @dataclass(frozen=True, slots=True)
+class AdminBroadcast(Dto):
+    """A broadcast (one live session of a channel, or a planned one) as the operator sees it.
+
+    ``recording_url`` and ``thumbnail_url`` stay None until there is one.
+    """
+
+    id: str
+    channel_id: str
+    title: str
+    status: str  # planned | live | ended
+    starts: float | None
+    started_at: float | None
+    ended_at: float | None
+    watch_url: str
+    hls_url: str
+    recording_url: str | None
+    thumbnail_url: str | None
+    viewers: int
+    peak_viewers: int
+    total_viewers: int = 0
+    end_reason: str | None = None
+    reconnects: int = 0
+    publishing: bool = False
+    """True while a publisher is connected (a live broadcast may be in its reconnect grace)."""
+    grace_until: float | None = None
+    ingest: IngestInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminChannel(Dto):
+    """A channel with its live broadcast (if any) and its upcoming planned ones."""
+
+    id: str
+    title: str
+    summary: str
+    tags: list[str]
+    image: str
+    record: bool
+    retention_days: int | None
+    created_at: float
+    rtmp_url: str
+    channel_url: str
+    hls_url: str
+    whep_url: str | None = None
+    live: AdminBroadcast | None = None
+    planned: list[AdminBroadcast] = field(default_factory=list)
+    broadcasts_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCredentials(Dto):
+    """Returned once by channel create and rotate-key: the only time a key is ever shown."""
+
+    id: str
+    title: str
+    rtmp_url: str
+    stream_key: str
+    channel_url: str
+    hls_url: str
+    watch_url: str
+    whep_url: str | None = None
+    obs_advice: str = OBS_ADVICE
+
+
+@dataclass(frozen=True, slots=True)
 class AdminStream(Dto):
-    """A stream as the operator sees it."""
+    """``/v1/streams`` (the pre-channels API, kept as an alias): a channel seen as a stream.
+
+    ``status`` is its live broadcast's (``live``), else ``ended`` once it has broadcast, else
+    ``created``; times and figures are those of its live or latest broadcast.
+    """
 
     id: str
     title: str
@@ -175,6 +244,8 @@ class AdminStream(Dto):
     """True while a publisher is connected (a live stream may be in its reconnect grace)."""
     grace_until: float | None = None
     ingest: IngestInfo | None = None
+    broadcast_id: str | None = None
+    """Its live or latest broadcast."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +288,9 @@ class Status(Dto):
     rtmp_url: str
     data_dir: str
     streams_total: int
+    """Channels (not deleted). Named for the pre-channels API."""
     streams_live: int
+    """Live broadcasts."""
     publishers: int
     viewers: int
     rtmp_connections: int
@@ -229,7 +302,8 @@ class Status(Dto):
     rtmp_refused: int = 0
     """RTMP connections refused or dropped before publishing (limits, budgets, deadlines)."""
     ingest_warnings: list[str] = field(default_factory=list)
-    """``"<stream id>: <reason>"`` for every live publisher whose health is not ``ok``."""
+    """``"<channel id>: <reason>"`` for every live publisher whose health is not ``ok``."""
+    broadcasts_planned: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +449,34 @@ class StreamChange(enum.StrEnum):
     DELETED = "deleted"
 
 
+class ChannelChange(enum.StrEnum):
+    """Why a :class:`ChannelEvent` was sent."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    KEY_ROTATED = "key_rotated"
+    DELETED = "deleted"
+
+
+class BroadcastChange(enum.StrEnum):
+    """Why a :class:`BroadcastEvent` was sent."""
+
+    PLANNED = "planned"
+    """An operator planned it (status planned, with a start time)."""
+    STARTED = "started"
+    """A publish started it (status live); its id is final from here on."""
+    PUBLISHER_LOST = "publisher_lost"
+    """Its publisher went away; it waits out the reconnect grace, still live."""
+    RECONNECTED = "reconnected"
+    """A publisher came back within the grace (or took over): same broadcast, a discontinuity."""
+    UPDATED = "updated"
+    """Its description changed (the channel was edited while it is live or planned)."""
+    ENDED = "ended"
+    """Grace expired, the operator ended it, or a planned one was cancelled (status ended)."""
+    DELETED = "deleted"
+    """Its channel was deleted: it is gone from every listing (Nostr asks relays to delete)."""
+
+
 class ChatChange(enum.StrEnum):
     """Why a :class:`ChatEvent` was sent."""
 
@@ -397,16 +499,43 @@ class StreamEvent(Dto):
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelEvent(Dto):
+    """A channel changed; ``channel`` is its new state (``None`` once it is deleted)."""
+
+    KIND: ClassVar[str] = "channel"
+
+    channel_id: str
+    reason: ChannelChange
+    at: float
+    channel: AdminChannel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastEvent(Dto):
+    """A broadcast changed; ``broadcast`` is its new state (``None`` once it is deleted)."""
+
+    KIND: ClassVar[str] = "broadcast"
+
+    broadcast_id: str
+    channel_id: str
+    reason: BroadcastChange
+    at: float
+    broadcast: AdminBroadcast | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ViewersEvent(Dto):
     """New viewer figures of a live stream (sent only when they change)."""
 
     KIND: ClassVar[str] = "viewers"
 
     stream_id: str
+    """The channel's id (the pre-channels name: the TUI keys its rows by it)."""
     current: int
     peak: int
     total: int
     at: float
+    broadcast_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,12 +571,14 @@ class RelayEvent(Dto):
     at: float
 
 
-AdminEvent = StreamEvent | ViewersEvent | LogEvent | ChatEvent | MuteEvent | RelayEvent
+AdminEvent = (StreamEvent | ChannelEvent | BroadcastEvent | ViewersEvent | LogEvent | ChatEvent
+              | MuteEvent | RelayEvent)
 """Everything ``GET /v1/events/stream`` sends."""
 
 EVENT_TYPES: dict[str, type[AdminEvent]] = {
     cls.KIND: cls
-    for cls in (StreamEvent, ViewersEvent, LogEvent, ChatEvent, MuteEvent, RelayEvent)
+    for cls in (StreamEvent, ChannelEvent, BroadcastEvent, ViewersEvent, LogEvent, ChatEvent,
+                MuteEvent, RelayEvent)
 }
 
 MAX_EVENT_CHARS = 1 << 20

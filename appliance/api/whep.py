@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from appliance.api.http import CORS, STATE
-from appliance.domain import STREAM_ID_RE
+from appliance.domain import ID_RE
 
 if TYPE_CHECKING:
     from appliance.webrtc import WebRtcManager
@@ -34,7 +34,7 @@ RESOURCE_METHODS = ("DELETE", "OPTIONS")
 def _manager(request: web.Request) -> tuple[WebRtcManager, str]:
     state = request.app[STATE]
     stream_id = request.match_info["stream_id"]
-    if not STREAM_ID_RE.fullmatch(stream_id):
+    if not ID_RE.fullmatch(stream_id):
         raise web.HTTPNotFound(headers=WHEP_CORS)
     manager = state.webrtc
     if manager is None:

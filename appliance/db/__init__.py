@@ -104,6 +104,16 @@ class Store:
             raise RuntimeError("store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._writer, self._run_write, fn)
 
+    def write_soon(self, fn: Callable[[Database], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` on the writer thread now (not when awaited); await the future for COMMIT.
+
+        For callers that must fix the order of writes from synchronous code: writes run in
+        submission order, so a later :meth:`write` sees this one committed.
+        """
+        if self._closed:
+            raise RuntimeError("store is closed")
+        return asyncio.get_running_loop().run_in_executor(self._writer, self._run_write, fn)
+
     async def read(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` in a read transaction on the reader thread."""
         if self._closed:

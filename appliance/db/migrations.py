@@ -174,6 +174,60 @@ def m_nostr_reactions_and_goals(db: Database) -> None:
     )
 
 
+@migration
+def m004_channels_and_broadcasts(db: Database) -> None:
+    """Streams become channels (persistent, one key) with broadcasts (one per live session).
+
+    Each stream keeps its id as its channel's id (so its key ``hk_<id>_…`` and ``/hls/<id>``
+    keep resolving) and gets one broadcast with the same id (so ``/watch/<id>``, its chat rows
+    and its NIP-53 ``d`` tag, all keyed by that id, stay its broadcast's). A never-published
+    stream becomes a planned broadcast without a start time: the channel's first publish takes
+    it. ``ALTER TABLE … RENAME`` keeps the foreign keys of ``ingest_sessions`` pointing here.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE streams RENAME TO channels;
+        CREATE TABLE broadcasts (
+            id TEXT PRIMARY KEY,
+            channel_id TEXT NOT NULL REFERENCES channels(id),
+            title TEXT,
+            status TEXT NOT NULL CHECK (status IN ('planned', 'live', 'ended')),
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            starts REAL,
+            started_at REAL,
+            ended_at REAL,
+            end_reason TEXT,
+            reconnects INTEGER NOT NULL DEFAULT 0,
+            peak_viewers INTEGER NOT NULL DEFAULT 0,
+            total_viewers INTEGER NOT NULL DEFAULT 0,
+            health TEXT
+        );
+        CREATE INDEX broadcasts_channel ON broadcasts(channel_id, status);
+        CREATE INDEX broadcasts_status ON broadcasts(status, started_at);
+        INSERT INTO broadcasts (id, channel_id, title, status, created_at, updated_at,
+                                started_at, ended_at, peak_viewers, total_viewers)
+            SELECT id, id, NULL,
+                   CASE status WHEN 'created' THEN 'planned' ELSE status END,
+                   created_at, updated_at, started_at, ended_at, peak_viewers, total_viewers
+            FROM channels;
+        DROP INDEX streams_status;
+        ALTER TABLE channels DROP COLUMN status;
+        ALTER TABLE channels DROP COLUMN started_at;
+        ALTER TABLE channels DROP COLUMN ended_at;
+        ALTER TABLE channels DROP COLUMN peak_viewers;
+        ALTER TABLE channels DROP COLUMN total_viewers;
+        ALTER TABLE channels ADD COLUMN record INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE channels ADD COLUMN retention_days INTEGER;
+        ALTER TABLE ingest_sessions RENAME COLUMN stream_id TO channel_id;
+        ALTER TABLE ingest_sessions ADD COLUMN broadcast_id TEXT;
+        UPDATE ingest_sessions SET broadcast_id = channel_id;
+        CREATE INDEX ingest_sessions_broadcast ON ingest_sessions(broadcast_id)
+        """
+    )
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

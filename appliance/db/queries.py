@@ -13,120 +13,184 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from appliance.domain import Stream, StreamFields, StreamState
+from appliance.domain import Broadcast, BroadcastStatus, Channel, ChannelFields
 
-_STREAM_COLUMNS = (
-    "id, title, summary, tags, image, status, created_at, started_at, ended_at, "
-    "peak_viewers, total_viewers"
+_CHANNEL_COLUMNS = "id, title, summary, tags, image, record, retention_days, created_at"
+_BROADCAST_SELECT = (
+    "SELECT b.id, b.channel_id, COALESCE(b.title, c.title), c.summary, c.tags, c.image, "
+    "b.status, b.created_at, b.starts, b.started_at, b.ended_at, b.peak_viewers, "
+    "b.total_viewers, b.end_reason, b.reconnects, b.health "
+    "FROM broadcasts b JOIN channels c ON c.id = b.channel_id WHERE c.deleted_at IS NULL"
 )
 
 
-def _stream(row: tuple[Any, ...]) -> Stream:
-    return Stream(
-        id=row[0],
-        title=row[1],
-        summary=row[2],
-        tags=tuple(json.loads(row[3])),
-        image=row[4],
-        status=StreamState(row[5]),
-        created_at=row[6],
-        started_at=row[7],
-        ended_at=row[8],
-        peak_viewers=row[9],
-        total_viewers=row[10],
+def _channel(row: tuple[Any, ...]) -> Channel:
+    return Channel(id=row[0], title=row[1], summary=row[2], tags=tuple(json.loads(row[3])),
+                   image=row[4], record=bool(row[5]), retention_days=row[6], created_at=row[7])
+
+
+def _broadcast(row: tuple[Any, ...]) -> Broadcast:
+    return Broadcast(
+        id=row[0], channel_id=row[1], title=row[2], summary=row[3],
+        tags=tuple(json.loads(row[4])), image=row[5], status=BroadcastStatus(row[6]),
+        created_at=row[7], starts=row[8], started_at=row[9], ended_at=row[10],
+        peak_viewers=row[11], total_viewers=row[12], end_reason=row[13], reconnects=row[14],
+        health=json.loads(row[15]) if row[15] else None,
     )
 
 
-# ---- streams -------------------------------------------------------------------------------
+# ---- channels ------------------------------------------------------------------------------
 
 
-def insert_stream(
-    db: Database, stream_id: str, fields: StreamFields, key_hash: str
-) -> Stream:
+def insert_channel(db: Database, channel_id: str, fields: ChannelFields,
+                   key_hash: str) -> Channel:
     now = time.time()
     db.execute(
-        "INSERT INTO streams (id, title, summary, tags, image, status, key_hash, created_at, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?)",
-        (stream_id, fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image,
-         key_hash, now, now),
+        "INSERT INTO channels (id, title, summary, tags, image, key_hash, record, "
+        "retention_days, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (channel_id, fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image,
+         key_hash, int(fields.record), fields.retention_days, now, now),
     )
-    stream = get_stream(db, stream_id)
-    assert stream is not None
-    return stream
+    channel = get_channel(db, channel_id)
+    assert channel is not None
+    return channel
 
 
-def update_stream_fields(db: Database, stream_id: str, fields: StreamFields) -> None:
+def update_channel_fields(db: Database, channel_id: str, fields: ChannelFields) -> None:
     db.execute(
-        "UPDATE streams SET title = ?, summary = ?, tags = ?, image = ?, updated_at = ? "
-        "WHERE id = ?",
-        (fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image, time.time(),
-         stream_id),
+        "UPDATE channels SET title = ?, summary = ?, tags = ?, image = ?, record = ?, "
+        "retention_days = ?, updated_at = ? WHERE id = ?",
+        (fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image,
+         int(fields.record), fields.retention_days, time.time(), channel_id),
     )
 
 
-def get_stream(db: Database, stream_id: str) -> Stream | None:
-    row = db.execute(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE id = ? AND deleted_at IS NULL",
-                     (stream_id,)).fetchone()
-    return _stream(row) if row else None
+def get_channel(db: Database, channel_id: str) -> Channel | None:
+    row = db.execute(
+        f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE id = ? AND deleted_at IS NULL",
+        (channel_id,)).fetchone()
+    return _channel(row) if row else None
 
 
-def list_streams(db: Database, status: StreamState | None = None,
-                 limit: int = 500) -> list[Stream]:
-    if status is None:
-        rows = db.execute(
-            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE deleted_at IS NULL "
-            "ORDER BY created_at DESC LIMIT ?", (limit,)
-        )
-    else:
-        rows = db.execute(
-            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE status = ? AND deleted_at IS NULL "
-            "ORDER BY created_at DESC LIMIT ?",
-            (status.value, limit),
-        )
-    return [_stream(r) for r in rows]
+def list_channels(db: Database, limit: int = 500) -> list[Channel]:
+    rows = db.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE deleted_at IS NULL "
+                      "ORDER BY created_at DESC LIMIT ?", (limit,))
+    return [_channel(r) for r in rows]
 
 
 def key_hashes(db: Database) -> dict[str, str]:
-    """``key_hash → stream id`` for every stream that may still publish (not ended)."""
-    rows = db.execute(
-        "SELECT key_hash, id FROM streams WHERE status != 'ended' AND deleted_at IS NULL")
+    """``key_hash → channel id`` for every channel (a channel's key lasts until rotated)."""
+    rows = db.execute("SELECT key_hash, id FROM channels WHERE deleted_at IS NULL")
     return {r[0]: r[1] for r in rows}
 
 
-def set_key_hash(db: Database, stream_id: str, key_hash: str) -> None:
+def set_key_hash(db: Database, channel_id: str, key_hash: str) -> None:
+    db.execute("UPDATE channels SET key_hash = ?, updated_at = ? WHERE id = ?",
+               (key_hash, time.time(), channel_id))
+
+
+def mark_channel_deleted(db: Database, channel_id: str, at: float) -> None:
+    db.execute("UPDATE channels SET deleted_at = ?, updated_at = ? WHERE id = ?",
+               (at, at, channel_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What ``/v1/status`` counts (deleted channels and their broadcasts excluded)."""
+
+    channels: int
+    broadcasts_live: int
+    broadcasts_planned: int
+
+
+def counts(db: Database) -> Counts:
+    channels = db.execute("SELECT COUNT(*) FROM channels WHERE deleted_at IS NULL").fetchone()[0]
+    by_status = dict(db.execute(
+        "SELECT b.status, COUNT(*) FROM broadcasts b JOIN channels c ON c.id = b.channel_id "
+        "WHERE c.deleted_at IS NULL GROUP BY b.status").fetchall())
+    return Counts(channels=channels, broadcasts_live=by_status.get("live", 0),
+                  broadcasts_planned=by_status.get("planned", 0))
+
+
+# ---- broadcasts ----------------------------------------------------------------------------
+
+
+def insert_planned(db: Database, broadcast_id: str, channel_id: str, title: str | None,
+                   starts: float | None) -> Broadcast:
+    """A planned broadcast; ``title`` None follows the channel's, ``starts`` None means "the
+    channel's next publish, whenever" (what a pre-channels stream that never aired became)."""
+    now = time.time()
     db.execute(
-        "UPDATE streams SET key_hash = ?, updated_at = ? WHERE id = ?",
-        (key_hash, time.time(), stream_id),
+        "INSERT INTO broadcasts (id, channel_id, title, status, created_at, updated_at, starts) "
+        "VALUES (?, ?, ?, 'planned', ?, ?, ?)",
+        (broadcast_id, channel_id, title, now, now, starts),
     )
+    b = get_broadcast(db, broadcast_id)
+    assert b is not None
+    return b
 
 
-def mark_live(db: Database, stream_id: str, at: float) -> None:
+def start_broadcast(db: Database, broadcast_id: str, channel_id: str, at: float) -> None:
+    """Mark the channel's planned broadcast ``broadcast_id`` live, or insert a new live one."""
+    cur = db.execute(
+        "UPDATE broadcasts SET status = 'live', started_at = COALESCE(started_at, ?), "
+        "updated_at = ? WHERE id = ? AND status = 'planned'", (at, at, broadcast_id))
+    if cur.rowcount == 0:
+        db.execute(
+            "INSERT OR IGNORE INTO broadcasts (id, channel_id, title, status, created_at, "
+            "updated_at, started_at) VALUES (?, ?, NULL, 'live', ?, ?, ?)",
+            (broadcast_id, channel_id, at, at, at))
+
+
+def end_broadcast(db: Database, broadcast_id: str, at: float, reason: str) -> None:
+    """End a broadcast; its title is frozen (later channel edits do not rename the past)."""
     db.execute(
-        "UPDATE streams SET status = 'live', started_at = COALESCE(started_at, ?), "
-        "updated_at = ? WHERE id = ? AND status != 'ended'",
-        (at, at, stream_id),
-    )
-
-
-def mark_ended(db: Database, stream_id: str, at: float) -> None:
-    db.execute(
-        "UPDATE streams SET status = 'ended', ended_at = ?, updated_at = ? "
+        "UPDATE broadcasts SET status = 'ended', ended_at = ?, end_reason = ?, updated_at = ?, "
+        "title = COALESCE(title, (SELECT c.title FROM channels c WHERE c.id = channel_id)) "
         "WHERE id = ? AND status != 'ended'",
-        (at, at, stream_id),
+        (at, reason, at, broadcast_id),
     )
 
 
-def mark_deleted(db: Database, stream_id: str, at: float) -> None:
-    db.execute("UPDATE streams SET deleted_at = ?, updated_at = ? WHERE id = ?",
-               (at, at, stream_id))
+def get_broadcast(db: Database, broadcast_id: str) -> Broadcast | None:
+    row = db.execute(f"{_BROADCAST_SELECT} AND b.id = ?", (broadcast_id,)).fetchone()
+    return _broadcast(row) if row else None
 
 
-def record_viewers(db: Database, stream_id: str, peak: int, total: int) -> None:
+def list_broadcasts(db: Database, channel_id: str | None = None,
+                    status: BroadcastStatus | None = None, limit: int = 500) -> list[Broadcast]:
+    """Newest first: by start (or planned start, for planned ones), then creation."""
+    sql, args = _BROADCAST_SELECT, []
+    if channel_id is not None:
+        sql += " AND b.channel_id = ?"
+        args.append(channel_id)
+    if status is not None:
+        sql += " AND b.status = ?"
+        args.append(status.value)
+    sql += " ORDER BY COALESCE(b.started_at, b.starts, b.created_at) DESC, b.rowid DESC LIMIT ?"
+    return [_broadcast(r) for r in db.execute(sql, (*args, limit))]
+
+
+def latest_broadcast(db: Database, channel_id: str) -> Broadcast | None:
+    """The channel's live broadcast, else its most recently started one."""
+    row = db.execute(
+        f"{_BROADCAST_SELECT} AND b.channel_id = ? AND b.status != 'planned' "
+        "ORDER BY b.status = 'live' DESC, b.started_at DESC LIMIT 1", (channel_id,)).fetchone()
+    return _broadcast(row) if row else None
+
+
+def record_viewers(db: Database, broadcast_id: str, peak: int, total: int) -> None:
     db.execute(
-        "UPDATE streams SET peak_viewers = MAX(peak_viewers, ?), "
+        "UPDATE broadcasts SET peak_viewers = MAX(peak_viewers, ?), "
         "total_viewers = MAX(total_viewers, ?) WHERE id = ?",
-        (peak, total, stream_id),
+        (peak, total, broadcast_id),
     )
+
+
+def set_broadcast_health(db: Database, broadcast_id: str, health: dict[str, Any],
+                         reconnects: int) -> None:
+    db.execute("UPDATE broadcasts SET health = ?, reconnects = ? WHERE id = ?",
+               (json.dumps(health, separators=(",", ":")), reconnects, broadcast_id))
 
 
 # ---- ingest sessions -----------------------------------------------------------------------
@@ -147,11 +211,12 @@ class IngestHealthRow:
     bytes_in: int = 0
 
 
-def insert_ingest_session(db: Database, stream_id: str, remote: str,
+def insert_ingest_session(db: Database, channel_id: str, broadcast_id: str, remote: str,
                           at: float) -> int:
     cur = db.execute(
-        "INSERT INTO ingest_sessions (stream_id, remote, started_at) VALUES (?, ?, ?)",
-        (stream_id, remote, at),
+        "INSERT INTO ingest_sessions (channel_id, broadcast_id, remote, started_at) "
+        "VALUES (?, ?, ?, ?)",
+        (channel_id, broadcast_id, remote, at),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
@@ -179,11 +244,11 @@ def close_open_ingest_sessions(db: Database, at: float, reason: str) -> int:
     return cur.rowcount
 
 
-def list_ingest_sessions(db: Database, stream_id: str,
+def list_ingest_sessions(db: Database, broadcast_id: str,
                          limit: int = 20) -> list[dict[str, Any]]:
     cur = db.execute(
-        "SELECT * FROM ingest_sessions WHERE stream_id = ? ORDER BY id DESC LIMIT ?",
-        (stream_id, limit),
+        "SELECT * FROM ingest_sessions WHERE broadcast_id = ? ORDER BY id DESC LIMIT ?",
+        (broadcast_id, limit),
     )
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur]
@@ -224,3 +289,24 @@ def list_events(db: Database, limit: int = 100,
         )
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+# ---- views ----------------------------------------------------------------------------------
+
+
+def active_broadcasts(db: Database, channel_id: str | None = None) -> list[Broadcast]:
+    """Live and planned broadcasts (of one channel, or all), for channel views."""
+    sql = f"{_BROADCAST_SELECT} AND b.status != 'ended'"
+    args: tuple[Any, ...] = ()
+    if channel_id is not None:
+        sql += " AND b.channel_id = ?"
+        args = (channel_id,)
+    return [_broadcast(r) for r in db.execute(sql + " ORDER BY b.starts", args)]
+
+
+def latest_broadcasts(db: Database) -> dict[str, Broadcast]:
+    """Each channel's live broadcast, else its most recently started one."""
+    rows = db.execute(
+        f"{_BROADCAST_SELECT} AND b.status != 'planned' "
+        "ORDER BY b.channel_id, b.status = 'live', b.started_at")
+    return {b.channel_id: b for b in map(_broadcast, rows)}  # the last row per channel wins

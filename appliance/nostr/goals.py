@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.bus import Bus, GoalChanged
+from appliance.channels import ChannelService
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.nostr.errors import SignerUnavailableError
@@ -14,7 +15,6 @@ from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.intake import ChatIntake
 from appliance.nostr.live_events import LiveEvents
 from appliance.nostr.outbox import Outbox, add_to_outbox
-from appliance.streams import StreamService
 from relay_client.live import build_goal
 
 MAX_TITLE_CHARS = 200
@@ -24,7 +24,7 @@ MAX_SATS = 21_000_000 * 100_000_000
 class Goals:
     """Sets and reads goals."""
 
-    def __init__(self, *, store: Store, bus: Bus, streams: StreamService, identity: Identity,
+    def __init__(self, *, store: Store, bus: Bus, streams: ChannelService, identity: Identity,
                  outbox: Outbox, intake: ChatIntake, live: LiveEvents,
                  relays: tuple[str, ...]) -> None:
         self.store = store
@@ -45,11 +45,11 @@ class Goals:
         """Publish a goal and link it from the stream's 30311.
 
         Raises:
-            StreamNotFound: no such stream.
+            BroadcastNotFound: no such broadcast.
             ValueError: bad amount or title, or no relays (NIP-75 goals name their relays).
             SignerUnavailableError: the operator's remote signer cannot sign now.
         """
-        await self.streams.get(stream_id)
+        await self.streams.get_broadcast(stream_id)
         if not 1 <= amount_sats <= MAX_SATS:
             raise ValueError("amount_sats must be a positive number of sats")
         title = title.strip()

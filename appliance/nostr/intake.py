@@ -15,6 +15,7 @@ from typing import Any
 
 from appliance.api.schema import ChatChange, ChatMessage
 from appliance.bus import Bus, ChatChanged, GoalChanged
+from appliance.channels import BroadcastNotFound, ChannelService
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
 from appliance.nostr.chat import (
@@ -32,7 +33,6 @@ from appliance.nostr.mutes import MuteList
 from appliance.nostr.outbox import Outbox, add_to_outbox
 from appliance.nostr.profiles import Profiles
 from appliance.nostr.reactions import Reactions, reaction_target
-from appliance.streams import StreamNotFound, StreamService
 from appliance.tasks import BackgroundTasks
 from relay_client import EventError, NostrEvent, RelayPool, activity_address, build_chat_message
 from relay_client.live import (
@@ -54,7 +54,7 @@ RECENT_MESSAGES = 250
 class ChatIntake:
     """Accepts, stores and lists chat; see the module docstring for the order of checks."""
 
-    def __init__(self, *, store: Store, streams: StreamService, bus: Bus, identity: Identity,
+    def __init__(self, *, store: Store, streams: ChannelService, bus: Bus, identity: Identity,
                  outbox: Outbox, profiles: Profiles, mutes: MuteList, pool: RelayPool,
                  relays: tuple[str, ...], tasks: BackgroundTasks, rejected: Counter[str],
                  ip_limiter: RateLimiter, pubkey_limiter: RateLimiter,
@@ -240,7 +240,7 @@ class ChatIntake:
     async def send_operator_chat(self, stream_id: str, content: str,
                                  reply_to: str | None = None) -> ChatMessage:
         """Sign a 1311 as the operator/service, commit it with its outbox entry, publish."""
-        await self.streams.get(stream_id)  # StreamNotFound → 404
+        await self.streams.get_broadcast(stream_id)  # BroadcastNotFound → 404
         if not content.strip():
             raise ChatRejected("empty", "content must not be empty")
         if len(content.encode()) > MAX_CONTENT_BYTES:
@@ -259,8 +259,8 @@ class ChatIntake:
         if reason is not None:
             raise self._reject(reason, f"message refused: {reason}")
         try:
-            await self.streams.get(stream_id)
-        except StreamNotFound:
+            await self.streams.get_broadcast(stream_id)
+        except BroadcastNotFound:
             raise self._reject("unknown-stream", "no such stream") from None
         relays = self.relays if publish else ()
         zap = zap_amount(event)

@@ -1,4 +1,8 @@
-"""NIP-53 live events (kind 30311) of Hearth's streams, and NIP-09 deletions.
+"""NIP-53 live events (kind 30311) of Hearth's broadcasts, and NIP-09 deletions.
+
+Each broadcast is its own activity: ``d`` = the broadcast id. A planned broadcast is announced
+with ``status planned`` and its planned ``starts``; a live one carries its real start and
+playback URLs; an ended one ``ends`` and, once the recorder has it, ``recording``.
 
 Two pieces, kept apart on purpose:
 
@@ -22,15 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.api.schema import StreamChange
-from appliance.bus import Bus, StreamChanged, ViewersChanged
+from appliance.bus import BroadcastChanged, BroadcastReason, Bus, ViewersChanged
+from appliance.channels import BroadcastMedia, BroadcastNotFound, ChannelService
 from appliance.config import Config
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
-from appliance.domain import Stream, StreamState
+from appliance.domain import Broadcast, BroadcastStatus
 from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.outbox import Outbox, add_to_outbox
-from appliance.streams import StreamNotFound, StreamService
 from relay_client import (
     NostrEvent,
     UnsignedEvent,
@@ -42,14 +45,13 @@ from relay_client.live import LiveStatus
 
 logger = logging.getLogger(__name__)
 
-# Stream changes that alter the 30311 (title, status) and so republish it (NIP-53); losing or
-# regaining the publisher within the grace, or a new key, change nothing public.
-_REPUBLISH_ON = frozenset(
-    {StreamChange.CREATED, StreamChange.UPDATED, StreamChange.LIVE, StreamChange.ENDED})
-_ACTIVE_ON = frozenset({StreamChange.CREATED, StreamChange.LIVE})
-
-_STATUS: dict[StreamState, LiveStatus] = {
-    StreamState.CREATED: "planned", StreamState.LIVE: "live", StreamState.ENDED: "ended"}
+_STATUS: dict[BroadcastStatus, LiveStatus] = {
+    BroadcastStatus.PLANNED: "planned", BroadcastStatus.LIVE: "live",
+    BroadcastStatus.ENDED: "ended"}
+# Broadcast changes that alter the 30311 (title, status) and so republish it (NIP-53); losing
+# or regaining the publisher within the grace changes nothing public.
+_PUBLISH_ON = (BroadcastReason.PLANNED, BroadcastReason.STARTED, BroadcastReason.UPDATED,
+               BroadcastReason.ENDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +75,16 @@ class LiveEventInput:
     watch_url: str = ""
 
 
-def live_event_input(stream: Stream, *, base_url: str, webrtc: bool,
-                     current_viewers: int | None, live_total: int) -> LiveEventInput:
-    """The 30311 content of ``stream`` (``d`` = stream id)."""
+def live_event_input(stream: Broadcast, *, base_url: str, webrtc: bool,
+                     current_viewers: int | None, live_total: int,
+                     recording: str | None = None) -> LiveEventInput:
+    """The 30311 content of a broadcast (``d`` = broadcast id); ``recording`` is its
+    recording's URL once there is one (used only once it has ended)."""
     status = _STATUS[stream.status]
-    live = stream.status is StreamState.LIVE
+    live = stream.status is BroadcastStatus.LIVE
+    starts = stream.started_at or stream.starts
     streaming: list[str] = []
-    if stream.status is not StreamState.ENDED:
+    if stream.status is not BroadcastStatus.ENDED:
         streaming.append(f"{base_url}/hls/{stream.id}/index.m3u8")
         if webrtc:
             streaming.append(f"{base_url}/whep/{stream.id}")
@@ -87,10 +92,11 @@ def live_event_input(stream: Stream, *, base_url: str, webrtc: bool,
     return LiveEventInput(
         d=stream.id, status=status, title=stream.title, summary=stream.summary or None,
         image=stream.image or None, hashtags=tuple(stream.tags), streaming=tuple(streaming),
-        starts=int(stream.started_at) if stream.started_at else None,
+        recording=recording if stream.status is BroadcastStatus.ENDED else None,
+        starts=int(starts) if starts else None,
         ends=int(stream.ended_at) if stream.ended_at and not live else None,
         current_participants=current_viewers if live else None,
-        total_participants=total if stream.status is not StreamState.CREATED else None,
+        total_participants=total if stream.status is not BroadcastStatus.PLANNED else None,
         watch_url=f"{base_url}/watch/{stream.id}")
 
 
@@ -124,9 +130,9 @@ class _Schedule:
 
 
 class LiveEvents:
-    """Publishes each stream's 30311 (see the module docstring for when)."""
+    """Publishes each broadcast's 30311 (see the module docstring for when)."""
 
-    def __init__(self, *, config: Config, store: Store, streams: StreamService, bus: Bus,
+    def __init__(self, *, config: Config, store: Store, streams: ChannelService, bus: Bus,
                  identity: Identity, outbox: Outbox, relays: tuple[str, ...],
                  on_active: Callable[[str], None],
                  on_waiting_changed: Callable[[], None] = lambda: None) -> None:
@@ -144,30 +150,32 @@ class LiveEvents:
         self._schedule = _Schedule()
         self._waiting: dict[str, _Waiting] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: where recordings are served (set once a recorder provides URLs)
+        self.media: BroadcastMedia | None = None
 
     async def reconcile(self) -> None:
         """Rebuild 30311 state from SQLite: follow active streams' chat and publish any
         status the relays have not been given yet (e.g. after kill -9), and live ones fresh."""
-        for s in await self.streams.list_streams():
-            if s.status is not StreamState.ENDED:
+        for s in await self.streams.list_broadcasts(limit=100_000):
+            if s.status is not BroadcastStatus.ENDED:
                 self.on_active(s.id)
             st = await self.store.read(functools.partial(nq.live_state, stream_id=s.id))
-            if s.status is StreamState.LIVE or st["last_status"] != _STATUS[s.status]:
+            if s.status is BroadcastStatus.LIVE or st["last_status"] != _STATUS[s.status]:
                 await self.publish_activity(s.id)
 
     async def follow_bus(self) -> None:
-        async with self.bus.subscribe(StreamChanged, ViewersChanged) as events:
+        async with self.bus.subscribe(BroadcastChanged, ViewersChanged) as events:
             async for ev in events:
                 try:
-                    if isinstance(ev, StreamChanged):
-                        if ev.reason in _REPUBLISH_ON:
-                            await self.publish_activity(ev.stream_id)
-                        if ev.reason in _ACTIVE_ON:
-                            self.on_active(ev.stream_id)
-                        if ev.reason is StreamChange.DELETED:
-                            await self.publish_deletion(ev.stream_id)
+                    if isinstance(ev, BroadcastChanged):
+                        if ev.reason in _PUBLISH_ON:
+                            await self.publish_activity(ev.broadcast_id)
+                        if ev.reason in (BroadcastReason.PLANNED, BroadcastReason.STARTED):
+                            self.on_active(ev.broadcast_id)
+                        if ev.reason is BroadcastReason.DELETED:
+                            await self.publish_deletion(ev.broadcast_id)
                     elif isinstance(ev, ViewersChanged):
-                        self._schedule.dirty.add(ev.stream_id)
+                        self._schedule.dirty.add(ev.broadcast_id)
                 except Exception:
                     logger.exception("nostr: handling %r failed", ev)
 
@@ -177,10 +185,8 @@ class LiveEvents:
         while True:
             await asyncio.sleep(min(1.0, nostr.republish_interval))
             now = time.monotonic()
-            for ls in self.streams.live_streams():
-                if ls.ended:
-                    continue
-                sid = ls.stream_id
+            for lb in self.streams.live_broadcasts():
+                sid = lb.broadcast_id
                 since = now - self._schedule.last_publish.get(sid, 0.0)
                 if (sid in self._schedule.dirty and since >= nostr.republish_interval) or (
                         since >= nostr.refresh_interval):
@@ -238,17 +244,18 @@ class LiveEvents:
         """
         async with self._lock(stream_id):
             try:
-                stream = await self.streams.get(stream_id)
-            except StreamNotFound:
+                stream = await self.streams.get_broadcast(stream_id)
+            except BroadcastNotFound:
                 self._undefer(stream_id)
                 return None
-            live = stream.status is StreamState.LIVE
-            ls = self.streams.live_stream(stream.id)
+            live = stream.status is BroadcastStatus.LIVE
+            lb = self.streams.runtime(stream.id)
             inp = live_event_input(
                 stream, base_url=self.config.public_base_url,
                 webrtc=self.config.webrtc.enabled,
                 current_viewers=self.streams.viewers(stream.id) if live else None,
-                live_total=ls.viewers.total if ls and not ls.ended else 0)
+                live_total=lb.viewer_figures()[2] if lb and not lb.ended else 0,
+                recording=self.media.recording_url(stream) if self.media else None)
             relays = self.relays
             host = self.identity.operator_pubkey
             self._schedule.dirty.discard(stream_id)
@@ -298,7 +305,7 @@ class LiveEvents:
 
             last, created_at = await self.store.write(claim)
             unsigned = build_deletion(event_ids=[last] if last else [], addresses=[address],
-                                      reason="stream deleted by its host",
+                                      reason="broadcast deleted by its host",
                                       created_at=created_at)
             try:
                 event = await self.identity.sign(unsigned)

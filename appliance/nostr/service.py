@@ -24,6 +24,7 @@ from typing import Any
 
 from appliance.api.schema import ChatMessage, RelayInfo
 from appliance.bus import Bus, ProfileChanged
+from appliance.channels import ChannelService
 from appliance.config import Config
 from appliance.db import Store
 from appliance.nostr.chat import DuplicateGuard, RateLimiter
@@ -40,7 +41,6 @@ from appliance.nostr.profiles import Profiles
 from appliance.nostr.reactions import Reactions
 from appliance.nostr.remote import PairingError, RemoteSigner
 from appliance.nostr.service_identity import ServiceIdentity
-from appliance.streams import StreamService
 from appliance.tasks import BackgroundTasks
 from relay_client import NostrEvent, PoolConfig, PrivateKeySigner, RelayPool, RelayStatus
 from relay_client.live import LIVE_ACTIVITY_KIND
@@ -73,7 +73,7 @@ class NostrService:
     """Facade over the Nostr services. ``await start()`` / ``await close()`` from the
     lifecycle; ``start_tasks()`` once the public URL is final."""
 
-    def __init__(self, config: Config, store: Store, streams: StreamService, bus: Bus,
+    def __init__(self, config: Config, store: Store, streams: ChannelService, bus: Bus,
                  *, pool_config: PoolConfig | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``clock`` (monotonic seconds) drives the chat rate limits; tests inject one."""

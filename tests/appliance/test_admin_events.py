@@ -13,6 +13,8 @@ from appliance.api import admin_events
 from appliance.api.admin_app import build_admin_app
 from appliance.api.schema import (
     AdminEvent,
+    ChannelChange,
+    ChannelEvent,
     ChatChange,
     ChatEvent,
     ChatMessage,
@@ -26,19 +28,19 @@ from appliance.api.schema import (
     decode_event,
 )
 from appliance.bus import ChatChanged, MuteChanged, RelayChanged
+from appliance.channels import ChannelService
 from appliance.config import load_config
 from appliance.db import Store
 from appliance.db import queries as q
-from appliance.domain import StreamFields
+from appliance.domain import ChannelFields
 from appliance.state import AppState
-from appliance.streams import StreamService
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, AppState]]:  # type: ignore[type-arg]
     config = load_config(environ={"HEARTH_DATA_DIR": str(tmp_path)})
     store = await Store.open(tmp_path / "h.db")
-    service = StreamService(config, store)
+    service = ChannelService(config, store)
     await service.start()
     state = AppState(config=config, store=store, service=service, ingest=None,  # type: ignore[arg-type]
                      bus=service.bus)
@@ -60,23 +62,28 @@ async def _read(resp: object, want: int) -> list[AdminEvent]:
 
 
 async def test_bus_events_arrive_as_typed_sse(client: tuple[TestClient, AppState]) -> None:  # type: ignore[type-arg]
-    """A stream event carries the full AdminStream; log entries carry their stored row id;
-    chat, mute and relay changes pass through typed."""
+    """A channel event carries the full AdminChannel (followed by the pre-channels stream
+    event with its AdminStream); log entries carry their stored row id; chat, mute and relay
+    changes pass through typed."""
     tc, state = client
     async with tc.get("/v1/events/stream") as resp:
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         await resp.content.readuntil(b"\n\n")  # the hello comment: we are subscribed
-        stream, _ = await state.service.create(StreamFields("SSE test"))
+        stream, _ = await state.service.create_channel(ChannelFields("SSE test"))
         msg = ChatMessage("ab" * 32, stream.id, "cd" * 32, 5, "hi")
         state.bus.publish(ChatChanged(stream_id=stream.id, reason=ChatChange.NEW, message=msg))
         state.bus.publish(MuteChanged(pubkey="cd" * 32, muted=True))
         state.bus.publish(RelayChanged(relay=RelayInfo("ws://r", "connected")))
         state.service.log("warning", "auth", "bad key")
-        events = await _read(resp, 6)  # create also logs a "created" entry
+        events = await _read(resp, 7)  # create also logs a "created" entry
     by_type: dict[type, list[AdminEvent]] = {}
     for e in events:
         by_type.setdefault(type(e), []).append(e)
-    assert set(by_type) == {StreamEvent, LogEvent, ChatEvent, MuteEvent, RelayEvent}
+    assert set(by_type) == {ChannelEvent, StreamEvent, LogEvent, ChatEvent, MuteEvent,
+                            RelayEvent}
+    (channel,) = by_type[ChannelEvent]
+    assert isinstance(channel, ChannelEvent) and channel.reason is ChannelChange.CREATED
+    assert channel.channel is not None and channel.channel.title == "SSE test"
     (created,) = by_type[StreamEvent]
     assert isinstance(created, StreamEvent) and created.reason is StreamChange.CREATED
     assert created.stream is not None and created.stream.title == "SSE test"

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from appliance.bus import Bus
+from appliance.channels import ChannelService
 from appliance.config import load_config
 from appliance.db import Store
-from appliance.domain import StreamFields
+from appliance.domain import ChannelFields
 from appliance.nostr.errors import ChatRejected
 from appliance.nostr.service import NostrService
-from appliance.streams import StreamService
 from relay_client import PrivateKeySigner, UnsignedEvent
 
 
@@ -37,12 +37,13 @@ async def chat(tmp_path: Path) -> AsyncIterator[tuple[NostrService, str, Clock]]
     config = load_config(environ={"HEARTH_DATA_DIR": str(tmp_path)})
     store = await Store.open(tmp_path / "h.db")
     bus = Bus()
-    streams = StreamService(config, store, bus)
+    streams = ChannelService(config, store, bus)
     await streams.start()
     clock = Clock()
     nostr = NostrService(config, store, streams, bus, clock=clock)
     await nostr.start()
-    stream, _ = await streams.create(StreamFields("Limits"))
+    # first_broadcast: a planned broadcast with the channel's id, open for chat
+    stream, _ = await streams.create_channel(ChannelFields("Limits"), first_broadcast=True)
     try:
         yield nostr, stream.id, clock
     finally:

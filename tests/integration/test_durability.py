@@ -24,9 +24,9 @@ def test_kill9_mid_stream_loses_nothing_and_reconciles(appliance: ApplianceProce
         pub.wait(15)
     # The database is consistent right after the crash (WAL recovery on open).
     with sqlite3.connect(appliance.data_dir / "hearth.db") as db:
-        rows = dict(db.execute("SELECT id, status FROM streams").fetchall())
+        rows = dict(db.execute("SELECT id, status FROM broadcasts").fetchall())
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert rows == {kept["id"]: "created", live["id"]: "live"}
+    assert rows == {kept["id"]: "planned", live["id"]: "live"}
 
     appliance.start()
     listed = {s["id"]: s for s in appliance.cli_json("stream", "list")}
@@ -60,8 +60,11 @@ def test_live_stream_without_publisher_ends_after_restart(appliance: AppliancePr
     appliance.wait_for(
         lambda: appliance.get(f"/api/streams/{live['id']}").json()["status"] == "ended",
         timeout=15)
-    # An ended stream's key no longer publishes.
-    assert ffmpeg_publish(f"{appliance.rtmp_base}/{live['stream_key']}", 2).wait(20) != 0
+    # The channel's key outlives the broadcast: the next publish is a new broadcast.
+    assert ffmpeg_publish(f"{appliance.rtmp_base}/{live['stream_key']}", 2).wait(20) == 0
+    broadcasts = appliance.cli_json("broadcast", "list", "--channel", live["id"])
+    assert len(broadcasts) == 2 and broadcasts[1]["id"] == live["id"]
+    assert broadcasts[1]["end_reason"] == "publisher did not return"
 
 
 def test_sigterm_shuts_down_cleanly(appliance: ApplianceProcess) -> None:

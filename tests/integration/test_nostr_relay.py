@@ -83,37 +83,63 @@ def _admin(app: ApplianceProcess, method: str, path: str, body: Any = None) -> A
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="needs ffmpeg")
-def test_live_event_published_and_verified_by_nostr_tools(
+def test_each_broadcast_is_its_own_live_event_verified_by_nostr_tools(
         nostr_relay: RelayProcess, nostr_tools_dir: Path) -> None:  # noqa: F811
-    """The 30311 on the relay: planned → live (title, lowercase host p tag, HLS streaming URL,
-    current_participants) → ended; every version verifies with nostr-tools."""
-    app = _app(nostr_relay).start()
+    """One channel, one key, two sessions: a planned broadcast announced with ``starts``, taken
+    by the first publish (planned → live → ended past the grace window), then the same key
+    again → a second broadcast with its own ``d``. Every version verifies with nostr-tools."""
+    app = _app(nostr_relay, HEARTH_RTMP_GRACE_SECONDS="1").start()
     try:
-        created = app.create_stream("Relay <i>test</i>", "--tag", "music")
-        sid = created["id"]
-        planned = app.wait_for(lambda: _activity(nostr_relay, app, sid))
+        created = app.cli_json("channel", "create", "--title", "Relay <i>test</i>",
+                               "--tag", "music")
+        key = created["stream_key"]
+        starts = int(time.time()) + 600
+        plan = app.cli_json("broadcast", "plan", "--channel", created["id"], "--title",
+                            "Relay <i>test</i>", "--starts",
+                            time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(starts)))
+        first = plan["id"]
+        planned = app.wait_for(lambda: _activity(nostr_relay, app, first))
         assert _tag(planned, "status") == ["status", "planned"]
-        pub = ffmpeg_publish(f"{app.rtmp_base}/{created['stream_key']}", 30)
+        assert _tag(planned, "starts") == ["starts", str(starts)]
+        pub = ffmpeg_publish(f"{app.rtmp_base}/{key}", 30)
         try:
-            live = app.wait_for(lambda: (e := _activity(nostr_relay, app, sid)) and
+            live = app.wait_for(lambda: (e := _activity(nostr_relay, app, first)) and
                                 _tag(e, "status") == ["status", "live"] and e, timeout=30)
             assert _tag(live, "title") == ["title", "Relay <i>test</i>"]
             assert _tag(live, "p") == ["p", OPERATOR, "", "host"]
-            assert _tag(live, "streaming") == ["streaming", f"{app.base}/hls/{sid}/index.m3u8"]
+            assert _tag(live, "streaming") == ["streaming", f"{app.base}/hls/{first}/index.m3u8"]
             assert _tag(live, "current_participants") is not None
             assert _tag(live, "t") == ["t", "music"]
-            assert _tag(live, "d") == ["d", sid]
+            assert _tag(live, "d") == ["d", first]
             assert live["created_at"] > planned["created_at"]
         finally:
             pub.kill()
             pub.wait(10)
-        app.cli("stream", "end", sid)
-        ended = app.wait_for(lambda: (e := _activity(nostr_relay, app, sid)) and
-                             _tag(e, "status") == ["status", "ended"] and e)
+        # Publisher gone past the 1 s grace: the broadcast ends on its own.
+        ended = app.wait_for(lambda: (e := _activity(nostr_relay, app, first)) and
+                             _tag(e, "status") == ["status", "ended"] and e, timeout=20)
         assert _tag(ended, "ends") is not None
-        assert node_run(nostr_tools_dir, _VERIFY, [planned, live, ended]) == [True] * 3
+        pub = ffmpeg_publish(f"{app.rtmp_base}/{key}", 30)  # same key, next session
+        try:
+            second = app.wait_for(lambda: [b["id"] for b in app.cli_json(
+                "broadcast", "list", "--channel", created["id"], "--status", "live")], 30)[0]
+            assert second != first
+            live2 = app.wait_for(lambda: (e := _activity(nostr_relay, app, second)) and
+                                 _tag(e, "status") == ["status", "live"] and e, timeout=30)
+        finally:
+            pub.kill()
+            pub.wait(10)
+        app.cli("broadcast", "end", second)
+        ended2 = app.wait_for(lambda: (e := _activity(nostr_relay, app, second)) and
+                              _tag(e, "status") == ["status", "ended"] and e)
+        assert _tag(live2, "d") == ["d", second] and _tag(ended2, "d") == ["d", second]
+        # The first broadcast's address still says ended: the second did not overwrite it.
+        assert _tag(_activity(nostr_relay, app, first) or {"tags": []}, "status") == [
+            "status", "ended"]
+        assert node_run(nostr_tools_dir, _VERIFY,
+                        [planned, live, ended, live2, ended2]) == [True] * 5
         relays = _admin(app, "GET", "/v1/relays")
-        assert relays[0]["url"] == nostr_relay.url and relays[0]["published"] >= 3
+        assert relays[0]["url"] == nostr_relay.url and relays[0]["published"] >= 5
     finally:
         app.stop()
 

@@ -153,7 +153,7 @@ async def test_disk_full_stops_the_recording_and_live_hls_goes_on(tmp_path_facto
 
     from appliance.config import load_config
     from appliance.db import queries as q
-    from appliance.domain import StreamFields
+    from appliance.domain import ChannelFields
     from appliance.lifecycle import Appliance
     from tests.appliance.delivery.recording_factory import FailingStorage
     from tests.helpers.appliance import short_tmpdir
@@ -167,7 +167,9 @@ async def test_disk_full_stops_the_recording_and_live_hls_goes_on(tmp_path_facto
     async with Appliance(config, recording_storage=storage) as app:
         state = app.state
         assert state is not None and state.delivery is not None
-        stream, key = await state.service.create(StreamFields("disk full"))
+        # first_broadcast: the channel's first broadcast has the channel's id
+        stream, key = await state.service.create_channel(ChannelFields("disk full"),
+                                                         first_broadcast=True)
         pub = ffmpeg_publish(f"rtmp://127.0.0.1:{app.rtmp_port}/live/{key}", 12)
         base = f"http://127.0.0.1:{app.http_port}"
         try:
@@ -176,12 +178,12 @@ async def test_disk_full_stops_the_recording_and_live_hls_goes_on(tmp_path_facto
                         state.delivery.recorder_status(stream.id).state  # type: ignore[union-attr]
                         != "failed"):
                     await asyncio.sleep(0.2)
-                failed_at = state.service.live_stream(stream.id).muxer.stats  # type: ignore[union-attr]
+                failed_at = state.service.runtime(stream.id).muxer.stats  # type: ignore[union-attr]
                 while True:  # live delivery continues after the recording stopped
                     async with http.get(f"{base}/hls/{stream.id}/media.m3u8") as r:
                         assert r.status == 200
                         text = await r.text()
-                    now = state.service.live_stream(stream.id).muxer.stats  # type: ignore[union-attr]
+                    now = state.service.runtime(stream.id).muxer.stats  # type: ignore[union-attr]
                     if now.segments_emitted >= failed_at.segments_emitted + 2:
                         break
                     await asyncio.sleep(0.3)

@@ -10,11 +10,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from appliance.api.admin_app import build_admin_app
 from appliance.api.schema import AdminRecording
+from appliance.channels import ChannelService
 from appliance.config import load_config
 from appliance.db import Store
 from appliance.delivery.service import Delivery
 from appliance.state import AppState
-from appliance.streams import StreamService
 from tests.appliance.delivery.recording_factory import record
 
 
@@ -22,7 +22,7 @@ from tests.appliance.delivery.recording_factory import record
 async def admin(tmp_path: Path) -> AsyncIterator[tuple[TestClient, AppState]]:  # type: ignore[type-arg]
     config = load_config(environ={"HEARTH_DATA_DIR": str(tmp_path)})
     store = await Store.open(tmp_path / "h.db")
-    service = StreamService(config, store)
+    service = ChannelService(config, store)
     await service.start()
     delivery = Delivery(tmp_path, log=service.log)
     await delivery.start()

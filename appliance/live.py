@@ -1,0 +1,266 @@
+"""The runtime side of one broadcast that has (or recently had) media.
+
+A :class:`LiveBroadcast` owns its hub :class:`~appliance.hub.Publisher`, the depacketizer of
+its current publisher connection, its health meter, viewer counter and HLS feed, and exposes
+them through methods and snapshots: ingest pushes tag bodies in (:meth:`video_tag`,
+:meth:`audio_tag`), consumers attach hub readers (:meth:`open_reader`), pages and the admin API
+read :meth:`snapshot`. Connection, grace and end decisions are the
+:class:`~appliance.channels.ChannelService`'s; it drives the ``_``-prefixed transitions here.
+
+HLS is one hub consumer among others (WebRTC sources, the recorder): :class:`HlsFeed` drains
+its own reader into the muxer the ``/hls`` routes serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from appliance.config import HlsConfig
+from appliance.hub import DEFAULT_READER_CAPACITY, Discontinuity, Publisher, Reader
+from appliance.viewers import ViewerCounter
+from media.depacketizer import FlvDepacketizer
+from media.health import HealthMeter, HealthSnapshot
+from media.hls.segmenter import HlsMuxer
+from media.units import CodecConfig, MediaUnit
+
+logger = logging.getLogger(__name__)
+
+
+class PublisherLink(Protocol):
+    """What a broadcast needs from an ingest connection (implemented in :mod:`appliance.ingest`)."""
+
+    id: int
+    remote: str
+    connected_at: float
+
+    def end(self, code: str, description: str) -> None: ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSnapshot:
+    """A broadcast's runtime figures at one instant (for the admin API, pages, Nostr)."""
+
+    broadcast_id: str
+    channel_id: str
+    publishing: bool
+    ended: bool
+    connection_id: int | None
+    remote: str | None
+    connected_at: float | None
+    grace_until: float | None
+    reconnects: int
+    health: HealthSnapshot
+    frames_discarded: int
+    viewers: int
+    peak_viewers: int
+    total_viewers: int
+    malformed_frames: int
+    last_error: str
+
+
+class HlsFeed:
+    """A hub consumer that packages a broadcast as LL-HLS; the playlist ends when the hub does."""
+
+    def __init__(self, name: str, reader: Reader, muxer: HlsMuxer) -> None:
+        self.name = name
+        self.muxer = muxer
+        self._reader = reader
+        self.errors = 0
+        self.last_error = ""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hls-{self.name}")
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while (item := await self._reader.get()) is not None:
+            try:
+                if isinstance(item, MediaUnit):
+                    self.muxer.push(item)
+                elif isinstance(item, CodecConfig):
+                    if item.video is not None or item.audio is not None:
+                        self.muxer.set_config(item.video, item.audio)
+                elif isinstance(item, Discontinuity):
+                    self.muxer.mark_discontinuity()
+            except Exception as exc:  # a muxer bug must not kill the broadcast's feed
+                self.errors += 1
+                if self.errors <= 3 or self.errors % 1000 == 0:
+                    logger.exception("[%s] HLS muxer rejected an item (%d so far)", self.name,
+                                     self.errors)
+                self.last_error = f"HLS packaging error: {exc}"
+        with contextlib.suppress(Exception):
+            self.muxer.end()
+
+
+class LiveBroadcast:
+    """Runtime state of one broadcast; see the module docstring. Runs on the event loop."""
+
+    def __init__(self, broadcast_id: str, channel_id: str, hls: HlsConfig) -> None:
+        self.broadcast_id = broadcast_id
+        self.channel_id = channel_id
+        self._publisher = Publisher(broadcast_id)
+        self._depacketizer = FlvDepacketizer()
+        self._health = HealthMeter()
+        self._viewers = ViewerCounter()
+        self._hls = HlsFeed(broadcast_id, self._publisher.add_reader(f"hls:{broadcast_id}"),
+                            HlsMuxer(segment_target=hls.segment_target,
+                                     part_target=hls.part_target, window=hls.window))
+        self._link: PublisherLink | None = None
+        self._grace: Cancellable | None = None
+        self.grace_until: float | None = None
+        self.ended_at: float | None = None
+        self.reconnects = 0
+        self.ingest_session_id: int | None = None
+        self._malformed = 0
+        self._last_error = ""
+
+    def start(self) -> None:
+        self._hls.start()
+
+    # ---- read side -----------------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    @property
+    def link(self) -> PublisherLink | None:
+        """The connected publisher, or None (in the reconnect grace, or ended)."""
+        return self._link
+
+    @property
+    def publisher(self) -> Publisher:
+        """The hub fan-out point: attach a consumer with :meth:`open_reader`."""
+        return self._publisher
+
+    @property
+    def muxer(self) -> HlsMuxer:
+        """The HLS packaging of this broadcast (what ``/hls/…`` serves)."""
+        return self._hls.muxer
+
+    def open_reader(self, name: str, capacity: int = DEFAULT_READER_CAPACITY) -> Reader:
+        """A new hub consumer, primed with the codec config, starting at a keyframe."""
+        return self._publisher.add_reader(name, capacity)
+
+    def codec_config(self) -> CodecConfig:
+        return self._publisher.config
+
+    def has_bframes(self) -> bool:
+        return self._health.bframes
+
+    def touch_viewer(self, session: str, address: str | None = None) -> None:
+        """A player session showed signs of life (a media request, a WebRTC consent check);
+        ``address`` (a keyed client address) caps the sessions one address may hold."""
+        if not self.ended:
+            self._viewers.seen(session, address)
+
+    def viewers(self) -> int:
+        return 0 if self.ended else self._viewers.current()
+
+    def viewer_figures(self) -> tuple[int, int, int]:
+        """(current, peak, total) viewer sessions."""
+        return self.viewers(), self._viewers.peak, self._viewers.total
+
+    def health(self) -> HealthSnapshot:
+        return self._health.snapshot()
+
+    def snapshot(self) -> LiveSnapshot:
+        link = self._link
+        current, peak, total = self.viewer_figures()
+        return LiveSnapshot(
+            broadcast_id=self.broadcast_id, channel_id=self.channel_id,
+            publishing=link is not None, ended=self.ended,
+            connection_id=link.id if link else None, remote=link.remote if link else None,
+            connected_at=link.connected_at if link else None, grace_until=self.grace_until,
+            reconnects=self.reconnects, health=self._health.snapshot(),
+            frames_discarded=self._publisher.frames_discarded, viewers=current,
+            peak_viewers=peak, total_viewers=total, malformed_frames=self._malformed,
+            last_error=self._last_error or self._hls.last_error,
+        )
+
+    def health_record(self) -> dict[str, object]:
+        """The health snapshot as stored on the broadcast row (JSON object)."""
+        record: dict[str, object] = dataclasses.asdict(self._health.snapshot())
+        record["verdict"] = self._health.snapshot().verdict()
+        return record
+
+    # ---- ingest side ---------------------------------------------------------------------------
+
+    def accepts(self, link: PublisherLink) -> bool:
+        """Whether media from ``link`` belongs here (a replaced connection's does not)."""
+        return self._link is link and not self.ended
+
+    def video_tag(self, timestamp: int, body: bytes) -> None:
+        """Depacketize and publish; raises the depacketizer's media errors."""
+        self._publish(self._depacketizer.video_tag(timestamp, body))
+
+    def audio_tag(self, timestamp: int, body: bytes) -> None:
+        self._publish(self._depacketizer.audio_tag(timestamp, body))
+
+    def _publish(self, outputs: list[MediaUnit | CodecConfig]) -> None:
+        for out in outputs:
+            if isinstance(out, MediaUnit):
+                self._health.add(out)
+                self._publisher.publish(out)
+            else:
+                self._health.set_config(out.video, out.audio)
+                self._publisher.set_config(out)
+
+    def note_malformed(self) -> None:
+        self._malformed += 1
+
+    def note_error(self, message: str) -> None:
+        """An operator-visible reason (unsupported codec, …) shown with the broadcast."""
+        self._last_error = message
+
+    # ---- transitions (ChannelService only) -----------------------------------------------------
+
+    def _connect(self, link: PublisherLink) -> bool:
+        """Make ``link`` the publisher; True if this continues earlier media (a reconnect)."""
+        resumed = self._health.units > 0 or self.grace_until is not None
+        self._cancel_grace()
+        self._link = link
+        self._depacketizer.new_session()
+        if resumed:
+            self.reconnects += 1
+            self._publisher.discontinuity()
+        return resumed
+
+    def _disconnect(self) -> None:
+        self._link = None
+
+    def _set_grace(self, until: float, handle: Cancellable) -> None:
+        self._cancel_grace()
+        self.grace_until = until
+        self._grace = handle
+
+    def _cancel_grace(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self.grace_until = None
+
+    def _end(self, at: float) -> None:
+        self._cancel_grace()
+        self._link = None
+        self.ended_at = at
+        self._publisher.close()  # the HLS feed drains, then ends the playlist
+
+    def _abort(self) -> None:
+        """Shutdown: stop the feed without waiting for it to drain."""
+        self._cancel_grace()
+        self._publisher.close()
+        self._hls.cancel()
