@@ -283,8 +283,10 @@ class LiveEvents:
 
             await self.store.write(commit)
             self._undefer(stream_id)
-        logger.info("nostr: 30311 %s for %s (%s, %s viewers)", event.id[:12], stream_id,
-                    inp.status, inp.current_participants)
+        viewers = ("" if inp.current_participants is None
+                   else f", {inp.current_participants} watching")
+        logger.info("nostr: 30311 %s for %s (%s%s)", event.id[:12], stream_id, inp.status,
+                    viewers)
         await self.outbox.wake()
         return event
 
