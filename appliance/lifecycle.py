@@ -33,6 +33,7 @@ from appliance.bus import BroadcastChanged, BroadcastReason, Bus
 from appliance.channels import ChannelService
 from appliance.config import Config, with_bound_ports
 from appliance.db import Store
+from appliance.delivery.recorder import Recorder
 from appliance.delivery.service import Delivery
 from appliance.delivery.storage import Storage
 from appliance.ingest import IngestHandler
@@ -195,8 +196,10 @@ class Appliance:
         await nostr.start()
         self._stack.push_async_callback(nostr.close)
 
+        nostr.use_media(delivery)  # ended 30311s carry their recording's URL
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
-                         static_files=load_static(), nostr=nostr, delivery=delivery)
+                         static_files=load_static(), nostr=nostr, delivery=delivery,
+                         media=delivery)
         self.state = state
         public_app = build_public_app(state)
         public_app.middlewares.append(body_timeout_middleware(config.http.body_timeout))
@@ -220,6 +223,15 @@ class Appliance:
                              sock=self._listeners.http)
         await site.start()
         nostr.start_tasks()
+        delivery.base_url = lambda: state.config.public_base_url
+
+        def recording_changed(rec: Recorder) -> None:
+            # A recording completes after its broadcast's "ended" 30311 went out (the muxer
+            # drains first): republish it, now with the ``recording`` tag (NIP-53).
+            if rec.state == "complete":
+                self._spawn(_republish(nostr, rec.broadcast_id), "nostr-recording")
+
+        delivery.on_recording_change = recording_changed
 
         admin_app = build_admin_app(state)
         socket_path = config.admin_socket
@@ -274,6 +286,13 @@ class Appliance:
         sd_notify("STOPPING=1")
         await self._tasks.close()
         await self._stack.aclose()
+
+
+async def _republish(nostr: NostrService, broadcast_id: str) -> None:
+    try:
+        await nostr.publish_activity(broadcast_id)
+    except Exception:
+        logger.exception("nostr: republishing %s with its recording failed", broadcast_id)
 
 
 async def record_broadcasts(bus: Bus, service: ChannelService, delivery: Delivery,

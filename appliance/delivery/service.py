@@ -227,6 +227,8 @@ class Delivery:
             del self._recorders[broadcast_id]
 
     def _changed(self, rec: Recorder) -> None:
+        if rec.status.segments > 0:  # remembered before detach() forgets the recorder
+            self._has_recording.add(rec.broadcast_id)
         if rec.state == "failed":
             self.log("error", "recording.failed", rec.error, rec.broadcast_id)
         elif rec.state == "complete":

@@ -24,7 +24,7 @@ from typing import Any
 
 from appliance.api.schema import ChatMessage, RelayInfo
 from appliance.bus import Bus, ProfileChanged
-from appliance.channels import ChannelService
+from appliance.channels import BroadcastMedia, ChannelService
 from appliance.config import Config
 from appliance.db import Store
 from appliance.nostr.chat import DuplicateGuard, RateLimiter
@@ -142,6 +142,10 @@ class NostrService:
         self._service_identity = ServiceIdentity(self.store, outbox, identity.service, relays)
         await pool.start()
         self._subscribe_mutes()
+
+    def use_media(self, media: BroadcastMedia) -> None:
+        """Where recordings are served: an ended broadcast's 30311 carries ``recording``."""
+        self.parts.live.media = media
 
     def _subscribe_mutes(self) -> None:
         p = self.parts

@@ -119,6 +119,13 @@ def test_each_broadcast_is_its_own_live_event_verified_by_nostr_tools(
         ended = app.wait_for(lambda: (e := _activity(nostr_relay, app, first)) and
                              _tag(e, "status") == ["status", "ended"] and e, timeout=20)
         assert _tag(ended, "ends") is not None
+        # The recorder's URL, once it has the recording (a later republish may carry it).
+        ended = app.wait_for(lambda: (e := _activity(nostr_relay, app, first)) and
+                             _tag(e, "recording") and e, timeout=20)
+        assert _tag(ended, "recording") == ["recording", f"{app.base}/vod/{first}/index.m3u8"]
+        shown = app.cli_json("broadcast", "show", first)
+        assert shown["recording_url"] == f"{app.base}/vod/{first}/index.m3u8"
+        assert shown["thumbnail_url"] == f"{app.base}/thumb/{first}.jpg"
         pub = ffmpeg_publish(f"{app.rtmp_base}/{key}", 30)  # same key, next session
         try:
             second = app.wait_for(lambda: [b["id"] for b in app.cli_json(
