@@ -228,7 +228,8 @@ class Appliance:
         def recording_changed(rec: Recorder) -> None:
             # A recording completes after its broadcast's "ended" 30311 went out (the muxer
             # drains first): republish it, now with the ``recording`` tag (NIP-53).
-            if rec.state == "complete":
+            # Not at shutdown: recordings are closed then, their broadcasts stay live.
+            if rec.state == "complete" and not self._stop.is_set():
                 self._spawn(_republish(nostr, rec.broadcast_id), "nostr-recording")
 
         delivery.on_recording_change = recording_changed
@@ -284,6 +285,7 @@ class Appliance:
 
     async def _shutdown(self) -> None:
         sd_notify("STOPPING=1")
+        self._stop.set()  # also when leaving ``async with`` without stop(): see recording_changed
         await self._tasks.close()
         await self._stack.aclose()
 
