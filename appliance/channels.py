@@ -379,7 +379,7 @@ class ChannelService:
         """Check a presented stream key; returns the channel id or raises PublishRefused.
 
         The same refusal (code and text) for unknown, malformed and rotated keys, so the answer
-        is no oracle (docs/threat-model.md §stream keys). Digests are compared in constant time.
+        is no oracle (docs/threat-model.md §stream-keys). Digests are compared in constant time.
         """
         channel_id = split_key(key)
         stored = self._keys.get(channel_id) if channel_id else None
