@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from html import escape
 
 from appliance.domain import Broadcast, BroadcastStatus
@@ -42,58 +43,136 @@ def _ago(ts: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60} min ago"
 
 
-def _thumb(s: Broadcast) -> str:
+def _clock(seconds: float) -> str:
+    s = max(0, int(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else (
+        f"{s // 60}:{s % 60:02d}")
+
+
+def _when(ts: float) -> str:
+    """A planned start: absolute UTC in a <time> element (machine-readable too)."""
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    text = time.strftime("%a %d %b, %H:%M UTC", time.gmtime(ts))
+    return f'<time datetime="{iso}">{escape(text)}</time>'
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A broadcast as a page shows it: with its channel's title, live viewers and whether a
+    thumbnail (same-origin ``/thumb/{id}.jpg``) and a recording exist."""
+
+    broadcast: Broadcast
+    channel_title: str = ""
+    viewers: int = 0
+    thumbnail: bool = False
+    recording: bool = False
+
+
+def _thumb(c: Card) -> str:
+    b = c.broadcast
+    if c.thumbnail:  # our own keyframe thumbnail (or the recording's poster)
+        return (f'<img class="thumb" src="/thumb/{escape(b.id)}.jpg" alt="" '
+                'loading="lazy">')
     # docs/threat-model.md §pages: only https images are referenced; anything else gets the CSS
     # placeholder.
-    if s.image.startswith("https://"):
-        return f'<img class="thumb" src="{escape(s.image)}" alt="" loading="lazy">'
+    if b.image.startswith("https://"):
+        return f'<img class="thumb" src="{escape(b.image)}" alt="" loading="lazy">'
     return '<span class="thumb placeholder" aria-hidden="true"></span>'
 
 
-def _card(s: Broadcast, viewers: int, host: str) -> str:
-    live = s.status is BroadcastStatus.LIVE
-    badge = '<span class="badge live">LIVE</span>' if live else '<span class="badge">ENDED</span>'
-    meta = (f"{viewers} watching · started {_ago(s.started_at)}" if live
-            else f"ended {_ago(s.ended_at)}")
+def _card(c: Card, host: str = "", now: float | None = None) -> str:
+    b = c.broadcast
+    now = time.time() if now is None else now
+    if b.status is BroadcastStatus.LIVE:
+        badge = '<span class="badge live">LIVE</span>'
+        watching = f"{c.viewers} watching · " if c.viewers else ""
+        meta = f"{watching}live for {_clock(now - (b.started_at or now))}"
+    elif b.status is BroadcastStatus.PLANNED:
+        badge = '<span class="badge upcoming">UPCOMING</span>'
+        meta = f"starts {_when(b.starts)}" if b.starts else "not live yet"
+    else:
+        badge = '<span class="badge">ENDED</span>'
+        length = (f" · {_clock(b.ended_at - b.started_at)}"
+                  if b.ended_at and b.started_at else "")
+        meta = f"ended {_ago(b.ended_at)}{length}" + (" · recording" if c.recording else "")
+    channel = (f'<a class="channel" href="/c/{escape(b.channel_id)}">'
+               f"{escape(c.channel_title)}</a>" if c.channel_title else "")
     host_html = f'<span class="host">{escape(host)}</span>' if host else ""
     return (
-        f'<li class="card"><a href="/watch/{escape(s.id)}">{_thumb(s)}{badge}'
-        f'<span class="title">{escape(s.title)}</span></a>{host_html}'
+        f'<li class="card"><a href="/watch/{escape(b.id)}">{_thumb(c)}{badge}'
+        f'<span class="title">{escape(b.title)}</span></a>{channel}{host_html}'
         f'<span class="meta">{meta}</span></li>'
     )
 
 
-def discovery_page(streams: list[tuple[Broadcast, int]], host: str = "") -> str:
-    """The front page: live streams first (with viewers), then recently ended ones.
+def _grid(cards: list[Card], host: str = "", cls: str = "") -> str:
+    return (f'<ul class="streams {cls}">' + "".join(_card(c, host) for c in cards)
+            + "</ul>")
+
+
+def discovery_page(cards: list[Card], host: str = "") -> str:
+    """The front page: live broadcasts (thumbnail, title, channel, viewers, duration), then
+    upcoming planned ones (soonest first), then recent recordings (newest first).
 
     ``host`` is the operator's display name (or short npub), shown on each card.
     """
-    live = [(s, v) for s, v in streams if s.status is BroadcastStatus.LIVE]
-    ended = [(s, v) for s, v in streams if s.status is BroadcastStatus.ENDED][:12]
+    live = [c for c in cards if c.broadcast.status is BroadcastStatus.LIVE]
+    planned = sorted((c for c in cards if c.broadcast.status is BroadcastStatus.PLANNED),
+                     key=lambda c: c.broadcast.starts or 0.0)[:12]
+    recorded = sorted((c for c in cards if c.broadcast.status is BroadcastStatus.ENDED
+                       and c.recording), key=lambda c: -(c.broadcast.ended_at or 0.0))[:12]
     parts = ["<h1>Live now</h1>"]
     if not live:
         parts.append('<p class="empty">Nobody is live right now.</p>')
     else:
-        parts.append('<ul class="streams">')
-        parts.extend(_card(s, v, host) for s, v in live)
-        parts.append("</ul>")
-    if ended:
-        parts.append('<h2>Recently ended</h2><ul class="streams ended">')
-        parts.extend(_card(s, v, host) for s, v in ended)
-        parts.append("</ul>")
+        parts.append(_grid(live, host))
+    if planned:
+        parts.append(f'<h2>Upcoming</h2>{_grid(planned, host, "upcoming")}')
+    if recorded:
+        parts.append(f'<h2>Recent recordings</h2>{_grid(recorded, host, "ended")}')
     return _layout("Hearth", "".join(parts))
 
 
+def channel_extra(next_planned: Card | None, past: list[Card]) -> str:
+    """Below a channel's player: its next planned broadcast and its past broadcasts."""
+    parts = []
+    if next_planned is not None:
+        b = next_planned.broadcast
+        when = f" · starts {_when(b.starts)}" if b.starts else ""
+        parts.append(f'<section class="next"><h2>Next</h2><p><a href="/watch/{escape(b.id)}">'
+                     f"{escape(b.title)}</a>{when}</p></section>")
+    if past:
+        parts.append(f'<section class="past"><h2>Past broadcasts</h2>{_grid(past)}</section>')
+    elif next_planned is None:
+        parts.append('<p class="empty">No broadcasts yet.</p>')
+    return "".join(parts)
+
+
 def watch_page(stream: Broadcast, viewers: int, chat: dict[str, object] | None = None,
-               play_id: str | None = None) -> str:
-    """Player page for one stream (hls.js, with native HLS as the fallback) and its chat.
+               play_id: str | None = None, *, recording: bool = False,
+               extra: str = "") -> str:
+    """Player page for one broadcast (hls.js, with native HLS as the fallback) and its chat.
 
     ``chat`` goes into ``data-config`` for chat.js: ``address`` (the NIP-53 ``a`` coordinate
     browser-signed messages must carry), ``relays`` and ``host``. Everything is attribute-escaped
     JSON; chat.js renders user text with ``textContent`` only.
+
+    With ``play_id`` set to a channel id the page follows the channel (``/c/{channel}``, old
+    ``/watch/{stream}`` links): it plays whichever broadcast is live and waits otherwise. For
+    a broadcast, watch.js follows its status: waiting → live → ended, where it plays the
+    recording (``recording``: one exists) instead of the last live seconds. ``extra`` is
+    trusted, already-escaped HTML placed under the player (the channel page's lists).
     """
     play = play_id or stream.id  # a channel id plays whichever broadcast is live
     cfg: dict[str, object] = {"id": play, "hls": f"/hls/{play}/index.m3u8"}
+    if play_id is not None and play_id != stream.id:
+        cfg["follow"] = "channel"
+        cfg["api"] = f"/api/channels/{play}"
+    else:
+        cfg["api"] = f"/api/broadcasts/{stream.id}"
+        cfg["status"] = stream.status.value
+        if recording:
+            cfg["vod"] = f"/vod/{stream.id}/index.m3u8"
     if chat:
         cfg["chat"] = chat
     config = escape(json.dumps(cfg))
@@ -109,7 +188,7 @@ def watch_page(stream: Broadcast, viewers: int, chat: dict[str, object] | None =
         f'<p id="player-status" class="status" role="status">Connecting…</p>'
         f'<h1>{badge} <span id="title">{escape(stream.title)}</span></h1>'
         f'<p class="meta"><span id="viewers">{viewers}</span> watching</p>'
-        f'<p class="summary">{escape(stream.summary)}</p><p>{tags}</p></div>'
+        f'<p class="summary">{escape(stream.summary)}</p><p>{tags}</p>{extra}</div>'
     )
     panel = (
         '<aside id="chat" class="chat" aria-label="Live chat">'

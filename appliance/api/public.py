@@ -22,7 +22,14 @@ from appliance.api.vod import add_vod_routes
 from appliance.api.whep import add_whep_routes
 from appliance.db import queries as q
 from appliance.domain import ID_RE, Broadcast, BroadcastStatus, Channel
-from appliance.pages import CSP, discovery_page, not_found_page, watch_page
+from appliance.pages import (
+    CSP,
+    Card,
+    channel_extra,
+    discovery_page,
+    not_found_page,
+    watch_page,
+)
 from appliance.state import AppState
 
 STATIC_NAME_RE = re.compile(r"^(vendor/)?[a-z0-9_.-]{1,64}\.(js|css|txt|png|svg)$")
@@ -77,11 +84,48 @@ def _waiting(channel: Channel) -> Broadcast:
                      started_at=None, ended_at=None, peak_viewers=0, total_viewers=0)
 
 
+def _cards(state: AppState, broadcasts: list[Broadcast],
+           channels: dict[str, str]) -> list[Card]:
+    """Broadcasts as page cards; thumbnails and recordings known from memory (no disk I/O)."""
+    delivery = state.delivery
+    return [Card(b, channels.get(b.channel_id, ""), state.service.viewers(b.id),
+                 thumbnail=bool(delivery and delivery.has_thumbnail(b.id)),
+                 recording=bool(delivery and delivery.has_recording(b.id)))
+            for b in broadcasts]
+
+
 async def discovery(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    broadcasts = await state.service.list_broadcasts(limit=100)
+    live = await state.service.list_broadcasts(status=BroadcastStatus.LIVE, limit=100)
+    planned = await state.service.list_broadcasts(status=BroadcastStatus.PLANNED, limit=50)
+    ended = await state.service.list_broadcasts(status=BroadcastStatus.ENDED, limit=100)
+    channels = {c.id: c.title for c in await state.service.list_channels()}
     host = state.nostr.host_label() if state.nostr else ""
-    return _html(discovery_page([(b, state.service.viewers(b.id)) for b in broadcasts], host))
+    return _html(discovery_page(_cards(state, [*live, *planned, *ended], channels), host))
+
+
+async def channel_page(request: web.Request) -> web.Response:
+    """``/c/{channel}``: the player while live (whichever broadcast), else the next planned
+    broadcast; past broadcasts (with their recordings) below."""
+    state = request.app[STATE]
+    ident = request.match_info["channel_id"]
+    if not ID_RE.fullmatch(ident):
+        return _html(not_found_page(), status=404)
+    channel = await state.store.read(lambda db: q.get_channel(db, ident))
+    if channel is None:
+        return _html(not_found_page(), status=404)
+    broadcasts = await state.service.list_broadcasts(channel_id=ident, limit=100)
+    cards = _cards(state, broadcasts, {channel.id: channel.title})
+    live = next((c for c in cards if c.broadcast.status is BroadcastStatus.LIVE), None)
+    planned = sorted((c for c in cards if c.broadcast.status is BroadcastStatus.PLANNED),
+                     key=lambda c: c.broadcast.starts or 0.0)
+    past = sorted((c for c in cards if c.broadcast.status is BroadcastStatus.ENDED),
+                  key=lambda c: -(c.broadcast.ended_at or 0.0))[:24]
+    nxt = planned[0] if planned else None
+    shown = live.broadcast if live else (nxt.broadcast if nxt else _waiting(channel))
+    chat = state.nostr.page_config(shown.id) if state.nostr else None
+    return _html(watch_page(shown, live.viewers if live else 0, chat, play_id=channel.id,
+                            extra=channel_extra(nxt, past)))
 
 
 async def watch(request: web.Request) -> web.Response:
@@ -100,7 +144,9 @@ async def watch(request: web.Request) -> web.Response:
         return _html(not_found_page(), status=404)
     chat = state.nostr.page_config(b.id) if state.nostr else None
     play = ident if channel is not None else b.id
-    return _html(watch_page(b, state.service.viewers(b.id), chat, play_id=play))
+    recording = bool(state.delivery and state.delivery.has_recording(b.id))
+    return _html(watch_page(b, state.service.viewers(b.id), chat, play_id=play,
+                            recording=recording))
 
 
 def _status_param(request: web.Request) -> BroadcastStatus | None:
@@ -258,6 +304,7 @@ def build_public_app(state: AppState) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[not_found_middleware])
     app[STATE] = state
     app.router.add_get("/", discovery)
+    app.router.add_get("/c/{channel_id}", channel_page)
     app.router.add_get("/watch/{stream_id}", watch)
     app.router.add_get("/api/channels", api_channels)
     app.router.add_get("/api/channels/{channel_id}", api_channel)

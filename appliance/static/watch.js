@@ -112,6 +112,17 @@
     setBadge("LIVE", true);
     showViewers();
   }
+  function waitForLive() {
+    // A channel page starts the player only when the API says a broadcast is live: its
+    // playlist URL may still hold the last broadcast's final seconds.
+    stopHls();
+    phase = "waiting";
+    root.classList.remove("is-live");
+    liveDot.hidden = true;
+    setBadge("NOT LIVE YET", false);
+    if (meta) meta.hidden = true;
+    setStatus("Waiting for the stream…");
+  }
   function enterWaiting() {
     if (phase === "unknown") phase = "waiting";
     if (meta) meta.hidden = true;
@@ -131,7 +142,8 @@
     }
   }
   async function recordingUrl(s) {
-    const url = (s && s.recording_url) || "/vod/" + encodeURIComponent(cfg.id) + "/index.m3u8";
+    const url = (s && s.recording_url) || cfg.vod
+      || "/vod/" + encodeURIComponent(cfg.id) + "/index.m3u8";
     try {
       const res = await fetch(samePath(url), { method: "HEAD" });
       return res.ok ? samePath(url) : null;
@@ -199,6 +211,7 @@
       if (!data.fatal) return;
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
       if (phase === "ended") return;
+      if (cfg.follow === "channel") { waitForLive(); return; }  // the poll restarts it
       // Not live yet, or the publisher is reconnecting: try again shortly.
       enterWaiting();
       setStatus("Waiting for the stream…");
@@ -335,13 +348,20 @@
   async function fetchStream() {
     try {
       const res = await fetch(apiUrl);
-      return res.ok ? await res.json() : null;
+      if (!res.ok) return null;
+      const data = await res.json();
+      if (cfg.follow !== "channel") return data;
+      // A channel page follows whichever broadcast is live, and waits (never "ended")
+      // between broadcasts: its past ones are listed below the player.
+      return data.live ? Object.assign({}, data.live, { status: "live" })
+        : { status: "waiting", viewers: 0, whep_url: data.whep_url };
     } catch (_e) { return null; }
   }
 
   async function init() {
     const s = await fetchStream();
     if (s && s.status === "ended") { await enterEnded(s, true); return; }
+    if (cfg.follow === "channel" && (!s || s.status !== "live")) { waitForLive(); return; }
     if (!s || s.status !== "live") enterWaiting();
     const whep = cfg.whep || (s && s.whep_url) || null;
     if (whep && window.RTCPeerConnection) {
@@ -368,8 +388,13 @@
       startHls();  // went live: switch to the player now rather than at the next retry
     } else if (s.status === "ended" && phase !== "ended") {
       await enterEnded(s, phase !== "live");
+    } else if (s.status === "waiting" && phase === "live" && player.mode !== "webrtc") {
+      waitForLive();  // a channel page between broadcasts: wait for the next one
     }
     showViewers(s.viewers);
   }
-  setInterval(refresh, 5000);
+  // Poll faster while waiting, so a page opened before the start switches within ~2 s.
+  (function poll() {
+    setTimeout(async () => { await refresh(); poll(); }, phase === "waiting" ? 2000 : 5000);
+  })();
 })();
