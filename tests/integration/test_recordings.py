@@ -114,7 +114,8 @@ def test_hostile_vod_paths_are_404(appliance: ApplianceProcess) -> None:
                  "/vod/x/seg-1.m4s%00.jpg", "/thumb/..%2f..%2fhearth.db", "/thumb/x.jpg%00",
                  "/thumb/%2e%2e.jpg", "/vod/" + "a" * 100 + "/index.m3u8",
                  "/vod/x/seg-01.m4s", "/vod/x/download.mp4", "/vod/x/index.m3u8",
-                 "/thumb/nothing.jpg", "/vod/x/%2e%2e%2f%2e%2e%2fhearth.db"]:
+                 "/thumb/nothing.jpg", "/vod/x/%2e%2e%2f%2e%2e%2fhearth.db",
+                 "/c/..%2f..%2fhearth.db", "/c/%2e%2e", "/c/x%00", "/c/" + "a" * 100]:
         r = appliance.get(path)
         assert r.status in (404, 400), (path, r.status)
         assert b"SQLite" not in r.body and b"root:" not in r.body
