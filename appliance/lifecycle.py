@@ -252,7 +252,7 @@ class Appliance:
 
         self._spawn(record_broadcasts(bus, service, delivery, config), "recordings")
         self._spawn(self._every(config.recording.retention_interval,
-                                lambda: apply_retention(delivery, self.config)), "retention")
+                                lambda: apply_retention(delivery, self.config, store)), "retention")
         self._spawn(self._every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
         self._spawn(self._every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
         self._spawn(self._every(VIEWERS_SECONDS, service.emit_viewers), "viewers")
@@ -319,11 +319,21 @@ async def record_broadcasts(bus: Bus, service: ChannelService, delivery: Deliver
                 delivery.detach(event.broadcast_id)
 
 
-async def apply_retention(delivery: Delivery, config: Config) -> None:
-    """One retention pass (docs: README "Recordings"): max age, then the global disk cap."""
+async def apply_retention(delivery: Delivery, config: Config, store: Store) -> None:
+    """One retention pass (README "Recordings"): each recording older than its channel's
+    ``retention_days`` (else ``recording.max_age_days``) goes, then the oldest unkept ones
+    while all recordings exceed ``recording.disk_cap_gb``."""
     rc = config.recording
-    max_age = rc.max_age_days * 86400 or None
-    items = await delivery.retention_items(lambda _id: max_age)
+    default = rc.max_age_days * 86400 or None
+    days: dict[str, int | None] = dict(await store.read(lambda db: db.execute(
+        "SELECT b.id, c.retention_days FROM broadcasts b "
+        "JOIN channels c ON c.id = b.channel_id").fetchall()))
+
+    def max_age(broadcast_id: str) -> float | None:
+        d = days.get(broadcast_id)
+        return d * 86400.0 if d else default
+
+    items = await delivery.retention_items(max_age)
     await delivery.apply_retention(items, int(rc.disk_cap_gb * 1e9) or None)
 
 
