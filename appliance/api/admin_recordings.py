@@ -32,11 +32,13 @@ def _broadcast_id(request: web.Request) -> str | None:
         return None
 
 
-async def _title(state: AppState, broadcast_id: str) -> str:
+async def _owner(state: AppState, broadcast_id: str) -> tuple[str, str | None]:
+    """(title, channel id) of the recording's broadcast; ("", None) once it is gone."""
     try:
-        return (await state.service.get_broadcast(broadcast_id)).title
+        b = await state.service.get_broadcast(broadcast_id)
     except LookupError:
-        return ""
+        return "", None
+    return b.title, b.channel_id
 
 
 async def admin_recording(state: AppState, info: RecordingInfo) -> AdminRecording:
@@ -44,8 +46,9 @@ async def admin_recording(state: AppState, info: RecordingInfo) -> AdminRecordin
     delivery = _delivery(state)
     bid = info.broadcast_id
     age = await delivery.thumbnail_age(bid)
+    title, channel_id = await _owner(state, bid)
     return AdminRecording(
-        broadcast_id=bid, title=await _title(state, bid), state=info.state,
+        broadcast_id=bid, title=title, channel_id=channel_id, state=info.state,
         started_at=info.started_at, ended_at=info.ended_at, duration=round(info.duration, 3),
         bytes=info.bytes, segments=info.segments, kept=info.kept, error=info.error,
         recording_url=f"{base}/vod/{bid}/index.m3u8",
