@@ -77,9 +77,11 @@ class LiveEventInput:
 
 def live_event_input(stream: Broadcast, *, base_url: str, webrtc: bool,
                      current_viewers: int | None, live_total: int,
-                     recording: str | None = None) -> LiveEventInput:
+                     recording: str | None = None,
+                     thumbnail: str | None = None) -> LiveEventInput:
     """The 30311 content of a broadcast (``d`` = broadcast id); ``recording`` is its
-    recording's URL once there is one (used only once it has ended)."""
+    recording's URL once there is one (used only once it has ended); ``thumbnail`` (its
+    keyframe thumbnail's URL) is the ``image`` when the operator set none (issue 9 §5)."""
     status = _STATUS[stream.status]
     live = stream.status is BroadcastStatus.LIVE
     starts = stream.started_at or stream.starts
@@ -91,7 +93,8 @@ def live_event_input(stream: Broadcast, *, base_url: str, webrtc: bool,
     total = max(stream.total_viewers, live_total)
     return LiveEventInput(
         d=stream.id, status=status, title=stream.title, summary=stream.summary or None,
-        image=stream.image or None, hashtags=tuple(stream.tags), streaming=tuple(streaming),
+        image=stream.image or thumbnail or None, hashtags=tuple(stream.tags),
+        streaming=tuple(streaming),
         recording=recording if stream.status is BroadcastStatus.ENDED else None,
         starts=int(starts) if starts else None,
         ends=int(stream.ended_at) if stream.ended_at and not live else None,
@@ -255,7 +258,8 @@ class LiveEvents:
                 webrtc=self.config.webrtc.enabled,
                 current_viewers=self.streams.viewers(stream.id) if live else None,
                 live_total=lb.viewer_figures()[2] if lb and not lb.ended else 0,
-                recording=self.media.recording_url(stream) if self.media else None)
+                recording=self.media.recording_url(stream) if self.media else None,
+                thumbnail=self.media.thumbnail_url(stream) if self.media else None)
             relays = self.relays
             host = self.identity.operator_pubkey
             self._schedule.dirty.discard(stream_id)

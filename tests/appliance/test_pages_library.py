@@ -62,3 +62,17 @@ def test_watch_page_config_for_a_broadcast_and_a_channel() -> None:
     follow = watch_page(b(2, BroadcastStatus.LIVE), 1, play_id="c00000000001")
     assert "/api/channels/c00000000001" in follow and "&quot;follow&quot;" in follow
     assert "/vod/" not in follow
+
+
+def test_30311_image_falls_back_to_the_thumbnail() -> None:
+    """Issue 9 §5: the keyframe thumbnail is the 30311 ``image`` when the operator set none."""
+    from appliance.nostr.live_events import live_event_input
+
+    live = b(1, BroadcastStatus.LIVE)
+    inp = live_event_input(live, base_url="http://h", webrtc=False, current_viewers=1,
+                           live_total=1, thumbnail="http://h/thumb/b00000000001.jpg")
+    assert inp.image == "http://h/thumb/b00000000001.jpg"
+    own = b(2, BroadcastStatus.LIVE, image="https://img.example/x.png")
+    inp = live_event_input(own, base_url="http://h", webrtc=False, current_viewers=1,
+                           live_total=1, thumbnail="http://h/thumb/b00000000002.jpg")
+    assert inp.image == "https://img.example/x.png"
