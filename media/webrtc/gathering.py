@@ -5,8 +5,9 @@ a firewall or 1:1 NAT needs both, so :func:`configure_gathering` replaces the co
 per-component gathering step (through :mod:`media.webrtc.compat`) with one that
 
 * binds a free port in ``[port_min, port_max]`` (ephemeral when both are 0), and
-* with ``public_ip``, binds once on the wildcard address and advertises ``public_ip`` as the
-  single host candidate (ICE-lite style 1:1 NAT, like MediaMTX ``webrtcAdditionalHosts``).
+* with ``public_ip``, advertises ``public_ip`` as the single host candidate (1:1 NAT, like
+  MediaMTX ``webrtcAdditionalHosts``), bound on that address when it is local and on the
+  wildcard address otherwise.
 
 Only host candidates are gathered: a LAN appliance has no STUN/TURN servers.
 """
@@ -54,6 +55,17 @@ async def _bind(connection: Connection, address: str, port_min: int, port_max: i
     raise PortRangeExhausted(f"no free UDP port in {port_min}-{port_max} on {address}: {last}")
 
 
+def _is_local(address: str) -> bool:
+    """Whether ``address`` is one of this host's (binding a UDP socket to it works)."""
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
 def configure_gathering(connection: Connection, *, port_min: int = 0, port_max: int = 0,
                         public_ip: str = "") -> None:
     """Make ``connection`` gather host candidates in a port range / with a public address.
@@ -64,8 +76,14 @@ def configure_gathering(connection: Connection, *, port_min: int = 0, port_max: 
     async def get_component_candidates(component: int, addresses: list[str],
                                        timeout: int = 5) -> list[Candidate]:
         if public_ip:
+            # Bind the advertised address itself when it is local, so replies leave from it;
+            # only an address that is not ours (real 1:1 NAT) needs the wildcard, where the
+            # NAT gives replies the public source. A wildcard socket answering from another
+            # local address fails the peer's checks ("source address mismatch", RFC 8445
+            # §7.2.5.2.1) and, when that comes before the peer learns a peer-reflexive
+            # pair, its whole ICE session (aiortc: "failed" while media flows).
             wildcard = "::" if ipaddress.ip_address(public_ip).version == 6 else "0.0.0.0"
-            binds = [(wildcard, public_ip)]
+            binds = [(public_ip, public_ip) if _is_local(public_ip) else (wildcard, public_ip)]
         else:
             binds = [(a, a) for a in addresses]
         candidates: list[Candidate] = []

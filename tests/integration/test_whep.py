@@ -180,6 +180,33 @@ async def test_stray_udp_datagrams_do_not_kill_the_session(
         pub.wait(10)
 
 
+async def test_one_to_one_nat_mode_never_fails_the_viewers_ice(rtc_app: ApplianceProcess) -> None:
+    """webrtc.public_ip = 127.0.0.1 while the client's candidates are the host's addresses.
+
+    The server used to answer checks from a wildcard socket, so replies came from the host
+    address, not the advertised 127.0.0.1: the client's signalled pair failed with "source
+    address mismatch" (RFC 8445 §7.2.5.2.1) and, in ~2 runs of 3, before the server's check
+    taught it a peer-reflexive pair, aiortc's ICE state went "failed" while media flowed.
+    (Not caused by junk datagrams, which only happened to be sent in the test that saw it.)
+    """
+    sid, pub = _live(rtc_app)
+    try:
+        for _ in range(3):
+            client = WhepClient()
+            states: list[str] = []
+            client.pc.on("iceconnectionstatechange",
+                         lambda c=client, s=states: s.append(c.pc.iceConnectionState))
+            try:
+                assert await client.connect(f"{rtc_app.base}/whep/{sid}") == 201, client.answer
+                await client.wait_frames(video=10, audio=0)
+                assert "failed" not in states and client.pc.iceConnectionState == "completed"
+            finally:
+                await client.close()
+    finally:
+        pub.kill()
+        pub.wait(10)
+
+
 async def test_bframes_are_refused_for_webrtc_only(rtc_app: ApplianceProcess) -> None:
     """A source with B-frames gets a clear WHEP refusal and an event-log entry; HLS plays."""
     sid, pub = _live(rtc_app, 20, bframes=2)
