@@ -201,6 +201,7 @@ class WebRtcManager:
         self.tasks = BackgroundTasks("webrtc")
         self.refused = 0
         compat.register_h264_profiles()
+        compat.share_h264_packetization()
 
     async def start(self) -> None:
         self.tasks.spawn(self._touch_viewers(), name="webrtc-viewers")

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
@@ -53,6 +54,7 @@ from bench.common import (
     wait_http_ok,
 )
 
+PIN = True
 SETUP_TIMEOUT_S = 45.0
 SETTLE_S = 2.0
 CONCURRENT_SETUPS = 4
@@ -70,6 +72,8 @@ def rss_mb(pid: int) -> float:
 
 def client(conn: Connection, whep_url: str, n: int) -> None:
     """Client process: n receive-only peers; reports packet counts on request."""
+    if PIN and len(os.sched_getaffinity(0)) >= 2:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[1:])  # off the server's core
     asyncio.run(_client(conn, whep_url, n))
 
 
@@ -78,6 +82,11 @@ async def _client(conn: Connection, whep_url: str, n: int) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
+    from media.webrtc.compat import register_h264_profiles
+
+    # The bench source is High profile; aiortc offers only Baseline by default, and the
+    # server answers only an offer that can decode the stream (RFC 6184 §8.2.2).
+    register_h264_profiles()
     counts = {"packets": 0}
     first_packet: dict[int, float] = {}
 
@@ -217,7 +226,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[10, 25, 50])
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--window", type=float, default=8.0)
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin the server to CPU 0 and the clients to the others")
     args = ap.parse_args()
+    global PIN
+    PIN = not args.no_pin
     ns = [max(1, min(n, 200)) for n in args.n]
     procs = max(1, min(args.procs, 8))
     window = max(2.0, min(args.window, 20.0))
@@ -228,6 +241,7 @@ def main() -> None:
     })  # fmt: skip
     os.environ.setdefault("HEARTH_LOG_LEVEL", "WARNING")
     print_system_info()
+    print(f"# uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     src = make_source()
     t_start = time.monotonic()
     rows: list[list[object]] = []
@@ -235,6 +249,14 @@ def main() -> None:
         created = srv.create_stream("b10")
         sid = created["id"]
         pub = start_publisher(src, srv.rtmp_url(created["stream_key"]), loop=True)
+        cpus = sorted(os.sched_getaffinity(0))
+        if PIN and len(cpus) >= 2:
+            # Server (every thread) on the first CPU, publisher and clients on the others.
+            subprocess.run(["taskset", "-a", "-p", "-c", str(cpus[0]), str(srv.proc.pid)],
+                           stdout=subprocess.DEVNULL, check=False)
+            subprocess.run(["taskset", "-a", "-p", "-c", ",".join(map(str, cpus[1:])),
+                            str(pub.pid)], stdout=subprocess.DEVNULL, check=False)
+            print(f"# pinned: server on CPU {cpus[0]}, publisher and clients on {cpus[1:]}")
         try:
             wait_http_ok(srv.playlist_url(sid), timeout=20)
             time.sleep(2.0)

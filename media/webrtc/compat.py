@@ -20,6 +20,11 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
    (``Connection._check_list``, ``CandidatePair.state``/``.remote_addr``) and the receive
    queue (``Connection._queue``).
 
+5. **Shared packetization**: :func:`share_h264_packetization` makes aiortc's
+   ``H264Encoder.pack`` (called by every peer's ``RTCRtpSender`` for each pre-encoded
+   packet) remember its result for the last few packets, so one frame shared by N peers is
+   split into RTP payloads once per stream instead of N times.
+
 The supported range is pinned in ``pyproject.toml``; ``tests/media/webrtc/test_compat.py``
 runs :func:`problems` so an upgrade that changes any of these fails a test instead of a
 viewer.
@@ -29,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aioice.ice
+import aiortc.codecs.h264
 from aioice.candidate import Candidate
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
@@ -53,6 +60,7 @@ __all__ = [
     "register_h264_profiles",
     "replace_gathering",
     "set_video_codecs",
+    "share_h264_packetization",
     "video_codecs",
 ]
 
@@ -104,6 +112,37 @@ def set_video_codecs(transceiver: RTCRtpTransceiver,
                      codecs: list[RTCRtpCodecParameters]) -> None:
     """Replace the negotiated codecs; the answer and the sender use them (first = sent)."""
     transceiver._codecs = codecs
+
+
+PACK_CACHE_SIZE = 64
+"""Packets whose RTP payloads are remembered (~2 s of 30 fps video): every peer of a stream
+packs the same ``av.Packet`` within a few milliseconds of the others."""
+
+
+def share_h264_packetization() -> None:
+    """Packetize each shared H.264 packet once, whatever the number of peers (idempotent).
+
+    Keyed by the packet object (kept referenced while cached, so its ``id`` cannot be
+    reused); the payloads are immutable ``bytes`` that the senders only read.
+    """
+    encoder_cls: Any = aiortc.codecs.h264.H264Encoder
+    if getattr(encoder_cls.pack, "_hearth_shared", False):
+        return
+    original = encoder_cls.pack
+    cache: OrderedDict[int, tuple[Any, tuple[list[bytes], int]]] = OrderedDict()
+
+    def pack(self: Any, packet: Any) -> tuple[list[bytes], int]:
+        entry = cache.get(id(packet))
+        if entry is not None and entry[0] is packet:
+            return entry[1]
+        result: tuple[list[bytes], int] = original(self, packet)
+        cache[id(packet)] = (packet, result)
+        if len(cache) > PACK_CACHE_SIZE:
+            cache.popitem(last=False)
+        return result
+
+    pack._hearth_shared = True  # type: ignore[attr-defined]
+    encoder_cls.pack = pack
 
 
 # ---- ICE --------------------------------------------------------------------------------------
@@ -204,6 +243,9 @@ async def _aiortc_problems() -> list[str]:
     table = getattr(aiortc_codecs, "CODECS", None)
     if not isinstance(table, dict) or not isinstance(table.get("video"), list):
         found.append("aiortc.codecs.CODECS['video'] is not a list")
+    pack = getattr(aiortc.codecs.h264.H264Encoder, "pack", None)
+    if pack is None or list(inspect.signature(pack).parameters) != ["self", "packet"]:
+        found.append("aiortc H264Encoder.pack(self, packet) changed")
     pc = RTCPeerConnection()
     try:
         transceiver = pc.addTransceiver("video", direction="sendonly")

@@ -41,3 +41,23 @@ async def test_registered_profiles_let_aiortc_accept_a_high_only_offer() -> None
     finally:
         await server.close()
         await client.close()
+
+
+def test_shared_packetization_packs_each_packet_once() -> None:
+    """N senders packing the same av.Packet get the same payloads; the work is done once."""
+    from fractions import Fraction
+
+    import av
+    from aiortc.codecs.h264 import H264Encoder
+
+    compat.share_h264_packetization()
+    compat.share_h264_packetization()  # idempotent
+    nal = b"\x00\x00\x00\x01\x65" + bytes(range(256)) * 20  # an IDR slice > one MTU
+    packet = av.Packet(nal)
+    packet.pts, packet.time_base = 3000, Fraction(1, 90000)
+    first = H264Encoder().pack(packet)
+    again = H264Encoder().pack(packet)
+    assert again is first and len(first[0]) > 1 and first[1] == 3000
+    other = av.Packet(nal)
+    other.pts, other.time_base = 6000, Fraction(1, 90000)
+    assert H264Encoder().pack(other)[1] == 6000
