@@ -331,6 +331,7 @@ install_system() {
     # Ports given as HEARTH_HTTP_PORT/HEARTH_RTMP_PORT reach the service through this file.
     load_ports "$SYSTEM_CONF_DIR/hearth.env"
     save_ports "$SYSTEM_CONF_DIR/hearth.env"
+    HEARTH_CONFIG="$SYSTEM_CONF_DIR/hearth.toml" HEARTH_DATA_DIR="$SYSTEM_DATA" effective_ports "$venv"
     if [ -f "$SYSTEM_CONF_DIR/hearth.env" ]; then chown root:hearth "$SYSTEM_CONF_DIR/hearth.env"; fi
     if [ -f "$SYSTEM_CONF_DIR/hearth.toml" ]; then
         say "keeping existing $SYSTEM_CONF_DIR/hearth.toml"
@@ -509,6 +510,19 @@ load_ports() {
     check_port_number HEARTH_RTMP_PORT "$RTMP_PORT"
 }
 
+# effective_ports VENV: when no ports were given, ask the installed hearth which ports its
+# configuration (e.g. [http] port in hearth.toml) selects, so that the health probe and the
+# printed URLs match what it will listen on.
+effective_ports() {
+    local out
+    [ "$PORTS_GIVEN" -eq 0 ] || return 0
+    out=$("$1/bin/hearth" config show --json 2>/dev/null | "$1/bin/python" -c '
+import json, sys
+rows = {row["key"]: row["value"] for row in json.load(sys.stdin)}
+print(rows["http.port"], rows["rtmp.port"])') || return 0
+    read -r HTTP_PORT RTMP_PORT <<<"$out"
+}
+
 # save_ports FILE: keep the chosen ports for the service and for later upgrades.
 save_ports() {
     local envfile=$1
@@ -610,6 +624,7 @@ install_user() {
     # Same environment as the user service: the optional config file and the saved ports.
     export HEARTH_CONFIG="$USER_CONF/hearth.toml"
     if [ "$PORTS_GIVEN" -eq 1 ]; then export HEARTH_HTTP_PORT="$HTTP_PORT" HEARTH_RTMP_PORT="$RTMP_PORT"; fi
+    effective_ports "$USER_VENV"
 
     case "$run" in
         service) run_user_service ;;

@@ -252,9 +252,13 @@ def test_per_user_install_and_upgrade(tmp_path: Path) -> None:
     # Re-running upgrades in place and keeps data.
     keep = base / "keep-me.db"
     keep.write_text("data")
+    # A port chosen in the config file is what the printed URLs (and the health probe) use.
+    (home / ".config" / "hearth").mkdir(parents=True, exist_ok=True)
+    (home / ".config" / "hearth" / "hearth.toml").write_text("[http]\nport = 8099\n")
     r = run(["bash", str(INSTALL_SH), "--no-start"], env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert keep.read_text() == "data"
+    assert re.search(r"http://\S+:8099/", r.stdout), r.stdout
     assert stat.S_IMODE(base.stat().st_mode) == 0o700
 
 
@@ -483,7 +487,9 @@ def test_per_user_service_with_systemctl_user() -> None:
         r = run(["bash", str(INSTALL_SH)], env={k: v for k, v in env.items()
                                               if k not in ("HEARTH_HTTP_PORT",
                                                            "HEARTH_RTMP_PORT")})
-        assert r.returncode == 0, r.stdout + r.stderr
+        # (A failure here with "did not become healthy" is most likely another process taking
+        # the free port between free_port() and the bind: the service log says.)
+        assert r.returncode == 0, r.stdout + r.stderr + (state / "service.log").read_text()
         assert "restarted on the new version after the upgrade" in r.stdout
         assert (state / "service.pid").read_text() != first and _healthy(http)
 
