@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 MAX_MALFORMED_FRAMES = 50
 """Malformed frames tolerated on one connection before the publisher is disconnected."""
 MAX_TRACKED_ADDRESSES = 10_000
+LIFT_HINT = "the correct key still works; lift: hearth block lift ADDR, or b in the TUI"
 BLOCKED_TEXT = ("invalid stream key; too many wrong keys from this address (the correct key "
                 "is still accepted)")
 
@@ -133,7 +134,8 @@ class _RefusalSummary:
     def add(self, addr: str, text: str, newly_blocked: bool) -> None:
         loop = asyncio.get_running_loop()
         if self._handle is None:
-            suffix = "; address blocked for wrong guesses" if newly_blocked else ""
+            suffix = (f"; address blocked for wrong guesses ({LIFT_HINT})" if newly_blocked
+                      else "")
             self._emit(f"publish refused from {addr}: {text}{suffix}")
             self._handle = loop.call_later(self.interval, self.flush)
             return
@@ -156,7 +158,7 @@ class _RefusalSummary:
         if self._newly_blocked:
             blocked = ", ".join(self._newly_blocked[:5])
             more = ", ..." if len(self._newly_blocked) > 5 else ""
-            message += f"; address blocked for wrong guesses: {blocked}{more}"
+            message += f"; address blocked for wrong guesses: {blocked}{more} ({LIFT_HINT})"
         self._emit(message)
         self._reasons.clear()
         self._addresses.clear()

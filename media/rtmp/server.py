@@ -78,6 +78,10 @@ class PreAuthBudget:
     chunks_per_second: float = 200.0
     """Chunks parsed per second (each chunk, however small, costs parsing CPU)."""
     burst_chunks: float = 400.0
+    total_chunks_per_second: float = 2000.0
+    """Chunks parsed per second across *all* unauthenticated connections (a second's worth
+    is the burst): many addresses each within their own budget cannot add up to a loaded
+    loop. An honest client needs about 20."""
     max_buffered_bytes: int = 256 * 1024
     """Unparsed plus partially reassembled bytes per connection before reading pauses."""
     max_buffered_total: int = 16 << 20
@@ -278,6 +282,8 @@ class _ServerLimits:
         self.preauth: dict[int, RtmpConnection] = {}
         self.preauth_per_ip: Counter[str] = Counter()
         self._connect_buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self.total_chunks = _Bucket(budget.total_chunks_per_second,
+                                    budget.total_chunks_per_second, time.monotonic())
 
     def connect_allowed(self, address: str) -> bool:
         """Take a token from ``address``'s new-connection bucket (bounded LRU of addresses)."""
@@ -428,16 +434,21 @@ class RtmpConnection(asyncio.Protocol):
         session = self.session
         before = session.state
         metered = self._preauth
+        total = self._limits.total_chunks
         if metered:
-            self._chunks.refill(time.monotonic())
-            session.set_chunk_allowance(max(0, int(self._chunks.level)))
+            now = time.monotonic()
+            self._chunks.refill(now)
+            total.refill(now)
+            session.set_chunk_allowance(max(0, int(min(self._chunks.level, total.level))))
         chunks_before = session.chunks_received
         if data is None:
             session.resume_parsing()
         else:
             session.receive_data(data)
         if metered:
-            self._chunks.take(session.chunks_received - chunks_before)
+            used = session.chunks_received - chunks_before
+            self._chunks.take(used)
+            total.take(used)
         self._dispatch()
         self._update_deadline(before)
         if self._preauth and not self._lost:
@@ -549,9 +560,10 @@ class RtmpConnection(asyncio.Protocol):
         if self._limits.stats.preauth_buffered > budget.max_buffered_total:
             self.drop("pre-auth-memory")
             return
+        held = self.session.held_by_allowance
         wait = max(self._bytes.seconds_until_positive(),
-                   self._chunks.seconds_until_positive() if self.session.held_by_allowance
-                   else 0.0)
+                   self._chunks.seconds_until_positive() if held else 0.0,
+                   self._limits.total_chunks.seconds_until_positive() if held else 0.0)
         if buffered > budget.max_buffered_bytes and wait == 0.0:
             # Input waits for the peer's publish decision (or is a huge partial message):
             # stop reading until the decision; the deadlines bound how long.

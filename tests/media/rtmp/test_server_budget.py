@@ -171,8 +171,9 @@ async def test_late_refusal_after_delete_stream_is_still_sent(make_server: objec
 
 async def test_unread_replies_drop_the_connection(make_server: object) -> None:
     """A peer that floods pings but never reads the pongs is dropped, not buffered forever."""
-    server: Server = await make_server(PreAuthBudget(chunks_per_second=1e6, burst_chunks=1e6,  # type: ignore[operator]
-                                                     bytes_per_second=1e9, burst_bytes=1e9))
+    server: Server = await make_server(PreAuthBudget(  # type: ignore[operator]
+        chunks_per_second=1e6, burst_chunks=1e6, total_chunks_per_second=1e6,
+        bytes_per_second=1e9, burst_bytes=1e9))
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     transport = writer.transport
     try:
@@ -208,3 +209,17 @@ async def test_connection_rate_per_address_is_limited_at_accept(make_server: obj
     finally:
         for w in writers:
             w.transport.abort()
+
+
+async def test_total_chunk_budget_bounds_many_addresses(make_server: object) -> None:
+    """Many addresses, each within its own budget, cannot add up beyond the total budget."""
+    server: Server = await make_server(PreAuthBudget(  # type: ignore[operator]
+        chunks_per_second=1000, burst_chunks=1000, total_chunks_per_second=100))
+    stop = asyncio.Event()
+    flood = asyncio.ensure_future(attacks.tiny_message_flood(
+        "127.0.0.1", server.port, attacks.sources(4, first=30), stop, per_address=1))
+    await asyncio.sleep(1.5)
+    stop.set()
+    await flood
+    parsed = sum(c.session.chunks_received for c in server.handler.conns)
+    assert parsed <= 100 + 100 * 2.5  # one second's burst + rate x elapsed (generous)
