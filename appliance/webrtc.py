@@ -202,6 +202,7 @@ class WebRtcManager:
         self.refused = 0
         compat.register_h264_profiles()
         compat.share_h264_packetization()
+        compat.use_fast_ntp_clock()
 
     async def start(self) -> None:
         self.tasks.spawn(self._touch_viewers(), name="webrtc-viewers")

@@ -25,6 +25,10 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
    packet) remember its result for the last few packets, so one frame shared by N peers is
    split into RTP payloads once per stream instead of N times.
 
+6. **A cheaper NTP clock**: aiortc's ``clock.current_ntp_time`` (called twice per RTP
+   packet by every sender: abs-send-time and the SR mapping) does ``datetime`` arithmetic;
+   :func:`use_fast_ntp_clock` replaces it with the same value computed from ``time.time()``.
+
 The supported range is pinned in ``pyproject.toml``; ``tests/media/webrtc/test_compat.py``
 runs :func:`problems` so an upgrade that changes any of these fails a test instead of a
 viewer.
@@ -34,12 +38,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aioice.ice
+import aiortc.clock
 import aiortc.codecs.h264
+import aiortc.rtcrtpsender
 from aioice.candidate import Candidate
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
@@ -61,6 +68,7 @@ __all__ = [
     "replace_gathering",
     "set_video_codecs",
     "share_h264_packetization",
+    "use_fast_ntp_clock",
     "video_codecs",
 ]
 
@@ -143,6 +151,22 @@ def share_h264_packetization() -> None:
 
     pack._hearth_shared = True  # type: ignore[attr-defined]
     encoder_cls.pack = pack
+
+
+NTP_UNIX_OFFSET = 2_208_988_800
+"""Seconds from the NTP epoch (1900) to the Unix epoch (1970), RFC 5905 §6."""
+
+
+def fast_ntp_time() -> int:
+    """64-bit NTP timestamp of now (RFC 3550 §4), as aiortc's, without ``datetime``."""
+    now = time.time()
+    seconds = int(now)
+    return ((seconds + NTP_UNIX_OFFSET) << 32) | int((now - seconds) * 4_294_967_296)
+
+
+def use_fast_ntp_clock() -> None:
+    """Make every aiortc sender read the NTP clock through :func:`fast_ntp_time`."""
+    aiortc.clock.current_ntp_time = fast_ntp_time
 
 
 # ---- ICE --------------------------------------------------------------------------------------
@@ -243,6 +267,8 @@ async def _aiortc_problems() -> list[str]:
     table = getattr(aiortc_codecs, "CODECS", None)
     if not isinstance(table, dict) or not isinstance(table.get("video"), list):
         found.append("aiortc.codecs.CODECS['video'] is not a list")
+    if "clock.current_ntp_time()" not in inspect.getsource(aiortc.rtcrtpsender):
+        found.append("RTCRtpSender no longer reads aiortc.clock.current_ntp_time")
     pack = getattr(aiortc.codecs.h264.H264Encoder, "pack", None)
     if pack is None or list(inspect.signature(pack).parameters) != ["self", "packet"]:
         found.append("aiortc H264Encoder.pack(self, packet) changed")

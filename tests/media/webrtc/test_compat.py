@@ -61,3 +61,16 @@ def test_shared_packetization_packs_each_packet_once() -> None:
     other = av.Packet(nal)
     other.pts, other.time_base = 6000, Fraction(1, 90000)
     assert H264Encoder().pack(other)[1] == 6000
+
+
+def test_fast_ntp_clock_matches_aiortcs() -> None:
+    import datetime
+
+    from aiortc import clock
+
+    reference = clock.datetime_to_ntp(datetime.datetime.now(datetime.UTC))
+    fast = compat.fast_ntp_time()
+    assert abs(fast - reference) < (1 << 32) // 10  # within 100 ms (two reads of the clock)
+    compat.use_fast_ntp_clock()
+    assert clock.current_ntp_time is compat.fast_ntp_time
+    assert (clock.current_ntp_time() >> 32) - (reference >> 32) in (0, 1)
