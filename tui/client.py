@@ -100,6 +100,8 @@ class AdminClient(Protocol):
 
     async def rotate_key(self, stream_id: str) -> StreamCredentials: ...
 
+    async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None: ...
+
     async def send_chat(self, stream_id: str, content: str,
                         reply_to: str | None = None) -> None: ...
 
@@ -275,7 +277,9 @@ class UnixSocketAdminClient:
         return None if data is None else _many(RelayInfo, data)
 
     async def create_stream(self, draft: StreamDraft) -> StreamCredentials:
-        data = await self._call("POST", "/v1/streams", draft.to_dict())
+        # A channel (its key lasts; each publish is a broadcast). The answer is a superset of
+        # the pre-channels credentials.
+        data = await self._call("POST", "/v1/channels", draft.to_dict())
         return _one(StreamCredentials, data)
 
     async def update_stream(self, stream_id: str, draft: StreamDraft) -> AdminStream:
@@ -288,6 +292,10 @@ class UnixSocketAdminClient:
     async def rotate_key(self, stream_id: str) -> StreamCredentials:
         data = await self._call("POST", f"/v1/streams/{stream_id}/rotate-key")
         return _one(StreamCredentials, data)
+
+    async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None:
+        await self._call("POST", "/v1/broadcasts",
+                         {"channel_id": channel_id, "title": title, "starts": starts})
 
     async def send_chat(self, stream_id: str, content: str,
                         reply_to: str | None = None) -> None:

@@ -12,6 +12,19 @@ def clock_time(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
+def when(ts: float) -> str:
+    """``Fri 04 Dec 20:00`` in the terminal's local time zone (a planned start)."""
+    return time.strftime("%a %d %b %H:%M", time.localtime(ts))
+
+
+def channel_status(stream: AdminStream) -> str:
+    """The status column of a channel: ``live``, ``planned`` (a broadcast is scheduled) or
+    ``off air`` (channels do not end; their broadcasts do)."""
+    if stream.status == "live":
+        return "live"
+    return "planned" if stream.next_planned_at is not None else "off air"
+
+
 def duration(seconds: float | None) -> str:
     """``1:02:03`` / ``2:03``; ``-`` when unknown."""
     if seconds is None or seconds < 0:
@@ -42,8 +55,6 @@ def uptime(stream: AdminStream, now: float) -> str:
 
 def health(stream: AdminStream, now: float) -> str:
     """One word for the health column (``ok``, ``warn``, ``B-frames``, ``waiting 12s``…)."""
-    if stream.status == "ended":
-        return "ended"
     if stream.status != "live":
         return "idle"
     ingest = stream.ingest

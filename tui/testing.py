@@ -196,6 +196,14 @@ class FakeAdminClient:
         self.streams[stream_id] = stream
         return stream
 
+    async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None:
+        self.calls.append(("plan_broadcast", channel_id, title, starts))
+        self._check("plan_broadcast")
+        s = self.streams[channel_id]
+        if s.next_planned_at is None or starts < s.next_planned_at:
+            self.streams[channel_id] = replace(s, next_planned_title=title,
+                                               next_planned_at=starts)
+
     async def rotate_key(self, stream_id: str) -> StreamCredentials:
         self.calls.append(("rotate_key", stream_id))
         self._check("rotate_key")

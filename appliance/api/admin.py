@@ -219,8 +219,9 @@ def _stream_id(request: web.Request) -> str:
 
 async def _stream_view(request: web.Request, channel: Channel) -> dict[str, Any]:
     state = request.app[STATE]
-    latest = await state.store.read(lambda db: q.latest_broadcast(db, channel.id))
-    return admin_stream(state, channel, latest).to_dict()
+    latest, planned = await state.store.read(
+        lambda db: (q.latest_broadcast(db, channel.id), q.next_planned(db, channel.id)))
+    return admin_stream(state, channel, latest, planned.get(channel.id)).to_dict()
 
 
 async def list_streams(request: web.Request) -> web.Response:
@@ -229,8 +230,9 @@ async def list_streams(request: web.Request) -> web.Response:
     if wanted and wanted not in ("created", "live", "ended"):
         return error_response(400, "status must be created, live or ended", "status")
     channels = await state.service.list_channels()
-    latest = await state.store.read(q.latest_broadcasts)
-    views = [admin_stream(state, c, latest.get(c.id)) for c in channels]
+    latest, planned = await state.store.read(
+        lambda db: (q.latest_broadcasts(db), q.next_planned(db)))
+    views = [admin_stream(state, c, latest.get(c.id), planned.get(c.id)) for c in channels]
     return web.json_response([v.to_dict() for v in views if not wanted or v.status == wanted])
 
 

@@ -60,13 +60,14 @@ _STOPPING: web.AppKey[asyncio.Event] = web.AppKey("events_stopping", asyncio.Eve
 async def _channel_events(state: AppState, channel_id: str, reason: ChannelChange,
                           at: float) -> list[AdminEvent]:
     """The channel's new state, and the pre-channels ``stream`` event for older dashboards."""
-    def read(db: Any) -> tuple[Any, Any, Any]:
+    def read(db: Any) -> tuple[Any, Any, Any, Any]:
         return (q.get_channel(db, channel_id), q.active_broadcasts(db, channel_id),
-                q.latest_broadcast(db, channel_id))
+                q.latest_broadcast(db, channel_id), q.next_planned(db, channel_id))
 
-    channel, active, latest = await state.store.read(read)
+    channel, active, latest, planned = await state.store.read(read)
     view = admin_channel(state, channel, active) if channel is not None else None
-    legacy = admin_stream(state, channel, latest) if channel is not None else None
+    legacy = (admin_stream(state, channel, latest, planned.get(channel_id))
+              if channel is not None else None)
     return [ChannelEvent(channel_id=channel_id, reason=reason, at=at, channel=view),
             StreamEvent(stream_id=channel_id, reason=_LEGACY[reason], at=at, stream=legacy)]
 

@@ -246,6 +246,9 @@ class AdminStream(Dto):
     ingest: IngestInfo | None = None
     broadcast_id: str | None = None
     """Its live or latest broadcast."""
+    next_planned_title: str | None = None
+    """Its next planned broadcast (title and start), if any."""
+    next_planned_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,8 +98,10 @@ def credentials(state: AppState, c: Channel, key: str) -> ChannelCredentials:
     )
 
 
-def admin_stream(state: AppState, c: Channel, latest: Broadcast | None) -> AdminStream:
-    """The pre-channels view of a channel (``/v1/streams``, ``hearth stream …``)."""
+def admin_stream(state: AppState, c: Channel, latest: Broadcast | None,
+                 planned: Broadcast | None = None) -> AdminStream:
+    """The pre-channels view of a channel (``/v1/streams``, ``hearth stream …``, the TUI);
+    ``planned`` is its next planned broadcast."""
     base = _base(state)
     b = admin_broadcast(state, latest) if latest else None
     if b is None or latest is None or latest.status is BroadcastStatus.PLANNED:
@@ -115,6 +117,8 @@ def admin_stream(state: AppState, c: Channel, latest: Broadcast | None) -> Admin
         watch_url=f"{base}/watch/{c.id}", hls_url=f"{base}/hls/{c.id}/index.m3u8",
         publishing=b.publishing if b else False, grace_until=b.grace_until if b else None,
         ingest=b.ingest if b else None, broadcast_id=latest.id if latest else None,
+        next_planned_title=planned.title if planned else None,
+        next_planned_at=planned.starts if planned else None,
     )
 
 

@@ -304,6 +304,17 @@ def active_broadcasts(db: Database, channel_id: str | None = None) -> list[Broad
     return [_broadcast(r) for r in db.execute(sql + " ORDER BY b.starts", args)]
 
 
+def next_planned(db: Database, channel_id: str | None = None) -> dict[str, Broadcast]:
+    """Each channel's next planned broadcast (earliest start; unscheduled ones first)."""
+    sql = f"{_BROADCAST_SELECT} AND b.status = 'planned'"
+    args: tuple[Any, ...] = ()
+    if channel_id is not None:
+        sql += " AND b.channel_id = ?"
+        args = (channel_id,)
+    rows = db.execute(sql + " ORDER BY b.channel_id, COALESCE(b.starts, 0) DESC", args)
+    return {b.channel_id: b for b in map(_broadcast, rows)}  # the last (earliest) wins
+
+
 def latest_broadcasts(db: Database) -> dict[str, Broadcast]:
     """Each channel's live broadcast, else its most recently started one."""
     rows = db.execute(

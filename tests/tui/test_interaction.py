@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from textual.widgets import Input, Label
+
 from appliance.api.schema import ChatChange, ChatEvent, MuteEvent, ViewersEvent
 from tests.tui.conftest import clock, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError, StreamDraft
 from tui.screens.credentials import CredentialsScreen
 from tui.screens.main import MainScreen
+from tui.screens.plan_form import PlanForm
 from tui.testing import T0, FakeAdminClient, make_chat
 from tui.widgets.banner import ConnectionBanner
 from tui.widgets.chat_log import ChatLog
@@ -79,6 +82,44 @@ async def test_edit_rotate_and_end_with_confirmation() -> None:
         await pilot.press("escape", "x", "y")
         await pilot.pause()
         assert fake.calls[-1] == ("end_stream", sid)
+
+
+async def test_plan_a_broadcast_of_the_selected_channel() -> None:
+    """p opens the plan form (title defaults to the channel's, start to tomorrow's next full
+    hour); a bad time is refused locally, an appliance refusal keeps the form, then it saves."""
+    import datetime as dt
+
+    fake = one_live()
+    sid = next(iter(fake.streams))
+    fake.errors["plan_broadcast"] = ApplianceError("starts: must be within the last day or "
+                                                   "the next year", field="starts", status=400)
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        await pilot.press("p")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, PlanForm)
+        assert form.query_one("#f-title", Input).value == "Friday jazz night"
+        assert form.query_one("#f-starts", Input).value == "2023-11-15 23:00"  # UTC (conftest)
+        form.query_one("#f-starts", Input).value = "next friday"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert fake.calls == [] and isinstance(app.screen, PlanForm)
+        assert "2026-12-04 20:00" in str(app.screen.query_one("#err-starts", Label).render())
+        app.screen.query_one("#f-title", Input).value = "Album night"
+        app.screen.query_one("#f-starts", Input).value = "2023-12-01 20:00"
+        await pilot.press("ctrl+s")  # refused by the appliance: the form stays, with why
+        await pilot.pause()
+        assert isinstance(app.screen, PlanForm)
+        assert "next year" in str(app.screen.query_one("#err-starts", Label).render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        starts = dt.datetime(2023, 12, 1, 20, 0, tzinfo=dt.UTC).timestamp()
+        assert fake.calls[-2:] == [("plan_broadcast", sid, "Album night", starts)] * 2
+        assert isinstance(app.screen, MainScreen)
+        assert fake.streams[sid].next_planned_title == "Album night"
 
 
 async def test_chat_reply_hide_mute_pin() -> None:

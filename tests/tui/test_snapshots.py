@@ -201,3 +201,27 @@ def test_lift_blocks_confirmation(snap_compare: Snap, size: tuple[int, int]) -> 
                    AddressBlock(address="198.51.100.7", since=0.0, until=900.0, failures=6)]
     assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["b"])
+
+
+@SIZES
+def test_plan_form(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """p: plan a broadcast of the selected channel; title and a default start filled in."""
+    fake = one_live()
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["p"])
+
+
+@SIZES
+def test_channels_live_planned_and_off_air(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """The channels table says live, planned (with the next broadcast under the graph) or
+    off air: channels do not end, their broadcasts do."""
+    from dataclasses import replace
+
+    from tui.testing import make_stream
+
+    planned = replace(make_stream(2, status="ended", title="Album nights"),
+                      next_planned_title="Kind of Blue, side A", next_planned_at=T0 + 86400)
+    fake = FakeAdminClient([planned, make_stream(1, viewers=4, title="Friday jazz"),
+                            make_stream(3, status="ended", title="Rehearsals")], relays=[])
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["down"])

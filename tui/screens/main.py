@@ -31,7 +31,7 @@ from appliance.api.schema import (
     ViewersEvent,
 )
 from tui.client import AdminClient, ApplianceError, ApplianceUnreachable, StreamDraft
-from tui.format import duration
+from tui.format import duration, when
 from tui.messages import (
     ChatLoaded,
     ChatReceived,
@@ -49,6 +49,7 @@ from tui.model import DashboardModel
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.credentials import CredentialsScreen
 from tui.screens.error import ErrorScreen
+from tui.screens.plan_form import PlanForm
 from tui.screens.stream_form import StreamForm
 from tui.widgets.banner import ConnectionBanner
 from tui.widgets.chat_pane import ChatPane
@@ -72,6 +73,7 @@ class MainScreen(Screen[None]):
         Binding("e", "edit_stream", "Edit"),
         Binding("k", "rotate_key", "Rotate key"),
         Binding("x", "end_stream", "End"),
+        Binding("p", "plan", "Plan"),
         Binding("c", "chat", "Chat"),
         Binding("escape", "focus_streams", "Streams", show=False),
         Binding("b", "blocks", "Blocks", show=False),
@@ -265,7 +267,7 @@ class MainScreen(Screen[None]):
         graph = self.query_one(ViewerGraph)
         chat = self.query_one(ChatPane)
         if stream is None:
-            graph.caption = "No stream selected"
+            graph.caption = "No channel selected"
             graph.history = ()
             chat.stream_label = ""
             chat.messages = ()
@@ -276,7 +278,13 @@ class MainScreen(Screen[None]):
         if stream.ingest is not None and stream.ingest.verdict_reasons:
             # The first reason, with the OBS setting that fixes it (all are in the event log).
             warning = f" · ⚠ {stream.ingest.verdict_reasons[0]}"
-        graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}{warning}"
+        if stream.status == "live":
+            graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}{warning}"
+        elif stream.next_planned_at is not None:  # the time first: it must fit at 80 columns
+            graph.caption = (f"Next: {when(stream.next_planned_at)} · "
+                             f"{stream.next_planned_title or stream.title}")
+        else:
+            graph.caption = f"Off air · peak {stream.peak_viewers} last time"
         graph.history = tuple(self.model.viewer_history.get(stream.id, ()))
         chat.stream_label = stream.title
         chat.available = not self.model.chat_unavailable
@@ -294,7 +302,7 @@ class MainScreen(Screen[None]):
     def _selected_stream(self) -> AdminStream | None:
         stream = self.model.streams.get(self.selected_id or "")
         if stream is None:
-            self.notify("Select a stream first (or press n to create one)", severity="warning")
+            self.notify("Select a channel first (or press n to create one)", severity="warning")
         return stream
 
     def _report(self, exc: ApplianceError) -> None:
@@ -315,7 +323,7 @@ class MainScreen(Screen[None]):
             try:
                 if stream is None:
                     creds = await self.client.create_stream(result)
-                    await self.app.push_screen(CredentialsScreen(creds, "Stream created"))
+                    await self.app.push_screen(CredentialsScreen(creds, "Channel created"))
                     self._refresh_streams()
                 else:
                     self.model.upsert_stream(await self.client.update_stream(stream.id, result))
@@ -361,12 +369,13 @@ class MainScreen(Screen[None]):
         stream = self._selected_stream()
         if stream is None:
             return
-        if stream.status == "ended":
-            self.notify(f"{stream.title!r} has already ended")
+        if stream.status != "live":
+            self.notify(f"{stream.title!r} is not live")
             return
         ok = await self.app.push_screen_wait(ConfirmScreen(
-            f"End {stream.title!r} now?",
-            "The publisher is disconnected and the stream cannot go live again."))
+            f"End the broadcast of {stream.title!r} now?",
+            "The publisher is disconnected. The channel's key keeps working: the next "
+            "publish starts a new broadcast."))
         if not ok:
             return
         try:
@@ -375,6 +384,33 @@ class MainScreen(Screen[None]):
             self._report(exc)
             return
         self._mark("streams", "selected")
+
+    @work(group="intent")
+    async def action_plan(self) -> None:
+        """Plan a broadcast of the selected channel (announced on Nostr with its start)."""
+        stream = self._selected_stream()
+        if stream is None:
+            return
+        # Default: the next full hour, a day from now.
+        default = (int(self.clock()) // 3600 + 25) * 3600.0
+        draft = None
+        error: tuple[str | None, str] | None = None
+        while True:
+            result = await self.app.push_screen_wait(
+                PlanForm(stream.title, default_start=default, draft=draft, error=error))
+            if result is None:
+                return
+            try:
+                await self.client.plan_broadcast(stream.id, result.title, result.starts)
+            except ApplianceError as exc:
+                if exc.status == 400:
+                    draft, error = result, (exc.field, exc.message)
+                    continue
+                self._report(exc)
+                return
+            self.notify(f"Planned {result.title!r} for {when(result.starts)}")
+            self._refresh_streams()
+            return
 
     @work(group="intent")
     async def action_blocks(self) -> None:

@@ -45,7 +45,8 @@ class StreamForm(ModalScreen[StreamDraft | None]):
         values = {"title": self._draft.title, "summary": self._draft.summary,
                   "tags": ", ".join(self._draft.tags), "image": self._draft.image}
         with VerticalScroll(classes="dialog form"):
-            yield Label("Edit stream" if self._editing else "New stream", classes="dialog-title")
+            yield Label("Edit channel" if self._editing else "New channel",
+                        classes="dialog-title")
             for name, label, placeholder in FIELDS:
                 yield Label(label, classes="field-label")
                 yield Input(values[name], placeholder=placeholder, id=f"f-{name}", compact=True)

@@ -1,4 +1,5 @@
-"""The streams table: one row per stream with its live figures and a health verdict.
+"""The channels table: one row per channel with its live broadcast's figures and a health
+verdict (``status`` says live, planned or off air).
 
 Columns are chosen for the width (issue 12: at 80×24 the keyframe column was cut off):
 the health verdict and keyframe interval always show; fps and resolution only on wide
@@ -102,7 +103,7 @@ class StreamTable(DataTable[Text | str]):
         style = _HEALTH_STYLE.get(verdict, "bold red" if verdict == "no input" else "yellow")
         values: dict[str, Text | str] = {
             "title": Text(s.title, overflow="ellipsis", no_wrap=True),
-            "status": Text(s.status, style="bold" if s.status == "live" else "dim"),
+            "status": Text(fmt.channel_status(s), style="bold" if s.status == "live" else "dim"),
             "viewers": f"{s.viewers}/{s.peak_viewers}",
             "health": Text(verdict, style=style),
             "gop": f"{i.keyframe_interval:.1f}s" if i and i.keyframe_interval else "-",
