@@ -29,6 +29,7 @@ from appliance.api.schema import (
     ChannelChange,
     ChatChange,
     ChatMessage,
+    RecordingChange,
     RelayInfo,
 )
 
@@ -133,6 +134,24 @@ class RelayChanged(Event):
 
     relay: RelayInfo
 
+
+@dataclass(frozen=True, slots=True)
+class RecordingChanged(Event):
+    """A broadcast's recording became ready (complete on disk) or was deleted."""
+
+    broadcast_id: str
+    reason: RecordingChange
+    detail: str = ""
+    """Human-readable detail: duration and size when ready, the reason when deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherRefused(Event):
+    """Refused publish attempts, aggregated like the event log: the first of a quiet period
+    at once, then one summary per interval (``count`` attempts), never one per attempt."""
+
+    message: str
+    count: int
 
 class Subscription:
     """One consumer's bounded queue; iterate it with ``async for``."""

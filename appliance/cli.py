@@ -36,6 +36,7 @@ from appliance.api.schema import (
 )
 from appliance.cli_blocks import add_block_parser, block_command
 from appliance.cli_recordings import add_recording_parser, recording_command
+from appliance.cli_webhooks import add_webhook_parser
 from appliance.config import (
     ConfigError,
     default_data_dir,
@@ -744,6 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["nostr"].set_defaults(func=cli_nostr.run, client=True)
     add_recording_parser(sub, common)
     sub.choices["recording"].set_defaults(func=recording_command, client=True)
+    add_webhook_parser(sub, common)
     _add_stream_aliases(sub, common)
     _command(sub, "tui", cmd_tui, "the operator's dashboard (Textual)",
              "Open the live dashboard on the running appliance.", "  hearth tui",

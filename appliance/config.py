@@ -252,6 +252,26 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    """``[webhooks]``: delivery of webhook endpoints' outboxes (docs/webhooks.md)."""
+
+    timeout: float = 10.0
+    """Seconds one delivery attempt may take (connect, send, answer) before it counts failed."""
+    retry_base: float = 5.0
+    """Seconds before the first retry; each further retry waits about twice as long."""
+    retry_cap: float = 3600.0
+    """Longest wait between two attempts, in seconds."""
+    max_attempts: int = 25
+    """Attempts after which a delivery is marked failed."""
+    max_age: float = 86400.0
+    """Seconds after which an undelivered delivery is marked failed."""
+    max_pending: int = 1000
+    """Pending deliveries kept per endpoint; beyond that the oldest are dropped and counted."""
+    concurrency: int = 8
+    """Endpoints delivered to at the same time (each endpoint one delivery at a time)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration (top-level keys, then one table per section)."""
 
@@ -269,6 +289,7 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     nostr: NostrConfig = field(default_factory=NostrConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     # ---- derived values -------------------------------------------------------------------
 
@@ -768,6 +789,15 @@ def _validate_recording(r: RecordingConfig) -> None:
     _between("recording.thumbnail_interval", r.thumbnail_interval, 1, 3600, " seconds")
 
 
+def _validate_webhooks(w: WebhooksConfig) -> None:
+    _between("webhooks.timeout", w.timeout, 0.1, 300, " seconds")
+    _between("webhooks.retry_base", w.retry_base, 0.01, 3600, " seconds")
+    _between("webhooks.retry_cap", w.retry_cap, w.retry_base, 86400, " seconds")
+    _between("webhooks.max_attempts", w.max_attempts, 1, 1000)
+    _between("webhooks.max_age", w.max_age, 1, 30 * 86400, " seconds")
+    _between("webhooks.max_pending", w.max_pending, 1, 1_000_000)
+    _between("webhooks.concurrency", w.concurrency, 1, 256)
+
 def validate(config: Config) -> None:
     """Check ranges and cross-field rules, section by section.
 
@@ -782,4 +812,5 @@ def validate(config: Config) -> None:
     _validate_admin(config.admin)
     _validate_nostr(config.nostr)
     _validate_recording(config.recording)
+    _validate_webhooks(config.webhooks)
 

@@ -15,6 +15,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from appliance.bus import PublisherRefused
 from appliance.channels import INVALID_KEY, ChannelService, PublishRefused
 from appliance.config import RtmpConfig
 from appliance.domain import STREAM_NAME_RE
@@ -123,7 +124,7 @@ class _RefusalSummary:
     summary per ``interval`` (a brute force from many addresses must not flood the event log).
     """
 
-    def __init__(self, emit: Callable[[str], None], interval: float = 60.0) -> None:
+    def __init__(self, emit: Callable[[str, int], None], interval: float = 60.0) -> None:
         self._emit = emit
         self.interval = interval
         self._handle: asyncio.TimerHandle | None = None
@@ -136,7 +137,7 @@ class _RefusalSummary:
         if self._handle is None:
             suffix = (f"; address blocked for wrong guesses ({LIFT_HINT})" if newly_blocked
                       else "")
-            self._emit(f"publish refused from {addr}: {text}{suffix}")
+            self._emit(f"publish refused from {addr}: {text}{suffix}", 1)
             self._handle = loop.call_later(self.interval, self.flush)
             return
         self._reasons[text] += 1
@@ -159,7 +160,7 @@ class _RefusalSummary:
             blocked = ", ".join(self._newly_blocked[:5])
             more = ", ..." if len(self._newly_blocked) > 5 else ""
             message += f"; address blocked for wrong guesses: {blocked}{more} ({LIFT_HINT})"
-        self._emit(message)
+        self._emit(message, total)
         self._reasons.clear()
         self._addresses.clear()
         self._newly_blocked.clear()
@@ -208,13 +209,18 @@ class IngestHandler:
                                      config.auth_block_seconds)
         self.connections: dict[int, RtmpConnection] = {}
         self._state: dict[int, _ConnState] = {}
-        self.refusals = _RefusalSummary(
-            lambda message: self.service.log("warning", "ingest.refused", message))
+        self.refusals = _RefusalSummary(self._refused)
         self.protocol_errors = 0
         self.malformed_frames = 0
         self._health_reported: dict[str, tuple[str, ...]] = {}
         self.rtmp_stats = RtmpServerStats(RefusalLog(logger, "rtmp"))
         """The RTMP server's counters (replaced by the lifecycle with the server's own)."""
+
+    def _refused(self, message: str, count: int) -> None:
+        # Already aggregated (first at once, then one summary per interval): the event log
+        # and webhooks (publisher.refused) get the same lines, never one per attempt.
+        self.service.log("warning", "ingest.refused", message)
+        self.service.bus.publish(PublisherRefused(message=message, count=count))
 
     # ---- RtmpHandler -------------------------------------------------------------------------
 

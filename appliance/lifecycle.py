@@ -41,6 +41,7 @@ from appliance.listeners import Listeners, bind_listeners, ensure_not_running
 from appliance.nostr.service import NostrService
 from appliance.state import AppState
 from appliance.tasks import BackgroundTasks
+from appliance.webhooks.service import WebhookService
 from media.rtmp.server import PreAuthBudget, RefusalLog, RtmpServerStats, start_rtmp_server
 
 logger = logging.getLogger(__name__)
@@ -154,9 +155,16 @@ class Appliance:
         self._stack.push_async_callback(service.close)
 
         delivery = Delivery(data, log=service.log, storage=self._recording_storage,
-                            thumbnail_interval=config.recording.thumbnail_interval)
+                            thumbnail_interval=config.recording.thumbnail_interval, bus=bus)
         await delivery.start()
         self._stack.push_async_callback(delivery.close)
+
+        # Before ingest and Nostr start, so no broadcast or refusal event is missed.
+        webhooks = WebhookService(store, bus, config.webhooks,
+                                  base_url=lambda: self.config.public_base_url,
+                                  broadcast=service.get_broadcast)
+        await webhooks.start()
+        self._stack.push_async_callback(webhooks.close)
 
         ingest = IngestHandler(service, config.rtmp)
         rtmp_stats = RtmpServerStats(RefusalLog(logging.getLogger("media.rtmp.server"), "rtmp"))
@@ -199,7 +207,7 @@ class Appliance:
         nostr.use_media(delivery)  # ended 30311s carry their recording's URL
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
                          static_files=load_static(), nostr=nostr, delivery=delivery,
-                         media=delivery)
+                         media=delivery, webhooks=webhooks)
         self.state = state
         public_app = build_public_app(state)
         public_app.middlewares.append(body_timeout_middleware(config.http.body_timeout))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from appliance.delivery.service import Delivery
     from appliance.ingest import IngestHandler
     from appliance.nostr.service import NostrService
+    from appliance.webhooks.service import WebhookService
     from appliance.webrtc import WebRtcManager
 
 
@@ -40,3 +41,5 @@ class AppState:
     """Open public HTTP connections per address (set when the site starts)."""
     media: BroadcastMedia | None = None
     """Recording/thumbnail URLs per broadcast; None until a recorder provides them."""
+    webhooks: WebhookService | None = None
+    """Webhook endpoints and their outbox (None only in tests that build a bare state)."""

@@ -676,3 +676,93 @@ def pairing_qr(uri: str) -> str:
     chars = {(0, 0): "█", (1, 0): "▄", (0, 1): "▀", (1, 1): " "}
     return "\n".join("".join(chars[(a, b)] for a, b in zip(top, bottom, strict=True))
                      for top, bottom in zip(rows[0::2], rows[1::2], strict=False))
+
+
+# ---- webhooks (docs/webhooks.md) -------------------------------------------------------------
+
+
+class RecordingChange(enum.StrEnum):
+    """Why a recording changed (bus ``RecordingChanged``)."""
+
+    READY = "ready"
+    """The recording is complete on disk and can be played or downloaded."""
+    DELETED = "deleted"
+
+
+class WebhookEventType(enum.StrEnum):
+    """What a webhook delivery reports (its ``type``)."""
+
+    BROADCAST_PLANNED = "broadcast.planned"
+    BROADCAST_LIVE = "broadcast.live"
+    BROADCAST_ENDED = "broadcast.ended"
+    RECORDING_READY = "recording.ready"
+    RECORDING_DELETED = "recording.deleted"
+    PUBLISHER_REFUSED = "publisher.refused"
+    """Refused publish attempts, aggregated like the event log (one per interval)."""
+    CHAT_FLAGGED = "chat.flagged"
+    """The host hid a chat message (Hearth's moderation has hide, no separate flag)."""
+    TEST = "webhook.test"
+    """Sent by ``hearth webhook test`` to that endpoint only."""
+
+
+WEBHOOK_EVENTS: tuple[str, ...] = tuple(e.value for e in WebhookEventType
+                                        if e is not WebhookEventType.TEST)
+"""The event names an endpoint can subscribe to (``--event``)."""
+
+
+class WebhookState(enum.StrEnum):
+    """An endpoint's delivery state as the operator sees it."""
+
+    NEW = "new"
+    """Nothing attempted yet."""
+    OK = "ok"
+    """The last attempt was answered 2xx."""
+    FAILING = "failing"
+    """The last attempt failed; retries continue with backoff."""
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminWebhook(Dto):
+    """A webhook endpoint (never its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    """Subscribed event names; empty means every event."""
+    state: WebhookState
+    enabled: bool
+    created_at: float
+    last_status: int | None
+    """HTTP status of the last attempt (None: none yet, or no answer)."""
+    last_error: str | None
+    last_success_at: float | None
+    consecutive_failures: int
+    pending: int
+    """Deliveries waiting in the outbox."""
+    dropped: int
+    """Deliveries dropped because the outbox for this endpoint was full."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookCreate(Dto):
+    """``POST /v1/webhooks`` body."""
+
+    url: str
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookCreated(Dto):
+    """``POST /v1/webhooks`` answer: the secret is shown this once."""
+
+    webhook: AdminWebhook
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTestQueued(Dto):
+    """``POST /v1/webhooks/{id}/test`` answer."""
+
+    webhook_id: str
+    delivery_id: str

@@ -228,6 +228,48 @@ def m004_channels_and_broadcasts(db: Database) -> None:
     )
 
 
+@migration
+def m_webhooks(db: Database) -> None:
+    # Webhook endpoints and their durable outbox (issue 14, docs/webhooks.md). The secret is
+    # stored as generated (it must be retrievable to sign); the database file is 0600 in a
+    # 0700 data dir (docs/threat-model.md §admin-socket). A delivery's id is minted here once
+    # and its body fixed, so retries and restarts resend the same bytes under the same id.
+    _script(
+        db,
+        """
+        CREATE TABLE webhook_endpoints (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            events TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            last_status INTEGER,
+            last_error TEXT,
+            last_attempt_at REAL,
+            last_success_at REAL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            dropped INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE webhook_deliveries (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_status INTEGER,
+            last_error TEXT,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, state, seq)
+        """
+    )
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from appliance.api.schema import RecordingChange
+from appliance.bus import Bus, RecordingChanged
 from appliance.delivery.index import (
     KEEP,
     POSTER,
@@ -97,8 +99,10 @@ class Delivery:
 
     def __init__(self, data_dir: Path, *, storage: Storage | None = None,
                  log: LogFn | None = None, thumbnail_interval: float = INTERVAL_SECONDS,
-                 download_concurrency: int = 1) -> None:
+                 download_concurrency: int = 1, bus: Bus | None = None) -> None:
         self.data_dir = data_dir
+        self.bus = bus
+        """Where :class:`~appliance.bus.RecordingChanged` (ready, deleted) is published."""
         self.storage = storage or DiskStorage()
         self.writer = DiskWriter()
         self.thumbnails = Thumbnailer(data_dir, self.storage, interval=thumbnail_interval)
@@ -233,9 +237,12 @@ class Delivery:
             self.log("error", "recording.failed", rec.error, rec.broadcast_id)
         elif rec.state == "complete":
             status = rec.status
-            self.log("info", "recording.complete",
-                     f"recording complete: {status.duration:.0f} s, "
-                     f"{status.bytes / 1e6:.1f} MB", rec.broadcast_id)
+            detail = f"{status.duration:.0f} s, {status.bytes / 1e6:.1f} MB"
+            self.log("info", "recording.complete", f"recording complete: {detail}",
+                     rec.broadcast_id)
+            if self.bus is not None and status.segments > 0:
+                self.bus.publish(RecordingChanged(broadcast_id=rec.broadcast_id,
+                                                  reason=RecordingChange.READY, detail=detail))
         if self.on_recording_change is not None:
             self.on_recording_change(rec)
 
@@ -328,6 +335,9 @@ class Delivery:
         self._has_recording.discard(broadcast_id)
         if removed:
             self.log("info", "recording.deleted", f"recording deleted: {reason}", broadcast_id)
+            if self.bus is not None:
+                self.bus.publish(RecordingChanged(broadcast_id=broadcast_id,
+                                                  reason=RecordingChange.DELETED, detail=reason))
         return bool(removed)
 
     async def set_kept(self, broadcast_id: str, kept: bool) -> bool:
