@@ -66,6 +66,9 @@ class Card:
     viewers: int = 0
     thumbnail: bool = False
     recording: bool = False
+    length: float | None = None
+    """Seconds of its recording, when known (shown instead of the broadcast's span, which
+    includes the reconnect grace)."""
 
 
 def _thumb(c: Card) -> str:
@@ -92,8 +95,7 @@ def _card(c: Card, host: str = "", now: float | None = None) -> str:
         meta = f"starts {_when(b.starts)}" if b.starts else "not live yet"
     else:
         badge = '<span class="badge">ENDED</span>'
-        length = (f" · {_clock(b.ended_at - b.started_at)}"
-                  if b.ended_at and b.started_at else "")
+        length = f" · {_clock(c.length)}" if c.length else ""
         meta = f"ended {_ago(b.ended_at)}{length}" + (" · recording" if c.recording else "")
     channel = (f'<a class="channel" href="/c/{escape(b.channel_id)}">'
                f"{escape(c.channel_title)}</a>" if c.channel_title else "")

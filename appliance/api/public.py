@@ -90,7 +90,8 @@ def _cards(state: AppState, broadcasts: list[Broadcast],
     delivery = state.delivery
     return [Card(b, channels.get(b.channel_id, ""), state.service.viewers(b.id),
                  thumbnail=bool(delivery and delivery.has_thumbnail(b.id)),
-                 recording=bool(delivery and delivery.has_recording(b.id)))
+                 recording=bool(delivery and delivery.has_recording(b.id)),
+                 length=delivery.recording_length(b.id) if delivery else None)
             for b in broadcasts]
 
 

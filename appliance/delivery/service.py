@@ -113,6 +113,7 @@ class Delivery:
         once the listening port is known)."""
         # What exists, kept in memory so API answers never touch the disk (filled at start).
         self._has_recording: set[str] = set()
+        self._lengths: dict[str, float] = {}  # seconds of finished recordings
         self._has_thumbnail: set[str] = set()
         self._recorders: dict[str, Recorder] = {}
         self._attached: dict[str, HlsMuxer] = {}
@@ -133,8 +134,9 @@ class Delivery:
         return result
 
     async def _scan(self) -> None:
-        def scan() -> tuple[set[str], set[str]]:
-            recs = {r.broadcast_id for r in list_recordings(self.data_dir) if r.entries}
+        def scan() -> tuple[dict[str, float], set[str]]:
+            found = [r for r in list_recordings(self.data_dir) if r.entries]
+            recs = {r.broadcast_id: r.duration for r in found}
             thumbs: set[str] = set()
             with contextlib.suppress(OSError):
                 for name in os.listdir(self.data_dir / THUMBNAILS):
@@ -143,7 +145,8 @@ class Delivery:
             return recs, thumbs
 
         recs, thumbs = await asyncio.to_thread(scan)
-        self._has_recording |= recs
+        self._lengths.update(recs)
+        self._has_recording |= set(recs)
         self._has_thumbnail |= thumbs | {r for r in recs if (
             recording_dir(self.data_dir, r) / POSTER).exists()}
 
@@ -158,6 +161,13 @@ class Delivery:
             self._has_recording.add(broadcast_id)
             return True
         return False
+
+    def recording_length(self, broadcast_id: str) -> float | None:
+        """Seconds of media in the recording (memory only; None when unknown)."""
+        rec = self._recorders.get(broadcast_id)
+        if rec is not None and rec.status.segments > 0:
+            return rec.status.duration
+        return self._lengths.get(broadcast_id)
 
     def has_thumbnail(self, broadcast_id: str) -> bool:
         return (broadcast_id in self._has_thumbnail
@@ -233,6 +243,7 @@ class Delivery:
     def _changed(self, rec: Recorder) -> None:
         if rec.status.segments > 0:  # remembered before detach() forgets the recorder
             self._has_recording.add(rec.broadcast_id)
+            self._lengths[rec.broadcast_id] = rec.status.duration
         if rec.state == "failed":
             self.log("error", "recording.failed", rec.error, rec.broadcast_id)
         elif rec.state == "complete":
@@ -333,6 +344,7 @@ class Delivery:
 
         removed = await self.writer.run(remove)
         self._has_recording.discard(broadcast_id)
+        self._lengths.pop(broadcast_id, None)
         if removed:
             self.log("info", "recording.deleted", f"recording deleted: {reason}", broadcast_id)
             if self.bus is not None:

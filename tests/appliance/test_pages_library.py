@@ -28,7 +28,8 @@ def test_sections_and_order() -> None:
         Card(b(2, BroadcastStatus.PLANNED, "Later", starts=T + 7200), "Chan"),
         Card(b(3, BroadcastStatus.PLANNED, "Sooner", starts=T + 3600), "Chan"),
         Card(b(4, BroadcastStatus.ENDED, "Old", ended_at=T + 60), "Chan", recording=True),
-        Card(b(5, BroadcastStatus.ENDED, "New", ended_at=T + 120), "Chan", recording=True),
+        Card(b(5, BroadcastStatus.ENDED, "New", ended_at=T + 120), "Chan", recording=True,
+             length=3725.0),
         Card(b(6, BroadcastStatus.ENDED, "Unrecorded", ended_at=T + 130), "Chan"),
     ]
     html = discovery_page(cards)
@@ -38,6 +39,7 @@ def test_sections_and_order() -> None:
     assert "Unrecorded" not in html
     assert 'src="/thumb/b00000000001.jpg"' in html
     assert "3 watching · live for" in html
+    assert "· 1:02:05 · recording" in html  # the recording's length, not the span + grace
     assert '<time datetime="2023-11-14T23:13:20Z">' in html
 
 
