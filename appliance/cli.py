@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import cli_nostr
-from appliance.api.client import AdminClient, AdminError
+from appliance.api.admin_client import ApplianceError, UnixSocketAdminClient
 from appliance.api.schema import (
     AdminBroadcast,
     AdminChannel,
@@ -50,7 +50,7 @@ from appliance.config import (
 
 SYSTEM_SOCKET = Path("/run/hearth/admin.sock")
 
-ClientCommand = Callable[[AdminClient, argparse.Namespace], Awaitable[int]]
+ClientCommand = Callable[[UnixSocketAdminClient, argparse.Namespace], Awaitable[int]]
 
 
 def app_version() -> str:
@@ -200,7 +200,7 @@ def _channel_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-async def cmd_status(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_status(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("GET", "/v1/status")
     if args.json:
         _json(data)
@@ -226,7 +226,7 @@ async def cmd_status(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_channel_create(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_channel_create(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("POST", "/v1/channels", _channel_body(args))
     if args.json:
         _json(data)
@@ -235,7 +235,7 @@ async def cmd_channel_create(client: AdminClient, args: argparse.Namespace) -> i
     return 0
 
 
-async def cmd_channel_list(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_channel_list(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("GET", "/v1/channels")
     if args.json:
         _json(data)
@@ -252,7 +252,7 @@ async def cmd_channel_list(client: AdminClient, args: argparse.Namespace) -> int
     return 0
 
 
-async def cmd_channel_show(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_channel_show(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("GET", f"/v1/channels/{args.id}")
     if args.json:
         _json(data)
@@ -261,7 +261,7 @@ async def cmd_channel_show(client: AdminClient, args: argparse.Namespace) -> int
     return 0
 
 
-async def cmd_channel_edit(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_channel_edit(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     body = _channel_body(args)
     if not body:
         print("hearth channel edit: nothing to change (give --title, --summary, --tag, "
@@ -275,7 +275,7 @@ async def cmd_channel_edit(client: AdminClient, args: argparse.Namespace) -> int
     return 0
 
 
-async def cmd_channel_rotate_key(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_channel_rotate_key(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("POST", f"/v1/channels/{args.id}/rotate-key")
     if args.json:
         _json(data)
@@ -284,7 +284,7 @@ async def cmd_channel_rotate_key(client: AdminClient, args: argparse.Namespace) 
     return 0
 
 
-async def cmd_channel_delete(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_channel_delete(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("DELETE", f"/v1/channels/{args.id}")
     if args.json:
         _json(data)
@@ -293,7 +293,7 @@ async def cmd_channel_delete(client: AdminClient, args: argparse.Namespace) -> i
     return 0
 
 
-async def cmd_broadcast_list(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_broadcast_list(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("channel", args.channel), ("status", args.status)) if v}
     data = await client.request("GET", "/v1/broadcasts", params=params)
     if args.json:
@@ -311,7 +311,7 @@ async def cmd_broadcast_list(client: AdminClient, args: argparse.Namespace) -> i
     return 0
 
 
-async def cmd_broadcast_show(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_broadcast_show(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("GET", f"/v1/broadcasts/{args.id}")
     if args.json:
         _json(data)
@@ -321,13 +321,13 @@ async def cmd_broadcast_show(client: AdminClient, args: argparse.Namespace) -> i
     return 0
 
 
-async def _print_naddr(client: AdminClient, ident: str) -> None:
+async def _print_naddr(client: UnixSocketAdminClient, ident: str) -> None:
     link = await cli_nostr.naddr_line(client, ident)
     if link:
         print(f"  nostr {link}")
 
 
-async def cmd_broadcast_plan(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_broadcast_plan(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("POST", "/v1/broadcasts", {
         "channel_id": args.channel, "title": args.title, "starts": args.starts})
     if args.json:
@@ -340,7 +340,7 @@ async def cmd_broadcast_plan(client: AdminClient, args: argparse.Namespace) -> i
     return 0
 
 
-async def cmd_broadcast_end(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_broadcast_end(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("POST", f"/v1/broadcasts/{args.id}/end")
     if args.json:
         _json(data)
@@ -349,7 +349,7 @@ async def cmd_broadcast_end(client: AdminClient, args: argparse.Namespace) -> in
     return 0
 
 
-async def cmd_stream_create(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_stream_create(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("POST", "/v1/streams", _channel_body(args))
     if args.json:
         _json(data)
@@ -358,7 +358,7 @@ async def cmd_stream_create(client: AdminClient, args: argparse.Namespace) -> in
     return 0
 
 
-async def cmd_stream_list(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_stream_list(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("GET", "/v1/streams")
     if args.json:
         _json(data)
@@ -373,7 +373,7 @@ async def cmd_stream_list(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_stream_show(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_stream_show(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("GET", f"/v1/streams/{args.id}")
     if args.json:
         _json(data)
@@ -383,19 +383,19 @@ async def cmd_stream_show(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_stream_end(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_stream_end(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("POST", f"/v1/streams/{args.id}/end")
     print(f"Stream {args.id} is {data['status']}.")
     return 0
 
 
-async def cmd_stream_delete(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_stream_delete(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     await client.request("DELETE", f"/v1/streams/{args.id}")
     print(f"Stream {args.id} deleted.")
     return 0
 
 
-async def cmd_chat_list(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_chat_list(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("GET", f"/v1/broadcasts/{args.id}/chat",
                                 params={"limit": str(args.limit)})
     if args.json:
@@ -413,7 +413,7 @@ async def cmd_chat_list(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_chat_send(client: AdminClient, args: argparse.Namespace) -> int:
+async def cmd_chat_send(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     data = await client.request("POST", f"/v1/broadcasts/{args.id}/chat",
                                 {"content": args.text})
     if args.json:
@@ -780,7 +780,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def _run_client(func: ClientCommand, args: argparse.Namespace) -> int:
-    async with AdminClient(_socket_path(args)) as client:
+    async with UnixSocketAdminClient(_socket_path(args)) as client:
         return await func(client, args)
 
 
@@ -791,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     try:
         return asyncio.run(_run_client(args.func, args))
-    except AdminError as exc:
+    except ApplianceError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
         return 1
 

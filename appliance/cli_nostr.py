@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any
 
-from appliance.api.client import AdminClient, AdminError
+from appliance.api.admin_client import ApplianceError, UnixSocketAdminClient
 from appliance.api.schema import pairing_qr
 
 
@@ -45,11 +45,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     goal.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-async def naddr_line(client: AdminClient, stream_id: str) -> str | None:
+async def naddr_line(client: UnixSocketAdminClient, stream_id: str) -> str | None:
     """``nostr:naddr1…`` of a stream for ``hearth stream show`` (None if Nostr is off)."""
     try:
         data = await client.request("GET", f"/v1/streams/{stream_id}/nostr")
-    except AdminError:
+    except ApplianceError:
         return None
     uri = data.get("uri") if isinstance(data, dict) else None
     return uri if isinstance(uri, str) else None
@@ -72,7 +72,7 @@ def _print_info(info: dict[str, Any]) -> None:
         print(f"  waiting: live event of {sid}: {reason}")
 
 
-async def run(client: AdminClient, args: argparse.Namespace) -> int:
+async def run(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     if args.action == "show":
         info = await client.request("GET", "/v1/nostr")
         if args.json:
@@ -111,7 +111,7 @@ async def run(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _goal(client: AdminClient, args: argparse.Namespace) -> int:
+async def _goal(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
     if args.sats is not None:
         goal = await client.request("POST", f"/v1/streams/{args.id}/goal",
                                     {"amount_sats": args.sats,

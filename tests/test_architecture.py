@@ -76,11 +76,21 @@ def test_every_command_has_help_and_is_documented() -> None:
 
 
 def test_tui_loads_only_the_schema_of_the_appliance() -> None:
-    """`import tui` (and its app) loads no media stack and no appliance module but the schema."""
+    """`import tui` (and its app) loads no media stack and no appliance module but the schema
+    and the admin client (aiohttp + the schema: the one typed client, shared with the CLI)."""
     loaded = _loaded_after("import tui, tui.app, tui.__main__")
     assert not {"av", "aiortc", "sqlite_utils", "media"} & {m.split(".")[0] for m in loaded}
     ours = {m for m in loaded if m.split(".")[0] == "appliance"}
-    assert ours <= {"appliance", "appliance.api", "appliance.api.schema"}, ours
+    assert ours <= {"appliance", "appliance.api", "appliance.api.schema",
+                    "appliance.api.admin_client"}, ours
+
+
+def test_the_admin_client_needs_only_aiohttp_and_the_schema() -> None:
+    """What makes it shareable with the TUI: no other module of ours behind it."""
+    loaded = _loaded_after("import appliance.api.admin_client")
+    ours = {m for m in loaded if m.split(".")[0] in ("appliance", "media", "relay_client")}
+    assert ours <= {"appliance", "appliance.api", "appliance.api.schema",
+                    "appliance.api.admin_client"}, ours
 
 
 # ---- comments cite our own threat model --------------------------------------------------------

@@ -1,77 +1,37 @@
 """The TUI's only door to the appliance: the admin API on its Unix socket.
 
 :class:`AdminClient` is the contract the dashboard depends on (tests inject
-:class:`tui.testing.FakeAdminClient`); :class:`UnixSocketAdminClient` implements it with
-``aiohttp.UnixConnector`` and reads live changes from ``GET /v1/events/stream`` (SSE).
+:class:`tui.testing.FakeAdminClient`). The implementation is the one typed admin client the
+CLI uses too, :class:`appliance.api.admin_client.UnixSocketAdminClient` (re-exported here with
+its error types and the form draft).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
-import aiohttp
-
+from appliance.api.admin_client import (
+    ApplianceError,
+    ApplianceUnreachable,
+    StreamDraft,
+    UnixSocketAdminClient,
+    typed_events,
+)
 from appliance.api.schema import (
     AddressBlock,
     AdminEvent,
     AdminRecording,
     AdminStream,
     ChatMessage,
-    Dto,
     LogEvent,
     RelayInfo,
-    SchemaError,
-    SseFrame,
-    SseParser,
     Status,
     StreamCredentials,
-    decode_event,
 )
 
-logger = logging.getLogger(__name__)
-
-
-class ApplianceError(Exception):
-    """The appliance refused a request; ``message`` is for the operator.
-
-    Args:
-        message: what went wrong, in words an operator understands.
-        title: a short heading for the error modal.
-        field: the offending form field for a 400 validation error, else ``None``.
-        status: the HTTP status, when there was one.
-    """
-
-    def __init__(self, message: str, title: str = "Hearth error", *,
-                 field: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.title = title
-        self.field = field
-        self.status = status
-
-
-class ApplianceUnreachable(ApplianceError):
-    """The admin socket is missing, refused the connection or dropped it."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamDraft:
-    """The editable fields of a stream, as the create/edit form collects them."""
-
-    title: str
-    summary: str = ""
-    tags: tuple[str, ...] = ()
-    image: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "summary": self.summary, "tags": list(self.tags),
-                "image": self.image}
+__all__ = ["AdminClient", "ApplianceError", "ApplianceUnreachable", "StreamDraft",
+           "UnixSocketAdminClient", "typed_events"]
 
 
 class AdminClient(Protocol):
@@ -145,203 +105,3 @@ class AdminClient(Protocol):
     async def close(self) -> None: ...
 
 
-def typed_events(frames: Iterable[SseFrame]) -> Iterator[AdminEvent]:
-    """The events of ``frames`` this TUI understands.
-
-    A kind it does not know (a newer appliance) is skipped silently; a frame that does not fit
-    its schema is logged and skipped: one bad event must not cost the operator the dashboard.
-    """
-    for frame in frames:
-        try:
-            event = decode_event(frame)
-        except SchemaError as exc:
-            logger.warning("ignoring a malformed %.32r event from the appliance: %s",
-                           frame.kind, exc)
-            continue
-        if event is None:
-            logger.debug("ignoring unknown event kind %.32r", frame.kind)
-            continue
-        yield event
-
-
-_D = TypeVar("_D", bound=Dto)
-
-
-def _one(cls: type[_D], data: object) -> _D:
-    try:
-        return cls.from_dict(data)
-    except SchemaError as exc:
-        raise ApplianceError(f"The appliance answered something this dashboard does not "
-                             f"understand ({exc}). Are both the same version?",
-                             "Unexpected answer") from None
-
-
-def _many(cls: type[_D], data: object) -> list[_D]:
-    if not isinstance(data, list):
-        raise ApplianceError("The appliance answered something this dashboard does not "
-                             "understand (expected a list). Are both the same version?",
-                             "Unexpected answer")
-    return [_one(cls, d) for d in data]
-
-
-class UnixSocketAdminClient:
-    """:class:`AdminClient` over the admin API's Unix socket."""
-
-    def __init__(self, socket_path: Path, timeout: float = 10.0) -> None:
-        self.socket_path = socket_path
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.UnixConnector(path=str(self.socket_path))
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
-
-    def _unreachable(self) -> ApplianceUnreachable:
-        return ApplianceUnreachable(
-            f"No admin API at {self.socket_path}: is `hearth serve` running?",
-            "Connection lost")
-
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                    params: dict[str, str] | None = None) -> Any:
-        try:
-            async with self._http().request(method, f"http://hearth{path}", json=body,
-                                            params=params) as resp:
-                text = await resp.text()
-                try:
-                    data = json.loads(text) if text else None
-                except json.JSONDecodeError:
-                    data = None
-                if resp.status >= 400:
-                    info = data if isinstance(data, dict) else {}
-                    raise ApplianceError(str(info.get("error") or text or resp.reason),
-                                         f"Request refused ({resp.status})",
-                                         field=info.get("field"), status=resp.status)
-                return data
-        except PermissionError:
-            raise ApplianceError(f"Permission denied on {self.socket_path}: run as the "
-                                 "service user or root", "Permission denied") from None
-        except (OSError, aiohttp.ClientError, TimeoutError):
-            raise self._unreachable() from None
-
-    async def _maybe(self, path: str, params: dict[str, str] | None = None) -> Any:
-        try:
-            return await self._call("GET", path, params=params)
-        except ApplianceError as exc:
-            if exc.status in (404, 405):
-                return None
-            raise
-
-    async def get_status(self) -> Status:
-        return _one(Status, await self._call("GET", "/v1/status"))
-
-    async def list_streams(self) -> list[AdminStream]:
-        return _many(AdminStream, await self._call("GET", "/v1/streams"))
-
-    async def list_recordings(self) -> list[AdminRecording]:
-        return [AdminRecording.from_dict(d) for d in await self._call("GET", "/v1/recordings")]
-
-    async def nostr_info(self) -> dict[str, Any]:
-        data = await self._call("GET", "/v1/nostr")
-        return data if isinstance(data, dict) else {}
-
-    async def pair_bunker(self, uri: str) -> dict[str, Any]:
-        data = await self._call("POST", "/v1/nostr/signer", {"bunker": uri})
-        return data if isinstance(data, dict) else {}
-
-    async def start_nostrconnect(self) -> str:
-        data = await self._call("POST", "/v1/nostr/signer", {"nostrconnect": True})
-        return str(data.get("uri", "")) if isinstance(data, dict) else ""
-
-    async def unpair_signer(self) -> None:
-        await self._call("DELETE", "/v1/nostr/signer")
-
-    async def keep_recording(self, broadcast_id: str, keep: bool) -> AdminRecording:
-        return AdminRecording.from_dict(await self._call(
-            "POST", f"/v1/recordings/{quote(broadcast_id, safe='')}/keep", {"keep": keep}))
-
-    async def delete_recording(self, broadcast_id: str) -> None:
-        await self._call("DELETE", f"/v1/recordings/{quote(broadcast_id, safe='')}")
-
-    async def list_events(self, limit: int = 100) -> list[LogEvent]:
-        data = await self._call("GET", "/v1/events", params={"limit": str(limit)})
-        return _many(LogEvent, data)
-
-    async def list_chat(self, stream_id: str, limit: int = 200) -> list[ChatMessage] | None:
-        data = await self._maybe(f"/v1/streams/{stream_id}/chat", {"limit": str(limit)})
-        return None if data is None else _many(ChatMessage, data)
-
-    async def list_relays(self) -> list[RelayInfo] | None:
-        data = await self._maybe("/v1/relays")
-        return None if data is None else _many(RelayInfo, data)
-
-    async def create_stream(self, draft: StreamDraft) -> StreamCredentials:
-        # A channel (its key lasts; each publish is a broadcast). The answer is a superset of
-        # the pre-channels credentials.
-        data = await self._call("POST", "/v1/channels", draft.to_dict())
-        return _one(StreamCredentials, data)
-
-    async def update_stream(self, stream_id: str, draft: StreamDraft) -> AdminStream:
-        data = await self._call("PATCH", f"/v1/streams/{stream_id}", draft.to_dict())
-        return _one(AdminStream, data)
-
-    async def end_stream(self, stream_id: str) -> AdminStream:
-        return _one(AdminStream, await self._call("POST", f"/v1/streams/{stream_id}/end"))
-
-    async def rotate_key(self, stream_id: str) -> StreamCredentials:
-        data = await self._call("POST", f"/v1/streams/{stream_id}/rotate-key")
-        return _one(StreamCredentials, data)
-
-    async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None:
-        await self._call("POST", "/v1/broadcasts",
-                         {"channel_id": channel_id, "title": title, "starts": starts})
-
-    async def send_chat(self, stream_id: str, content: str,
-                        reply_to: str | None = None) -> None:
-        body: dict[str, Any] = {"content": content}
-        if reply_to:
-            body["reply_to"] = reply_to
-        await self._call("POST", f"/v1/streams/{stream_id}/chat", body)
-
-    async def hide_message(self, stream_id: str, event_id: str) -> None:
-        await self._call("POST", f"/v1/streams/{stream_id}/chat/{event_id}/hide")
-
-    async def pin_message(self, stream_id: str, event_id: str) -> None:
-        await self._call("POST", f"/v1/streams/{stream_id}/chat/{event_id}/pin")
-
-    async def mute_pubkey(self, pubkey: str) -> None:
-        await self._call("POST", "/v1/mutes", {"pubkey": pubkey})
-
-    async def list_blocks(self) -> list[AddressBlock]:
-        data = await self._maybe("/v1/blocks")
-        return [] if data is None else _many(AddressBlock, data)
-
-    async def lift_block(self, address: str) -> None:
-        await self._call("DELETE", f"/v1/blocks/{quote(address, safe='')}")
-
-    async def events(self) -> AsyncIterator[AdminEvent]:
-        # No total timeout: the stream is long-lived; the server's 15 s heartbeat lets a
-        # 45 s read timeout notice a dead peer.
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=45)
-        try:
-            async with self._http().get("http://hearth/v1/events/stream",
-                                        timeout=timeout) as resp:
-                if resp.status != 200:
-                    raise ApplianceError(f"event stream refused ({resp.status})",
-                                         status=resp.status)
-                parser = SseParser()
-                async for chunk in resp.content.iter_any():
-                    for event in typed_events(parser.feed(chunk)):
-                        yield event
-        except PermissionError:
-            raise ApplianceError(f"Permission denied on {self.socket_path}",
-                                 "Permission denied") from None
-        except (OSError, aiohttp.ClientError, TimeoutError, SchemaError):
-            # SchemaError: a frame longer than the parser accepts; reconnecting resyncs.
-            raise self._unreachable() from None
-        raise self._unreachable()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

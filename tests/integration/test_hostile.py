@@ -203,7 +203,7 @@ def _ws_url(site: Site) -> str:
 
 
 def _admin_get(site: Site, path: str) -> Any:
-    from appliance.api.client import AdminClient
+    from appliance.api.admin_client import UnixSocketAdminClient as AdminClient
 
     async def go() -> Any:
         async with AdminClient(site.app.data_dir / "admin.sock") as client:

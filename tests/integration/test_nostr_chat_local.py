@@ -25,7 +25,7 @@ XSS = [
 
 
 def _admin(app: ApplianceProcess, method: str, path: str, body: Any = None) -> Any:
-    from appliance.api.client import AdminClient
+    from appliance.api.admin_client import UnixSocketAdminClient as AdminClient
 
     async def go() -> Any:
         async with AdminClient(app.data_dir / "admin.sock") as client:

@@ -61,7 +61,7 @@ def _activity(relay: RelayProcess, app: ApplianceProcess, sid: str) -> dict[str,
 
 
 def _info(app: ApplianceProcess) -> dict[str, Any]:
-    from appliance.api.client import AdminClient
+    from appliance.api.admin_client import UnixSocketAdminClient as AdminClient
 
     async def go() -> dict[str, Any]:
         async with AdminClient(app.data_dir / "admin.sock") as client:
@@ -73,7 +73,7 @@ def _info(app: ApplianceProcess) -> dict[str, Any]:
 
 
 def _admin(app: ApplianceProcess, method: str, path: str, body: Any = None) -> Any:
-    from appliance.api.client import AdminClient
+    from appliance.api.admin_client import UnixSocketAdminClient as AdminClient
 
     async def go() -> Any:
         async with AdminClient(app.data_dir / "admin.sock") as client:
