@@ -458,7 +458,14 @@ class ChannelService:
         return broadcast_id
 
     def _new_runtime(self, broadcast_id: str, channel_id: str) -> LiveBroadcast:
-        lb = LiveBroadcast(broadcast_id, channel_id, self.config.hls)
+        # A channel's playlist URL outlives its broadcasts, and caches keep media objects for a
+        # while (appliance/api/hls.py): the next broadcast's seg-/part-/init- names start above
+        # every name the previous one used (HlsMuxer first_msn).
+        first_msn = int(self.clock.time())
+        prev = self._current.get(channel_id)
+        if prev is not None and prev.muxer.last_msn is not None:
+            first_msn = max(first_msn, prev.muxer.last_msn + 1)
+        lb = LiveBroadcast(broadcast_id, channel_id, self.config.hls, first_msn=first_msn)
         lb.start()
         self._current[channel_id] = lb
         self._runtimes[broadcast_id] = lb

@@ -108,7 +108,8 @@ class HlsFeed:
 class LiveBroadcast:
     """Runtime state of one broadcast; see the module docstring. Runs on the event loop."""
 
-    def __init__(self, broadcast_id: str, channel_id: str, hls: HlsConfig) -> None:
+    def __init__(self, broadcast_id: str, channel_id: str, hls: HlsConfig, *,
+                 first_msn: int = 0) -> None:
         self.broadcast_id = broadcast_id
         self.channel_id = channel_id
         self._publisher = Publisher(broadcast_id)
@@ -117,7 +118,8 @@ class LiveBroadcast:
         self._viewers = ViewerCounter()
         self._hls = HlsFeed(broadcast_id, self._publisher.add_reader(f"hls:{broadcast_id}"),
                             HlsMuxer(segment_target=hls.segment_target,
-                                     part_target=hls.part_target, window=hls.window))
+                                     part_target=hls.part_target, window=hls.window,
+                                     first_msn=first_msn))
         self._link: PublisherLink | None = None
         self._grace: Cancellable | None = None
         self.grace_until: float | None = None

@@ -10,7 +10,7 @@ tasks on one aiohttp client:
   segment exists: plain RFC 8216 clients never see a parts-only playlist);
 - a blocking request ``?_HLS_msn=0&_HLS_part=0``, repeated until the stream exists (it is
   released in the loop iteration the first part lands);
-- on the first playlist listing a part, a fetch of ``init-*.mp4`` + ``part-0-0.m4s``.
+- on the first playlist listing a part, a fetch of ``init-*.mp4`` + its first part.
 
 Reported, p50/p95 over the repetitions:
 
@@ -123,7 +123,8 @@ async def hearth_rep(base: str, sid: str, rtmp_url: str, src: Path) -> dict[str,
                 out["1st frame (PDT)"] = pdt - wall0
             maps = MAP_RE.findall(text)
             base_url = str(token_url.result()).rsplit("/", 1)[0]
-            for name in [*maps[:1], "part-0-0.m4s"]:
+            first_part = re.search(r'#EXT-X-PART:[^\n]*URI="([^"]+)"', text)
+            for name in [*maps[:1], *(first_part.groups() if first_part else ())]:
                 async with http.get(f"{base_url}/{name}") as r:
                     await r.read()
                     if r.status != 200:

@@ -209,10 +209,11 @@ class HlsMuxer:
             ``window`` segments after they leave it (RFC 8216 §6.2.2), then are freed.
         clock: wall clock, used for :attr:`updated_at`.
         first_msn: media sequence number of the first segment. Object names (``seg-N``,
-            ``part-N-I``) derive from it, and caches keep them for a while (60 s, see
-            appliance/api/hls.py): a new muxer on a playlist URL that a previous one used
-            (a channel's next broadcast) should start above the old numbers, e.g. at
-            ``int(time.time())`` (segments are ≥ 1 s, so numbers never catch up).
+            ``part-N-I``, and ``init-K`` from K = first_msn) derive from it, and caches keep
+            them for a while (60 s, see appliance/api/hls.py): a new muxer on a playlist URL
+            that a previous one used (a channel's next broadcast) should start above the old
+            numbers, e.g. at ``int(time.time())`` (segments are ≥ 1 s, so numbers never catch
+            up, and an init changes only on a reconnect with new codec settings).
 
     Attributes:
         on_update: called (no arguments) after every new part or segment; exceptions it raises
@@ -247,6 +248,7 @@ class HlsMuxer:
         self._video: VideoConfig | None = None
         self._audio: AudioConfig | None = None
         self._init_index = -1
+        self._init_base = first_msn  # init-K names start here (see first_msn)
         self._objects: dict[str, bytes] = {}
         self._segments: deque[_Segment] = deque()  # complete, retained (≤ 2 × window)
         self._open: _Segment | None = None
@@ -313,7 +315,7 @@ class HlsMuxer:
             self._close_all()
         self._video, self._audio = video, audio
         self._init_index += 1
-        self._objects[f"init-{self._init_index}.mp4"] = init_segment(video, audio)
+        self._objects[self._init_name(self._init_index)] = init_segment(video, audio)
         self._evict_inits()
 
     def push(self, unit: MediaUnit) -> None:
@@ -761,7 +763,7 @@ class HlsMuxer:
                            seg.name, seg.duration / CLOCK_RATE, self._target_duration)
         sink = self.sink
         if sink is not None:
-            init_name = f"init-{seg.init_index}.mp4"
+            init_name = self._init_name(seg.init_index)
             try:
                 sink.segment(CompletedSegment(
                     msn=seg.msn, name=seg.name, data=self._objects[seg.name],
@@ -784,9 +786,13 @@ class HlsMuxer:
         used.add(self._init_index)
         if self._open is not None:
             used.add(self._open.init_index)
+        keep = {self._init_name(i) for i in used}
         for name in [n for n in self._objects if n.startswith("init-")]:
-            if int(name[5:-4]) not in used:
+            if name not in keep:
                 del self._objects[name]
+
+    def _init_name(self, init_index: int) -> str:
+        return f"init-{self._init_base + init_index}.mp4"
 
     def _close_all(self, *, discontinuity: bool = True) -> None:
         """Seal and publish everything buffered, close the open segment, reset track state."""
@@ -826,7 +832,7 @@ class HlsMuxer:
         return SegmentEntry(
             uri=seg.name,
             duration=seg.duration / CLOCK_RATE,
-            map_uri=f"init-{seg.init_index}.mp4",
+            map_uri=self._init_name(seg.init_index),
             program_date_time=seg.program_date_time,
             discontinuity=seg.discontinuity,
             parts=tuple(self._part_entry(p) for p in seg.parts),
@@ -849,7 +855,7 @@ class HlsMuxer:
         return LowLatencyInfo(
             part_target=self._part_max_s,
             open_parts=tuple(self._part_entry(p) for p in seg.parts) if seg else (),
-            open_map_uri=f"init-{seg.init_index}.mp4" if seg else None,
+            open_map_uri=self._init_name(seg.init_index) if seg else None,
             open_discontinuity=seg.discontinuity if seg else False,
             open_program_date_time=seg.program_date_time if seg else None,
             preload_hint_uri=hint,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -353,3 +354,37 @@ async def test_restart_gives_a_live_broadcast_its_grace(tmp_path: Path) -> None:
     assert svc2.attach(channel.id, FakeLink(2)) is again  # OBS came back: same broadcast
     await svc2.close()
     await store.close()
+
+
+async def test_the_next_broadcast_on_a_channel_never_reuses_a_media_object_name(
+        service: ChannelService, clock: FakeClock) -> None:
+    """/hls/{channel}/… outlives a broadcast and media objects are cacheable for 60 s: the next
+    broadcast's seg-/part-/init- names never repeat one the previous broadcast served, even when
+    it starts within the same second (first_msn from the clock and the previous last msn)."""
+    from tests.media.hls.media_factory import make_stream
+
+    stream = make_stream(4.0)
+
+    def serve(lb: object) -> set[str]:
+        muxer = lb.muxer  # type: ignore[attr-defined]
+        muxer.set_config(stream.video, stream.audio)
+        for unit in stream.units:
+            muxer.push(unit)
+        text = (muxer.playlist(low_latency=True) or "") + (muxer.playlist() or "")
+        names = set(re.findall(r"(?:init|seg|part)-[0-9-]+\.(?:mp4|m4s)", text))
+        assert names
+        return names
+
+    channel, _ = await service.create_channel(ChannelFields("x"))
+    async with service.bus.subscribe(BroadcastChanged) as sub:
+        link = FakeLink(1)
+        first = service.attach(channel.id, link)
+        await _next(sub, BroadcastReason.STARTED)
+        used = serve(first)
+        service.detach(channel.id, link, "connection lost")
+        clock.advance(GRACE + 0.001)
+        await _next(sub, BroadcastReason.ENDED)
+        second = service.attach(channel.id, FakeLink(2))
+        await _next(sub, BroadcastReason.STARTED)
+    assert second.broadcast_id != first.broadcast_id
+    assert not used & serve(second)

@@ -185,7 +185,8 @@ def test_ll_playlist_lists_parts_before_the_first_segment(ll_app: ApplianceProce
         first: HttpResult | None = None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            # An LL client's blocking request for the very first part (msn 0, part 0).
+            # An LL client's blocking request for part 0 of msn 0: a number already passed
+            # (sequence numbers start from the wall clock), answered as soon as a part exists.
             r = ll_app.get(f"/hls/{sid}/media.m3u8?_HLS_msn=0&_HLS_part=0")
             if r.status == 200:
                 first = r
@@ -195,16 +196,20 @@ def test_ll_playlist_lists_parts_before_the_first_segment(ll_app: ApplianceProce
         assert first is not None, "no playlist within 20 s"
         pl = LLPlaylist.parse(first.text)
         assert pl.segments == [] and "#EXTINF" not in pl.text, pl.text
-        assert pl.open_parts and pl.open_parts[0][0] == "part-0-0.m4s" and pl.open_parts[0][2]
-        assert pl.version >= 9 and pl.media_sequence == 0
+        # Sequence numbers start from the wall clock, so that a channel's next broadcast on the
+        # same URL never reuses a cached object name (HlsMuxer first_msn).
+        msn = pl.media_sequence
+        assert msn > 1_700_000_000, pl.text
+        assert pl.open_parts and pl.open_parts[0][0] == f"part-{msn}-0.m4s" and pl.open_parts[0][2]
+        assert pl.version >= 9
         assert pl.server_control["CAN-BLOCK-RELOAD"] == "YES"
         maps = re.findall(r'#EXT-X-MAP:URI="(init-\d+\.mp4)"', pl.text)
         assert len(maps) == 1, pl.text
         assert pl.text.index("#EXT-X-MAP:") < pl.text.index("#EXT-X-PART:")
         assert "#EXT-X-PROGRAM-DATE-TIME:" in pl.text
-        assert pl.preload_hint == f"part-0-{len(pl.open_parts)}.m4s"
+        assert pl.preload_hint == f"part-{msn}-{len(pl.open_parts)}.m4s"
         base = first.url.rsplit("/", 1)[0]
-        d = demux(http_get(f"{base}/{maps[0]}").body + http_get(f"{base}/part-0-0.m4s").body)
+        d = demux(http_get(f"{base}/{maps[0]}").body + http_get(f"{base}/part-{msn}-0.m4s").body)
         assert d.video_codec == "h264" and d.decoded_video_frames >= 1
         # A plain client (no delivery directives) asking now is held until a segment exists:
         # a parts-only playlist is "empty" to RFC 8216 players such as ffmpeg.
@@ -215,22 +220,22 @@ def test_ll_playlist_lists_parts_before_the_first_segment(ll_app: ApplianceProce
         # A blocking request for the next part answers with it, still before segment 0 ends.
         nxt = len(pl.open_parts)
         media_url = first.url.split("?")[0]
-        r = _get(media_url, f"_HLS_msn=0&_HLS_part={nxt}")
+        r = _get(media_url, f"_HLS_msn={msn}&_HLS_part={nxt}")
         assert r.status == 200
         after = LLPlaylist.parse(r.text)
         names = [p[0] for p in after.open_parts] + [
             p[0] for _, _, ps in after.segments for p in ps]
-        assert f"part-0-{nxt}.m4s" in names
+        assert f"part-{msn}-{nxt}.m4s" in names
         # ... and the first complete segment follows later, listing the same parts (the
         # fixture's 1.5 s block timeout is shorter than the 2 s GOP: 503 means "ask again").
         for _ in range(4):
-            r = _get(media_url, "_HLS_msn=0")
+            r = _get(media_url, f"_HLS_msn={msn}")
             if r.status != 503:
                 break
         assert r.status == 200
         done = LLPlaylist.parse(r.text)
-        assert done.segments and done.segments[0][0] == "seg-0.m4s"
-        assert done.segments[0][2][0][0] == "part-0-0.m4s"
+        assert done.segments and done.segments[0][0] == f"seg-{msn}.m4s"
+        assert done.segments[0][2][0][0] == f"part-{msn}-0.m4s"
     finally:
         pub.kill()
         pub.wait(10)
@@ -287,7 +292,7 @@ def test_preload_hint_is_served_when_it_lands(live: tuple[ApplianceProcess, str,
 
 @pytest.mark.parametrize("query", [
     "_HLS_msn=-1", "_HLS_msn=abc", "_HLS_msn=1e3", "_HLS_msn=01",
-    "_HLS_part=0", "_HLS_msn=999999", "_HLS_msn=99999999999999999999999",
+    "_HLS_part=0", "_HLS_msn=9999999999", "_HLS_msn=99999999999999999999999",
     "_HLS_msn=0&_HLS_part=-1", "_HLS_msn=0&_HLS_part=1234567", "_HLS_skip=NO",
 ])
 def test_malformed_or_far_future_requests_get_400(live: tuple[ApplianceProcess, str, str],
