@@ -79,9 +79,9 @@ class PreAuthBudget:
     """Chunks parsed per second (each chunk, however small, costs parsing CPU)."""
     burst_chunks: float = 400.0
     total_chunks_per_second: float = 2000.0
-    """Chunks parsed per second across *all* unauthenticated connections (a second's worth
-    is the burst): many addresses each within their own budget cannot add up to a loaded
-    loop. An honest client needs about 20."""
+    """Chunks parsed per second across *all* unauthenticated connections, shared equally
+    among them: many addresses each within their own budget cannot add up to a loaded loop.
+    An honest client needs about 20 (see MIN_PREAUTH_BURST_CHUNKS)."""
     max_buffered_bytes: int = 256 * 1024
     """Unparsed plus partially reassembled bytes per connection before reading pauses."""
     max_buffered_total: int = 16 << 20
@@ -227,6 +227,9 @@ class FilteredServer:
 
 
 _MAX_TRACKED_ADDRESSES = 10_000
+MIN_PREAUTH_BURST_CHUNKS = 32.0
+"""The smallest chunk burst of an unauthenticated connection: what connect, createStream and
+publish take, so a newcomer's publish is never held however many connections compete."""
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
@@ -282,8 +285,6 @@ class _ServerLimits:
         self.preauth: dict[int, RtmpConnection] = {}
         self.preauth_per_ip: Counter[str] = Counter()
         self._connect_buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self.total_chunks = _Bucket(budget.total_chunks_per_second,
-                                    budget.total_chunks_per_second, time.monotonic())
 
     def connect_allowed(self, address: str) -> bool:
         """Take a token from ``address``'s new-connection bucket (bounded LRU of addresses)."""
@@ -302,23 +303,23 @@ class _ServerLimits:
         return True
 
     def eviction_victim(self) -> RtmpConnection | None:
-        """The unauthenticated connection to drop for a newcomer.
-
-        From the address holding the most, the one that made the least progress (still in
-        the handshake before past it), oldest first. A legitimate client is one connection
-        from its address and gets past the handshake in a round trip, so a flood of
-        half-open connections evicts itself.
-        """
+        """The unauthenticated connection to drop for a newcomer: the oldest of the address
+        holding the most. A legitimate client is one young connection from its address and
+        finishes its handshake quickly; with new connections rate-limited per address, a
+        newcomer lives long enough in the table to get there."""
         if not self.preauth_per_ip:
             return None
-        best: RtmpConnection | None = None
-        best_key: tuple[int, int] | None = None
-        for conn in self.preauth.values():  # oldest first: ties keep the oldest
-            progressed = conn.session.state is not SessionState.HANDSHAKE
-            key = (-self.preauth_per_ip[conn.peer[0]], int(progressed))
-            if best_key is None or key < best_key:
-                best, best_key = conn, key
-        return best
+        busiest = max(self.preauth_per_ip.values())
+        for conn in self.preauth.values():  # oldest first
+            if self.preauth_per_ip[conn.peer[0]] == busiest:
+                return conn
+        return None
+
+    def chunk_share(self) -> float:
+        """Chunks per second each unauthenticated connection may use now: its own budget, or
+        an equal share of the total budget when many connections compete."""
+        return min(self.budget.chunks_per_second,
+                   self.budget.total_chunks_per_second / max(1, len(self.preauth)))
 
 
 class _Bucket:
@@ -434,21 +435,23 @@ class RtmpConnection(asyncio.Protocol):
         session = self.session
         before = session.state
         metered = self._preauth
-        total = self._limits.total_chunks
         if metered:
-            now = time.monotonic()
-            self._chunks.refill(now)
-            total.refill(now)
-            session.set_chunk_allowance(max(0, int(min(self._chunks.level, total.level))))
+            # Fair shares instead of one shared bucket: a shared bucket goes to whichever
+            # connection resumes first, and a newcomer (the owner) could starve behind a
+            # flood. The burst shrinks with the share too (but stays enough for a publish).
+            share = self._limits.chunk_share()
+            self._chunks.rate = share
+            self._chunks.burst = min(self._limits.budget.burst_chunks,
+                                     max(share, MIN_PREAUTH_BURST_CHUNKS))
+            self._chunks.refill(time.monotonic())
+            session.set_chunk_allowance(max(0, int(self._chunks.level)))
         chunks_before = session.chunks_received
         if data is None:
             session.resume_parsing()
         else:
             session.receive_data(data)
         if metered:
-            used = session.chunks_received - chunks_before
-            self._chunks.take(used)
-            total.take(used)
+            self._chunks.take(session.chunks_received - chunks_before)
         self._dispatch()
         self._update_deadline(before)
         if self._preauth and not self._lost:
@@ -560,10 +563,9 @@ class RtmpConnection(asyncio.Protocol):
         if self._limits.stats.preauth_buffered > budget.max_buffered_total:
             self.drop("pre-auth-memory")
             return
-        held = self.session.held_by_allowance
         wait = max(self._bytes.seconds_until_positive(),
-                   self._chunks.seconds_until_positive() if held else 0.0,
-                   self._limits.total_chunks.seconds_until_positive() if held else 0.0)
+                   self._chunks.seconds_until_positive() if self.session.held_by_allowance
+                   else 0.0)
         if buffered > budget.max_buffered_bytes and wait == 0.0:
             # Input waits for the peer's publish decision (or is a huge partial message):
             # stop reading until the decision; the deadlines bound how long.
