@@ -37,7 +37,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or a 400 answer."""
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the decoder's stack (a few thousand levels).
         raise web.HTTPBadRequest(text='{"error": "body must be JSON"}',
                                  content_type="application/json") from None
     if not isinstance(data, dict):
