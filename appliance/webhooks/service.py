@@ -265,7 +265,7 @@ class WebhookService:
                 b = await self._broadcast(event.broadcast_id)
         if b is not None:
             title = b.title
-            data.update(title=b.title, status=str(b.status), starts=b.starts,
+            data.update(title=b.title, status=b.status.value, starts=b.starts,
                         started_at=b.started_at, ended_at=b.ended_at,
                         peak_viewers=b.peak_viewers, total_viewers=b.total_viewers,
                         end_reason=b.end_reason)
