@@ -34,6 +34,7 @@ class DashboardApp(App[None]):
         # Hidden from the footer (80 columns are full); the README lists it.
         Binding("R", "recordings", "Recordings", show=False),
         Binding("N", "nostr", "Nostr signer", show=False),
+        Binding("W", "webhooks", "Webhooks", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float] = time.time,
@@ -51,6 +52,12 @@ class DashboardApp(App[None]):
 
         if not isinstance(self.screen, RecordingsScreen):
             self.push_screen(RecordingsScreen(self.client))
+
+    def action_webhooks(self) -> None:
+        from tui.screens.webhooks import WebhooksScreen
+
+        if not isinstance(self.screen, WebhooksScreen):
+            self.push_screen(WebhooksScreen(self.client, self.clock))
 
     def action_nostr(self) -> None:
         from tui.screens.nostr import NostrScreen

@@ -23,6 +23,7 @@ from appliance.api.schema import (
     AdminEvent,
     AdminRecording,
     AdminStream,
+    AdminWebhook,
     ChatMessage,
     LogEvent,
     RelayInfo,
@@ -101,6 +102,12 @@ class AdminClient(Protocol):
     async def keep_recording(self, broadcast_id: str, keep: bool) -> AdminRecording: ...
 
     async def delete_recording(self, broadcast_id: str) -> None: ...
+
+    async def list_webhooks(self) -> list[AdminWebhook]: ...
+
+    async def test_webhook(self, webhook_id: str) -> str:
+        """Queue a ``webhook.test`` delivery; returns its id."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -16,6 +16,7 @@ from appliance.api.schema import (
     AdminEvent,
     AdminRecording,
     AdminStream,
+    AdminWebhook,
     ChatMessage,
     IngestInfo,
     LogEvent,
@@ -23,6 +24,7 @@ from appliance.api.schema import (
     SseParser,
     Status,
     StreamCredentials,
+    WebhookState,
     encode_event,
 )
 from tui.client import ApplianceError, ApplianceUnreachable, StreamDraft, typed_events
@@ -51,6 +53,17 @@ def make_stream(n: int, *, status: str = "live", viewers: int = 3, title: str | 
         total_viewers=viewers + 20, watch_url=f"http://box:8080/watch/{sid}",
         hls_url=f"http://box:8080/hls/{sid}/index.m3u8", publishing=ingest is not None,
         grace_until=T0 + 12 if status == "live" and not publishing else None, ingest=ingest)
+
+
+def make_webhook(n: int, **kw: Any) -> AdminWebhook:
+    """Endpoint ``n`` (id ``00000000000n``), healthy: last answer 204, 30 s ago at T0."""
+    fields: dict[str, Any] = {
+        "id": f"{n:012d}", "url": f"https://hooks.example.org/hearth/{n}", "events": [],
+        "state": WebhookState.OK, "enabled": True, "created_at": T0 - 86400,
+        "last_status": 204, "last_error": None, "last_success_at": T0 - 30,
+        "consecutive_failures": 0, "pending": 0, "dropped": 0}
+    fields.update(kw)
+    return AdminWebhook(**fields)
 
 
 def make_recording(n: int, **kw: Any) -> AdminRecording:
@@ -96,6 +109,7 @@ class FakeAdminClient:
         self._next = len(self.streams) + 1
         self.subscribed = asyncio.Event()
         self.recordings: dict[str, AdminRecording] = {}
+        self.webhooks: dict[str, AdminWebhook] = {}
         self.signer: dict[str, Any] = {"state": "none", "last_error": None, "waiting": {},
                                        "remote_signer_pubkey": None, "remote_relays": [],
                                        "user_pubkey": None, "nostrconnect_uri": None}
@@ -280,6 +294,17 @@ class FakeAdminClient:
         self._check("delete_recording")
         self.calls.append(("delete_recording", broadcast_id))
         del self.recordings[broadcast_id]
+
+    async def list_webhooks(self) -> list[AdminWebhook]:
+        self._check("list_webhooks")
+        return list(self.webhooks.values())
+
+    async def test_webhook(self, webhook_id: str) -> str:
+        self._check("test_webhook")
+        self.calls.append(("test_webhook", webhook_id))
+        w = self.webhooks[webhook_id]
+        self.webhooks[webhook_id] = replace(w, pending=w.pending + 1)
+        return f"test-{webhook_id}"
 
     async def close(self) -> None:
         self.calls.append(("close",))

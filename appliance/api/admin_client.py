@@ -25,6 +25,7 @@ from appliance.api.schema import (
     AdminEvent,
     AdminRecording,
     AdminStream,
+    AdminWebhook,
     ChatMessage,
     Dto,
     LogEvent,
@@ -34,6 +35,7 @@ from appliance.api.schema import (
     SseParser,
     Status,
     StreamCredentials,
+    WebhookTestQueued,
     decode_event,
 )
 
@@ -218,6 +220,13 @@ class UnixSocketAdminClient:
 
     async def delete_recording(self, broadcast_id: str) -> None:
         await self.request("DELETE", f"/v1/recordings/{quote(broadcast_id, safe='')}")
+
+    async def list_webhooks(self) -> list[AdminWebhook]:
+        return _many(AdminWebhook, await self.request("GET", "/v1/webhooks"))
+
+    async def test_webhook(self, webhook_id: str) -> str:
+        data = await self.request("POST", f"/v1/webhooks/{quote(webhook_id, safe='')}/test")
+        return _one(WebhookTestQueued, data).delivery_id
 
     async def list_events(self, limit: int = 100) -> list[LogEvent]:
         data = await self.request("GET", "/v1/events", params={"limit": str(limit)})

@@ -54,7 +54,7 @@ def test_broadcast_live_and_ended_reach_a_verifying_receiver(
         _wait(lambda: {"broadcast.ended", "recording.ready"} <= {r.type for r in rx.received},
               40, "broadcast.ended and recording.ready")
         by_type = {r.type: r for r in rx.received}
-        assert [r.type for r in rx.received][0] == "broadcast.live"
+        assert rx.received[0].type == "broadcast.live"
         assert all(r.signature_ok for r in rx.received)
         live, ended = by_type["broadcast.live"].body, by_type["broadcast.ended"].body
         assert live["data"]["broadcast_id"] == ended["data"]["broadcast_id"]

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from appliance.api.schema import AddressBlock, ChatChange, ChatEvent, ViewersEvent
+from appliance.api.schema import AddressBlock, ChatChange, ChatEvent, ViewersEvent, WebhookState
 from tests.tui.conftest import clock, many_streams, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError
-from tui.testing import T0, FakeAdminClient, make_chat, make_recording
+from tui.testing import T0, FakeAdminClient, make_chat, make_recording, make_webhook
 
 Snap = Callable[..., bool]
 SIZES = pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
@@ -173,6 +173,21 @@ def test_recordings_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
         fake.recordings[r.broadcast_id] = r
     assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["R", "down"])
+
+
+@SIZES
+def test_webhooks_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """W: endpoints with their state; a failing one highlighted with its last error."""
+    fake = FakeAdminClient(relays=[])
+    for w in (make_webhook(1, events=["broadcast.live", "broadcast.ended"]),
+              make_webhook(2, url="http://127.0.0.1:9000/hook", state=WebhookState.FAILING,
+                           last_status=None, consecutive_failures=4, pending=3, dropped=2,
+                           last_success_at=T0 - 3000,
+                           last_error="ClientConnectorError: Cannot connect to host "
+                                      "127.0.0.1:9000")):
+        fake.webhooks[w.id] = w
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["W", "down"])
 
 
 @SIZES
