@@ -112,7 +112,10 @@ class StreamTable(DataTable[Text | str]):
             "fps": fmt.number(i.fps if i else None),
             "res": fmt.resolution(s),
         }
-        return [values[c.key] for c in self._layout[0]]
+        # Text, not str: DataTable parses a str cell as markup on every render, and after any
+        # update_cell it re-renders every visible cell (its caches key on an update count).
+        return [v if isinstance(v, Text) else Text(v, no_wrap=True)
+                for v in (values[c.key] for c in self._layout[0])]
 
     def _render_rows(self, *, rebuild: bool = False) -> None:
         if not self._layout[0]:
