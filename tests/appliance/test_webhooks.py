@@ -433,3 +433,68 @@ async def test_migration_from_the_previous_release(tmp_path: Path) -> None:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         # The release's data is still there.
         assert db.execute("SELECT COUNT(*) FROM channels").fetchone()[0] >= 1
+
+
+# ---- the admin routes: hostile bodies and ids ------------------------------------------------
+
+
+async def test_admin_routes_refuse_hostile_input(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from appliance.api.admin_app import build_admin_app
+    from appliance.channels import ChannelService
+    from appliance.config import load_config
+    from appliance.state import AppState
+
+    config = load_config(environ={"HEARTH_DATA_DIR": str(tmp_path)})
+    store = await Store.open(tmp_path / "h.db")
+    service = ChannelService(config, store)
+    await service.start()
+    hooks = WebhookService(store, service.bus, FAST)
+    await hooks.start()
+    state = AppState(config=config, store=store, service=service, ingest=None,  # type: ignore[arg-type]
+                     bus=service.bus, webhooks=hooks)
+    try:
+        async with TestClient(TestServer(build_admin_app(state))) as admin:
+            bad_bodies: list[bytes] = [
+                b"", b"{", b"[]", b"null", b'"x"', b'{"url": 5}', b'{"events": []}',
+                b'{"url": "http://x/", "events": "broadcast.live"}',
+                b'{"url": "http://x/", "events": [1]}',
+                b'{"url": "http://x/", "events": ["nope"]}',
+                b'{"url": "javascript:alert(1)"}', b'{"url": "http://x/\\u0000"}',
+                b'{"url": "http://x/' + b"a" * 5000 + b'"}',
+                b'{"url": ' * 10000 + b"1" + b"}" * 10000,
+                b"\xff\xfe",
+            ]
+            for body in bad_bodies:
+                r = await admin.post("/v1/webhooks", data=body,
+                                     headers={"Content-Type": "application/json"})
+                assert r.status == 400, (body[:60], r.status)
+                assert "error" in await r.json()
+            r = await admin.post("/v1/webhooks", data=b"{" + b" " * (300 * 1024) + b"}")
+            assert r.status == 413
+            for wid in ("x", "0" * 11, "0" * 13, "ABCDEF012345", "%2e%2e", "0" * 5000):
+                assert (await admin.delete(f"/v1/webhooks/{wid}")).status == 404
+                assert (await admin.post(f"/v1/webhooks/{wid}/test")).status == 404
+            assert (await admin.delete("/v1/webhooks/000000000000")).status == 404
+            r = await admin.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/x",
+                                                        "events": ["recording.ready"]})
+            assert r.status == 201
+            created = await r.json()
+            listed = await (await admin.get("/v1/webhooks")).json()
+            assert created["secret"] not in json.dumps(listed)
+            assert listed[0]["events"] == ["recording.ready"] and listed[0]["state"] == "new"
+            wid = created["webhook"]["id"]
+            r = await admin.post(f"/v1/webhooks/{wid}/test")
+            assert r.status == 202 and (await r.json())["delivery_id"]
+            # A flood of creates: each one committed, none lost.
+            rs = await asyncio.gather(*(admin.post("/v1/webhooks",
+                                                   json={"url": f"http://127.0.0.1:9/{i}"})
+                                        for i in range(50)))
+            assert [x.status for x in rs] == [201] * 50
+            assert len(await (await admin.get("/v1/webhooks")).json()) == 51
+            assert (await admin.delete(f"/v1/webhooks/{wid}")).status == 200
+    finally:
+        await hooks.close()
+        await service.close()
+        await store.close()
