@@ -9,7 +9,10 @@
 //   {"event":"flowing"}                   once every peer has received video RTP (or after
 //                                         45 s); the run lasts --seconds from then
 //   {"event":"done","peers":[{state, states, videoPackets, frames, framesAfterMark, gaps,
-//                             sps:[hex...], audioPackets}, ...]}
+//                             missing, sps:[hex...], audioPackets}, ...]}
+// gaps counts video RTP sequence discontinuities as they arrive (loss or reordering);
+// missing counts sequence numbers never received (up to 1 s before the end, so NACK
+// retransmissions had time to repair them).
 // A line "mark" on stdin records a point in time: framesAfterMark counts from there (the test
 // sends junk datagrams, then "mark", then checks that frames kept coming).
 import { createInterface } from "node:readline";
@@ -65,18 +68,34 @@ async function openPeer(index) {
   pc.config.iceServers = [];
   const st = {
     state: "new", states: [], videoPackets: 0, frames: 0, framesAfterMark: 0, gaps: 0,
-    sps: [], audioPackets: 0, status: 0,
+    sps: [], audioPackets: 0, status: 0, gapSeqs: [],
   };
   pc.connectionStateChange.subscribe((s) => { st.state = s; st.states.push(s); });
   pc.addTransceiver("video", { direction: "recvonly" });
   if (withAudio) pc.addTransceiver("audio", { direction: "recvonly" });
   let lastSeq = null;
+  let highest = null;  // extended (unwrapped) sequence numbers, RFC 3550 A.1
+  const seen = new Set();
   pc.onTrack.subscribe((track) => {
     track.onReceiveRtp.subscribe((rtp) => {
       if (track.kind !== "video") { st.audioPackets++; return; }
       st.videoPackets++;
       const seq = rtp.header.sequenceNumber;
-      if (lastSeq !== null && seq !== ((lastSeq + 1) & 0xffff)) st.gaps++;
+      let ext = seq;
+      if (highest !== null) {
+        const base = highest - (highest & 0xffff);
+        const cands = [base - 65536 + seq, base + seq, base + 65536 + seq];
+        ext = cands.reduce((a, b) => (Math.abs(b - highest) < Math.abs(a - highest) ? b : a));
+      }
+      highest = highest === null ? ext : Math.max(highest, ext);
+      seen.add(ext);
+      st.seen = seen;
+      st.lowest = st.lowest === undefined ? ext : Math.min(st.lowest, ext);
+      st.highest = highest;
+      if (lastSeq !== null && seq !== ((lastSeq + 1) & 0xffff)) {
+        st.gaps++;
+        if (st.gapSeqs.length < 5) st.gapSeqs.push([lastSeq, seq, rtp.header.payloadType]);
+      }
       lastSeq = seq;
       if (rtp.header.marker) { st.frames++; if (marked) st.framesAfterMark++; }
       for (const nal of nalTypes(rtp.payload)) {
@@ -117,7 +136,18 @@ while (Date.now() < setupDeadline) {
 }
 out({ event: "flowing" });
 const deadline = Date.now() + seconds * 1000;
+while (Date.now() < deadline - 1000) await new Promise((r) => setTimeout(r, 50));
+// Packets sent up to now have a full second for NACK repair before the count.
+for (const { st } of all) st.cutoff = st.highest;
 while (Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+// Unrecovered gaps: sequence numbers never received (NACK retransmissions fill the others).
+for (const { st } of all) {
+  st.missing = 0;
+  if (st.cutoff !== undefined) {
+    for (let q = st.lowest; q <= st.cutoff; q++) if (!st.seen.has(q)) st.missing++;
+  }
+  delete st.seen;
+}
 out({ event: "done", peers: all.map(({ st }) => st) });
 await Promise.all(all.map(({ pc }) => pc.close().catch(() => {})));
 process.exit(0);
