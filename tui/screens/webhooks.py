@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -73,10 +74,13 @@ class WebhooksScreen(Screen[None]):
         now = self.clock()
         for w in self.webhooks:
             queue = str(w.pending) + (f" (-{w.dropped})" if w.dropped else "")
-            table.add_row(w.id, w.state.value,
-                          str(w.last_status) if w.last_status is not None else "—",
-                          str(w.consecutive_failures), queue, _when(w.last_success_at, now),
-                          safe_text(w.url, 60), ", ".join(w.events) or "all", key=w.id)
+            # Text, not str: a DataTable parses str cells as markup, and URLs and errors are
+            # not ours to trust (docs/threat-model.md §logs).
+            cells = (w.id, w.state.value,
+                     str(w.last_status) if w.last_status is not None else "—",
+                     str(w.consecutive_failures), queue, _when(w.last_success_at, now),
+                     safe_text(w.url, 60), ", ".join(w.events) or "all")
+            table.add_row(*(Text(c) for c in cells), key=w.id)
         if not self.webhooks:
             self.query_one("#webhook-error", Label).update(
                 "No webhooks. Add one with: hearth webhook add URL")
@@ -89,8 +93,8 @@ class WebhooksScreen(Screen[None]):
     def _show_error(self) -> None:
         w = self._selected(quiet=True)
         self.query_one("#webhook-error", Label).update(
-            f"Last error: {safe_text(w.last_error, 200)}" if w is not None and w.last_error
-            else "")
+            Text(f"Last error: {safe_text(w.last_error, 200)}") if w is not None
+            and w.last_error else "")
 
     def _selected(self, quiet: bool = False) -> AdminWebhook | None:
         table = self.query_one("#webhooks", DataTable)
