@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.cli_webhooks import LIST_FIELDS
 from tests.helpers.appliance import ApplianceProcess, free_port
 from tests.helpers.publishers import FFMPEG, ffmpeg_publish
 from tests.helpers.webhook_receiver import ThreadedReceiver
@@ -65,6 +66,9 @@ def test_broadcast_live_and_ended_reach_a_verifying_receiver(
         [listed] = app.cli_json("webhook", "list")
         assert listed["state"] == "ok" and listed["last_status"] == 204
         assert listed["consecutive_failures"] == 0 and listed["last_error"] is None
+        assert set(listed) == set(LIST_FIELDS)  # the --json contract
+        # Never logged, even at DEBUG (the test appliance's level).
+        assert rx.secret not in app.log()
     finally:
         app.stop()
 
