@@ -226,6 +226,7 @@ class FilteredServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+_DONE_STATES = frozenset({SessionState.CLOSING, SessionState.CLOSED, SessionState.ERROR})
 _MAX_TRACKED_ADDRESSES = 10_000
 MIN_PREAUTH_BURST_CHUNKS = 32.0
 """The smallest chunk burst of an unauthenticated connection: what connect, createStream and
@@ -303,14 +304,21 @@ class _ServerLimits:
         return True
 
     def eviction_victim(self) -> RtmpConnection | None:
-        """The unauthenticated connection to drop for a newcomer: the oldest of the address
-        holding the most. A legitimate client is one young connection from its address and
-        finishes its handshake quickly; with new connections rate-limited per address, a
-        newcomer lives long enough in the table to get there."""
+        """The unauthenticated connection to drop for a newcomer.
+
+        First one whose publish was already decided against it (a refusal pending or sent:
+        it needs no slot), else the oldest of the address holding the most. A legitimate
+        client is one young connection from its address and finishes its handshake quickly;
+        with new connections rate-limited per address, a newcomer lives long enough in the
+        table to get there.
+        """
         if not self.preauth_per_ip:
             return None
-        busiest = max(self.preauth_per_ip.values())
         for conn in self.preauth.values():  # oldest first
+            if conn.session.awaiting_decision or conn.session.state in _DONE_STATES:
+                return conn
+        busiest = max(self.preauth_per_ip.values())
+        for conn in self.preauth.values():
             if self.preauth_per_ip[conn.peer[0]] == busiest:
                 return conn
         return None
