@@ -498,3 +498,50 @@ async def test_admin_routes_refuse_hostile_input(tmp_path: Path) -> None:
         await hooks.close()
         await service.close()
         await store.close()
+
+
+# ---- the producers ---------------------------------------------------------------------------
+
+
+async def test_refusals_reach_the_bus_aggregated() -> None:
+    """Ingest publishes PublisherRefused once for the first refusal, then one summary per
+    interval with the count — never one event per attempt."""
+    from types import SimpleNamespace
+
+    from appliance.config import RtmpConfig
+    from appliance.ingest import IngestHandler
+
+    bus = Bus()
+    logged: list[str] = []
+    service = SimpleNamespace(bus=bus, log=lambda level, kind, message: logged.append(message))
+    ingest = IngestHandler(service, RtmpConfig())  # type: ignore[arg-type]
+    ingest.refusals.interval = 0.2
+    async with bus.subscribe(PublisherRefused) as events:
+        for i in range(30):
+            ingest.refusals.add(f"192.0.2.{i}", "invalid stream key", False)
+        first = await asyncio.wait_for(events.get(), 2)
+        summary = await asyncio.wait_for(events.get(), 2)
+    ingest.refusals.close()
+    assert isinstance(first, PublisherRefused) and first.count == 1
+    assert isinstance(summary, PublisherRefused) and summary.count == 29
+    assert "29 more time(s)" in summary.message and len(logged) == 2
+
+
+async def test_recording_deleted_reaches_the_bus(tmp_path: Path) -> None:
+    from appliance.delivery.paths import recording_dir
+    from appliance.delivery.service import Delivery
+
+    bus = Bus()
+    delivery = Delivery(tmp_path, bus=bus)
+    await delivery.start()
+    try:
+        bid = "b00000000001"
+        recording_dir(tmp_path, bid).mkdir(parents=True)
+        async with bus.subscribe(RecordingChanged) as events:
+            assert not await delivery.delete("b00000000002")  # none: no event
+            assert await delivery.delete(bid, "retention: older than 7 days")
+            ev = await asyncio.wait_for(events.get(), 2)
+        assert isinstance(ev, RecordingChanged) and ev.broadcast_id == bid
+        assert ev.reason is RecordingChange.DELETED and "retention" in ev.detail
+    finally:
+        await delivery.close()
