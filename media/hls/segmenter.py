@@ -813,7 +813,9 @@ class HlsMuxer:
         self._audio_time = None
         self._last_master_dts = None
         self._last_master_delta = None
-        if discontinuity and self._next_msn > 0:
+        # Only once a segment exists: a codec change before the first one (video header, then
+        # audio header) is no discontinuity. The first number is first_msn, not 0.
+        if discontinuity and self._next_msn > self._init_base:
             self._discontinuity_next = True
 
     def _changed(self) -> None:

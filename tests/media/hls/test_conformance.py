@@ -220,3 +220,21 @@ def test_first_msn_numbers_objects_from_there(source: SyntheticStream) -> None:
     assert m.get("seg-1700000000.m4s") and m.get("part-1700000000-0.m4s")
     with pytest.raises(ValueError):
         HlsMuxer(first_msn=-1)
+
+
+@pytest.mark.parametrize("first_msn", [0, 1_700_000_000])
+def test_headers_before_the_first_segment_are_no_discontinuity(source: SyntheticStream,
+                                                               first_msn: int) -> None:
+    """ffmpeg/OBS send the video sequence header, then the audio one: two configs before any
+    media. That is the start of the stream, not a reconnect, whatever first_msn is."""
+    m = HlsMuxer(first_msn=first_msn)
+    m.set_config(source.video, None)
+    m.set_config(source.video, source.audio)
+    for u in cadence(source, seconds=6, fps=30, gop=60):
+        m.push(u)
+    text = m.playlist(low_latency=True) or ""
+    assert "#EXT-X-DISCONTINUITY\n" not in text, text
+    m.mark_discontinuity()  # a real reconnect still is one
+    for u in cadence(source, seconds=4, fps=30, gop=60, start_ms=7000):
+        m.push(u)
+    assert (m.playlist(low_latency=True) or "").count("#EXT-X-DISCONTINUITY\n") == 1
