@@ -25,7 +25,7 @@ async def test_recordings_keep_and_delete() -> None:
         assert isinstance(app.screen, RecordingsScreen)
         table = app.screen.query_one("#recordings", DataTable)
         assert table.row_count == 2
-        assert table.get_row_at(0)[-1] == "8 s ago" and table.get_row_at(1)[-1] == "—"
+        assert str(table.get_row_at(0)[-1]) == "8 s ago" and str(table.get_row_at(1)[-1]) == "—"
         await pilot.press("k")
         await pilot.pause()
         assert ("keep_recording", "b00000000001", True) in fake.calls

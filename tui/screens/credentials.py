@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -31,7 +32,7 @@ class CredentialsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         c = self._c
         with VerticalScroll(classes="dialog credentials"):
-            yield Label(f"{self._heading}: {c.title}", classes="dialog-title")
+            yield Label(Text(f"{self._heading}: {c.title}"), classes="dialog-title")
             yield Label("Server (OBS: Settings → Stream → Service: Custom…)",
                         classes="field-label")
             yield Input(c.rtmp_url, id="server", select_on_focus=True, compact=True)
@@ -40,7 +41,7 @@ class CredentialsScreen(ModalScreen[None]):
             yield Input(c.stream_key, id="key", select_on_focus=True, compact=True)
             yield Label("Watch link", classes="field-label")
             yield Input(c.watch_url, id="watch", select_on_focus=True, compact=True)
-            yield Static(c.obs_advice, classes="advice")
+            yield Static(Text(c.obs_advice), classes="advice")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Copy key (k)", variant="primary", id="copy-key")
                 yield Button("Done (Enter)", id="done")

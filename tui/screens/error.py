@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -21,8 +22,8 @@ class ErrorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog error"):
-            yield Label(self._title, classes="dialog-title")
-            yield Label(self._message, classes="dialog-detail")
+            yield Label(Text(self._title), classes="dialog-title")
+            yield Label(Text(self._message), classes="dialog-detail")
             yield Button("Close", id="close")
 
     def on_button_pressed(self) -> None:

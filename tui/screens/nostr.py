@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -79,7 +80,7 @@ class NostrScreen(Screen[None]):
         except ApplianceError as exc:
             self.app.push_screen(ErrorScreen(exc.title, exc.message))
             return
-        self.query_one("#nostr-state", Static).update(describe(self.info))
+        self.query_one("#nostr-state", Static).update(Text(describe(self.info)))
         if (self.info.get("signer") or {}).get("state") != "pairing":
             self.query_one("#nostr-qr", Static).update("")
 

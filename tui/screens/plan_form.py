@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -56,7 +57,7 @@ class PlanForm(ModalScreen[PlanDraft | None]):
     def compose(self) -> ComposeResult:
         starts = self._draft.starts if self._draft else self._default_start
         with VerticalScroll(classes="dialog form"):
-            yield Label(f"Plan a broadcast of {self._channel_title}", classes="dialog-title")
+            yield Label(Text(f"Plan a broadcast of {self._channel_title}"), classes="dialog-title")
             yield Label("Title", classes="field-label")
             yield Input(self._draft.title if self._draft else self._channel_title,
                         placeholder="What is on? (required)", id="f-title", compact=True)
@@ -83,7 +84,7 @@ class PlanForm(ModalScreen[PlanDraft | None]):
             label.display = False
         target = field if field in ("title", "starts") else "form"
         error = self.query_one(f"#err-{target}", Label)
-        error.update(message)
+        error.update(Text(message))
         error.display = True
         if target != "form":
             self.query_one(f"#f-{target}", Input).focus()

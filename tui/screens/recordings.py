@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -70,9 +71,9 @@ class RecordingsScreen(Screen[None]):
         table = self.query_one("#recordings", DataTable)
         table.clear()
         for r in self.recordings:
-            table.add_row(r.broadcast_id, r.title or "—", r.state, duration(r.duration),
-                          _size(r.bytes), "yes" if r.kept else "", _thumb(r),
-                          key=r.broadcast_id)
+            cells = (r.broadcast_id, r.title or "—", r.state, duration(r.duration),
+                     _size(r.bytes), "yes" if r.kept else "", _thumb(r))
+            table.add_row(*(Text(c) for c in cells), key=r.broadcast_id)  # titles: no markup
         self._show_error()
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
@@ -81,7 +82,7 @@ class RecordingsScreen(Screen[None]):
     def _show_error(self) -> None:
         r = self._selected(quiet=True)
         self.query_one("#recording-error", Label).update(
-            f"Stopped: {r.error}" if r is not None and r.error else "")
+            Text(f"Stopped: {r.error}" if r is not None and r.error else ""))
 
     def _selected(self, quiet: bool = False) -> AdminRecording | None:
         table = self.query_one("#recordings", DataTable)

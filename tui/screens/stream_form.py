@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -69,7 +70,7 @@ class StreamForm(ModalScreen[StreamDraft | None]):
             label.display = False
         target = field if field in {n for n, _, _ in FIELDS} else "form"
         error = self.query_one(f"#err-{target}", Label)
-        error.update(message)
+        error.update(Text(message))
         error.display = True
         if target != "form":
             self.query_one(f"#f-{target}", Input).focus()
