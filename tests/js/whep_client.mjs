@@ -126,6 +126,7 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   if (line.trim() === "mark") marked = true;
 });
 
+const t0 = Date.now();
 const all = await Promise.all(Array.from({ length: peers }, (_, i) => openPeer(i)));
 // Setup (ICE, DTLS: werift drops the first ClientHello until its own ICE check succeeds, and
 // aiortc backs off 1 s, 2 s, ...) may take a few seconds; --seconds counts from "flowing".
@@ -134,7 +135,7 @@ while (Date.now() < setupDeadline) {
   if (all.every(({ st }) => st.status !== 201 || st.videoPackets > 0)) break;
   await new Promise((r) => setTimeout(r, 50));
 }
-out({ event: "flowing" });
+out({ event: "flowing", ms: Date.now() - t0 });
 const deadline = Date.now() + seconds * 1000;
 while (Date.now() < deadline - 1000) await new Promise((r) => setTimeout(r, 50));
 // Packets sent up to now have a full second for NACK repair before the count.
