@@ -187,7 +187,8 @@ class FakeAdminClient:
         n = self._next
         self._next += 1
         stream = replace(make_stream(n, status="created"), title=draft.title,
-                         summary=draft.summary, tags=list(draft.tags), image=draft.image)
+                         summary=draft.summary, tags=list(draft.tags), image=draft.image,
+                         record=draft.record, retention_days=draft.retention_days)
         self.streams[stream.id] = stream
         return StreamCredentials(id=stream.id, title=stream.title,
                                  rtmp_url="rtmp://box:1935/live",
@@ -198,7 +199,8 @@ class FakeAdminClient:
         self.calls.append(("update_stream", stream_id, draft))
         self._check("update_stream")
         stream = replace(self.streams[stream_id], title=draft.title, summary=draft.summary,
-                         tags=list(draft.tags), image=draft.image)
+                         tags=list(draft.tags), image=draft.image,
+                         record=draft.record, retention_days=draft.retention_days)
         self.streams[stream_id] = stream
         return stream
 

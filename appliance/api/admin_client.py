@@ -73,10 +73,15 @@ class StreamDraft:
     summary: str = ""
     tags: tuple[str, ...] = ()
     image: str = ""
+    record: bool = True
+    """Record its broadcasts."""
+    retention_days: int | None = None
+    """Delete its recordings after this many days; None: the appliance's default."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "summary": self.summary, "tags": list(self.tags),
-                "image": self.image}
+                "image": self.image, "record": self.record,
+                "retention_days": self.retention_days}
 
 
 def typed_events(frames: Iterable[SseFrame]) -> Iterator[AdminEvent]:

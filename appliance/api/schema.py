@@ -249,6 +249,10 @@ class AdminStream(Dto):
     next_planned_title: str | None = None
     """Its next planned broadcast (title and start), if any."""
     next_planned_at: float | None = None
+    record: bool = True
+    """Whether the channel's broadcasts are recorded (defaults: an older appliance)."""
+    retention_days: int | None = None
+    """Its recordings are deleted after this many days (None: the appliance's default)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,7 @@ def admin_stream(state: AppState, c: Channel, latest: Broadcast | None,
         ingest=b.ingest if b else None, broadcast_id=latest.id if latest else None,
         next_planned_title=planned.title if planned else None,
         next_planned_at=planned.starts if planned else None,
+        record=c.record, retention_days=c.retention_days,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from textual.widgets import Input, Label
+from dataclasses import replace
+
+from textual.widgets import Checkbox, Input, Label
 
 from appliance.api.schema import ChatChange, ChatEvent, MuteEvent, ViewersEvent
 from tests.tui.conftest import clock, one_live, with_errors
@@ -59,6 +61,71 @@ async def test_empty_title_is_refused_locally() -> None:
         await pilot.pause()
         assert fake.calls == []
         assert "required" in str(app.screen.query_one("#err-title").render())
+
+
+async def test_create_channel_with_recording_off_and_a_retention() -> None:
+    """The recording row (issue 9): record off and 30 days travel in the create call."""
+    fake = FakeAdminClient(relays=[])
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.press("n", *"Talks", "tab", "tab", "tab", "tab", "space", "tab", *"30",
+                          "ctrl+s")
+        await pilot.pause()
+        assert fake.calls == [("create_stream", StreamDraft("Talks", record=False,
+                                                            retention_days=30))]
+        created = next(iter(fake.streams.values()))
+        assert (created.record, created.retention_days) == (False, 30)
+
+
+async def test_edit_prefills_recording_policy_and_clears_retention() -> None:
+    fake = one_live()
+    sid = next(iter(fake.streams))
+    fake.streams[sid] = replace(fake.streams[sid], record=False, retention_days=7)
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.screen.query_one("#f-record", Checkbox).value is False
+        assert app.screen.query_one("#f-retention_days", Input).value == "7"
+        await pilot.press("ctrl+s")  # unchanged: the same policy is sent back
+        await pilot.pause()
+        assert fake.calls[-1] == ("update_stream", sid, StreamDraft(
+            "Friday jazz night", "", ("music",), "", record=False, retention_days=7))
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#f-retention_days", Input).value = ""  # back to the default
+        app.screen.query_one("#f-record", Checkbox).value = True
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert fake.calls[-1][2].record is True
+        assert fake.calls[-1][2].retention_days is None
+
+
+async def test_retention_errors_show_under_the_field() -> None:
+    """0 days is refused locally; the appliance's 400 naming retention_days (e.g. above its
+    maximum) keeps the form and shows its message under the recording row."""
+    fake = FakeAdminClient(relays=[])
+    fake.errors["create_stream"] = ApplianceError(
+        "retention_days: a whole number of days from 1 to 3650", field="retention_days",
+        status=400)
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.press("n", *"Jam", "tab", "tab", "tab", "tab", "tab", "0", "ctrl+s")
+        await pilot.pause()
+        assert fake.calls == []
+        error = app.screen.query_one("#err-retention_days", Label)
+        assert error.display and "whole number" in str(error.render())
+        await pilot.press("backspace", *"9999", "ctrl+s")
+        await pilot.pause()
+        assert fake.calls == [("create_stream", StreamDraft("Jam", retention_days=9999))]
+        error = app.screen.query_one("#err-retention_days", Label)
+        assert error.display and "1 to 3650" in str(error.render())
+        assert app.screen.query_one("#f-retention_days", Input).has_focus
+        assert app.screen.query_one("#f-retention_days", Input).value == "9999"
 
 
 async def test_edit_rotate_and_end_with_confirmation() -> None:

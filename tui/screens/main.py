@@ -312,7 +312,8 @@ class MainScreen(Screen[None]):
             self.app.push_screen(ErrorScreen(exc.title, exc.message))
 
     async def _form_loop(self, stream: AdminStream | None) -> None:
-        draft = (StreamDraft(stream.title, stream.summary, tuple(stream.tags), stream.image)
+        draft = (StreamDraft(stream.title, stream.summary, tuple(stream.tags), stream.image,
+                             stream.record, stream.retention_days)
                  if stream else None)
         error: tuple[str | None, str] | None = None
         while True:

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label
+from textual.widgets import Button, Checkbox, Footer, Input, Label
 
 from tui.client import StreamDraft
 
@@ -17,6 +17,24 @@ FIELDS = (("title", "Title", "What is on? (required)"),
           ("summary", "Summary", "One line for the discovery page"),
           ("tags", "Tags", "music, live, jazz"),
           ("image", "Image URL", "https://… (optional)"))
+
+RECORDING_FIELDS = ("record", "retention_days")
+"""Fields on the recording row; the appliance's 400 errors may name either."""
+
+
+def parse_retention(text: str) -> int | None:
+    """``""`` → ``None`` (the appliance's default: kept until the disk cap); ``"30"`` → 30.
+
+    Raises:
+        ValueError: not a whole number of days of at least 1 (the appliance checks the upper
+            bound and answers a 400 naming ``retention_days``, shown under the field).
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise ValueError(text)
+    return int(text)
 
 
 def parse_tags(text: str) -> tuple[str, ...]:
@@ -52,6 +70,18 @@ class StreamForm(ModalScreen[StreamDraft | None]):
                 yield Label(label, classes="field-label")
                 yield Input(values[name], placeholder=placeholder, id=f"f-{name}", compact=True)
                 yield Label("", id=f"err-{name}", classes="field-error")
+            # One row for the recording policy so the form keeps Save/Cancel and the footer
+            # on an 80×24 terminal.
+            with Horizontal(classes="form-row"):
+                yield Checkbox("Record broadcasts", self._draft.record, id="f-record",
+                               compact=True)
+                yield Label("Keep recordings", classes="field-label")
+                retention = self._draft.retention_days
+                yield Input("" if retention is None else str(retention), id="f-retention_days",
+                            placeholder="∞", compact=True, restrict=r"[0-9]*", max_length=5)
+                yield Label("days (empty: disk cap)", classes="field-label")
+            for name in RECORDING_FIELDS:
+                yield Label("", id=f"err-{name}", classes="field-error")
             yield Label("", id="err-form", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (Ctrl+S)", variant="primary", id="save")
@@ -68,12 +98,13 @@ class StreamForm(ModalScreen[StreamDraft | None]):
         for label in self.query(".field-error").results(Label):
             label.update("")
             label.display = False
-        target = field if field in {n for n, _, _ in FIELDS} else "form"
+        known = {n for n, _, _ in FIELDS} | set(RECORDING_FIELDS)
+        target = field if field in known else "form"
         error = self.query_one(f"#err-{target}", Label)
         error.update(Text(message))
         error.display = True
         if target != "form":
-            self.query_one(f"#f-{target}", Input).focus()
+            self.query_one(f"#f-{target}").focus()
 
     def on_input_submitted(self) -> None:
         self.action_save()
@@ -91,8 +122,15 @@ class StreamForm(ModalScreen[StreamDraft | None]):
         if not value("title"):
             self._show_error("title", "A title is required.")
             return
+        try:
+            retention = parse_retention(value("retention_days"))
+        except ValueError:
+            self._show_error("retention_days",
+                             "Keep recordings: a whole number of days (1 or more), or empty.")
+            return
         self.dismiss(StreamDraft(value("title"), value("summary"), parse_tags(value("tags")),
-                                 value("image")))
+                                 value("image"), self.query_one("#f-record", Checkbox).value,
+                                 retention))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
