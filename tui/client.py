@@ -29,6 +29,7 @@ from appliance.api.schema import (
     RelayInfo,
     Status,
     StreamCredentials,
+    StreamGoal,
 )
 
 __all__ = ["AdminClient", "ApplianceError", "ApplianceUnreachable", "StreamDraft",
@@ -62,6 +63,14 @@ class AdminClient(Protocol):
     async def rotate_key(self, stream_id: str) -> StreamCredentials: ...
 
     async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None: ...
+
+    async def get_goal(self, stream_id: str) -> StreamGoal | None:
+        """The zap goal of the channel's live or latest broadcast, ``None`` if there is none."""
+        ...
+
+    async def set_goal(self, stream_id: str, amount_sats: int, title: str) -> StreamGoal:
+        """Publish a new NIP-75 zap goal for it (the appliance signs it as the operator)."""
+        ...
 
     async def send_chat(self, stream_id: str, content: str,
                         reply_to: str | None = None) -> None: ...

@@ -24,6 +24,7 @@ from appliance.api.schema import (
     SseParser,
     Status,
     StreamCredentials,
+    StreamGoal,
     WebhookState,
     encode_event,
 )
@@ -110,6 +111,8 @@ class FakeAdminClient:
         self.subscribed = asyncio.Event()
         self.recordings: dict[str, AdminRecording] = {}
         self.webhooks: dict[str, AdminWebhook] = {}
+        self.goals: dict[str, StreamGoal] = {}
+        """Channel id → its goal (as the appliance would report for its latest broadcast)."""
         self.signer: dict[str, Any] = {"state": "none", "last_error": None, "waiting": {},
                                        "remote_signer_pubkey": None, "remote_relays": [],
                                        "user_pubkey": None, "nostrconnect_uri": None}
@@ -227,6 +230,18 @@ class FakeAdminClient:
         return StreamCredentials(id=s.id, title=s.title, rtmp_url="rtmp://box:1935/live",
                                  stream_key=f"hk_{s.id}_{'r' * 32}", watch_url=s.watch_url,
                                  hls_url=s.hls_url)
+
+    async def get_goal(self, stream_id: str) -> StreamGoal | None:
+        self._check("get_goal")
+        return self.goals.get(stream_id)
+
+    async def set_goal(self, stream_id: str, amount_sats: int, title: str) -> StreamGoal:
+        self.calls.append(("set_goal", stream_id, amount_sats, title))
+        self._check("set_goal")
+        goal = StreamGoal(event_id=f"{len(self.calls):064x}", title=title,
+                          amount_msats=amount_sats * 1000, progress_msats=0)
+        self.goals[stream_id] = goal
+        return goal
 
     async def send_chat(self, stream_id: str, content: str,
                         reply_to: str | None = None) -> None:

@@ -35,6 +35,7 @@ from appliance.api.schema import (
     SseParser,
     Status,
     StreamCredentials,
+    StreamGoal,
     WebhookTestQueued,
     decode_event,
 )
@@ -265,6 +266,17 @@ class UnixSocketAdminClient:
     async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None:
         await self.request("POST", "/v1/broadcasts",
                          {"channel_id": channel_id, "title": title, "starts": starts})
+
+    async def get_goal(self, stream_id: str) -> StreamGoal | None:
+        """The zap goal of a channel's live or latest broadcast (``None``: none set)."""
+        data = await self.request("GET", f"/v1/streams/{quote(stream_id, safe='')}/goal")
+        return None if data is None else _one(StreamGoal, data)
+
+    async def set_goal(self, stream_id: str, amount_sats: int, title: str) -> StreamGoal:
+        """Publish a new NIP-75 zap goal for it (``hearth nostr goal ID --sats N --title T``)."""
+        data = await self.request("POST", f"/v1/streams/{quote(stream_id, safe='')}/goal",
+                                  {"amount_sats": amount_sats, "title": title})
+        return _one(StreamGoal, data)
 
     async def send_chat(self, stream_id: str, content: str,
                         reply_to: str | None = None) -> None:

@@ -199,7 +199,11 @@ async def set_goal(request: web.Request) -> web.Response:
     try:
         goal = await _nostr(request).set_goal(stream_id, amount, title)
     except ValueError as exc:
-        return error_response(400, str(exc), "amount_sats")
+        # Name the field the message is about (a form shows it there); "needs a relay" is
+        # about the appliance's configuration, not a field.
+        message = str(exc)
+        field = next((f for f in ("amount_sats", "title") if message.startswith(f)), None)
+        return error_response(400, message, field)
     return web.json_response(goal, status=201)
 
 

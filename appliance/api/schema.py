@@ -256,6 +256,17 @@ class AdminStream(Dto):
 
 
 @dataclass(frozen=True, slots=True)
+class StreamGoal(Dto):
+    """A broadcast's NIP-75 zap goal (``/v1/streams/{id}/goal``): its kind 9041 event id,
+    what it is for, the target and the zaps received so far (millisats)."""
+
+    event_id: str
+    title: str
+    amount_msats: int
+    progress_msats: int
+
+
+@dataclass(frozen=True, slots=True)
 class StreamCredentials(Dto):
     """Returned once by create and rotate-key: the only time a key is ever shown."""
 

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from appliance.api.schema import AddressBlock, ChatChange, ChatEvent, ViewersEvent, WebhookState
+from appliance.api.schema import (
+    AddressBlock,
+    ChatChange,
+    ChatEvent,
+    StreamGoal,
+    ViewersEvent,
+    WebhookState,
+)
 from tests.tui.conftest import clock, many_streams, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError
@@ -224,6 +231,20 @@ def test_plan_form(snap_compare: Snap, size: tuple[int, int]) -> None:
     fake = one_live()
     assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["p"])
+
+
+@SIZES
+def test_goal_form(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """g: the selected channel's zap goal (NIP-75): its current progress, then the new goal
+    being typed; a sats value the appliance refused is shown under its field."""
+    fake = one_live()
+    sid = next(iter(fake.streams))
+    fake.goals[sid] = StreamGoal("ab" * 32, "Guitar strings", 2_000_000, 150_000)
+    fake.errors["set_goal"] = ApplianceError("amount_sats must be a positive number of sats",
+                                             field="amount_sats", status=400)
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake),
+                        press=["g", "ctrl+u", *"New mic", "tab", "ctrl+u", *"5000", "ctrl+s"])
 
 
 @SIZES

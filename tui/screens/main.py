@@ -49,6 +49,7 @@ from tui.model import DashboardModel
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.credentials import CredentialsScreen
 from tui.screens.error import ErrorScreen
+from tui.screens.goal_form import GoalForm
 from tui.screens.plan_form import PlanForm
 from tui.screens.stream_form import StreamForm
 from tui.widgets.banner import ConnectionBanner
@@ -77,6 +78,8 @@ class MainScreen(Screen[None]):
         Binding("c", "chat", "Chat"),
         Binding("escape", "focus_streams", "Streams", show=False),
         Binding("b", "blocks", "Blocks", show=False),
+        # Hidden from the footer (80 columns are full); the README lists it.
+        Binding("g", "goal", "Zap goal", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float]) -> None:
@@ -411,6 +414,38 @@ class MainScreen(Screen[None]):
                 return
             self.notify(f"Planned {result.title!r} for {when(result.starts)}")
             self._refresh_streams()
+            return
+
+    @work(group="intent")
+    async def action_goal(self) -> None:
+        """Set the zap goal (NIP-75) of the selected channel's live or latest broadcast, as
+        ``hearth nostr goal`` does (issue 13: the host sets it from the TUI)."""
+        stream = self._selected_stream()
+        if stream is None:
+            return
+        try:
+            current = await self.client.get_goal(stream.id)
+        except ApplianceError as exc:
+            self._report(exc)
+            return
+        draft = None
+        error: tuple[str | None, str] | None = None
+        while True:
+            result = await self.app.push_screen_wait(
+                GoalForm(stream.title, current, draft=draft, error=error))
+            if result is None:
+                return
+            try:
+                goal = await self.client.set_goal(stream.id, result.sats, result.title)
+            except ApplianceError as exc:
+                if exc.status == 400:
+                    draft, error = result, (exc.field, exc.message)
+                    continue
+                self._report(exc)
+                return
+            # markup=False: the title is the operator's text, not Textual markup.
+            self.notify(f"Zap goal published: {goal.title}: {goal.amount_msats // 1000:,} sats",
+                        markup=False)
             return
 
     @work(group="intent")
