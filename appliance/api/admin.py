@@ -265,12 +265,21 @@ async def delete_stream(request: web.Request) -> web.Response:
 
 
 async def end_stream(request: web.Request) -> web.Response:
-    """End the channel's live broadcast (if any); the channel and its key stay."""
+    """End the channel's live broadcast, or else cancel the first broadcast that the
+    ``/v1/streams`` alias planned under the channel's own id (a first-release stream ended
+    before it aired is ``ended``, with its 30311); the channel and its key stay."""
     service = request.app[STATE].service
     channel = await service.get_channel(_stream_id(request))
     lb = service.live_broadcast(channel.id)
     if lb is not None:
         await service.end_broadcast(lb.broadcast_id)
+    else:
+        try:
+            first = await service.get_broadcast(channel.id)
+        except BroadcastNotFound:
+            first = None
+        if first is not None and first.status is BroadcastStatus.PLANNED:
+            await service.end_broadcast(first.id)
     return web.json_response(await _stream_view(request, channel))
 
 
