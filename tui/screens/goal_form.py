@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label
 
 from appliance.api.schema import StreamGoal
+from tui.screens.field_errors import show_field_error
 
 MAX_SATS_DIGITS = 16
 """21 million BTC is 2.1e15 sats: 16 digits (the appliance checks the exact bound)."""
@@ -95,16 +96,8 @@ class GoalForm(ModalScreen[GoalDraft | None]):
             self.query_one("#f-title", Input).focus()
 
     def _show_error(self, field: str | None, message: str) -> None:
-        for label in self.query(".field-error").results(Label):
-            label.update("")
-            label.display = False
-        target = {"title": "title", "sats": "sats", "amount_sats": "sats"}.get(field or "",
-                                                                                "form")
-        error = self.query_one(f"#err-{target}", Label)
-        error.update(Text(message))
-        error.display = True
-        if target != "form":
-            self.query_one(f"#f-{target}", Input).focus()
+        target = {"title": "title", "sats": "sats", "amount_sats": "sats"}.get(field or "")
+        show_field_error(self, target, message)
 
     def on_input_submitted(self) -> None:
         self.action_save()

@@ -310,7 +310,7 @@ class MainScreen(Screen[None]):
 
     def _report(self, exc: ApplianceError) -> None:
         if isinstance(exc, ApplianceUnreachable):
-            self.notify(exc.message, title=exc.title, severity="error")
+            self.notify(exc.message, title=exc.title, severity="error", markup=False)
         else:
             self.app.push_screen(ErrorScreen(exc.title, exc.message))
 
@@ -332,7 +332,7 @@ class MainScreen(Screen[None]):
                 else:
                     self.model.upsert_stream(await self.client.update_stream(stream.id, result))
                     self._mark("streams", "selected")
-                    self.notify(f"Saved {result.title!r}")
+                    self.notify(f"Saved {result.title!r}", markup=False)
                 return
             except ApplianceError as exc:
                 if exc.status == 400:
@@ -374,7 +374,7 @@ class MainScreen(Screen[None]):
         if stream is None:
             return
         if stream.status != "live":
-            self.notify(f"{stream.title!r} is not live")
+            self.notify(f"{stream.title!r} is not live", markup=False)
             return
         ok = await self.app.push_screen_wait(ConfirmScreen(
             f"End the broadcast of {stream.title!r} now?",
@@ -412,7 +412,7 @@ class MainScreen(Screen[None]):
                     continue
                 self._report(exc)
                 return
-            self.notify(f"Planned {result.title!r} for {when(result.starts)}")
+            self.notify(f"Planned {result.title!r} for {when(result.starts)}", markup=False)
             self._refresh_streams()
             return
 

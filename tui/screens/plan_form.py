@@ -13,6 +13,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label
 
+from tui.screens.field_errors import show_field_error
+
 START_FORMAT = "%Y-%m-%d %H:%M"
 
 
@@ -79,15 +81,7 @@ class PlanForm(ModalScreen[PlanDraft | None]):
             self.query_one("#f-title", Input).focus()
 
     def _show_error(self, field: str | None, message: str) -> None:
-        for label in self.query(".field-error").results(Label):
-            label.update("")
-            label.display = False
-        target = field if field in ("title", "starts") else "form"
-        error = self.query_one(f"#err-{target}", Label)
-        error.update(Text(message))
-        error.display = True
-        if target != "form":
-            self.query_one(f"#f-{target}", Input).focus()
+        show_field_error(self, field if field in ("title", "starts") else None, message)
 
     def on_input_submitted(self) -> None:
         self.action_save()

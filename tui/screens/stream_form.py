@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -12,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Footer, Input, Label
 
 from tui.client import StreamDraft
+from tui.screens.field_errors import show_field_error
 
 FIELDS = (("title", "Title", "What is on? (required)"),
           ("summary", "Summary", "One line for the discovery page"),
@@ -95,16 +95,8 @@ class StreamForm(ModalScreen[StreamDraft | None]):
             self.query_one("#f-title", Input).focus()
 
     def _show_error(self, field: str | None, message: str) -> None:
-        for label in self.query(".field-error").results(Label):
-            label.update("")
-            label.display = False
         known = {n for n, _, _ in FIELDS} | set(RECORDING_FIELDS)
-        target = field if field in known else "form"
-        error = self.query_one(f"#err-{target}", Label)
-        error.update(Text(message))
-        error.display = True
-        if target != "form":
-            self.query_one(f"#f-{target}").focus()
+        show_field_error(self, field if field in known else None, message)
 
     def on_input_submitted(self) -> None:
         self.action_save()
