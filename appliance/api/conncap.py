@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from media.rtmp.server import FilteredServer, RefusalLog
+from media.rtmp.server import FilteredServer, RefusalLog, bind_tcp
 
 # ---- connection hygiene for the public site -------------------------------------------------
 # aiohttp has no request-head deadline and no per-address cap (docs/threat-model.md §http):
@@ -122,16 +122,7 @@ class CappedTCPSite(web.TCPSite):
         cap = self.cap
         sock = self._sock
         if sock is None:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(address)
-            except OSError:
-                sock.close()
-                raise
+            sock = await bind_tcp(self._host, self._port)
         # Refused addresses are turned away before asyncio builds a transport for them
         # (FilteredServer); _CappedConnection does the accounting of admitted ones.
         filtered = FilteredServer(sock, lambda: _CappedConnection(server, cap), cap.admits,

@@ -699,6 +699,22 @@ class RtmpConnection(asyncio.Protocol):
         self.drop(f"{kind}-deadline")
 
 
+async def bind_tcp(host: str | None, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (the first address it resolves to, SO_REUSEADDR),
+    not yet listening: what :class:`FilteredServer` serves (RTMP here, HTTP in the appliance)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def start_rtmp_server(
     host: str,
     port: int,
@@ -769,15 +785,6 @@ async def start_rtmp_server(
         return True
 
     if sock is None:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-        except OSError:
-            sock.close()
-            raise
+        sock = await bind_tcp(host, port)
     return FilteredServer(sock, lambda: RtmpConnection(make_handler(), limits), admit,
                           backlog=LISTEN_BACKLOG)
