@@ -89,11 +89,6 @@ def key_matches(key: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_key(key), stored_hash)
 
 
-def redact_key(key: str) -> str:
-    """A loggable stand-in for a stream key (never log keys themselves)."""
-    return f"{key[:5]}…({len(key)} chars)" if len(key) > 8 else "…"
-
-
 @dataclass(frozen=True, slots=True)
 class ChannelFields:
     """The operator-editable description of a channel."""
