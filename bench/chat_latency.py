@@ -92,7 +92,7 @@ def main() -> None:
     relay.start()
     app = ApplianceProcess(short_tmpdir(), env_overrides={
         "HEARTH_NOSTR_RELAYS": relay.url, "HEARTH_LOG_LEVEL": "WARNING",
-        "PYTHONASYNCIODEBUG": "0"})
+        "PYTHONASYNCIODEBUG": ""})  # any non-empty value, "0" too, enables debug mode
     app.start()
     try:
         sid = app.create_stream("Latency bench")["id"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+import tui.screens.main
 from appliance.api.schema import (
     AddressBlock,
     ChatChange,
@@ -110,8 +111,12 @@ def test_errors(snap_compare: Snap, size: tuple[int, int]) -> None:
 
 
 @SIZES
-def test_lost_connection(snap_compare: Snap, size: tuple[int, int]) -> None:
+def test_lost_connection(snap_compare: Snap, size: tuple[int, int],
+                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The socket drops: a banner says so and the last known state stays on screen."""
+    # The feed retries on a real timer and the banner names the growing backoff: a constant
+    # backoff keeps the banner the same however many retries a slow run sees before the shot.
+    monkeypatch.setattr(tui.screens.main, "BACKOFF", (0.5,))
     fake = one_live()
 
     async def cut(pilot: Pilot[Any]) -> None:
