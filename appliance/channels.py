@@ -113,13 +113,17 @@ class BroadcastNotFound(LookupError):
 
 
 class PublishRefused(Exception):
-    """A publish request is refused; ``code`` is the RTMP onStatus code to send."""
+    """A publish request is refused; ``code`` is the RTMP onStatus code to send (other ingest
+    protocols map ``auth`` refusals to their own answer, e.g. WHIP's 401)."""
 
     def __init__(self, code: str, description: str, *, auth: bool = False) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.auth = auth
+        self.delay = 0.0
+        """Seconds to wait before telling the publisher (set by the ingest gate for wrong
+        keys: it slows brute force)."""
 
 
 INVALID_KEY = "invalid stream key (check OBS Settings → Stream)"

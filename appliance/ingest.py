@@ -274,47 +274,70 @@ class IngestHandler:
     # ---- publish decisions -------------------------------------------------------------------
 
     def _publish(self, conn: RtmpConnection, st: _ConnState, ev: PublishRequested) -> None:
-        name = ev.stream_name
+        if st.app is not None and st.app.split("?")[0].strip("/") != self.config.app:
+            self._refuse(conn, st, ev.message_stream_id, PublishRefused(
+                "NetStream.Publish.BadName",
+                f"unknown application; use rtmp://HOST:{self.config.port}/{self.config.app}"))
+            return
         try:
-            if st.app is not None and st.app.split("?")[0].strip("/") != self.config.app:
-                raise PublishRefused(
-                    "NetStream.Publish.BadName",
-                    f"unknown application; use rtmp://HOST:{self.config.port}/{self.config.app}",
-                )
-            if not STREAM_NAME_RE.fullmatch(name):
-                raise PublishRefused("NetStream.Publish.BadName", INVALID_KEY, auth=True)
-            # The key is checked even for a blocked address: a block stops wrong guesses,
-            # never the owner's correct key (issue 9 §3).
-            channel_id = self.service.authorize(name)
+            channel_id = self.check_key(ev.stream_name, conn.peer[0])
         except PublishRefused as refusal:
-            self._refuse(conn, st, ev.message_stream_id, refusal)
+            self._refuse(conn, st, ev.message_stream_id, refusal, counted=True)
             return
         if not conn.session.accept_publish(ev.message_stream_id):
             return  # the peer withdrew or hung up before the decision: nothing to attach
-        self.throttle.success(conn.peer[0])
         st.link = _Link(conn)
         st.channel_id = channel_id
         self.service.attach(channel_id, st.link)
 
-    def _refuse(self, conn: RtmpConnection, st: _ConnState, msid: int,
-                refusal: PublishRefused) -> None:
-        addr = conn.peer[0]
-        st.refused = True
-        code, description = refusal.code, refusal.description
+    # ---- the ingest-agnostic publisher gate (RTMP, WHIP, SRT, ...) ---------------------------
+
+    def check_key(self, key: str, addr: str) -> str:
+        """Check a publisher's key for any ingest protocol; returns the channel id.
+
+        The one gate every ingest goes through: the same constant-time key check, per-address
+        wrong-key counting and blocks, and the same aggregated refusal log as RTMP
+        (docs/threat-model.md §stream-keys). A refusal is counted here; the caller sends it
+        after ``refusal.delay`` seconds (never sleeping on the loop: ``call_later`` or an
+        ``await asyncio.sleep`` in its own task).
+
+        Raises:
+            PublishRefused: with ``auth=True`` and ``delay`` set.
+        """
+        try:
+            if not STREAM_NAME_RE.fullmatch(key):
+                raise PublishRefused("NetStream.Publish.BadName", INVALID_KEY, auth=True)
+            # Checked even for a blocked address: a block stops wrong guesses, never the
+            # owner's correct key (issue 9 §3).
+            channel_id = self.service.authorize(key)
+        except PublishRefused as refusal:
+            self.count_refusal(addr, refusal)
+            raise
+        self.throttle.success(addr)
+        return channel_id
+
+    def count_refusal(self, addr: str, refusal: PublishRefused) -> None:
+        """Count a refusal (throttle, refusal log) and set its ``delay`` and final text."""
         blocked_now = False
-        delay = 0.0
         if refusal.auth:
             if self.throttle.blocked(addr):
                 # Same code as any wrong key; the text says why retrying is pointless. The
                 # full delay (no randomness) keeps a blocked guesser slow.
                 self.throttle.failure(addr)
-                description = BLOCKED_TEXT
-                delay = self.config.auth_failure_delay
+                refusal.description = BLOCKED_TEXT
+                refusal.delay = self.config.auth_failure_delay
             else:
                 blocked_now = self.throttle.failure(addr)
                 # A random delay before a key refusal slows brute force (MediaMTX: 0–4 s).
-                delay = random.uniform(0, self.config.auth_failure_delay)
-        self.refusals.add(addr, description, blocked_now)
+                refusal.delay = random.uniform(0, self.config.auth_failure_delay)
+        self.refusals.add(addr, refusal.description, blocked_now)
+
+    def _refuse(self, conn: RtmpConnection, st: _ConnState, msid: int,
+                refusal: PublishRefused, *, counted: bool = False) -> None:
+        st.refused = True
+        if not counted:
+            self.count_refusal(conn.peer[0], refusal)
+        code, description, delay = refusal.code, refusal.description, refusal.delay
 
         def send() -> None:
             # A decision that arrives after the connection moved on is a no-op in the

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,13 +27,24 @@ from appliance.viewers import ViewerCounter
 from media.depacketizer import FlvDepacketizer
 from media.health import HealthMeter, HealthSnapshot
 from media.hls.segmenter import HlsMuxer
-from media.units import CodecConfig, MediaUnit
+from media.timeline import SessionRebaser
+from media.units import CodecConfig, MediaUnit, TrackKind
 
 logger = logging.getLogger(__name__)
 
 
 class PublisherLink(Protocol):
-    """What a broadcast needs from an ingest connection (implemented in :mod:`appliance.ingest`)."""
+    """What a broadcast needs from an ingest connection, whatever its protocol.
+
+    Implemented by RTMP (:mod:`appliance.ingest`) and WHIP (:mod:`appliance.whip`). The ingest
+    seam for any protocol: key through ``IngestHandler.check_key``, then
+    ``ChannelService.attach(channel_id, link)`` → :class:`LiveBroadcast`, media through
+    :meth:`LiveBroadcast.video_tag`/:meth:`~LiveBroadcast.audio_tag` (FLV bodies) or
+    :meth:`LiveBroadcast.publish_units` (units on the publisher's own 90 kHz clock), then
+    ``ChannelService.detach(channel_id, link, reason)``. ``end`` is how the service drops the
+    publisher (takeover, key rotation, operator end); ``code`` is an RTMP onStatus code that
+    other protocols may ignore.
+    """
 
     id: int
     remote: str
@@ -128,6 +140,9 @@ class LiveBroadcast:
         self.ingest_session_id: int | None = None
         self._malformed = 0
         self._last_error = ""
+        self._rebaser = SessionRebaser()
+        self._unit_dts: dict[TrackKind, int] = {}
+        self._high_water = -1  # highest dts published, whichever ingest fed it
 
     def start(self) -> None:
         self._hls.start()
@@ -212,9 +227,33 @@ class LiveBroadcast:
     def audio_tag(self, timestamp: int, body: bytes) -> None:
         self._publish(self._depacketizer.audio_tag(timestamp, body))
 
+    def publish_units(self, outputs: Iterable[MediaUnit | CodecConfig]) -> None:
+        """Publish units an ingest built itself (WHIP, SRT): the ingest-agnostic media seam.
+
+        Unit timestamps are 90 kHz ticks on the publisher session's own clock (any origin,
+        already unwrapped); they are moved onto the broadcast's monotonic timeline here,
+        continuing after whatever any earlier publisher sent (reconnects, takeovers, a switch
+        of protocol). A :class:`CodecConfig` equal to the one in force is dropped.
+        """
+        mapped: list[MediaUnit | CodecConfig] = []
+        for out in outputs:
+            if isinstance(out, MediaUnit):
+                dts = self._rebaser.map(out.dts)
+                last = self._unit_dts.get(out.kind)
+                if last is not None and dts <= last:
+                    dts = last + 1  # each track strictly increasing, as the FLV path keeps it
+                self._unit_dts[out.kind] = dts
+                mapped.append(dataclasses.replace(out, dts=dts,
+                                                  pts=dts + max(0, out.pts - out.dts)))
+            elif out != self._publisher.config:
+                mapped.append(out)
+        self._publish(mapped)
+
     def _publish(self, outputs: list[MediaUnit | CodecConfig]) -> None:
         for out in outputs:
             if isinstance(out, MediaUnit):
+                if out.dts > self._high_water:
+                    self._high_water = out.dts
                 self._health.add(out)
                 self._publisher.publish(out)
             else:
@@ -235,7 +274,9 @@ class LiveBroadcast:
         resumed = self._health.units > 0 or self.grace_until is not None
         self._cancel_grace()
         self._link = link
-        self._depacketizer.new_session()
+        self._depacketizer.new_session(self._high_water, self._publisher.config)
+        self._rebaser.new_session(self._high_water)
+        self._unit_dts.clear()
         if resumed:
             self.reconnects += 1
             self._publisher.discontinuity()

@@ -82,9 +82,17 @@ class FlvDepacketizer:
         self._last_dts: dict[TrackKind, int] = {}
         self.frames_before_config = 0
 
-    def new_session(self) -> None:
-        """A new publisher connection: expect fresh sequence headers and a restarted clock."""
-        self.timeline.new_session()
+    def new_session(self, floor: int = -1, config: CodecConfig | None = None) -> None:
+        """A new publisher connection: expect fresh sequence headers and a restarted clock.
+
+        Args:
+            floor: the stream's highest timestamp so far (another ingest may have fed it).
+            config: the codec configuration the stream has now (another ingest may have
+                changed it), so an unchanged sequence header is recognised as such.
+        """
+        self.timeline.new_session(floor)
+        if config is not None:
+            self.video, self.audio = config.video, config.audio
 
     def _dts(self, kind: TrackKind, timestamp_ms: int) -> int:
         dts = self.timeline.map(timestamp_ms)

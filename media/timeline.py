@@ -38,10 +38,12 @@ class Timeline:
         """The highest timestamp handed out so far (-1 before the first)."""
         return self._high_water
 
-    def new_session(self) -> None:
-        """A new publisher connection: the next timestamp starts just after the high water."""
+    def new_session(self, floor: int = -1) -> None:
+        """A new publisher connection: the next timestamp starts just after the high water
+        (or after ``floor``, the stream's high water when another ingest fed it meanwhile)."""
         self._offset = None
         self._last_raw = None
+        self._high_water = max(self._high_water, floor)
 
     def map(self, timestamp_ms: int) -> int:
         """Convert one RTMP timestamp (any 32-bit value) to timeline ticks."""
@@ -65,4 +67,41 @@ class Timeline:
         out = ext * _TICKS_PER_MS + self._offset
         if out > self._high_water:
             self._high_water = out
+        return out
+
+
+class SessionRebaser:
+    """Maps a publisher session's own 90 kHz ticks (any origin) onto the stream's timeline.
+
+    For ingest protocols that deliver 90 kHz timestamps already unwrapped (WHIP after RTP/RTCP
+    synchronisation, SRT after MPEG-TS PTS unwrapping): the first timestamp of a session, and
+    any jump of more than :data:`MAX_JUMP_MS`, continues just after the stream's high water;
+    each track stays strictly increasing; ``pts - dts`` is kept.
+    """
+
+    def __init__(self) -> None:
+        self._offset: int | None = None
+        self._last_in: int | None = None
+        self._floor = -1
+        self.rebases = 0
+
+    def new_session(self, floor: int) -> None:
+        """A new publisher session; ``floor`` is the highest tick the stream has used so far."""
+        self._offset = None
+        self._last_in = None
+        self._floor = floor
+
+    def map(self, ticks: int) -> int:
+        """The stream-timeline tick of a session tick (callers keep tracks increasing)."""
+        if self._last_in is not None and abs(ticks - self._last_in) > MAX_JUMP_MS * _TICKS_PER_MS:
+            self._offset = None
+        self._last_in = ticks
+        if self._offset is None:
+            start = 0 if self._floor < 0 else self._floor + REBASE_GAP_TICKS
+            if self._floor >= 0:
+                self.rebases += 1
+            self._offset = start - ticks
+        out = ticks + self._offset
+        if out > self._floor:
+            self._floor = out
         return out

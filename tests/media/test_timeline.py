@@ -62,3 +62,15 @@ def test_output_never_goes_below_previous_high_water_after_a_rebase(
         else:
             t.map(ms)
     assert t.high_water >= 0
+
+
+def test_session_rebaser_continues_after_the_floor_and_rebases_jumps() -> None:
+    from media.timeline import REBASE_GAP_TICKS, SessionRebaser
+    r = SessionRebaser()
+    r.new_session(-1)
+    assert r.map(5_000_000) == 0 and r.map(5_090_000) == 90_000
+    r.new_session(200_000)  # another ingest fed the stream up to 200_000
+    assert r.map(7) == 200_000 + REBASE_GAP_TICKS
+    assert r.map(7 + 9000) == 200_000 + REBASE_GAP_TICKS + 9000
+    high = 200_000 + REBASE_GAP_TICKS + 9000
+    assert r.map(10**12) == high + REBASE_GAP_TICKS  # a clock jump: continue, do not leap
