@@ -15,6 +15,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from .client import (
+    ClientState,
+    PublishFailed,
+    PublishStarted,
+    RtmpClientEvent,
+    RtmpClientSession,
+    ServerClosed,
+)
 from .errors import LocalProtocolError, RemoteProtocolError, RtmpError
 from .flv import (
     AudioTag,
@@ -39,6 +47,7 @@ from .session import (
     VideoReceived,
     redact_stream_name,
 )
+from .url import RtmpUrl, RtmpUrlError, parse_rtmp_url
 
 if TYPE_CHECKING:
     from .server import RtmpConnection, RtmpHandler, start_rtmp_server
@@ -57,18 +66,26 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AudioReceived",
     "AudioTag",
+    "ClientState",
     "Connected",
     "ConnectionClosed",
     "FlvParseError",
     "LocalProtocolError",
     "ProtocolFailed",
+    "PublishFailed",
     "PublishRequested",
+    "PublishStarted",
     "RemoteProtocolError",
+    "RtmpClientEvent",
+    "RtmpClientSession",
     "RtmpConnection",
     "RtmpError",
     "RtmpEvent",
     "RtmpHandler",
     "RtmpServerSession",
+    "RtmpUrl",
+    "RtmpUrlError",
+    "ServerClosed",
     "SessionState",
     "StreamMetadata",
     "Unpublished",
@@ -77,6 +94,7 @@ __all__ = [
     "VideoReceived",
     "VideoTag",
     "parse_audio_tag",
+    "parse_rtmp_url",
     "parse_video_tag",
     "redact_stream_name",
     "start_rtmp_server",
