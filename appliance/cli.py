@@ -36,6 +36,7 @@ from appliance.api.schema import (
 )
 from appliance.cli_blocks import add_block_parser, block_command
 from appliance.cli_recordings import add_recording_parser, recording_command
+from appliance.cli_restream import add_restream_parser, target_lines
 from appliance.cli_webhooks import add_webhook_parser
 from appliance.config import (
     ConfigError,
@@ -169,6 +170,10 @@ def _print_channel(c: AdminChannel) -> None:
               f"{_viewers(c.live)}")
     for p in c.planned:
         print(f"  planned: {safe_text(p.title)} (broadcast {p.id}) at {_when(p.starts)}")
+    if c.restream:
+        print("  restream:")
+        for t in c.restream:
+            print("\n".join(f"    {line}" for line in target_lines(t)))
 
 
 def _print_stream(s: AdminStream) -> None:
@@ -600,6 +605,7 @@ def _add_channel(sub: Any, common: argparse.ArgumentParser) -> None:
                  "  hearth channel delete 3f2a9c1b7d0e", parents=[common])
     p.add_argument("id")
     _json_flag(p)
+    add_restream_parser(csub, common)
 
 
 def _add_broadcast(sub: Any, common: argparse.ArgumentParser) -> None:

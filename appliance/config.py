@@ -272,6 +272,30 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RestreamConfig:
+    """``[restream]``: simulcast of live broadcasts to RTMP/RTMPS targets
+    (``hearth channel restream``; docs/threat-model.md §restream)."""
+
+    ca_file: str = ""
+    """PEM file of extra CA certificates trusted for ``rtmps://`` targets, besides the system
+    store (a private CA, tests); empty: the system store only."""
+    connect_timeout: float = 10.0
+    """Seconds a target may take to accept the connection, the TLS and RTMP handshakes and the
+    publish."""
+    stall_timeout: float = 20.0
+    """Seconds a target may stop reading before it is dropped and reconnected (meanwhile its
+    queue drops frames to the next keyframe, counted)."""
+    retry_base: float = 1.0
+    """Seconds before the first reconnect to a failed target; each further attempt waits about
+    twice as long."""
+    retry_cap: float = 30.0
+    """Longest wait between two reconnect attempts, in seconds."""
+    queue_units: int = 600
+    """Frames (video and audio) a target may lag behind before its backlog is dropped and it
+    resumes at the next keyframe (600: about 8 s of 30 fps video with AAC)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration (top-level keys, then one table per section)."""
 
@@ -290,6 +314,7 @@ class Config:
     nostr: NostrConfig = field(default_factory=NostrConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    restream: RestreamConfig = field(default_factory=RestreamConfig)
 
     # ---- derived values -------------------------------------------------------------------
 
@@ -798,6 +823,16 @@ def _validate_webhooks(w: WebhooksConfig) -> None:
     _between("webhooks.max_pending", w.max_pending, 1, 1_000_000)
     _between("webhooks.concurrency", w.concurrency, 1, 256)
 
+def _validate_restream(r: RestreamConfig) -> None:
+    if r.ca_file and not Path(r.ca_file).is_file():
+        raise ConfigError("restream.ca_file", f"no such file: {r.ca_file}")
+    _between("restream.connect_timeout", r.connect_timeout, 0.1, 300, " seconds")
+    _between("restream.stall_timeout", r.stall_timeout, 0.5, 3600, " seconds")
+    _between("restream.retry_base", r.retry_base, 0.01, 3600, " seconds")
+    _between("restream.retry_cap", r.retry_cap, r.retry_base, 86400, " seconds")
+    _between("restream.queue_units", r.queue_units, 10, 100_000)
+
+
 def validate(config: Config) -> None:
     """Check ranges and cross-field rules, section by section.
 
@@ -813,4 +848,5 @@ def validate(config: Config) -> None:
     _validate_nostr(config.nostr)
     _validate_recording(config.recording)
     _validate_webhooks(config.webhooks)
+    _validate_restream(config.restream)
 

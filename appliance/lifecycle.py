@@ -39,6 +39,7 @@ from appliance.delivery.storage import Storage
 from appliance.ingest import IngestHandler
 from appliance.listeners import Listeners, bind_listeners, ensure_not_running
 from appliance.nostr.service import NostrService
+from appliance.restream import RestreamService
 from appliance.state import AppState
 from appliance.tasks import BackgroundTasks
 from appliance.webhooks.service import WebhookService
@@ -166,6 +167,12 @@ class Appliance:
         await webhooks.start()
         self._stack.push_async_callback(webhooks.close)
 
+        # Before ingest starts, so a broadcast's start is never missed.
+        restream = RestreamService(store, bus, service, config.restream,
+                                   queue_units=config.restream.queue_units)
+        await restream.start()
+        self._stack.push_async_callback(restream.close)
+
         ingest = IngestHandler(service, config.rtmp)
         rtmp_stats = RtmpServerStats(RefusalLog(logging.getLogger("media.rtmp.server"), "rtmp"))
         ingest.rtmp_stats = rtmp_stats
@@ -207,7 +214,7 @@ class Appliance:
         nostr.use_media(delivery)  # ended 30311s carry their recording's URL
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
                          static_files=load_static(), nostr=nostr, delivery=delivery,
-                         media=delivery, webhooks=webhooks)
+                         media=delivery, webhooks=webhooks, restream=restream)
         self.state = state
         public_app = build_public_app(state)
         public_app.middlewares.append(body_timeout_middleware(config.http.body_timeout))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from appliance.delivery.service import Delivery
     from appliance.ingest import IngestHandler
     from appliance.nostr.service import NostrService
+    from appliance.restream import RestreamService
     from appliance.webhooks.service import WebhookService
     from appliance.webrtc import WebRtcManager
 
@@ -43,3 +44,5 @@ class AppState:
     """Recording/thumbnail URLs per broadcast; None until a recorder provides them."""
     webhooks: WebhookService | None = None
     """Webhook endpoints and their outbox (None only in tests that build a bare state)."""
+    restream: RestreamService | None = None
+    """Simulcast targets and their runners (None only in tests that build a bare state)."""

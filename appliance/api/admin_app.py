@@ -10,6 +10,7 @@ from appliance.api.admin_common import MAX_BODY, STATE
 from appliance.api.admin_events import add_event_stream
 from appliance.api.admin_nostr import add_nostr_routes
 from appliance.api.admin_recordings import add_recording_routes
+from appliance.api.admin_restream import add_restream_routes
 from appliance.api.admin_webhooks import add_webhook_routes
 from appliance.state import AppState
 
@@ -23,4 +24,5 @@ def build_admin_app(state: AppState) -> web.Application:
     add_block_routes(app, STATE)
     add_recording_routes(app)
     add_webhook_routes(app)
+    add_restream_routes(app)
     return app

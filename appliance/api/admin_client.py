@@ -30,6 +30,7 @@ from appliance.api.schema import (
     Dto,
     LogEvent,
     RelayInfo,
+    RestreamTarget,
     SchemaError,
     SseFrame,
     SseParser,
@@ -233,6 +234,10 @@ class UnixSocketAdminClient:
     async def test_webhook(self, webhook_id: str) -> str:
         data = await self.request("POST", f"/v1/webhooks/{quote(webhook_id, safe='')}/test")
         return _one(WebhookTestQueued, data).delivery_id
+
+    async def list_restream_targets(self, channel_id: str) -> list[RestreamTarget]:
+        return _many(RestreamTarget, await self.request(
+            "GET", f"/v1/channels/{quote(channel_id, safe='')}/restream"))
 
     async def list_events(self, limit: int = 100) -> list[LogEvent]:
         data = await self.request("GET", "/v1/events", params={"limit": str(limit)})

@@ -182,6 +182,58 @@ class AdminBroadcast(Dto):
     ingest: IngestInfo | None = None
 
 
+class RestreamState(enum.StrEnum):
+    """A simulcast target's state (``hearth channel restream list``)."""
+
+    IDLE = "idle"
+    """The channel is not live."""
+    CONNECTING = "connecting"
+    """Connecting, handshaking or waiting for the target to accept the publish."""
+    LIVE = "live"
+    """Publishing: media flows to the target."""
+    BACKOFF = "backoff"
+    """The last attempt failed or the connection dropped; retrying after a pause."""
+    FAILED = "failed"
+    """Several attempts in a row failed (still retrying, at the longest pause)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestreamTarget(Dto):
+    """A channel's simulcast target with its live figures; the key is only ever shown
+    redacted (``<key sha256:xxxxxxxx len=N>``, docs/threat-model.md §restream)."""
+
+    id: int
+    channel_id: str
+    server_url: str
+    """``rtmp[s]://host:port/app`` (the key is not part of it)."""
+    key: str
+    """The redacted key."""
+    created_at: float
+    state: RestreamState = RestreamState.IDLE
+    bitrate_kbps: float = 0.0
+    """Sent in the last few seconds (headers included)."""
+    bytes_sent: int = 0
+    """Sent during the current broadcast, over every connection."""
+    frames_dropped: int = 0
+    """Frames dropped because the target fell behind (it resumes at the next keyframe)."""
+    connects: int = 0
+    """Connections that reached ``live`` during the current broadcast."""
+    failures: int = 0
+    """Failed attempts in a row."""
+    last_error: str | None = None
+    live_since: float | None = None
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestreamCreate(Dto):
+    """``POST /v1/channels/{id}/restream`` body: the URL (with the key as its last path
+    segment, or without it and ``key`` given)."""
+
+    url: str
+    key: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class AdminChannel(Dto):
     """A channel with its live broadcast (if any) and its upcoming planned ones."""
@@ -201,6 +253,8 @@ class AdminChannel(Dto):
     live: AdminBroadcast | None = None
     planned: list[AdminBroadcast] = field(default_factory=list)
     broadcasts_total: int = 0
+    restream: list[RestreamTarget] = field(default_factory=list)
+    """Simulcast targets with their state (keys redacted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +307,8 @@ class AdminStream(Dto):
     """Whether the channel's broadcasts are recorded (defaults: an older appliance)."""
     retention_days: int | None = None
     """Its recordings are deleted after this many days (None: the appliance's default)."""
+    restream: list[RestreamTarget] = field(default_factory=list)
+    """Simulcast targets with their state (keys redacted; empty from an older appliance)."""
 
 
 @dataclass(frozen=True, slots=True)

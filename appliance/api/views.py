@@ -14,6 +14,7 @@ from appliance.api.schema import (
     AdminStream,
     ChannelCredentials,
     IngestInfo,
+    RestreamTarget,
 )
 from appliance.domain import Broadcast, BroadcastStatus, Channel
 from appliance.live import LiveBroadcast
@@ -71,6 +72,11 @@ def admin_broadcast(state: AppState, b: Broadcast) -> AdminBroadcast:
     )
 
 
+def restream_targets(state: AppState, channel_id: str) -> list[RestreamTarget]:
+    """The channel's simulcast targets with their state (keys redacted)."""
+    return state.restream.targets(channel_id) if state.restream is not None else []
+
+
 def admin_channel(state: AppState, c: Channel, broadcasts: list[Broadcast]) -> AdminChannel:
     """``broadcasts``: the channel's broadcasts, newest first (any number; only live and
     planned ones are embedded)."""
@@ -86,6 +92,7 @@ def admin_channel(state: AppState, c: Channel, broadcasts: list[Broadcast]) -> A
         live=admin_broadcast(state, live) if live else None,
         planned=[admin_broadcast(state, b) for b in planned[:10]],
         broadcasts_total=len(broadcasts),
+        restream=restream_targets(state, c.id),
     )
 
 
@@ -120,6 +127,7 @@ def admin_stream(state: AppState, c: Channel, latest: Broadcast | None,
         next_planned_title=planned.title if planned else None,
         next_planned_at=planned.starts if planned else None,
         record=c.record, retention_days=c.retention_days,
+        restream=restream_targets(state, c.id),
     )
 
 

@@ -270,6 +270,26 @@ def m_webhooks(db: Database) -> None:
     )
 
 
+@migration
+def m_restream_targets(db: Database) -> None:
+    # Simulcast targets of a channel (issue 16 §1). The stream key is stored as given: it must
+    # be sent to the target, so it cannot be hashed; the database file is 0600 in a 0700 data
+    # dir and the key is never returned by the admin API (docs/threat-model.md §restream).
+    _script(
+        db,
+        """
+        CREATE TABLE restream_targets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            channel_id TEXT NOT NULL REFERENCES channels(id),
+            server_url TEXT NOT NULL,
+            stream_key TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX restream_targets_channel ON restream_targets(channel_id)
+        """
+    )
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.
