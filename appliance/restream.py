@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import ssl
@@ -377,6 +378,7 @@ class RestreamService:
         self.queue_units = queue_units
         self._rows: dict[str, dict[int, rq.TargetRow]] = {}
         self._runners: dict[int, TargetRunner] = {}
+        self._last: dict[int, RestreamTarget] = {}  # figures of runners that stopped
         self._ssl: ssl.SSLContext | None = None
         self._tasks = BackgroundTasks("restream")
 
@@ -421,12 +423,19 @@ class RestreamService:
                 continue
             if runner.done or runner.lb is not lb or target_id not in rows:
                 del self._runners[target_id]
+                self._remember(runner)
                 self._tasks.spawn(runner.stop(), f"restream-stop-{target_id}")
         if lb is None or lb.ended or lb.link is None:
             return  # not publishing: runners start when a publisher arrives
         for row in rows.values():
             if row.id not in self._runners:
                 self._start_runner(row, lb)
+
+    def _remember(self, runner: TargetRunner) -> None:
+        """Keep a stopped runner's figures (bytes, drops, last error of the last broadcast)."""
+        self._last[runner.row.id] = dataclasses.replace(
+            runner.status(), state=RestreamState.IDLE, bitrate_kbps=0.0, live_since=None,
+            next_attempt_at=None)
 
     def _start_runner(self, row: rq.TargetRow, lb: LiveBroadcast) -> None:
         try:
@@ -446,8 +455,13 @@ class RestreamService:
         out = []
         for row in self._rows.get(channel_id, {}).values():
             runner = self._runners.get(row.id)
-            if runner is not None and not runner.done:
-                out.append(runner.status())
+            last = self._last.get(row.id)
+            if runner is not None:
+                status = runner.status()
+                out.append(status if not runner.done else dataclasses.replace(
+                    status, state=RestreamState.IDLE, bitrate_kbps=0.0))
+            elif last is not None:
+                out.append(last)
             else:
                 out.append(RestreamTarget(
                     id=row.id, channel_id=channel_id, server_url=row.server_url,
@@ -490,6 +504,7 @@ class RestreamService:
             raise TargetNotFound(str(target_id))
         await self.store.write(lambda db: rq.delete_target(db, channel_id, target_id))
         row = self._rows[channel_id].pop(target_id)
+        self._last.pop(target_id, None)
         runner = self._runners.pop(target_id, None)
         if runner is not None:
             await runner.stop()
