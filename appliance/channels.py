@@ -56,6 +56,7 @@ from appliance.domain import (
     Channel,
     ChannelFields,
     ValidationError,
+    Visibility,
     hash_key,
     key_matches,
     new_id,
@@ -144,6 +145,10 @@ class ChannelService:
         self._last_ended: dict[str, LiveBroadcast] = {}  # channel id → its last, recently ended
         self._planned: dict[str, dict[str, float | None]] = {}  # channel → {broadcast: starts}
         self._last_viewers: dict[str, tuple[int, int, int]] = {}
+        # Visibility, in memory so every media request can be checked without SQLite:
+        # channel id → its visibility; broadcast id → (channel id, its own or None).
+        self._channel_vis: dict[str, Visibility] = {}
+        self._broadcast_vis: dict[str, tuple[str, Visibility | None]] = {}
         self._tasks = BackgroundTasks("channels")
 
     # ---- start-up and shutdown ---------------------------------------------------------------
@@ -156,6 +161,7 @@ class ChannelService:
         """
         hashes = await self.store.read(q.key_hashes)
         self._keys = {cid: h for h, cid in hashes.items()}
+        self._channel_vis, self._broadcast_vis = await self.store.read(q.visibilities)
         planned = await self.store.read(
             lambda db: q.list_broadcasts(db, status=BroadcastStatus.PLANNED, limit=100_000))
         for b in planned:
@@ -223,8 +229,10 @@ class ChannelService:
 
         channel = await self.store.write(tx)
         self._keys[channel_id] = key_hash
+        self._channel_vis[channel_id] = fields.visibility
         if first_broadcast:
             self._planned.setdefault(channel_id, {})[channel_id] = None
+            self._broadcast_vis[channel_id] = (channel_id, None)
         self.log("info", "channel.created", f"channel {channel.title!r} created", channel_id)
         self.bus.publish(ChannelChanged(channel_id=channel_id, reason=ChannelReason.CREATED))
         if first_broadcast:
@@ -242,16 +250,67 @@ class ChannelService:
         return await self.store.read(q.list_channels)
 
     async def update_channel(self, channel_id: str, fields: ChannelFields) -> Channel:
+        """Edit a channel. A visibility change applies at once to its live and planned
+        broadcasts that follow it (the next request of a viewer without a grant is refused;
+        the Nostr side deletes or announces their events on ``BroadcastChanged(UPDATED)``)."""
         fields = fields.validated()
-        await self.get_channel(channel_id)
+        before = await self.get_channel(channel_id)
         await self.store.write(lambda db: q.update_channel_fields(db, channel_id, fields))
+        self._channel_vis[channel_id] = fields.visibility
+        changed = before.visibility is not fields.visibility
+        if changed:
+            self.log("info", "channel.visibility",
+                     f"channel visibility {before.visibility.value} → {fields.visibility.value}",
+                     channel_id)
         self.bus.publish(ChannelChanged(channel_id=channel_id, reason=ChannelReason.UPDATED))
         lb = self._current.get(channel_id)
-        if lb is not None:  # the live broadcast shows the channel's description: republish it
-            self.bus.publish(BroadcastChanged(broadcast_id=lb.broadcast_id,
-                                              channel_id=channel_id,
+        following = {lb.broadcast_id} if lb is not None else set()
+        if changed:  # planned ones are announced too: their 30311 follows the change
+            following |= {bid for bid in self._planned.get(channel_id, {})
+                          if self._broadcast_vis.get(bid, (channel_id, None))[1] is None}
+        for bid in sorted(following):  # their description (or visibility) changed: republish
+            self.bus.publish(BroadcastChanged(broadcast_id=bid, channel_id=channel_id,
                                               reason=BroadcastReason.UPDATED))
         return await self.get_channel(channel_id)
+
+    async def set_broadcast_visibility(self, broadcast_id: str,
+                                       visibility: Visibility | None) -> Broadcast:
+        """Give one broadcast its own visibility (None: follow its channel again)."""
+        b = await self.get_broadcast(broadcast_id)
+        await self.store.write(
+            lambda db: q.set_broadcast_visibility(db, broadcast_id, visibility))
+        b = await self.get_broadcast(broadcast_id)
+        own = b.visibility if b.status is BroadcastStatus.ENDED else visibility
+        self._broadcast_vis[broadcast_id] = (b.channel_id, own)
+        self.log("info", "broadcast.visibility",
+                 f"broadcast {broadcast_id} is now {b.visibility.value}", b.channel_id)
+        self.bus.publish(BroadcastChanged(broadcast_id=broadcast_id, channel_id=b.channel_id,
+                                          reason=BroadcastReason.UPDATED))
+        return b
+
+    def touch_channel(self, channel_id: str) -> None:
+        """Tell consumers the channel's access changed (grants revoked): ``ChannelChanged``
+        (UPDATED), so open chat sockets and WHEP peers re-check their grants."""
+        self.bus.publish(ChannelChanged(channel_id=channel_id, reason=ChannelReason.UPDATED))
+
+    def visibility(self, broadcast_id: str) -> Visibility | None:
+        """A broadcast's effective visibility from memory (None: no such broadcast)."""
+        entry = self._broadcast_vis.get(broadcast_id)
+        if entry is None:
+            return None
+        channel_id, own = entry
+        return own or self._channel_vis.get(channel_id, Visibility.PUBLIC)
+
+    def channel_of(self, broadcast_id: str) -> str | None:
+        entry = self._broadcast_vis.get(broadcast_id)
+        return entry[0] if entry else None
+
+    def channel_visibility(self, channel_id: str) -> Visibility | None:
+        """A channel's visibility from memory (None: no such channel)."""
+        return self._channel_vis.get(channel_id)
+
+    def is_public(self, broadcast_id: str) -> bool:
+        return self.visibility(broadcast_id) is Visibility.PUBLIC
 
     async def rotate_key(self, channel_id: str) -> tuple[Channel, str]:
         """Issue a new key; the old one stops working at once (its publisher is dropped)."""
@@ -286,6 +345,9 @@ class ChannelService:
         await self.store.write(lambda db: q.mark_channel_deleted(db, channel_id, time.time()))
         self._keys.pop(channel_id, None)
         self._planned.pop(channel_id, None)
+        self._channel_vis.pop(channel_id, None)
+        for b in broadcasts:
+            self._broadcast_vis.pop(b.id, None)
         self.log("info", "channel.deleted", "channel deleted", channel_id)
         self.bus.publish(ChannelChanged(channel_id=channel_id, reason=ChannelReason.DELETED))
         for b in broadcasts:
@@ -294,9 +356,10 @@ class ChannelService:
 
     # ---- broadcasts --------------------------------------------------------------------------
 
-    async def plan(self, channel_id: str, title: str, starts: float) -> Broadcast:
+    async def plan(self, channel_id: str, title: str, starts: float,
+                   visibility: Visibility | None = None) -> Broadcast:
         """Announce a broadcast ahead (status planned); the channel's publish near ``starts``
-        takes it."""
+        takes it. ``visibility`` None: it follows the channel's."""
         title = validated_title(title)
         now = self.clock.time()
         if not now - PLANNED_STALE < starts < now + MAX_PLAN_AHEAD:
@@ -304,8 +367,9 @@ class ChannelService:
         await self.get_channel(channel_id)
         broadcast_id = new_id()
         b = await self.store.write(
-            lambda db: q.insert_planned(db, broadcast_id, channel_id, title, starts))
+            lambda db: q.insert_planned(db, broadcast_id, channel_id, title, starts, visibility))
         self._planned.setdefault(channel_id, {})[broadcast_id] = starts
+        self._broadcast_vis[broadcast_id] = (channel_id, visibility)
         self.log("info", "broadcast.planned", f"broadcast {title!r} planned", channel_id)
         self.bus.publish(BroadcastChanged(broadcast_id=broadcast_id, channel_id=channel_id,
                                           reason=BroadcastReason.PLANNED))
@@ -351,6 +415,7 @@ class ChannelService:
             self._planned.get(b.channel_id, {}).pop(broadcast_id, None)
             now = self.clock.time()
             await self.store.write(lambda db: q.end_broadcast(db, broadcast_id, now, reason))
+            self._freeze_visibility(broadcast_id, b.channel_id)
             self.log("info", "broadcast.ended", f"broadcast {b.title!r} ended: {reason}",
                      b.channel_id)
             self.bus.publish(BroadcastChanged(broadcast_id=broadcast_id,
@@ -447,6 +512,12 @@ class ChannelService:
             return  # an old, replaced connection
         self._disconnect(lb, reason, grace=True)
 
+    def _freeze_visibility(self, broadcast_id: str, channel_id: str) -> None:
+        # Mirrors q.end_broadcast: an ended broadcast keeps the visibility it ended with.
+        self._broadcast_vis[broadcast_id] = (
+            channel_id, self.visibility(broadcast_id) or self._channel_vis.get(
+                channel_id, Visibility.PUBLIC))
+
     def _take_planned(self, channel_id: str) -> str | None:
         plans = self._planned.get(channel_id)
         if not plans:
@@ -471,6 +542,7 @@ class ChannelService:
             first_msn = max(first_msn, prev.muxer.last_msn + 1)
         lb = LiveBroadcast(broadcast_id, channel_id, self.config.hls, first_msn=first_msn)
         lb.start()
+        self._broadcast_vis.setdefault(broadcast_id, (channel_id, None))
         self._current[channel_id] = lb
         self._runtimes[broadcast_id] = lb
         return lb
@@ -515,6 +587,7 @@ class ChannelService:
             q.end_broadcast(db, broadcast_id, now, reason)
 
         await self.store.write(tx)
+        self._freeze_visibility(broadcast_id, lb.channel_id)
 
         def forget() -> None:
             if self._runtimes.get(broadcast_id) is lb:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from appliance import cli_nostr
+from appliance import cli_access, cli_nostr
 from appliance.api.admin_client import ApplianceError, UnixSocketAdminClient
 from appliance.api.schema import (
     AdminBroadcast,
@@ -135,6 +135,8 @@ def _print_broadcast(b: AdminBroadcast) -> None:
               + (f" ({safe_text(b.end_reason)})" if b.end_reason else ""))
         print(f"  viewers {b.viewers} now, {b.peak_viewers} peak, {b.total_viewers} total; "
               f"reconnects {b.reconnects}")
+    print(f"  visibility {b.visibility}"
+          + ("" if b.own_visibility else " (follows its channel)"))
     print(f"  watch {b.watch_url}")
     print(f"  hls   {b.hls_url}")
     if b.recording_url:
@@ -162,6 +164,7 @@ def _print_channel(c: AdminChannel) -> None:
     retention = f"{c.retention_days} days" if c.retention_days else "until the disk cap"
     print(f"  recording {'on' if c.record else 'off'} (kept {retention}); "
           f"created {_when(c.created_at)}; {c.broadcasts_total} broadcast(s)")
+    print(f"  visibility {c.visibility}" + (" (password page on)" if c.has_password else ""))
     print(f"  server  {c.rtmp_url}  (key: hearth channel rotate-key {c.id})")
     print(f"  channel {c.channel_url}")
     print(f"  hls     {c.hls_url}")
@@ -202,6 +205,13 @@ def _channel_body(args: argparse.Namespace) -> dict[str, Any]:
         body["record"] = args.record
     if getattr(args, "retention_days", None) is not None:
         body["retention_days"] = args.retention_days
+    if getattr(args, "visibility", None) is not None:
+        body["visibility"] = args.visibility
+    password = getattr(args, "password", None)
+    if password is False:
+        body["password"] = None
+    elif password:
+        body["password"] = cli_access.read_password()
     return body
 
 
@@ -270,7 +280,8 @@ async def cmd_channel_edit(client: UnixSocketAdminClient, args: argparse.Namespa
     body = _channel_body(args)
     if not body:
         print("hearth channel edit: nothing to change (give --title, --summary, --tag, "
-              "--image, --record/--no-record or --retention-days)", file=sys.stderr)
+              "--image, --record/--no-record, --retention-days, --visibility or "
+              "--password/--no-password)", file=sys.stderr)
         return 2
     data = await client.request("PATCH", f"/v1/channels/{args.id}", body)
     if args.json:
@@ -333,8 +344,11 @@ async def _print_naddr(client: UnixSocketAdminClient, ident: str) -> None:
 
 
 async def cmd_broadcast_plan(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
-    data = await client.request("POST", "/v1/broadcasts", {
-        "channel_id": args.channel, "title": args.title, "starts": args.starts})
+    body: dict[str, Any] = {"channel_id": args.channel, "title": args.title,
+                            "starts": args.starts}
+    if args.visibility:
+        body["visibility"] = args.visibility
+    data = await client.request("POST", "/v1/broadcasts", body)
     if args.json:
         _json(data)
     else:
@@ -342,6 +356,17 @@ async def cmd_broadcast_plan(client: UnixSocketAdminClient, args: argparse.Names
         print(f"Planned: {safe_text(b.title)} (broadcast {b.id}) at {_when(b.starts)}; "
               "announced on Nostr as planned. Publishing with the channel's key near that time "
               "starts it.")
+    return 0
+
+
+async def cmd_broadcast_edit(client: UnixSocketAdminClient, args: argparse.Namespace) -> int:
+    visibility = None if args.visibility == "channel" else args.visibility
+    data = await client.request("PATCH", f"/v1/broadcasts/{args.id}",
+                                {"visibility": visibility})
+    if args.json:
+        _json(data)
+    else:
+        _print_broadcast(AdminBroadcast.from_dict(data))
     return 0
 
 
@@ -562,6 +587,18 @@ def _channel_fields(p: argparse.ArgumentParser, *, create: bool) -> None:
                      help="do not record its broadcasts (recording is on by default)")
     p.add_argument("--retention-days", type=_days, default=None, metavar="DAYS",
                    help="delete its recordings after DAYS days")
+    p.add_argument("--visibility", choices=VISIBILITIES, default=None,
+                   help="public (listed, on Nostr), unlisted (by link only) or private "
+                        "(needs a grant: hearth grant create)")
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument("--password", dest="password", action="store_true", default=None,
+                    help="set a viewer password (prompted, or one line on stdin)")
+    if not create:
+        pw.add_argument("--no-password", dest="password", action="store_false",
+                        help="remove the viewer password")
+
+
+VISIBILITIES = ("public", "unlisted", "private")
 
 
 def _add_channel(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -589,7 +626,9 @@ def _add_channel(sub: Any, common: argparse.ArgumentParser) -> None:
                  "Change a channel's title, summary, tags, image or recording policy. A live "
                  "broadcast's Nostr event follows the new description.",
                  "  hearth channel edit 3f2a9c1b7d0e --title \"Friday jazz\"\n"
-                 "  hearth channel edit 3f2a9c1b7d0e --no-record", parents=[common])
+                 "  hearth channel edit 3f2a9c1b7d0e --no-record\n"
+                 "  hearth channel edit 3f2a9c1b7d0e --visibility private --password",
+                 parents=[common])
     p.add_argument("id")
     _channel_fields(p, create=False)
     _json_flag(p)
@@ -635,6 +674,17 @@ def _add_broadcast(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--title", required=True)
     p.add_argument("--starts", required=True, type=_instant, metavar="ISO8601",
                    help="start time, e.g. 2026-12-04T20:00+01:00 (no offset: local time)")
+    p.add_argument("--visibility", choices=VISIBILITIES, default=None,
+                   help="its own visibility (default: its channel's)")
+    _json_flag(p)
+    p = _command(bsub, "edit", cmd_broadcast_edit, "change one broadcast's visibility",
+                 "Give one broadcast its own visibility (public, unlisted, private), or "
+                 "--visibility channel to make it follow its channel again. Takes effect at "
+                 "once: viewers without a grant are refused on their next request, and a "
+                 "broadcast that stops being public is deleted from Nostr relays (NIP-09).",
+                 "  hearth broadcast edit 9d8e7f6a5b4c --visibility private", parents=[common])
+    p.add_argument("id")
+    p.add_argument("--visibility", required=True, choices=[*VISIBILITIES, "channel"])
     _json_flag(p)
     p = _command(bsub, "end", cmd_broadcast_end, "end a broadcast now (or cancel a plan)",
                  "End a live broadcast now (its publisher is disconnected; the next publish "
@@ -752,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recording_parser(sub, common)
     sub.choices["recording"].set_defaults(func=recording_command, client=True)
     add_webhook_parser(sub, common)
+    cli_access.add_grant_parser(sub, common)
     _add_stream_aliases(sub, common)
     _command(sub, "tui", cmd_tui, "the operator's dashboard (Textual)",
              "Open the live dashboard on the running appliance.", "  hearth tui",

@@ -45,6 +45,29 @@ class BroadcastStatus(enum.Enum):
     ENDED = "ended"
 
 
+class Visibility(enum.Enum):
+    """Who may find and watch a channel's or broadcast's media (docs/threat-model.md §grants).
+
+    * ``public``: listed on ``/`` and the public API lists, announced on Nostr (NIP-53).
+    * ``unlisted``: anyone with the link may watch; never listed, never sent to relays.
+    * ``private``: like unlisted, and every page, playlist, media object, recording,
+      thumbnail, WHEP offer and chat connection needs a grant (a signed link or the channel
+      password).
+    """
+
+    PUBLIC = "public"
+    UNLISTED = "unlisted"
+    PRIVATE = "private"
+
+    @classmethod
+    def parse(cls, raw: object, field: str = "visibility") -> Visibility:
+        """The visibility named by ``raw``; raises :class:`ValidationError`."""
+        try:
+            return cls(raw)
+        except ValueError:
+            raise ValidationError(field, "must be public, unlisted or private") from None
+
+
 class ValidationError(ValueError):
     """User-supplied channel or broadcast fields are invalid; ``field`` names the offending one."""
 
@@ -100,6 +123,8 @@ class ChannelFields:
     record: bool = True
     retention_days: int | None = None
     """Recordings older than this are deleted (None: kept until the global disk cap)."""
+    visibility: Visibility = Visibility.PUBLIC
+    """Its live and planned broadcasts follow it (an ended one keeps what it had)."""
 
     def validated(self) -> ChannelFields:
         """Normalized copy; raises :class:`ValidationError` for bad input."""
@@ -117,7 +142,8 @@ class ChannelFields:
             raise ValidationError("summary", "contains control characters")
         return ChannelFields(title=title, summary=summary, tags=tags, image=image,
                              record=bool(self.record),
-                             retention_days=_retention(self.retention_days))
+                             retention_days=_retention(self.retention_days),
+                             visibility=Visibility.parse(self.visibility))
 
 
 def _retention(days: int | None) -> int | None:
@@ -168,6 +194,8 @@ class Channel:
     record: bool
     retention_days: int | None
     created_at: float
+    visibility: Visibility = Visibility.PUBLIC
+    has_password: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +224,7 @@ class Broadcast:
     end_reason: str | None = None
     reconnects: int = 0
     health: dict[str, object] | None = None
+    visibility: Visibility = Visibility.PUBLIC
+    """Effective: its own (set for it, or frozen when it ended), else its channel's."""
+    own_visibility: Visibility | None = None
+    """Set for this broadcast (None: it follows its channel while planned or live)."""

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from appliance import logsafe
+from appliance.access import AccessService
 from appliance.api.admin_app import build_admin_app
 from appliance.api.conncap import AddressCap, CappedTCPSite, body_timeout_middleware
 from appliance.api.peercred import PeerPolicy, peercred_middleware, policy_for_socket
@@ -154,6 +155,8 @@ class Appliance:
         service = ChannelService(config, store, bus)
         await service.start()
         self._stack.push_async_callback(service.close)
+        access = AccessService(store)  # grant secret, epochs, channel passwords
+        await access.start()
 
         delivery = Delivery(data, log=service.log, storage=self._recording_storage,
                             thumbnail_interval=config.recording.thumbnail_interval, bus=bus)
@@ -214,7 +217,8 @@ class Appliance:
         nostr.use_media(delivery)  # ended 30311s carry their recording's URL
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
                          static_files=load_static(), nostr=nostr, delivery=delivery,
-                         media=delivery, webhooks=webhooks, restream=restream)
+                         media=delivery, webhooks=webhooks, restream=restream,
+                         access=access)
         self.state = state
         public_app = build_public_app(state)
         public_app.middlewares.append(body_timeout_middleware(config.http.body_timeout))

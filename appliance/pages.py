@@ -208,5 +208,28 @@ def watch_page(stream: Broadcast, viewers: int, chat: dict[str, object] | None =
                    ("vendor/hls.min.js", "watch.js", "vendor/nostr-tools.js", "chat.js"))
 
 
+def private_page(*, password_channel: str | None = None, next_path: str = "/",
+                 message: str = "") -> str:
+    """What a viewer without a grant sees instead of a private broadcast or channel: no
+    title, no description (docs/threat-model.md §grants). ``password_channel``: the channel
+    has a password; the form posts it to ``/access/password/{channel}``. access.js exchanges a
+    ``#grant=`` link fragment for the grant cookie and reloads."""
+    form = ""
+    if password_channel is not None:
+        form = (
+            f'<form id="password-form" class="password-form" method="post" '
+            f'action="/access/password/{escape(password_channel)}">'
+            f'<input type="hidden" name="next" value="{escape(next_path)}">'
+            '<label for="password">Password</label> '
+            '<input id="password" name="password" type="password" maxlength="1024" '
+            'autocomplete="current-password" required> '
+            '<button type="submit">Watch</button></form>')
+    note = f'<p id="access-message" class="status" role="status">{escape(message)}</p>'
+    body = ("<h1>This broadcast is private</h1>"
+            "<p>Open the link you were given"
+            + (", or enter the channel's password" if form else "") + ".</p>" + note + form)
+    return _layout("Private broadcast", body, ("access.js",))
+
+
 def not_found_page() -> str:
     return _layout("Not found", "<h1>Not found</h1><p><a href=\"/\">All streams</a></p>")

@@ -13,6 +13,7 @@ from appliance.db import Store
 from appliance.viewers import ViewerTokens
 
 if TYPE_CHECKING:
+    from appliance.access import AccessService
     from appliance.api.conncap import AddressCap
     from appliance.delivery.service import Delivery
     from appliance.ingest import IngestHandler
@@ -42,6 +43,9 @@ class AppState:
     """Open public HTTP connections per address (set when the site starts)."""
     media: BroadcastMedia | None = None
     """Recording/thumbnail URLs per broadcast; None until a recorder provides them."""
+    access: AccessService | None = None
+    """Grants and channel passwords (None only in tests that build a bare state: then
+    private broadcasts refuse everyone)."""
     webhooks: WebhookService | None = None
     """Webhook endpoints and their outbox (None only in tests that build a bare state)."""
     restream: RestreamService | None = None

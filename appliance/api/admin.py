@@ -13,12 +13,20 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance.access.passwords import PasswordError, check_new_password
 from appliance.api.admin_common import STATE, error_response, json_body, route_param
 from appliance.api.schema import LogEvent, Status
 from appliance.api.views import admin_broadcast, admin_channel, admin_stream, credentials
 from appliance.channels import BroadcastNotFound, ChannelNotFound
 from appliance.db import queries as q
-from appliance.domain import ID_RE, BroadcastStatus, Channel, ChannelFields, ValidationError
+from appliance.domain import (
+    ID_RE,
+    BroadcastStatus,
+    Channel,
+    ChannelFields,
+    ValidationError,
+    Visibility,
+)
 
 
 def app_version() -> str:
@@ -44,6 +52,8 @@ def _fields(data: dict[str, Any], current: Channel | None = None) -> ChannelFiel
     retention = data.get("retention_days", current.retention_days if current else None)
     if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int)):
         raise ValidationError("retention_days", "must be a whole number of days or null")
+    visibility = Visibility.parse(
+        data.get("visibility", current.visibility.value if current else "public"))
     return ChannelFields(
         title=text("title", current.title if current else ""),
         summary=text("summary", current.summary if current else ""),
@@ -51,7 +61,24 @@ def _fields(data: dict[str, Any], current: Channel | None = None) -> ChannelFiel
         image=text("image", current.image if current else ""),
         record=record,
         retention_days=retention,
+        visibility=visibility,
     )
+
+
+async def _apply_password(request: web.Request, channel_id: str, data: dict[str, Any]) -> None:
+    """``"password"`` in a channel body: a string sets it, null removes it (never logged)."""
+    if "password" not in data:
+        return
+    password = data["password"]
+    if password is not None and not isinstance(password, str):
+        raise ValidationError("password", "must be a string or null")
+    access = request.app[STATE].access
+    if access is None:
+        raise ValidationError("password", "passwords are not available")
+    try:
+        await access.set_password(channel_id, password)
+    except PasswordError as exc:
+        raise ValidationError("password", str(exc)) from None
 
 
 def _id(request: web.Request, name: str, missing: type[LookupError]) -> str:
@@ -137,7 +164,15 @@ async def list_channels(request: web.Request) -> web.Response:
 
 async def create_channel(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    channel, key = await state.service.create_channel(_fields(await json_body(request)))
+    data = await json_body(request)
+    fields = _fields(data)
+    if "password" in data and data["password"] is not None:  # check before creating
+        try:
+            check_new_password(data["password"])
+        except PasswordError as exc:
+            raise ValidationError("password", str(exc)) from None
+    channel, key = await state.service.create_channel(fields)
+    await _apply_password(request, channel.id, data)
     return web.json_response(credentials(state, channel, key).to_dict(), status=201)
 
 
@@ -150,7 +185,10 @@ async def update_channel(request: web.Request) -> web.Response:
     service = request.app[STATE].service
     channel_id = _channel_id(request)
     current = await service.get_channel(channel_id)
-    channel = await service.update_channel(channel_id, _fields(await json_body(request), current))
+    data = await json_body(request)
+    fields = _fields(data, current)
+    await _apply_password(request, channel_id, data)
+    channel = await service.update_channel(channel_id, fields)
     return web.json_response(await _channel_view(request, channel))
 
 
@@ -194,8 +232,24 @@ async def plan_broadcast(request: web.Request) -> web.Response:
         raise ValidationError("title", "must be a string")
     if isinstance(starts, bool) or not isinstance(starts, int | float):
         raise ValidationError("starts", "must be a Unix time in seconds")
-    b = await state.service.plan(channel_id, title, float(starts))
+    raw = data.get("visibility")
+    visibility = None if raw is None else Visibility.parse(raw)
+    b = await state.service.plan(channel_id, title, float(starts), visibility)
     return web.json_response(admin_broadcast(state, b).to_dict(), status=201)
+
+
+async def update_broadcast(request: web.Request) -> web.Response:
+    """``PATCH /v1/broadcasts/{id}`` ``{"visibility": "private"}`` (null: follow the
+    channel again)."""
+    state = request.app[STATE]
+    broadcast_id = _broadcast_id(request)
+    data = await json_body(request)
+    if "visibility" not in data:
+        raise ValidationError("visibility", "nothing to change")
+    raw = data["visibility"]
+    visibility = None if raw is None else Visibility.parse(raw)
+    b = await state.service.set_broadcast_visibility(broadcast_id, visibility)
+    return web.json_response(admin_broadcast(state, b).to_dict())
 
 
 async def get_broadcast(request: web.Request) -> web.Response:
@@ -254,7 +308,10 @@ async def update_stream(request: web.Request) -> web.Response:
     service = request.app[STATE].service
     channel_id = _stream_id(request)
     current = await service.get_channel(channel_id)
-    channel = await service.update_channel(channel_id, _fields(await json_body(request), current))
+    data = await json_body(request)
+    fields = _fields(data, current)
+    await _apply_password(request, channel_id, data)
+    channel = await service.update_channel(channel_id, fields)
     return web.json_response(await _stream_view(request, channel))
 
 
@@ -318,6 +375,7 @@ def add_stream_routes(app: web.Application) -> None:
     r.add_post("/v1/broadcasts", plan_broadcast)
     r.add_get("/v1/broadcasts/{broadcast_id}", get_broadcast)
     r.add_post("/v1/broadcasts/{broadcast_id}/end", end_broadcast)
+    r.add_patch("/v1/broadcasts/{broadcast_id}", update_broadcast)
     r.add_get("/v1/streams", list_streams)
     r.add_post("/v1/streams", create_stream)
     r.add_get("/v1/streams/{stream_id}", get_stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from appliance.api.admin import add_stream_routes
+from appliance.api.admin_access import add_access_routes
 from appliance.api.admin_blocks import add_block_routes
 from appliance.api.admin_common import MAX_BODY, STATE
 from appliance.api.admin_events import add_event_stream
@@ -25,4 +26,5 @@ def build_admin_app(state: AppState) -> web.Application:
     add_recording_routes(app)
     add_webhook_routes(app)
     add_restream_routes(app)
+    add_access_routes(app)
     return app

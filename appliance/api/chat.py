@@ -18,14 +18,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
+from appliance.api.access import check_broadcast, has_grant, mark_private
 from appliance.api.http import CORS, STATE
 from appliance.api.schema import ChatChange, ChatMessage
 from appliance.bus import (
+    BroadcastChanged,
+    ChannelChanged,
     ChatChanged,
     Event,
     GoalChanged,
@@ -35,7 +39,7 @@ from appliance.bus import (
     Subscription,
 )
 from appliance.channels import BroadcastNotFound
-from appliance.domain import ID_RE
+from appliance.domain import ID_RE, Visibility
 from appliance.nostr.chat import MAX_JSON_DEPTH, WS_FRAME_BYTES, json_nesting_exceeds
 from appliance.nostr.service import ChatRejected, NostrService
 from relay_client import nip19
@@ -68,6 +72,8 @@ async def _resolve(request: web.Request) -> tuple[NostrService, str] | web.Respo
         stream_id = (await state.service.resolve_broadcast(stream_id)).id
     except BroadcastNotFound:
         return _json({"error": "no such stream"}, 404)
+    # A private broadcast's chat needs a grant like its media (docs/threat-model.md §grants).
+    check_broadcast(request, stream_id, json=True)
     if state.nostr is None:
         return _json({"error": "chat is starting"}, 503)
     return state.nostr, stream_id
@@ -83,7 +89,12 @@ async def chat_history(request: web.Request) -> web.Response:
     except ValueError:
         return _json({"error": "limit must be an integer"}, 400)
     messages = await nostr.list_chat(stream_id, limit, public=True)
-    return _json([public_message(m) for m in messages])
+    return _private(request, stream_id, _json([public_message(m) for m in messages]))
+
+
+def _private(request: web.Request, stream_id: str, resp: web.Response) -> web.Response:
+    private = request.app[STATE].service.visibility(stream_id) is Visibility.PRIVATE
+    return mark_private(resp) if private else resp
 
 
 def _client_ip(request: web.Request) -> str:
@@ -100,12 +111,13 @@ async def chat_ws(request: web.Request) -> web.StreamResponse:
     ip = _client_ip(request)
     bus = request.app[STATE].bus
     async with bus.subscribe(ChatChanged, MuteChanged, ProfileChanged, ReactionAdded,
-                             GoalChanged, maxsize=500) as sub:
+                             GoalChanged, BroadcastChanged, ChannelChanged, maxsize=500) as sub:
         forward = asyncio.get_running_loop().create_task(
-            _forward(ws, sub, stream_id), name=f"chat-ws-{stream_id}")
+            _forward(ws, sub, stream_id, lambda: _may_chat(request, stream_id)),
+            name=f"chat-ws-{stream_id}")
         try:
             await ws.send_json({"type": "hello", "address": nostr.address(stream_id),
-                                "relays": list(nostr.relays)})
+                                "relays": nostr.relays_for(stream_id)})
             async for frame in ws:
                 if frame.type is not WSMsgType.TEXT:
                     if frame.type is WSMsgType.BINARY:
@@ -175,9 +187,30 @@ def _public_frame(ev: Event, stream_id: str) -> dict[str, Any] | None:
     return {"type": "pinned", "id": msg.id}  # ChatChange.PINNED
 
 
-async def _forward(ws: web.WebSocketResponse, sub: Subscription, stream_id: str) -> None:
+def _may_chat(request: web.Request, stream_id: str) -> bool:
+    """Re-checked on every channel or broadcast change: a broadcast that turned private (or
+    whose grants were revoked) closes the sockets of viewers without a grant at once."""
+    service = request.app[STATE].service
+    if service.visibility(stream_id) is not Visibility.PRIVATE:
+        return True
+    channel_id = service.channel_of(stream_id)
+    return channel_id is not None and has_grant(request, channel_id, stream_id)
+
+
+PRIVATE_CLOSE = 4403
+"""WebSocket close code (application range, RFC 6455 §7.4.2) when access was withdrawn."""
+
+
+async def _forward(ws: web.WebSocketResponse, sub: Subscription, stream_id: str,
+                   allowed: Callable[[], bool]) -> None:
     while not ws.closed:
-        out = _public_frame(await sub.get(), stream_id)
+        ev = await sub.get()
+        if isinstance(ev, BroadcastChanged | ChannelChanged):
+            if not allowed():
+                await ws.close(code=PRIVATE_CLOSE, message=b"private")
+                return
+            continue
+        out = _public_frame(ev, stream_id)
         if out is not None:
             try:
                 await ws.send_json(out)
@@ -191,7 +224,7 @@ async def reactions(request: web.Request) -> web.Response:
     if isinstance(resolved, web.Response):
         return resolved
     nostr, stream_id = resolved
-    return _json(await nostr.reaction_counts(stream_id))
+    return _private(request, stream_id, _json(await nostr.reaction_counts(stream_id)))
 
 
 async def goal(request: web.Request) -> web.Response:
@@ -200,7 +233,7 @@ async def goal(request: web.Request) -> web.Response:
     if isinstance(resolved, web.Response):
         return resolved
     nostr, stream_id = resolved
-    return _json(await nostr.goal(stream_id))
+    return _private(request, stream_id, _json(await nostr.goal(stream_id)))
 
 
 async def nostr_link(request: web.Request) -> web.StreamResponse:

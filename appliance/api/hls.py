@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import math
 import re
 import weakref
@@ -42,7 +41,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from appliance.api.http import CONTENT_TYPES, CORS, STATE
+from appliance.api.access import check_broadcast, mark_private, shown_via_channel
+from appliance.api.http import CONTENT_TYPES, CORS, STATE, client_address
 from appliance.config import HlsConfig
 from appliance.domain import ID_RE
 from appliance.viewers import PLAYER_ID_RE
@@ -251,31 +251,6 @@ PLAYER_HEADER = "X-Hearth-Player"
 FIRST_SEGMENT_RETRY_AFTER = "1"
 
 
-def _is_trusted_proxy(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def client_address(request: web.Request) -> str:
-    """The viewer's address: the peer, or behind a local reverse proxy (Caddy, the nginx edge;
-    both connect over loopback) the address that proxy appended to ``X-Forwarded-For``.
-
-    Only a loopback peer is trusted to say who the client is; anyone else's header is ignored.
-    """
-    remote = request.remote or ""
-    if _is_trusted_proxy(remote):
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        last = forwarded.rsplit(",", 1)[-1].strip()[:64]
-        if last:
-            try:
-                return str(ipaddress.ip_address(last))
-            except ValueError:
-                pass
-    return remote
-
-
 def _count_viewer(request: web.Request, ls: LiveBroadcast, *, player_id: str | None) -> None:
     state = request.app[STATE]
     address = client_address(request)
@@ -311,13 +286,29 @@ async def hls(request: web.Request) -> web.StreamResponse:
     ls = state.service.runtime(stream_id)
     if ls is None:
         raise web.HTTPNotFound(headers=CORS)
+    private = _check_access(request, stream_id, ls)
     if name == MULTIVARIANT_NAME:
-        return await _multivariant(request, ls)
-    if name == MEDIA_PLAYLIST_NAME:
-        return await _media_playlist(request, ls)
-    if name.endswith(".m3u8"):
+        resp = await _multivariant(request, ls)
+    elif name == MEDIA_PLAYLIST_NAME:
+        resp = await _media_playlist(request, ls)
+    elif name.endswith(".m3u8"):
         raise web.HTTPNotFound(headers=CORS)
-    return await _media_object(request, ls, name)
+    else:
+        resp = await _media_object(request, ls, name)
+    if private and _check_access(request, stream_id, ls):  # again: a blocking reload waited
+        mark_private(resp)
+    return resp
+
+
+def _check_access(request: web.Request, stream_id: str, ls: LiveBroadcast) -> bool:
+    """403 unless the request may play this broadcast (docs/threat-model.md §grants); True
+    when it is private. Through a channel id, a broadcast more restricted than its channel is
+    not there at all (404)."""
+    service = request.app[STATE].service
+    if stream_id == ls.channel_id and not shown_via_channel(
+            service.visibility(ls.broadcast_id), service.channel_visibility(ls.channel_id)):
+        raise web.HTTPNotFound(headers=CORS)
+    return check_broadcast(request, ls.broadcast_id)
 
 
 async def _multivariant(request: web.Request, ls: LiveBroadcast) -> web.Response:
@@ -401,6 +392,7 @@ async def viewing_beacon(request: web.Request) -> web.Response:
     ls = state.service.runtime(stream_id)
     if ls is None or ls.ended:
         raise web.HTTPNotFound(headers=CORS)
+    _check_access(request, stream_id, ls)
     _count_viewer(request, ls, player_id=player)
     return web.Response(status=204, headers={**CORS, "Cache-Control": "no-store"})
 

@@ -6,6 +6,8 @@ The connection hygiene (per-address cap, request head and body deadlines) lives 
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiohttp import web
 
 from appliance.api.conncap import AddressCap as AddressCap
@@ -25,3 +27,28 @@ CONTENT_TYPES = {
     "png": "image/png",
     "svg": "image/svg+xml",
 }
+
+
+def _is_trusted_proxy(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def client_address(request: web.Request) -> str:
+    """The viewer's address: the peer, or behind a local reverse proxy (Caddy, the nginx edge;
+    both connect over loopback) the address that proxy appended to ``X-Forwarded-For``.
+
+    Only a loopback peer is trusted to say who the client is; anyone else's header is ignored.
+    """
+    remote = request.remote or ""
+    if _is_trusted_proxy(remote):
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()[:64]
+        if last:
+            try:
+                return str(ipaddress.ip_address(last))
+            except ValueError:
+                pass
+    return remote

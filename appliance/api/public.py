@@ -14,6 +14,17 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance.api.access import (
+    add_access_routes,
+    check_broadcast,
+    check_channel,
+    exchange_query_grant,
+    has_grant,
+    listed,
+    mark_private,
+    private_response,
+    shown_via_channel,
+)
 from appliance.api.chat import add_chat_routes
 from appliance.api.hls import add_hls_routes, hls_metrics
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
@@ -21,7 +32,7 @@ from appliance.api.views import public_broadcast, public_channel
 from appliance.api.vod import add_vod_routes
 from appliance.api.whep import add_whep_routes
 from appliance.db import queries as q
-from appliance.domain import ID_RE, Broadcast, BroadcastStatus, Channel
+from appliance.domain import ID_RE, Broadcast, BroadcastStatus, Channel, Visibility
 from appliance.pages import (
     CSP,
     Card,
@@ -81,7 +92,8 @@ def _waiting(channel: Channel) -> Broadcast:
     return Broadcast(id=channel.id, channel_id=channel.id, title=channel.title,
                      summary=channel.summary, tags=channel.tags, image=channel.image,
                      status=BroadcastStatus.PLANNED, created_at=channel.created_at, starts=None,
-                     started_at=None, ended_at=None, peak_viewers=0, total_viewers=0)
+                     started_at=None, ended_at=None, peak_viewers=0, total_viewers=0,
+                     visibility=channel.visibility)
 
 
 def _cards(state: AppState, broadcasts: list[Broadcast],
@@ -97,9 +109,13 @@ def _cards(state: AppState, broadcasts: list[Broadcast],
 
 async def discovery(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    live = await state.service.list_broadcasts(status=BroadcastStatus.LIVE, limit=100)
-    planned = await state.service.list_broadcasts(status=BroadcastStatus.PLANNED, limit=50)
-    ended = await state.service.list_broadcasts(status=BroadcastStatus.ENDED, limit=100)
+    # Public broadcasts only (docs/threat-model.md §grants); fetched with headroom so hidden
+    # ones do not empty the page.
+    live = await state.service.list_broadcasts(status=BroadcastStatus.LIVE, limit=200)
+    planned = await state.service.list_broadcasts(status=BroadcastStatus.PLANNED, limit=100)
+    ended = await state.service.list_broadcasts(status=BroadcastStatus.ENDED, limit=200)
+    live, planned, ended = ([b for b in bs if listed(b.visibility)][:n]
+                            for bs, n in ((live, 100), (planned, 50), (ended, 100)))
     channels = {c.id: c.title for c in await state.service.list_channels()}
     host = state.nostr.host_label() if state.nostr else ""
     return _html(discovery_page(_cards(state, [*live, *planned, *ended], channels), host))
@@ -115,7 +131,18 @@ async def channel_page(request: web.Request) -> web.Response:
     channel = await state.store.read(lambda db: q.get_channel(db, ident))
     if channel is None:
         return _html(not_found_page(), status=404)
+    exchanged = exchange_query_grant(request)
+    if exchanged is not None:
+        return exchanged
+    private = channel.visibility is Visibility.PRIVATE
+    if private and not has_grant(request, channel.id, None):
+        return private_response(request, channel.id)
     broadcasts = await state.service.list_broadcasts(channel_id=ident, limit=100)
+    # Through the channel: what is no more restricted than the channel; past broadcasts
+    # are listed only when public, or (on a private channel, with its grant) private too.
+    broadcasts = [b for b in broadcasts if shown_via_channel(b.visibility, channel.visibility)
+                  and (b.status is not BroadcastStatus.ENDED or listed(b.visibility)
+                       or (private and b.visibility is Visibility.PRIVATE))]
     cards = _cards(state, broadcasts, {channel.id: channel.title})
     live = next((c for c in cards if c.broadcast.status is BroadcastStatus.LIVE), None)
     planned = sorted((c for c in cards if c.broadcast.status is BroadcastStatus.PLANNED),
@@ -125,8 +152,9 @@ async def channel_page(request: web.Request) -> web.Response:
     nxt = planned[0] if planned else None
     shown = live.broadcast if live else (nxt.broadcast if nxt else _waiting(channel))
     chat = state.nostr.page_config(shown.id) if state.nostr else None
-    return _html(watch_page(shown, live.viewers if live else 0, chat, play_id=channel.id,
+    resp = _html(watch_page(shown, live.viewers if live else 0, chat, play_id=channel.id,
                             extra=channel_extra(nxt, past)))
+    return mark_private(resp) if private else resp
 
 
 async def watch(request: web.Request) -> web.Response:
@@ -143,11 +171,21 @@ async def watch(request: web.Request) -> web.Response:
         b = _waiting(channel)
     if b is None:
         return _html(not_found_page(), status=404)
+    exchanged = exchange_query_grant(request)
+    if exchanged is not None:
+        return exchanged
+    if channel is not None and not shown_via_channel(b.visibility, channel.visibility):
+        b = _waiting(channel)  # its live broadcast is reachable by its own link only
+    private = b.visibility is Visibility.PRIVATE
+    if private and not has_grant(request, b.channel_id,
+                                 None if channel is not None else b.id):
+        return private_response(request, b.channel_id)
     chat = state.nostr.page_config(b.id) if state.nostr else None
     play = ident if channel is not None else b.id
     recording = bool(state.delivery and state.delivery.has_recording(b.id))
-    return _html(watch_page(b, state.service.viewers(b.id), chat, play_id=play,
+    resp = _html(watch_page(b, state.service.viewers(b.id), chat, play_id=play,
                             recording=recording))
+    return mark_private(resp) if private else resp
 
 
 def _status_param(request: web.Request) -> BroadcastStatus | None:
@@ -173,8 +211,8 @@ def _legacy(data: dict[str, Any]) -> dict[str, Any]:
 
 async def api_broadcasts(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    broadcasts = await state.service.list_broadcasts(status=_status_param(request), limit=200)
-    data = [public_broadcast(state, b) for b in broadcasts]
+    broadcasts = await state.service.list_broadcasts(status=_status_param(request), limit=400)
+    data = [public_broadcast(state, b) for b in broadcasts if listed(b.visibility)][:200]
     if request.path.startswith("/api/streams"):
         data = [_legacy(d) for d in data]
     return _json(data)
@@ -195,11 +233,17 @@ async def api_broadcast(request: web.Request) -> web.Response:
         if request.path.startswith("/api/streams/") and ID_RE.fullmatch(ident):
             channel = await state.store.read(lambda db: q.get_channel(db, ident))
             if channel is not None:
-                return _json(_legacy(public_broadcast(state, _waiting(channel))))
+                private = check_channel(request, channel.id, json=True)
+                resp = _json(_legacy(public_broadcast(state, _waiting(channel))))
+                return mark_private(resp) if private else resp
         return _json({"error": "no such broadcast"}, status=404)
-    if request.path.startswith("/api/streams/"):
-        return _json(_legacy(public_broadcast(state, b)))
-    return _json(public_broadcast(state, b))
+    if b.id != ident and not shown_via_channel(
+            b.visibility, state.service.channel_visibility(b.channel_id)):
+        return _json({"error": "no such broadcast"}, status=404)
+    private = check_broadcast(request, b.id, json=True)
+    data = public_broadcast(state, b)
+    resp = _json(_legacy(data) if request.path.startswith("/api/streams/") else data)
+    return mark_private(resp) if private else resp
 
 
 async def api_channels(request: web.Request) -> web.Response:
@@ -208,8 +252,10 @@ async def api_channels(request: web.Request) -> web.Response:
     active = await state.store.read(q.active_broadcasts)
     by_channel: dict[str, list[Broadcast]] = {}
     for b in active:
-        by_channel.setdefault(b.channel_id, []).append(b)
-    return _json([public_channel(state, c, by_channel.get(c.id, [])) for c in channels])
+        if listed(b.visibility):
+            by_channel.setdefault(b.channel_id, []).append(b)
+    return _json([public_channel(state, c, by_channel.get(c.id, [])) for c in channels
+                  if listed(c.visibility)])
 
 
 async def api_channel(request: web.Request) -> web.Response:
@@ -220,8 +266,11 @@ async def api_channel(request: web.Request) -> web.Response:
         channel = await state.store.read(lambda db: q.get_channel(db, ident))
     if channel is None:
         return _json({"error": "no such channel"}, status=404)
+    private = check_channel(request, channel.id, json=True)
     active = await state.store.read(lambda db: q.active_broadcasts(db, ident))
-    return _json(public_channel(state, channel, active))
+    active = [b for b in active if shown_via_channel(b.visibility, channel.visibility)]
+    resp = _json(public_channel(state, channel, active))
+    return mark_private(resp) if private else resp
 
 
 async def static(request: web.Request) -> web.Response:
@@ -318,6 +367,7 @@ def build_public_app(state: AppState) -> web.Application:
     add_whep_routes(app)
     add_chat_routes(app)
     add_vod_routes(app)
+    add_access_routes(app)
     app.router.add_get("/static/{name:.+}", static)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

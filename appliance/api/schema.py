@@ -180,6 +180,10 @@ class AdminBroadcast(Dto):
     """True while a publisher is connected (a live broadcast may be in its reconnect grace)."""
     grace_until: float | None = None
     ingest: IngestInfo | None = None
+    visibility: str = "public"
+    """public | unlisted | private (its own, else its channel's)."""
+    own_visibility: str | None = None
+    """Set for this broadcast (None: it follows its channel while planned or live)."""
 
 
 class RestreamState(enum.StrEnum):
@@ -255,6 +259,10 @@ class AdminChannel(Dto):
     broadcasts_total: int = 0
     restream: list[RestreamTarget] = field(default_factory=list)
     """Simulcast targets with their state (keys redacted)."""
+    visibility: str = "public"
+    """public | unlisted | private (docs/configuration.md "Visibility and grants")."""
+    has_password: bool = False
+    """A password page lets viewers in (private channels)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +317,8 @@ class AdminStream(Dto):
     """Its recordings are deleted after this many days (None: the appliance's default)."""
     restream: list[RestreamTarget] = field(default_factory=list)
     """Simulcast targets with their state (keys redacted; empty from an older appliance)."""
+    visibility: str = "public"
+    """public | unlisted | private (defaults: an older appliance)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +344,31 @@ class StreamCredentials(Dto):
     hls_url: str
     obs_advice: str = OBS_ADVICE
 
+
+
+@dataclass(frozen=True, slots=True)
+class GrantCreated(Dto):
+    """``POST /v1/grants``: a viewer link for a private channel or broadcast.
+
+    ``watch_url`` carries the token in its fragment (``#grant=…``), which browsers never send
+    to a server or cache; the page exchanges it for an HttpOnly cookie. ``token`` alone works
+    as ``Authorization: Bearer`` for players outside a browser.
+    """
+
+    channel_id: str
+    broadcast_id: str | None
+    token: str
+    watch_url: str
+    hls_url: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GrantsRevoked(Dto):
+    """``POST /v1/channels/{id}/grants/revoke``: every earlier grant of the channel ended."""
+
+    channel_id: str
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)

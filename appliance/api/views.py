@@ -69,6 +69,8 @@ def admin_broadcast(state: AppState, b: Broadcast) -> AdminBroadcast:
         publishing=bool(live and lb and lb.link),
         grace_until=lb.grace_until if lb and live else None,
         ingest=ingest_info(lb) if lb and live else None,
+        visibility=b.visibility.value,
+        own_visibility=b.own_visibility.value if b.own_visibility else None,
     )
 
 
@@ -93,6 +95,7 @@ def admin_channel(state: AppState, c: Channel, broadcasts: list[Broadcast]) -> A
         planned=[admin_broadcast(state, b) for b in planned[:10]],
         broadcasts_total=len(broadcasts),
         restream=restream_targets(state, c.id),
+        visibility=c.visibility.value, has_password=c.has_password,
     )
 
 
@@ -126,7 +129,7 @@ def admin_stream(state: AppState, c: Channel, latest: Broadcast | None,
         ingest=b.ingest if b else None, broadcast_id=latest.id if latest else None,
         next_planned_title=planned.title if planned else None,
         next_planned_at=planned.starts if planned else None,
-        record=c.record, retention_days=c.retention_days,
+        record=c.record, retention_days=c.retention_days, visibility=c.visibility.value,
         restream=restream_targets(state, c.id),
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from appliance.api.access import check_broadcast, mark_private
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
 from appliance.delivery.paths import InvalidId, check_id, is_vod_name, vod_object_path
 from appliance.delivery.service import Delivery
@@ -33,16 +34,25 @@ def _broadcast(request: web.Request) -> str:
         raise web.HTTPNotFound(headers=CORS) from None
 
 
+def _private(request: web.Request, broadcast_id: str) -> bool:
+    """403 unless the request may see this broadcast's recording (docs/threat-model.md
+    §grants); True when it is private (answers are then ``private, no-store``)."""
+    return check_broadcast(request, broadcast_id)
+
+
 async def vod_playlist(request: web.Request) -> web.Response:
     delivery = _delivery(request)
-    rec = await delivery.recording(_broadcast(request))
+    broadcast_id = _broadcast(request)
+    private = _private(request, broadcast_id)
+    rec = await delivery.recording(broadcast_id)
     if rec is None or not rec.entries:
         raise web.HTTPNotFound(text="no recording", headers=CORS)
     complete = rec.complete and not delivery.is_recording(rec.broadcast_id)
     body = render_vod_playlist(rec.entries, complete=complete).encode()
-    return web.Response(body=body, headers={
+    resp = web.Response(body=body, headers={
         **CORS, "Content-Type": CONTENT_TYPES["m3u8"],
         "Cache-Control": "public, max-age=60" if complete else "no-cache"})
+    return mark_private(resp) if private else resp
 
 
 async def vod_object(request: web.Request) -> web.StreamResponse:
@@ -52,20 +62,24 @@ async def vod_object(request: web.Request) -> web.StreamResponse:
         return await vod_download(request)
     if not is_vod_name(name):
         raise web.HTTPNotFound(headers=CORS)
+    broadcast_id = _broadcast(request)
+    private = _private(request, broadcast_id)
     try:
-        path = vod_object_path(delivery.data_dir, _broadcast(request), name)
+        path = vod_object_path(delivery.data_dir, broadcast_id, name)
     except InvalidId:
         raise web.HTTPNotFound(headers=CORS) from None
     ext = name.rsplit(".", 1)[1]
-    return web.FileResponse(path, headers={
+    resp = web.FileResponse(path, headers={
         **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": IMMUTABLE,
         "X-Content-Type-Options": "nosniff"})
+    return mark_private(resp) if private else resp
 
 
 async def vod_download(request: web.Request) -> web.StreamResponse:
     """The whole recording as one MP4 (remuxed on first request, then cached on disk)."""
     delivery = _delivery(request)
     broadcast_id = _broadcast(request)
+    private = _private(request, broadcast_id)
     try:
         path = await delivery.download(broadcast_id)
     except (OSError, ValueError) as exc:
@@ -73,10 +87,11 @@ async def vod_download(request: web.Request) -> web.StreamResponse:
                                          headers=CORS) from None
     if path is None:
         raise web.HTTPNotFound(text="no finished recording", headers=CORS)
-    return web.FileResponse(path, headers={
+    resp = web.FileResponse(path, headers={
         **CORS, "Content-Type": "video/mp4", "Cache-Control": "public, max-age=3600",
         "Content-Disposition": f'attachment; filename="{broadcast_id}.mp4"',
         "X-Content-Type-Options": "nosniff"})
+    return mark_private(resp) if private else resp
 
 
 async def thumbnail(request: web.Request) -> web.Response:
@@ -88,12 +103,14 @@ async def thumbnail(request: web.Request) -> web.Response:
         broadcast_id = check_id(name[:-4])
     except InvalidId:
         raise web.HTTPNotFound(headers=CORS) from None
+    private = _private(request, broadcast_id)
     data = await delivery.thumbnail(broadcast_id)
     if data is None:
         raise web.HTTPNotFound(text="no thumbnail yet", headers=CORS)
-    return web.Response(body=data, headers={
+    resp = web.Response(body=data, headers={
         **CORS, "Content-Type": "image/jpeg", "Cache-Control": "public, max-age=10",
         "X-Content-Type-Options": "nosniff"})
+    return mark_private(resp) if private else resp
 
 
 def add_vod_routes(app: web.Application) -> None:

@@ -14,13 +14,19 @@ Limits: SDP size (413), content type (415), negotiations and peers (429/503, in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
+from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from appliance.api.access import check_broadcast, grant_in, shown_via_channel
 from appliance.api.http import CORS, STATE
-from appliance.domain import ID_RE
+from appliance.bus import BroadcastChanged, ChannelChanged
+from appliance.domain import ID_RE, Visibility
 
 if TYPE_CHECKING:
     from appliance.webrtc import WebRtcManager
@@ -29,6 +35,9 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 WHEP_CORS = {**CORS, "Access-Control-Expose-Headers": "Location, Link, ETag"}
 ICE_UFRAG_RE = re.compile(r"^a=ice-ufrag:([A-Za-z0-9+/]{4,256})\r?$", re.M)
 RESOURCE_METHODS = ("DELETE", "OPTIONS")
+GRANTED: web.AppKey[dict[str, tuple[str | None, str | None]]] = web.AppKey("whep_granted", dict)
+"""Per WHEP session: the grant cookie and Authorization header it was admitted with, so a
+visibility change can re-check connected peers."""
 
 
 def _manager(request: web.Request) -> tuple[WebRtcManager, str]:
@@ -54,6 +63,7 @@ async def whep_post(request: web.Request) -> web.Response:
     from appliance.webrtc import WhepError
 
     manager, stream_id = _manager(request)
+    _check_access(request, stream_id)
     limit = manager.config.max_sdp_bytes
     if request.content_type != "application/sdp":
         raise web.HTTPUnsupportedMediaType(text="WHEP offers are application/sdp",
@@ -76,6 +86,10 @@ async def whep_post(request: web.Request) -> web.Response:
         if err.status in (429, 503):
             headers["Retry-After"] = "2"
         raise _error(err.status, err.reason, headers) from None
+    ls = request.app[STATE].service.runtime(stream_id)
+    if ls is not None:
+        request.app[GRANTED][token] = (
+            request.headers.get("Cookie"), request.headers.get("Authorization"))
     headers = {**WHEP_CORS, "Location": f"/whep/{stream_id}/{token}"}
     if ufrag := ICE_UFRAG_RE.search(answer):
         # A strong entity-tag for the ICE session (draft-ietf-wish-whep "HTTP PATCH request
@@ -83,6 +97,24 @@ async def whep_post(request: web.Request) -> web.Response:
         headers["ETag"] = f'"{ufrag[1]}"'
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers=headers)
+
+
+def _check_access(request: web.Request, stream_id: str) -> None:
+    """A private broadcast's media needs a grant (docs/threat-model.md §grants): 403 before
+    any negotiation. Peers already connected are closed by :func:`close_unauthorised`."""
+    service = request.app[STATE].service
+    ls = service.runtime(stream_id)
+    if ls is None:
+        return  # the manager answers 404
+    if stream_id == ls.channel_id and not shown_via_channel(
+            service.visibility(ls.broadcast_id), service.channel_visibility(ls.channel_id)):
+        raise web.HTTPNotFound(headers=WHEP_CORS)
+    try:
+        check_broadcast(request, ls.broadcast_id)
+    except web.HTTPForbidden:
+        raise web.HTTPForbidden(text="private: open the link you were given",
+                                headers={**WHEP_CORS, "Cache-Control": "private, no-store"}
+                                ) from None
 
 
 def _error(status: int, reason: str, headers: dict[str, str]) -> web.HTTPException:
@@ -113,7 +145,62 @@ async def whep_resource_options(request: web.Request) -> web.Response:
         **WHEP_CORS, "Access-Control-Allow-Methods": ", ".join(RESOURCE_METHODS)})
 
 
+def _still_allowed(app: web.Application, stream_id: str, token: str) -> bool:
+    state = app[STATE]
+    ls = state.service.runtime(stream_id)
+    if ls is None:
+        return True  # ended: the peer ends with it
+    bvis = state.service.visibility(ls.broadcast_id)
+    if stream_id == ls.channel_id and not shown_via_channel(
+            bvis, state.service.channel_visibility(ls.channel_id)):
+        return False
+    if bvis is not Visibility.PRIVATE:
+        return True
+    cookie, auth = app[GRANTED].get(token, (None, None))
+    jar: SimpleCookie = SimpleCookie()
+    with contextlib.suppress(CookieError):
+        jar.load(cookie or "")
+    cookies = {k: m.value for k, m in jar.items()}
+    return grant_in(state.access, cookies, auth or "", ls.channel_id, ls.broadcast_id)
+
+
+async def close_unauthorised(app: web.Application) -> int:
+    """Close WHEP peers that may no longer watch (their broadcast turned private, or their
+    grant was revoked); returns how many."""
+    manager = app[STATE].webrtc
+    if manager is None:
+        return 0
+    closed = 0
+    granted = app[GRANTED]
+    for token in [t for t in granted if t not in manager.peers]:
+        del granted[token]
+    for peer in list(manager.peers.values()):
+        if not _still_allowed(app, peer.stream_id, peer.token):
+            await manager.delete(peer.stream_id, peer.token)
+            granted.pop(peer.token, None)
+            closed += 1
+    return closed
+
+
+async def _follow_visibility(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: re-check connected peers on every channel or broadcast change."""
+    bus = app[STATE].bus
+
+    async def run() -> None:
+        async with bus.subscribe(BroadcastChanged, ChannelChanged, maxsize=100) as events:
+            async for _ in events:
+                await close_unauthorised(app)
+
+    task = asyncio.get_running_loop().create_task(run(), name="whep-visibility")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def add_whep_routes(app: web.Application) -> None:
+    app[GRANTED] = {}
+    app.cleanup_ctx.append(_follow_visibility)
     app.router.add_route("OPTIONS", "/whep/{stream_id}", whep_options)
     app.router.add_post("/whep/{stream_id}", whep_post)
     app.router.add_delete("/whep/{stream_id}/{token}", whep_delete)

@@ -290,6 +290,33 @@ def m_restream_targets(db: Database) -> None:
     )
 
 
+@migration
+def m_visibility_and_grants(db: Database) -> None:
+    # Issue 14 §1 (docs/threat-model.md §grants). A channel's visibility; a broadcast's own
+    # (NULL: follows its channel while planned or live; frozen when it ends, like its title,
+    # so ended ones get theirs now). The channel password as a scrypt digest, the grant epoch
+    # (bumped to revoke every grant of the channel) and the server's grant-signing secret.
+    _script(
+        db,
+        """
+        ALTER TABLE channels ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public'
+            CHECK (visibility IN ('public', 'unlisted', 'private'));
+        ALTER TABLE channels ADD COLUMN password_hash TEXT;
+        ALTER TABLE channels ADD COLUMN grant_epoch INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE broadcasts ADD COLUMN visibility TEXT
+            CHECK (visibility IS NULL OR visibility IN ('public', 'unlisted', 'private'));
+        UPDATE broadcasts SET visibility = (
+            SELECT c.visibility FROM channels c WHERE c.id = broadcasts.channel_id)
+            WHERE status = 'ended';
+        CREATE TABLE access_secrets (
+            name TEXT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )
+        """
+    )
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

@@ -186,6 +186,11 @@ def set_live_published(db: Database, stream_id: str, event_id: str, status: str)
                (event_id, status, stream_id))
 
 
+def set_live_status(db: Database, stream_id: str, status: str) -> None:
+    """Record what relays were last told (e.g. ``deleted``), keeping the last 30311's id."""
+    db.execute("UPDATE nostr_live SET last_status = ? WHERE stream_id = ?", (status, stream_id))
+
+
 def set_pinned(db: Database, stream_id: str, pinned: list[str]) -> None:
     db.execute(
         "INSERT INTO nostr_live (stream_id, pinned) VALUES (?, ?) "

@@ -13,20 +13,23 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from appliance.domain import Broadcast, BroadcastStatus, Channel, ChannelFields
+from appliance.domain import Broadcast, BroadcastStatus, Channel, ChannelFields, Visibility
 
-_CHANNEL_COLUMNS = "id, title, summary, tags, image, record, retention_days, created_at"
+_CHANNEL_COLUMNS = ("id, title, summary, tags, image, record, retention_days, created_at, "
+                    "visibility, password_hash IS NOT NULL")
 _BROADCAST_SELECT = (
     "SELECT b.id, b.channel_id, COALESCE(b.title, c.title), c.summary, c.tags, c.image, "
     "b.status, b.created_at, b.starts, b.started_at, b.ended_at, b.peak_viewers, "
-    "b.total_viewers, b.end_reason, b.reconnects, b.health "
+    "b.total_viewers, b.end_reason, b.reconnects, b.health, "
+    "COALESCE(b.visibility, c.visibility), b.visibility "
     "FROM broadcasts b JOIN channels c ON c.id = b.channel_id WHERE c.deleted_at IS NULL"
 )
 
 
 def _channel(row: tuple[Any, ...]) -> Channel:
     return Channel(id=row[0], title=row[1], summary=row[2], tags=tuple(json.loads(row[3])),
-                   image=row[4], record=bool(row[5]), retention_days=row[6], created_at=row[7])
+                   image=row[4], record=bool(row[5]), retention_days=row[6], created_at=row[7],
+                   visibility=Visibility(row[8]), has_password=bool(row[9]))
 
 
 def _broadcast(row: tuple[Any, ...]) -> Broadcast:
@@ -36,6 +39,8 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         created_at=row[7], starts=row[8], started_at=row[9], ended_at=row[10],
         peak_viewers=row[11], total_viewers=row[12], end_reason=row[13], reconnects=row[14],
         health=json.loads(row[15]) if row[15] else None,
+        visibility=Visibility(row[16]),
+        own_visibility=Visibility(row[17]) if row[17] else None,
     )
 
 
@@ -47,9 +52,11 @@ def insert_channel(db: Database, channel_id: str, fields: ChannelFields,
     now = time.time()
     db.execute(
         "INSERT INTO channels (id, title, summary, tags, image, key_hash, record, "
-        "retention_days, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "retention_days, created_at, updated_at, visibility) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (channel_id, fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image,
-         key_hash, int(fields.record), fields.retention_days, now, now),
+         key_hash, int(fields.record), fields.retention_days, now, now,
+         fields.visibility.value),
     )
     channel = get_channel(db, channel_id)
     assert channel is not None
@@ -59,9 +66,10 @@ def insert_channel(db: Database, channel_id: str, fields: ChannelFields,
 def update_channel_fields(db: Database, channel_id: str, fields: ChannelFields) -> None:
     db.execute(
         "UPDATE channels SET title = ?, summary = ?, tags = ?, image = ?, record = ?, "
-        "retention_days = ?, updated_at = ? WHERE id = ?",
+        "retention_days = ?, visibility = ?, updated_at = ? WHERE id = ?",
         (fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image,
-         int(fields.record), fields.retention_days, time.time(), channel_id),
+         int(fields.record), fields.retention_days, fields.visibility.value, time.time(),
+         channel_id),
     )
 
 
@@ -116,14 +124,16 @@ def counts(db: Database) -> Counts:
 
 
 def insert_planned(db: Database, broadcast_id: str, channel_id: str, title: str | None,
-                   starts: float | None) -> Broadcast:
+                   starts: float | None, visibility: Visibility | None = None) -> Broadcast:
     """A planned broadcast; ``title`` None follows the channel's, ``starts`` None means "the
-    channel's next publish, whenever" (what a pre-channels stream that never aired became)."""
+    channel's next publish, whenever" (what a pre-channels stream that never aired became);
+    ``visibility`` None follows the channel's."""
     now = time.time()
     db.execute(
-        "INSERT INTO broadcasts (id, channel_id, title, status, created_at, updated_at, starts) "
-        "VALUES (?, ?, ?, 'planned', ?, ?, ?)",
-        (broadcast_id, channel_id, title, now, now, starts),
+        "INSERT INTO broadcasts (id, channel_id, title, status, created_at, updated_at, starts, "
+        "visibility) VALUES (?, ?, ?, 'planned', ?, ?, ?, ?)",
+        (broadcast_id, channel_id, title, now, now, starts,
+         visibility.value if visibility else None),
     )
     b = get_broadcast(db, broadcast_id)
     assert b is not None
@@ -143,10 +153,13 @@ def start_broadcast(db: Database, broadcast_id: str, channel_id: str, at: float)
 
 
 def end_broadcast(db: Database, broadcast_id: str, at: float, reason: str) -> None:
-    """End a broadcast; its title is frozen (later channel edits do not rename the past)."""
+    """End a broadcast; its title and visibility are frozen (later channel edits do not
+    rename the past, nor publish or hide it)."""
     db.execute(
         "UPDATE broadcasts SET status = 'ended', ended_at = ?, end_reason = ?, updated_at = ?, "
-        "title = COALESCE(title, (SELECT c.title FROM channels c WHERE c.id = channel_id)) "
+        "title = COALESCE(title, (SELECT c.title FROM channels c WHERE c.id = channel_id)), "
+        "visibility = COALESCE(visibility, "
+        "(SELECT c.visibility FROM channels c WHERE c.id = channel_id)) "
         "WHERE id = ? AND status != 'ended'",
         (at, reason, at, broadcast_id),
     )
@@ -177,6 +190,30 @@ def latest_broadcast(db: Database, channel_id: str) -> Broadcast | None:
         f"{_BROADCAST_SELECT} AND b.channel_id = ? AND b.status != 'planned' "
         "ORDER BY b.status = 'live' DESC, b.started_at DESC LIMIT 1", (channel_id,)).fetchone()
     return _broadcast(row) if row else None
+
+
+def set_broadcast_visibility(db: Database, broadcast_id: str,
+                             visibility: Visibility | None) -> None:
+    """A broadcast's own visibility (None: follow its channel again; an ended broadcast
+    then takes the channel's current one, frozen)."""
+    db.execute(
+        "UPDATE broadcasts SET visibility = CASE WHEN ? IS NULL AND status = 'ended' "
+        "THEN (SELECT c.visibility FROM channels c WHERE c.id = channel_id) ELSE ? END, "
+        "updated_at = ? WHERE id = ?",
+        (visibility.value if visibility else None, visibility.value if visibility else None,
+         time.time(), broadcast_id))
+
+
+def visibilities(db: Database) -> tuple[dict[str, Visibility],
+                                        dict[str, tuple[str, Visibility | None]]]:
+    """Every live channel's visibility, and every broadcast's ``(channel id, own visibility)``
+    (loaded once at start; :class:`appliance.channels.ChannelService` keeps them current)."""
+    channels = {r[0]: Visibility(r[1]) for r in db.execute(
+        "SELECT id, visibility FROM channels WHERE deleted_at IS NULL")}
+    broadcasts = {r[0]: (r[1], Visibility(r[2]) if r[2] else None) for r in db.execute(
+        "SELECT b.id, b.channel_id, b.visibility FROM broadcasts b "
+        "JOIN channels c ON c.id = b.channel_id WHERE c.deleted_at IS NULL")}
+    return channels, broadcasts
 
 
 def record_viewers(db: Database, broadcast_id: str, peak: int, total: int) -> None:

@@ -84,8 +84,11 @@ class ChatIntake:
     # ---- from relays -----------------------------------------------------------------------
 
     def subscribe(self, stream_id: str) -> None:
-        """Follow the stream's chat and zap receipts on the relays (idempotent)."""
+        """Follow the stream's chat and zap receipts on the relays (idempotent). Unlisted and
+        private broadcasts are never followed: their chat stays on this server."""
         if not self.relays or stream_id in self._subscribed:
+            return
+        if not self.streams.is_public(stream_id):
             return
         self._subscribed.add(stream_id)
         self._subscribe(stream_id)
@@ -130,6 +133,9 @@ class ChatIntake:
             via_message = stream_id is not None
         if stream_id is None:
             self.rejected["other-activity"] += 1
+            return
+        if not self.streams.is_public(stream_id):  # its chat is not bridged to Nostr
+            self.rejected["not-public"] += 1
             return
         try:
             if event.kind == REACTION_KIND:
@@ -229,13 +235,16 @@ class ChatIntake:
             raise self._reject("rate-limited", f"slow down: {self.pubkey_limiter.describe()}; "
                                                f"try again in {wait:.0f} s")
         if event.kind == REACTION_KIND:
-            await self._store_reaction(event, stream_id, publish=True)
+            await self._store_reaction(event, stream_id,
+                                       publish=self.streams.is_public(stream_id))
             return None
         if self.duplicates.is_duplicate(event.pubkey, event.content):
             raise self._reject("duplicate-text", "you just sent the same message")
         if self.mutes.is_muted(event.pubkey):
             raise self._reject("muted", "you are muted in this chat")
-        return await self._store_chat(event, stream_id, source="web", publish=True)
+        # Unlisted and private chat stays here: stored and shown, never sent to relays.
+        return await self._store_chat(event, stream_id, source="web",
+                                      publish=self.streams.is_public(stream_id))
 
     async def send_operator_chat(self, stream_id: str, content: str,
                                  reply_to: str | None = None) -> ChatMessage:
@@ -250,7 +259,8 @@ class ChatIntake:
             event = await self.identity.sign(unsigned)
         except SigningDeferred as exc:
             raise SignerUnavailableError(f"the operator's signer cannot sign now: {exc}") from None
-        return await self._store_chat(event, stream_id, source="operator", publish=True)
+        return await self._store_chat(event, stream_id, source="operator",
+                                      publish=self.streams.is_public(stream_id))
 
     async def _store_chat(self, event: NostrEvent, stream_id: str, *, source: str,
                           publish: bool = False, via_goal: bool = False) -> ChatMessage:

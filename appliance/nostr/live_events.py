@@ -31,7 +31,7 @@ from appliance.channels import BroadcastMedia, BroadcastNotFound, ChannelService
 from appliance.config import Config
 from appliance.db import Store
 from appliance.db import nostr_queries as nq
-from appliance.domain import Broadcast, BroadcastStatus
+from appliance.domain import Broadcast, BroadcastStatus, Visibility
 from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.outbox import Outbox, add_to_outbox
 from relay_client import (
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 _STATUS: dict[BroadcastStatus, LiveStatus] = {
     BroadcastStatus.PLANNED: "planned", BroadcastStatus.LIVE: "live",
     BroadcastStatus.ENDED: "ended"}
+DELETED = "deleted"
+"""``nostr_live.last_status`` once a NIP-09 deletion was queued (nothing more to take back)."""
 # Broadcast changes that alter the 30311 (title, status) and so republish it (NIP-53); losing
 # or regaining the publisher within the grace changes nothing public.
 _PUBLISH_ON = (BroadcastReason.PLANNED, BroadcastReason.STARTED, BroadcastReason.UPDATED,
@@ -244,7 +246,21 @@ class LiveEvents:
 
         ``created_at`` is strictly increasing per stream (persisted); the new event supersedes
         any unsent older version (NIP-01: addressable events replace by kind+pubkey+d).
+
+        Only public broadcasts are announced (issue 14 §1). An unlisted or private one that
+        was announced gets a NIP-09 deletion instead, once; one never announced gets nothing.
         """
+        try:
+            current = await self.streams.get_broadcast(stream_id)
+        except BroadcastNotFound:
+            current = None
+        if current is not None and current.visibility is not Visibility.PUBLIC:
+            st = await self.store.read(functools.partial(nq.live_state, stream_id=stream_id))
+            if st["last_status"] in _STATUS.values():
+                await self.publish_deletion(stream_id, reason="no longer public")
+            return None
+        if current is not None and current.status is not BroadcastStatus.ENDED:
+            self.on_active(stream_id)  # follow its chat (idempotent): it may have turned public
         async with self._lock(stream_id):
             try:
                 stream = await self.streams.get_broadcast(stream_id)
@@ -294,7 +310,9 @@ class LiveEvents:
         await self.outbox.wake()
         return event
 
-    async def publish_deletion(self, stream_id: str) -> NostrEvent | None:
+    async def publish_deletion(self, stream_id: str, *,
+                               reason: str = "broadcast deleted by its host"
+                               ) -> NostrEvent | None:
         """NIP-09: ask relays to delete the stream's live event (``a`` and last ``e``).
 
         Signed by the operator (only the author may delete). It supersedes any unsent
@@ -311,15 +329,17 @@ class LiveEvents:
 
             last, created_at = await self.store.write(claim)
             unsigned = build_deletion(event_ids=[last] if last else [], addresses=[address],
-                                      reason="broadcast deleted by its host",
-                                      created_at=created_at)
+                                      reason=reason, created_at=created_at)
             try:
                 event = await self.identity.sign(unsigned)
             except SigningDeferred as exc:
                 self._defer(stream_id, str(exc), deletion=True)
                 return None
-            await self.store.write(lambda db: add_to_outbox(
-                db, event, relays, stream_id=stream_id, supersede_key=address))
+            def commit(db: Any) -> None:
+                add_to_outbox(db, event, relays, stream_id=stream_id, supersede_key=address)
+                nq.set_live_status(db, stream_id, DELETED)
+
+            await self.store.write(commit)
             self._undefer(stream_id)
         logger.info("nostr: NIP-09 deletion %s for %s", event.id[:12], stream_id)
         await self.outbox.wake()

@@ -334,9 +334,13 @@ class NostrService:
     def page_config(self, stream_id: str) -> dict[str, object]:
         """What chat.js needs: the ``a`` coordinate to sign into, relays, host pubkey, and
         the ``naddr`` for a ``nostr:`` link."""
-        return {"address": self.address(stream_id), "relays": list(self.relays),
+        return {"address": self.address(stream_id), "relays": self.relays_for(stream_id),
                 "host": self.operator_pubkey or self.activity_pubkey,
                 "naddr": self.naddr(stream_id)}
+
+    def relays_for(self, stream_id: str) -> list[str]:
+        """Relays a page may name for this broadcast's chat: none unless it is public."""
+        return list(self.relays) if self.streams.is_public(stream_id) else []
 
     # ---- live events and outbox ------------------------------------------------------------
 
