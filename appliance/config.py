@@ -186,6 +186,19 @@ class WebRtcConfig:
     """Seconds for a new peer to reach ICE connected before it is dropped."""
     opus_bitrate: int = 96000
     """Bits per second of the Opus audio transcoded (once per stream) from AAC."""
+    whip: bool = True
+    """Accept publishing over WHIP (RFC 9725) at ``/whip/{channel}`` with the channel's key as
+    bearer token, and serve the "go live from this browser" page (needs ``enabled``)."""
+    whip_max_sessions: int = 16
+    """WHIP publishing sessions (negotiating or live) at once."""
+    whip_max_sessions_per_ip: int = 2
+    """WHIP publishing sessions at once from one address."""
+    whip_media_timeout: float = 10.0
+    """Seconds a WHIP session may go without video (from its start, or since the last frame)
+    before it is ended."""
+    whip_aac_bitrate: int = 128000
+    """Bits per second of the AAC audio transcoded (once per broadcast) from a WHIP
+    publisher's Opus for HLS and recordings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -785,6 +798,11 @@ def _validate_webrtc(w: WebRtcConfig) -> None:
     if w.connect_timeout <= 0:
         raise ConfigError("webrtc.connect_timeout", "must be positive")
     _between("webrtc.opus_bitrate", w.opus_bitrate, 6000, 510000, " bit/s")
+    _between("webrtc.whip_aac_bitrate", w.whip_aac_bitrate, 32000, 512000, " bit/s")
+    for name in ("whip_max_sessions", "whip_max_sessions_per_ip"):
+        _at_least(f"webrtc.{name}", getattr(w, name), 1)
+    if not w.whip_media_timeout > 0:
+        raise ConfigError("webrtc.whip_media_timeout", "must be positive")
 
 
 def _validate_admin(a: AdminConfig) -> None:

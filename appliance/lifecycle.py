@@ -234,6 +234,13 @@ class Appliance:
             state.webrtc = WebRtcManager(config.webrtc, service)
             await state.webrtc.start()
             self._stack.push_async_callback(state.webrtc.close)  # every peer closed first
+            if config.webrtc.whip:
+                from appliance.whip import WhipManager
+
+                state.whip = WhipManager(config.webrtc, ingest,
+                                         keyframe_interval=config.hls.segment_target)
+                await state.whip.start()
+                self._stack.push_async_callback(state.whip.close)  # publishers detached first
         http_cap = AddressCap(config.http.max_connections_per_ip,
                               RefusalLog(logging.getLogger("appliance.api.http"), "http"))
         state.http_cap = http_cap

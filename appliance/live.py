@@ -142,6 +142,11 @@ class LiveBroadcast:
         self._last_error = ""
         self._rebaser = SessionRebaser()
         self._unit_dts: dict[TrackKind, int] = {}
+        # A WHIP publisher's own Opus, beside the AAC made from it for HLS: WebRTC viewers
+        # get it as sent (no second transcode).
+        self._opus = Publisher(f"opus:{broadcast_id}")
+        self._opus_dts = -1
+        self._native_opus = False
         self._high_water = -1  # highest dts published, whichever ingest fed it
 
     def start(self) -> None:
@@ -249,6 +254,25 @@ class LiveBroadcast:
                 mapped.append(out)
         self._publish(mapped)
 
+    def publish_native_opus(self, units: Iterable[MediaUnit]) -> None:
+        """Opus packets exactly as the publisher sent them (units on the session clock, as
+        for :meth:`publish_units`), for WebRTC viewers; the hub meanwhile carries the AAC
+        transcoded from them. Marks the current publisher as an Opus one."""
+        self._native_opus = True
+        for unit in units:
+            dts = max(self._rebaser.map(unit.dts), self._opus_dts + 1)
+            self._opus_dts = dts
+            self._opus.publish(dataclasses.replace(unit, dts=dts, pts=dts))
+
+    @property
+    def native_opus(self) -> bool:
+        """The current publisher sends Opus (read it with :meth:`open_opus_reader`)."""
+        return self._native_opus
+
+    def open_opus_reader(self, name: str, capacity: int = DEFAULT_READER_CAPACITY) -> Reader:
+        """A consumer of the publisher's own Opus (see :meth:`publish_native_opus`)."""
+        return self._opus.add_reader(name, capacity)
+
     def _publish(self, outputs: list[MediaUnit | CodecConfig]) -> None:
         for out in outputs:
             if isinstance(out, MediaUnit):
@@ -277,6 +301,7 @@ class LiveBroadcast:
         self._depacketizer.new_session(self._high_water, self._publisher.config)
         self._rebaser.new_session(self._high_water)
         self._unit_dts.clear()
+        self._native_opus = False
         if resumed:
             self.reconnects += 1
             self._publisher.discontinuity()
@@ -301,9 +326,11 @@ class LiveBroadcast:
         self._link = None
         self.ended_at = at
         self._publisher.close()  # the HLS feed drains, then ends the playlist
+        self._opus.close()
 
     def _abort(self) -> None:
         """Shutdown: stop the feed without waiting for it to drain."""
         self._cancel_grace()
         self._publisher.close()
+        self._opus.close()
         self._hls.cancel()

@@ -231,5 +231,36 @@ def private_page(*, password_channel: str | None = None, next_path: str = "/",
     return _layout("Private broadcast", body, ("access.js",))
 
 
+def golive_page(channel_id: str, title: str, *, enabled: bool) -> str:
+    """"Go live from this browser": camera or screen published over WHIP by golive.js.
+
+    The stream key is typed into the page and sent only as the WHIP bearer token: the input
+    has no ``name`` (a form submitted without script carries nothing) and never enters a URL.
+    """
+    cfg = escape(json.dumps({"whip": f"/whip/{channel_id}", "watch": f"/c/{channel_id}"}))
+    if not enabled:
+        body = (f"<h1>Go live: {escape(title)}</h1><p class=\"status\">Publishing from the "
+                "browser needs WebRTC on this server: the operator sets "
+                "<code>webrtc.enabled</code> (and keeps <code>webrtc.whip</code> on).</p>")
+        return _layout(f"Go live: {title}", body)
+    body = (
+        f'<div id="golive" class="golive" data-config="{cfg}">'
+        f"<h1>Go live: {escape(title)}</h1>"
+        '<video id="preview" autoplay muted playsinline></video>'
+        '<form id="golive-form" autocomplete="off">'
+        '<label>Stream key <input id="key" type="password" autocomplete="off" '
+        'spellcheck="false" required></label>'
+        '<fieldset><legend>Source</legend>'
+        '<label><input type="radio" name="source" value="camera" checked> Camera and '
+        "microphone</label> "
+        '<label><input type="radio" name="source" value="screen"> Screen</label></fieldset>'
+        '<button id="start" type="submit">Go live</button> '
+        '<button id="stop" type="button" disabled>Stop</button></form>'
+        '<p id="golive-status" class="status" role="status">Not live.</p>'
+        f'<p><a href="/c/{escape(channel_id)}">Channel page</a> (what viewers see)</p></div>'
+    )
+    return _layout(f"Go live: {title}", body, ("golive.js",))
+
+
 def not_found_page() -> str:
     return _layout("Not found", "<h1>Not found</h1><p><a href=\"/\">All streams</a></p>")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from appliance.restream import RestreamService
     from appliance.webhooks.service import WebhookService
     from appliance.webrtc import WebRtcManager
+    from appliance.whip import WhipManager
 
 
 @dataclass
@@ -36,6 +37,8 @@ class AppState:
     metrics_hls_bytes: int = 0
     webrtc: WebRtcManager | None = None
     """WHEP peers; None unless ``webrtc.enabled``."""
+    whip: WhipManager | None = None
+    """WHIP publishing sessions; None unless ``webrtc.enabled`` and ``webrtc.whip``."""
     nostr: NostrService | None = None
     delivery: Delivery | None = None
     """Recordings, thumbnails and downloads (None only in tests that build a bare state)."""

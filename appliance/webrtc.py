@@ -45,7 +45,7 @@ from media.webrtc.profile import (
     choose_h264,
     h264_offers,
 )
-from media.webrtc.tracks import EncodedTrack, video_packet
+from media.webrtc.tracks import EncodedTrack, opus_packet, video_packet
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class StreamSource:
         """The id peers asked for (a channel or broadcast id): the key of ``manager.sources``."""
         self.peers: set[Peer] = set()
         self.reader = ls.open_reader(f"webrtc:{ls.broadcast_id}")
+        # A WHIP publisher's own Opus goes to viewers as sent; AAC is transcoded only for
+        # publishers that send AAC (RTMP).
+        self.opus_reader = ls.open_opus_reader(f"webrtc-opus:{ls.broadcast_id}")
         self.video_config: VideoConfig | None = None
         self.audio_config: AudioConfig | None = None
         # Owned by the Opus worker: only _transcode (run by _transcode_loop, one batch at a
@@ -109,6 +112,7 @@ class StreamSource:
         self._max_pts: int | None = None
         self.closed = False
         self.task = manager.tasks.spawn(self._run(), name=f"webrtc-{key}")
+        manager.tasks.spawn(self._run_opus(), name=f"webrtc-opus-{key}")
 
     async def _run(self) -> None:
         try:
@@ -147,7 +151,20 @@ class StreamSource:
             peer.video.push(packet, unit.keyframe)
         return True
 
+    async def _run_opus(self) -> None:
+        try:
+            while (item := await self.opus_reader.get()) is not None:
+                if isinstance(item, MediaUnit) and self.ls.native_opus:
+                    packet = opus_packet(item)
+                    for peer in self.peers:
+                        if peer.audio is not None:
+                            peer.audio.push(packet)
+        finally:
+            self.opus_reader.close()
+
     def _audio(self, unit: MediaUnit) -> None:
+        if self.ls.native_opus:
+            return  # the publisher's own Opus is forwarded by _run_opus
         if self.audio_config is None or not any(p.audio for p in self.peers):
             return
         self._audio_pending.append(unit)
@@ -185,6 +202,7 @@ class StreamSource:
     def close(self) -> None:
         self.closed = True
         self.reader.close()
+        self.opus_reader.close()
 
 
 class WebRtcManager:
@@ -271,7 +289,8 @@ class WebRtcManager:
         self.pending_by_ip[remote] += 1
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         video = EncodedTrack("video")
-        audio = EncodedTrack("audio") if ls.codec_config().audio is not None else None
+        audio = (EncodedTrack("audio")
+                 if ls.codec_config().audio is not None or ls.native_opus else None)
         peer = Peer(token=secrets.token_urlsafe(18), stream_id=stream_id, remote=remote, pc=pc,
                     video=video, audio=audio)
         self.peers[peer.token] = peer

@@ -31,6 +31,7 @@ from appliance.api.http import CONTENT_TYPES, CORS, STATE
 from appliance.api.views import public_broadcast, public_channel
 from appliance.api.vod import add_vod_routes
 from appliance.api.whep import add_whep_routes
+from appliance.api.whip import add_whip_routes
 from appliance.db import queries as q
 from appliance.domain import ID_RE, Broadcast, BroadcastStatus, Channel, Visibility
 from appliance.pages import (
@@ -302,7 +303,8 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP hearth_rtmp_connections Open RTMP connections.",
         "# TYPE hearth_rtmp_connections gauge",
         f"hearth_rtmp_connections {len(state.ingest.connections)}",
-        "# HELP hearth_rtmp_auth_failures_total Publish attempts refused for a bad key.",
+        "# HELP hearth_rtmp_auth_failures_total Publish attempts refused for a bad key "
+        "(RTMP and WHIP).",
         "# TYPE hearth_rtmp_auth_failures_total counter",
         f"hearth_rtmp_auth_failures_total {state.ingest.throttle.total_failures}",
         "# HELP hearth_rtmp_protocol_errors_total Connections closed for malformed RTMP.",
@@ -311,6 +313,9 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP hearth_malformed_frames_total Media frames dropped as malformed.",
         "# TYPE hearth_malformed_frames_total counter",
         f"hearth_malformed_frames_total {state.ingest.malformed_frames}",
+        "# HELP hearth_whip_sessions WHIP publishing sessions (negotiating or live).",
+        "# TYPE hearth_whip_sessions gauge",
+        f"hearth_whip_sessions {len(state.whip.sessions) if state.whip else 0}",
         "# HELP hearth_hls_bytes_total Bytes of HLS segments served.",
         "# TYPE hearth_hls_bytes_total counter",
         f"hearth_hls_bytes_total {state.metrics_hls_bytes}",
@@ -365,6 +370,7 @@ def build_public_app(state: AppState) -> web.Application:
     app.router.add_get("/api/streams/{broadcast_id}", api_broadcast)
     add_hls_routes(app)
     add_whep_routes(app)
+    add_whip_routes(app)
     add_chat_routes(app)
     add_vod_routes(app)
     add_access_routes(app)

@@ -29,6 +29,14 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
    packet by every sender: abs-send-time and the SR mapping) does ``datetime`` arithmetic;
    :func:`use_fast_ntp_clock` replaces it with the same value computed from ``time.time()``.
 
+7. **Encoded frames in (WHIP)**: aiortc's ``RTCRtpReceiver`` always decodes. Hearth keeps
+   its receiver for SRTP, RTX unwrapping, NACK, REMB and receiver reports, and replaces its
+   jitter buffer (``RTCRtpReceiver.__jitter_buffer``, fed each depacketized packet as
+   ``packet._data``) with a tap (:func:`install_receiver_tap`) that hands every packet to
+   Hearth and asks for a PLI through the buffer's ``pli_flag`` return value; the decoder
+   thread then never gets a frame. Sender reports reach Hearth by wrapping the receiver's
+   ``_handle_rtcp_packet``.
+
 The supported range is pinned in ``pyproject.toml``; ``tests/media/webrtc/test_compat.py``
 runs :func:`problems` so an upgrade that changes any of these fails a test instead of a
 viewer.
@@ -46,18 +54,26 @@ from typing import Any
 import aioice.ice
 import aiortc.clock
 import aiortc.codecs.h264
+import aiortc.rtcdtlstransport
+import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import aiortc.rtp
 from aioice.candidate import Candidate
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc import codecs as aiortc_codecs
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 __all__ = [
     "Candidate",
     "Connection",
     "StunProtocol",
+    "PacketSink",
+    "SenderReportSink",
     "add_protocols",
+    "install_receiver_tap",
     "ice_connections",
     "nominated_remote_addrs",
     "problems",
@@ -169,6 +185,46 @@ def use_fast_ntp_clock() -> None:
     aiortc.clock.current_ntp_time = fast_ntp_time
 
 
+# ---- WHIP: encoded frames in -------------------------------------------------------------------
+
+PacketSink = Callable[[int, int, bool, bytes, int], bool]
+"""``(sequence_number, timestamp, marker, depacketized payload, ssrc) → send a PLI now``."""
+SenderReportSink = Callable[[int, int, int], None]
+"""``(ssrc, ntp_timestamp, rtp_timestamp)`` of an RTCP sender report."""
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+
+class _Tap:
+    """Stands in for aiortc's ``JitterBuffer``: ``add(packet) → (pli_flag, frame)``."""
+
+    def __init__(self, sink: PacketSink) -> None:
+        self._sink = sink
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        data: bytes = getattr(packet, "_data", b"")
+        return self._sink(packet.sequence_number, packet.timestamp, bool(packet.marker), data,
+                          packet.ssrc), None
+
+
+def install_receiver_tap(receiver: RTCRtpReceiver, on_packet: PacketSink,
+                         on_sender_report: SenderReportSink) -> None:
+    """Route ``receiver``'s depacketized RTP packets and sender reports to Hearth.
+
+    Call before the connection starts (right after ``setRemoteDescription``). aiortc still
+    does SRTP, RTX, NACK, REMB and RTCP receiver reports; its decoder never sees a frame.
+    """
+    setattr(receiver, _JITTER_BUFFER, _Tap(on_packet))
+    original = receiver._handle_rtcp_packet
+
+    async def handle_rtcp(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            on_sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
 # ---- ICE --------------------------------------------------------------------------------------
 
 
@@ -272,6 +328,7 @@ async def _aiortc_problems() -> list[str]:
     pack = getattr(aiortc.codecs.h264.H264Encoder, "pack", None)
     if pack is None or list(inspect.signature(pack).parameters) != ["self", "packet"]:
         found.append("aiortc H264Encoder.pack(self, packet) changed")
+    found += _receiver_problems()
     pc = RTCPeerConnection()
     try:
         transceiver = pc.addTransceiver("video", direction="sendonly")
@@ -283,6 +340,27 @@ async def _aiortc_problems() -> list[str]:
             found.append("RTCIceGatherer._connection is not an aioice Connection")
     finally:
         await pc.close()
+    return found
+
+
+def _receiver_problems() -> list[str]:
+    found: list[str] = []
+    source = inspect.getsource(aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
+    for needle in ("packet._data = depayload(", "self.__jitter_buffer.add(packet)",
+                   "if pli_flag:", "unwrap_rtx(", "self.__nack_generator.add(packet)"):
+        if needle not in source:
+            found.append(f"RTCRtpReceiver._handle_rtp_packet no longer has {needle!r}")
+    if not inspect.iscoroutinefunction(RTCRtpReceiver._handle_rtcp_packet):
+        found.append("RTCRtpReceiver._handle_rtcp_packet is not a coroutine function")
+    init = inspect.getsource(RTCRtpReceiver.__init__)
+    if "self.__jitter_buffer = JitterBuffer(" not in init:
+        found.append("RTCRtpReceiver.__init__ no longer creates __jitter_buffer")
+    routing = inspect.getsource(aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data)
+    if "recipient._handle_rtcp_packet(packet)" not in routing:
+        found.append("RTCDtlsTransport no longer calls receiver._handle_rtcp_packet")
+    fields = getattr(aiortc.rtp.RtcpSenderInfo, "__dataclass_fields__", {})
+    if not {"ntp_timestamp", "rtp_timestamp"} <= set(fields):
+        found.append("RtcpSenderInfo.ntp_timestamp/rtp_timestamp changed")
     return found
 
 

@@ -19,7 +19,7 @@ from av.stream import Stream
 from media.h264 import annexb_with_parameter_sets
 from media.units import CLOCK_RATE, MediaUnit, VideoConfig
 
-__all__ = ["EncodedTrack", "video_packet", "VIDEO_TIME_BASE"]
+__all__ = ["EncodedTrack", "opus_packet", "video_packet", "VIDEO_TIME_BASE"]
 
 VIDEO_TIME_BASE = Fraction(1, CLOCK_RATE)
 DEFAULT_TRACK_CAPACITY = 256
@@ -35,6 +35,18 @@ def video_packet(unit: MediaUnit, config: VideoConfig) -> Packet[Stream]:
     packet.pts = unit.pts
     packet.dts = unit.dts
     packet.time_base = VIDEO_TIME_BASE
+    return packet
+
+
+OPUS_TIME_BASE = Fraction(1, 48_000)
+
+
+def opus_packet(unit: MediaUnit) -> Packet[Stream]:
+    """One Opus packet as received from a WHIP publisher, timed on the 48 kHz RTP clock
+    (RFC 7587 §4.1), for every WebRTC viewer as is."""
+    packet = av.Packet(unit.data)
+    packet.pts = packet.dts = unit.dts * 48_000 // CLOCK_RATE
+    packet.time_base = OPUS_TIME_BASE
     return packet
 
 
