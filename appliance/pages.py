@@ -231,7 +231,7 @@ def private_page(*, password_channel: str | None = None, next_path: str = "/",
     return _layout("Private broadcast", body, ("access.js",))
 
 
-def golive_page(channel_id: str, title: str, *, enabled: bool) -> str:
+def golive_page(channel_id: str, *, enabled: bool) -> str:
     """"Go live from this browser": camera or screen published over WHIP by golive.js.
 
     The stream key is typed into the page and sent only as the WHIP bearer token: the input
@@ -239,13 +239,13 @@ def golive_page(channel_id: str, title: str, *, enabled: bool) -> str:
     """
     cfg = escape(json.dumps({"whip": f"/whip/{channel_id}", "watch": f"/c/{channel_id}"}))
     if not enabled:
-        body = (f"<h1>Go live: {escape(title)}</h1><p class=\"status\">Publishing from the "
+        body = ("<h1>Go live</h1><p class=\"status\">Publishing from the "
                 "browser needs WebRTC on this server: the operator sets "
                 "<code>webrtc.enabled</code> (and keeps <code>webrtc.whip</code> on).</p>")
-        return _layout(f"Go live: {title}", body)
+        return _layout("Go live", body)
     body = (
         f'<div id="golive" class="golive" data-config="{cfg}">'
-        f"<h1>Go live: {escape(title)}</h1>"
+        "<h1>Go live from this browser</h1>"
         '<video id="preview" autoplay muted playsinline></video>'
         '<form id="golive-form" autocomplete="off">'
         '<label>Stream key <input id="key" type="password" autocomplete="off" '
@@ -259,7 +259,7 @@ def golive_page(channel_id: str, title: str, *, enabled: bool) -> str:
         '<p id="golive-status" class="status" role="status">Not live.</p>'
         f'<p><a href="/c/{escape(channel_id)}">Channel page</a> (what viewers see)</p></div>'
     )
-    return _layout(f"Go live: {title}", body, ("golive.js",))
+    return _layout("Go live", body, ("golive.js",))
 
 
 def not_found_page() -> str:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from appliance.api.http import CORS, STATE
-from appliance.db import queries as q
 from appliance.domain import ID_RE
 from appliance.pages import CSP, golive_page, not_found_page
 
@@ -127,17 +126,20 @@ async def whip_resource_options(request: web.Request) -> web.Response:
 
 
 async def golive(request: web.Request) -> web.Response:
-    """``/c/{channel}/golive``: publish a camera or the screen from this browser over WHIP."""
+    """``/c/{channel}/golive``: publish a camera or the screen from this browser over WHIP.
+
+    The page reads nothing from the database: it shows neither the channel's title nor
+    whether the channel exists (a private channel's title stays private, docs/threat-model.md
+    §whip); a wrong channel or key is refused by the WHIP endpoint like any wrong key.
+    """
     state = request.app[STATE]
     ident = request.match_info["channel_id"]
-    channel = await state.store.read(lambda db: q.get_channel(db, ident)) \
-        if ID_RE.fullmatch(ident) else None
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-    if channel is None:
+    if not ID_RE.fullmatch(ident):
         return web.Response(text=not_found_page(), status=404, content_type="text/html",
                             headers=headers)
-    return web.Response(text=golive_page(channel.id, channel.title, enabled=state.whip is not None),
+    return web.Response(text=golive_page(ident, enabled=state.whip is not None),
                         content_type="text/html", headers=headers)
 
 
