@@ -309,6 +309,21 @@ class RestreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    """``[analytics]``: audience figures per broadcast and channel (docs/analytics.md)."""
+
+    enabled: bool = True
+    """Count viewers, watch time, player kinds, devices and chat per broadcast (aggregates
+    only: no address or User-Agent is stored)."""
+    retention_days: float = 90.0
+    """Days per-minute viewer detail is kept; the per-broadcast summary stays with its
+    broadcast. 0 keeps the detail forever."""
+    flush_interval: float = 60.0
+    """Seconds between writes of the in-memory figures to the database (and at each
+    broadcast's end and at shutdown)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration (top-level keys, then one table per section)."""
 
@@ -328,6 +343,7 @@ class Config:
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     restream: RestreamConfig = field(default_factory=RestreamConfig)
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
 
     # ---- derived values -------------------------------------------------------------------
 
@@ -851,6 +867,11 @@ def _validate_restream(r: RestreamConfig) -> None:
     _between("restream.queue_units", r.queue_units, 10, 100_000)
 
 
+def _validate_analytics(a: AnalyticsConfig) -> None:
+    _between("analytics.retention_days", a.retention_days, 0, 36500, " days")
+    _between("analytics.flush_interval", a.flush_interval, 1, 3600, " seconds")
+
+
 def validate(config: Config) -> None:
     """Check ranges and cross-field rules, section by section.
 
@@ -867,4 +888,5 @@ def validate(config: Config) -> None:
     _validate_recording(config.recording)
     _validate_webhooks(config.webhooks)
     _validate_restream(config.restream)
+    _validate_analytics(config.analytics)
 

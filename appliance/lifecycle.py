@@ -26,6 +26,7 @@ from aiohttp import web
 
 from appliance import logsafe
 from appliance.access import AccessService
+from appliance.analytics.service import AnalyticsService
 from appliance.api.admin_app import build_admin_app
 from appliance.api.conncap import AddressCap, CappedTCPSite, body_timeout_middleware
 from appliance.api.peercred import PeerPolicy, peercred_middleware, policy_for_socket
@@ -176,6 +177,12 @@ class Appliance:
         await restream.start()
         self._stack.push_async_callback(restream.close)
 
+        analytics: AnalyticsService | None = None
+        if config.analytics.enabled:  # before ingest too: every broadcast end is seen
+            analytics = AnalyticsService(config.analytics, store, bus, hls=config.hls)
+            await analytics.start()
+            self._stack.push_async_callback(analytics.close)  # before the store closes
+
         ingest = IngestHandler(service, config.rtmp)
         rtmp_stats = RtmpServerStats(RefusalLog(logging.getLogger("media.rtmp.server"), "rtmp"))
         ingest.rtmp_stats = rtmp_stats
@@ -218,7 +225,7 @@ class Appliance:
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
                          static_files=load_static(), nostr=nostr, delivery=delivery,
                          media=delivery, webhooks=webhooks, restream=restream,
-                         access=access)
+                         access=access, analytics=analytics)
         self.state = state
         public_app = build_public_app(state)
         public_app.middlewares.append(body_timeout_middleware(config.http.body_timeout))
@@ -232,6 +239,7 @@ class Appliance:
             from appliance.webrtc import WebRtcManager  # aiortc is imported only when enabled
 
             state.webrtc = WebRtcManager(config.webrtc, service)
+            state.webrtc.analytics = analytics
             await state.webrtc.start()
             self._stack.push_async_callback(state.webrtc.close)  # every peer closed first
             if config.webrtc.whip:

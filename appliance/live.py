@@ -183,11 +183,13 @@ class LiveBroadcast:
     def has_bframes(self) -> bool:
         return self._health.bframes
 
-    def touch_viewer(self, session: str, address: str | None = None) -> None:
+    def touch_viewer(self, session: str, address: str | None = None) -> bool:
         """A player session showed signs of life (a media request, a WebRTC consent check);
-        ``address`` (a keyed client address) caps the sessions one address may hold."""
-        if not self.ended:
-            self._viewers.seen(session, address)
+        ``address`` (a keyed client address) caps the sessions one address may hold. False
+        if it was not counted (ended, or over the address cap)."""
+        if self.ended:
+            return False
+        return self._viewers.seen(session, address)
 
     def viewers(self) -> int:
         return 0 if self.ended else self._viewers.current()

@@ -14,6 +14,7 @@ from appliance.viewers import ViewerTokens
 
 if TYPE_CHECKING:
     from appliance.access import AccessService
+    from appliance.analytics.service import AnalyticsService
     from appliance.api.conncap import AddressCap
     from appliance.delivery.service import Delivery
     from appliance.ingest import IngestHandler
@@ -53,3 +54,5 @@ class AppState:
     """Webhook endpoints and their outbox (None only in tests that build a bare state)."""
     restream: RestreamService | None = None
     """Simulcast targets and their runners (None only in tests that build a bare state)."""
+    analytics: AnalyticsService | None = None
+    """Audience analytics (None when ``analytics.enabled`` is off, or in bare test states)."""

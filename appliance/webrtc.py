@@ -28,6 +28,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
+from appliance.analytics.service import AnalyticsService
 from appliance.channels import ChannelService
 from appliance.config import WebRtcConfig
 from appliance.hub import Discontinuity
@@ -82,6 +83,11 @@ class Peer:
     closed: bool = False
     guards: list[DatagramGuard] = field(default_factory=list)
     timeout: asyncio.TimerHandle | None = None
+    broadcast_id: str = ""
+    viewer_address: str = ""
+    """The client address for analytics (the proxied client behind a local edge)."""
+    user_agent: str = ""
+    """Read once for analytics' device class when the peer connects; never stored."""
 
     @property
     def datagrams_dropped(self) -> int:
@@ -218,6 +224,8 @@ class WebRtcManager:
         self._bframes_logged: set[str] = set()
         self.tasks = BackgroundTasks("webrtc")
         self.refused = 0
+        self.analytics: AnalyticsService | None = None
+        """Told about each connected peer (player kind WebRTC) and its close."""
         compat.register_h264_profiles()
         compat.share_h264_packetization()
         compat.use_fast_ntp_clock()
@@ -277,7 +285,9 @@ class WebRtcManager:
             raise WhepError(400, "offer has no video section")
         return ls
 
-    async def create_peer(self, stream_id: str, offer: str, remote: str) -> tuple[str, str]:
+    async def create_peer(self, stream_id: str, offer: str, remote: str, *,
+                          viewer_address: str | None = None,
+                          user_agent: str = "") -> tuple[str, str]:
         """Answer a WHEP offer. Returns (resource token, answer SDP).
 
         Raises:
@@ -292,7 +302,8 @@ class WebRtcManager:
         audio = (EncodedTrack("audio")
                  if ls.codec_config().audio is not None or ls.native_opus else None)
         peer = Peer(token=secrets.token_urlsafe(18), stream_id=stream_id, remote=remote, pc=pc,
-                    video=video, audio=audio)
+                    video=video, audio=audio, broadcast_id=ls.broadcast_id,
+                    viewer_address=viewer_address or remote, user_agent=user_agent[:256])
         self.peers[peer.token] = peer
         try:
             try:
@@ -324,7 +335,7 @@ class WebRtcManager:
             if state == "connected" and not peer.connected:
                 peer.connected = True
                 self._unpend(peer)
-                ls.touch_viewer(f"whep:{peer.token}")
+                self._touch(ls, peer)
                 logger.info("[%s] WebRTC peer %s connected in %.2f s", stream_id, remote,
                             time.monotonic() - peer.created)
             elif state in ("failed", "closed"):
@@ -407,6 +418,8 @@ class WebRtcManager:
                 source.close()
                 if self.sources.get(peer.stream_id) is source:
                     del self.sources[peer.stream_id]
+        if self.analytics is not None and peer.connected:
+            self.analytics.webrtc_leave(peer.broadcast_id, f"whep:{peer.token}")
         peer.video.finish()
         if peer.audio:
             peer.audio.finish()
@@ -430,7 +443,13 @@ class WebRtcManager:
                 if peer.connected:
                     ls = self.service.runtime(peer.stream_id)
                     if ls is not None and not ls.ended:
-                        ls.touch_viewer(f"whep:{peer.token}")
+                        self._touch(ls, peer)
+
+    def _touch(self, ls: LiveBroadcast, peer: Peer) -> None:
+        session = f"whep:{peer.token}"
+        if ls.touch_viewer(session) and self.analytics is not None:
+            self.analytics.webrtc_hit(ls.broadcast_id, session, peer.viewer_address,
+                                      peer.user_agent)
 
 
 def _answer_codecs(answer: H264Answer, negotiated: list[RTCRtpCodecParameters]

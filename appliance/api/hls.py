@@ -251,12 +251,27 @@ PLAYER_HEADER = "X-Hearth-Player"
 FIRST_SEGMENT_RETRY_AFTER = "1"
 
 
-def _count_viewer(request: web.Request, ls: LiveBroadcast, *, player_id: str | None) -> None:
+def _count_viewer(request: web.Request, ls: LiveBroadcast, *, player_id: str | None,
+                  low_latency: bool = False) -> None:
     state = request.app[STATE]
     address = client_address(request)
     tokens = state.tokens
-    session = tokens.session_key(address, request.headers.get("User-Agent", ""), player_id)
-    ls.touch_viewer(session, tokens.address_key(address))
+    user_agent = request.headers.get("User-Agent", "")
+    session = tokens.session_key(address, user_agent, player_id)
+    if ls.touch_viewer(session, tokens.address_key(address)) and state.analytics is not None:
+        # Only sessions the per-address cap admitted (docs/threat-model.md §viewer-counts).
+        state.analytics.hls_hit(ls.broadcast_id, session, address, user_agent,
+                                low_latency=low_latency)
+
+
+def _note_blocking_reload(request: web.Request, ls: LiveBroadcast) -> None:
+    """A blocking reload marks its session LL-HLS for analytics (player kind)."""
+    state = request.app[STATE]
+    if state.analytics is not None and not ls.ended:
+        session = state.tokens.session_key(client_address(request),
+                                           request.headers.get("User-Agent", ""),
+                                           request.headers.get(PLAYER_HEADER))
+        state.analytics.blocking_reload(ls.broadcast_id, session)
 
 
 async def _await_first(request: web.Request, muxer: HlsMuxer, *, part: int) -> None:
@@ -337,6 +352,7 @@ async def _media_playlist(request: web.Request, ls: LiveBroadcast) -> web.Respon
         msn, part, skip = parse_blocking(request.query, muxer)
     watch = gate.watch(muxer)
     if msn is not None:
+        _note_blocking_reload(request, ls)
         key_part = -1 if part is None else part
         if not watch.satisfied(msn, key_part):
             with gate.slot(client_address(request), config):
@@ -393,7 +409,8 @@ async def viewing_beacon(request: web.Request) -> web.Response:
     if ls is None or ls.ended:
         raise web.HTTPNotFound(headers=CORS)
     _check_access(request, stream_id, ls)
-    _count_viewer(request, ls, player_id=player)
+    _count_viewer(request, ls, player_id=player,
+                  low_latency=request.query.get("mode") == "llhls")
     return web.Response(status=204, headers={**CORS, "Cache-Control": "no-store"})
 
 

@@ -872,3 +872,143 @@ class WebhookTestQueued(Dto):
 
     webhook_id: str
     delivery_id: str
+
+
+# -- analytics (issue 14 §3, docs/analytics.md) -------------------------------------------------
+
+
+class PlayerKind(enum.StrEnum):
+    """How a viewer watched: LL-HLS (blocking playlist reloads, rfc8216bis §6.2.5.2), plain
+    HLS, WebRTC (WHEP) or a recording (VOD, counted apart from the live figures)."""
+
+    LLHLS = "llhls"
+    HLS = "hls"
+    WEBRTC = "webrtc"
+    VOD = "vod"
+
+
+class DeviceClass(enum.StrEnum):
+    """A viewer's device, classified from the User-Agent in memory (the UA is not kept)."""
+
+    DESKTOP = "desktop"
+    MOBILE = "mobile"
+    TABLET = "tablet"
+    TV = "tv"
+    BOT = "bot"
+    """Crawlers and scripts: shown in the split, excluded from every viewer figure."""
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsSplit(Dto):
+    """Sessions, distinct viewers and watch time of one (player kind, device class) pair."""
+
+    kind: PlayerKind
+    device: DeviceClass
+    sessions: int
+    viewers: int
+    watch_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsMinute(Dto):
+    """Concurrent live viewers in one minute (the most at any instant of it)."""
+
+    minute: int
+    """Unix time of the minute's start."""
+    viewers: int
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastAnalytics(Dto):
+    """``GET /v1/analytics/broadcasts/{id}``: one broadcast's audience.
+
+    Live figures (``peak``, ``unique_viewers``, ``sessions``, ``watch_seconds``) exclude
+    recording playback (``vod_*``) and bots. ``timeline`` is one point per minute from the
+    broadcast's start to its end (or now), zeros included; empty once its per-minute detail
+    passed ``analytics.retention_days``. ``average_watch_seconds`` is per session.
+    """
+
+    broadcast_id: str
+    channel_id: str
+    title: str
+    status: str
+    started_at: float | None
+    ended_at: float | None
+    current_viewers: int
+    peak: int
+    peak_at: float | None
+    unique_viewers: int
+    sessions: int
+    watch_seconds: float
+    average_watch_seconds: float
+    vod_sessions: int
+    vod_viewers: int
+    vod_watch_seconds: float
+    chat_messages: int
+    chatters: int
+    split: list[AnalyticsSplit]
+    timeline: list[AnalyticsMinute]
+    updated_at: float | None = None
+    """When the figures were last written (about once a minute while live)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsDay(Dto):
+    """A channel's audience on one UTC day (broadcasts that started that day)."""
+
+    day: str
+    """``YYYY-MM-DD`` (UTC)."""
+    broadcasts: int
+    peak: int
+    unique_viewers: int
+    watch_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastAnalyticsLine(Dto):
+    """One broadcast in a channel roll-up."""
+
+    broadcast_id: str
+    title: str
+    started_at: float | None
+    ended_at: float | None
+    peak: int
+    unique_viewers: int
+    watch_seconds: float
+    chat_messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAnalytics(Dto):
+    """``GET /v1/analytics/channels/{id}?days=N``: the broadcasts that started in the last
+    ``days`` days, rolled up. ``unique_viewers`` is the sum over broadcasts (viewer keys are
+    not kept, so one person watching two broadcasts counts twice)."""
+
+    channel_id: str
+    title: str
+    days: int
+    broadcasts: int
+    peak: int
+    peak_at: float | None
+    unique_viewers: int
+    sessions: int
+    watch_seconds: float
+    average_watch_seconds: float
+    vod_sessions: int
+    vod_watch_seconds: float
+    chat_messages: int
+    chatters: int
+    split: list[AnalyticsSplit]
+    per_day: list[AnalyticsDay]
+    per_broadcast: list[BroadcastAnalyticsLine]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsLink(Dto):
+    """``POST /v1/analytics/channels/{id}/link``: an owner link to the channel's analytics
+    page."""
+
+    channel_id: str
+    url: str
+    expires_at: float

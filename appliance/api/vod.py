@@ -12,7 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from appliance.api.access import check_broadcast, mark_private
-from appliance.api.http import CONTENT_TYPES, CORS, STATE
+from appliance.api.hls import PLAYER_HEADER
+from appliance.api.http import CONTENT_TYPES, CORS, STATE, client_address
 from appliance.delivery.paths import InvalidId, check_id, is_vod_name, vod_object_path
 from appliance.delivery.service import Delivery
 from appliance.delivery.vod import render_vod_playlist
@@ -48,6 +49,9 @@ async def vod_playlist(request: web.Request) -> web.Response:
     if rec is None or not rec.entries:
         raise web.HTTPNotFound(text="no recording", headers=CORS)
     complete = rec.complete and not delivery.is_recording(rec.broadcast_id)
+    analytics = request.app[STATE].analytics
+    if analytics is not None:
+        analytics.vod_known(rec.broadcast_id)
     body = render_vod_playlist(rec.entries, complete=complete).encode()
     resp = web.Response(body=body, headers={
         **CORS, "Content-Type": CONTENT_TYPES["m3u8"],
@@ -69,10 +73,23 @@ async def vod_object(request: web.Request) -> web.StreamResponse:
     except InvalidId:
         raise web.HTTPNotFound(headers=CORS) from None
     ext = name.rsplit(".", 1)[1]
+    _count_vod(request, broadcast_id, name)
     resp = web.FileResponse(path, headers={
         **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": IMMUTABLE,
         "X-Content-Type-Options": "nosniff"})
     return mark_private(resp) if private else resp
+
+
+def _count_vod(request: web.Request, broadcast_id: str, name: str) -> None:
+    """Recording playback counts apart from live viewers (docs/analytics.md): a media segment
+    (not an init segment) of a recording whose playlist was served."""
+    state = request.app[STATE]
+    if state.analytics is None or name.startswith("init"):
+        return
+    address = client_address(request)
+    user_agent = request.headers.get("User-Agent", "")
+    session = state.tokens.session_key(address, user_agent, request.headers.get(PLAYER_HEADER))
+    state.analytics.vod_hit(broadcast_id, session, address, user_agent)
 
 
 async def vod_download(request: web.Request) -> web.StreamResponse:

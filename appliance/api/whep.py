@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from appliance.api.access import check_broadcast, grant_in, shown_via_channel
-from appliance.api.http import CORS, STATE
+from appliance.api.http import CORS, STATE, client_address
 from appliance.bus import BroadcastChanged, ChannelChanged
 from appliance.domain import ID_RE, Visibility
 
@@ -80,7 +80,9 @@ async def whep_post(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise web.HTTPBadRequest(text="SDP must be UTF-8", headers=WHEP_CORS) from None
     try:
-        token, answer = await manager.create_peer(stream_id, offer, request.remote or "")
+        token, answer = await manager.create_peer(
+            stream_id, offer, request.remote or "", viewer_address=client_address(request),
+            user_agent=request.headers.get("User-Agent", ""))
     except WhepError as err:
         headers = dict(WHEP_CORS)
         if err.status in (429, 503):

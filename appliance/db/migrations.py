@@ -317,6 +317,45 @@ def m_visibility_and_grants(db: Database) -> None:
     )
 
 
+@migration
+def m_analytics(db: Database) -> None:
+    # Audience aggregates per broadcast (issue 14 §3, docs/analytics.md): never an address or
+    # User-Agent, only counts. Rows go with their broadcast (ON DELETE CASCADE); per-minute
+    # detail is pruned after analytics.retention_days, the summary and split stay.
+    _script(
+        db,
+        """
+        CREATE TABLE analytics_broadcasts (
+            broadcast_id TEXT PRIMARY KEY REFERENCES broadcasts(id) ON DELETE CASCADE,
+            peak INTEGER NOT NULL DEFAULT 0,
+            peak_at REAL,
+            unique_viewers INTEGER NOT NULL DEFAULT 0,
+            chat_messages INTEGER NOT NULL DEFAULT 0,
+            chatters INTEGER NOT NULL DEFAULT 0,
+            first_view_at REAL,
+            last_view_at REAL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE analytics_split (
+            broadcast_id TEXT NOT NULL REFERENCES broadcasts(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            device TEXT NOT NULL,
+            sessions INTEGER NOT NULL DEFAULT 0,
+            viewers INTEGER NOT NULL DEFAULT 0,
+            watch_seconds REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (broadcast_id, kind, device)
+        );
+        CREATE TABLE analytics_minutes (
+            broadcast_id TEXT NOT NULL REFERENCES broadcasts(id) ON DELETE CASCADE,
+            minute INTEGER NOT NULL,
+            viewers INTEGER NOT NULL,
+            PRIMARY KEY (broadcast_id, minute)
+        ) WITHOUT ROWID;
+        CREATE INDEX analytics_minutes_minute ON analytics_minutes(minute)
+        """
+    )
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

@@ -43,7 +43,8 @@
   function beacon() {
     // WHEP peers count server-side; a recording is not the live stream.
     if (player.mode === "webrtc" || player.mode === "vod" || video.paused) return;
-    fetch("/api/streams/" + encodeURIComponent(cfg.id) + "/viewing?player=" + playerId,
+    fetch("/api/streams/" + encodeURIComponent(cfg.id) + "/viewing?player=" + playerId +
+          (player.mode === "llhls" ? "&mode=llhls" : ""),
           { method: "POST", keepalive: true }).catch(() => {});
   }
   function boundLatency() {

@@ -1,0 +1,185 @@
+"""The analytics service against a real Store: flushed figures read back exactly, survive a
+restart (a second service on the same file adds to them), go with their broadcast, and the
+per-minute detail is pruned by retention while the summary stays. Also the migration from
+the previous release's database."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from appliance.analytics.service import AnalyticsService
+from appliance.api.schema import (
+    BroadcastAnalytics,
+    ChannelAnalytics,
+    ChatChange,
+    ChatMessage,
+    DeviceClass,
+    PlayerKind,
+)
+from appliance.bus import BroadcastChanged, BroadcastReason, Bus, ChatChanged
+from appliance.config import AnalyticsConfig
+from appliance.db import Store
+from appliance.db import queries as q
+from appliance.domain import ChannelFields
+from tests.appliance.test_analytics_tracker import FIREFOX, IPHONE, T0, Clock
+
+RELEASE_DB = Path(__file__).resolve().parents[1] / "data" / "release-streams.sqlite"
+
+
+async def _seed(store: Store, started: float) -> None:
+    def tx(db: object) -> None:
+        q.insert_channel(db, "chan1", ChannelFields(title="Jazz <b>night</b>"), "h" * 64)  # type: ignore[arg-type]
+        q.start_broadcast(db, "bcast1", "chan1", started)  # type: ignore[arg-type]
+
+    await store.write(tx)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "hearth.db")
+    await _seed(s, T0)
+    yield s
+    await s.close()
+
+
+def _service(store: Store, clock: Clock, bus: Bus | None = None,
+             retention_days: float = 90.0) -> AnalyticsService:
+    return AnalyticsService(AnalyticsConfig(retention_days=retention_days, flush_interval=3600),
+                            store, bus or Bus(), clock=clock)
+
+
+def _watch(svc: AnalyticsService, clock: Clock, session: str, ua: str, address: str,
+           start: float, stop: float) -> None:
+    t = start
+    while t <= stop:
+        clock.now = T0 + t
+        svc.hls_hit("bcast1", session, address, ua)
+        t += 2
+
+
+async def test_figures_flush_read_back_and_survive_a_restart(store: Store) -> None:
+    clock, bus = Clock(), Bus()
+    svc = _service(store, clock, bus)
+    await svc.start()
+    # a: 0–100 s desktop; b: 20–58 s phone. Minute 0 → 2, minute 1 → 1 (a until 100 s).
+    for t in range(0, 101, 2):
+        clock.now = T0 + t
+        svc.hls_hit("bcast1", "a", "198.51.100.1", FIREFOX)
+        if 20 <= t <= 58:
+            svc.hls_hit("bcast1", "b", "198.51.100.2", IPHONE)
+    assert svc.current("bcast1") == 1  # b left 42 s ago (gap 10 s)
+    clock.now = T0 + 130
+    await svc.flush()
+    got = await svc.broadcast("bcast1")
+    assert got is not None
+    assert [(m.minute - int(T0), m.viewers) for m in got.timeline] == [(0, 2), (60, 1), (120, 0)]
+    assert (got.peak, got.peak_at, got.unique_viewers) == (2, T0 + 20, 2)
+    assert (got.sessions, got.watch_seconds, got.average_watch_seconds) == (2, 138.0, 69.0)
+    assert {(s.kind, s.device): s.sessions for s in got.split} == {
+        (PlayerKind.HLS, DeviceClass.DESKTOP): 1, (PlayerKind.HLS, DeviceClass.MOBILE): 1}
+    await svc.close()
+
+    # "Restart": a new service on the same database; the broadcast continues.
+    svc2 = _service(store, clock, bus)
+    await svc2.start()
+    _watch(svc2, clock, "c", FIREFOX, "198.51.100.3", 200, 230)
+    bus.publish(ChatChanged(stream_id="bcast1", reason=ChatChange.NEW, message=ChatMessage(
+        id="e" * 64, stream_id="bcast1", pubkey="p" * 64, created_at=int(T0), content="hi")))
+    await store.write(lambda db: q.end_broadcast(db, "bcast1", T0 + 240, "test"))
+    bus.publish(BroadcastChanged(broadcast_id="bcast1", channel_id="chan1",
+                                 reason=BroadcastReason.ENDED))
+    got2 = await _until(svc2, lambda g: g.sessions == 3)
+    assert (got2.peak, got2.unique_viewers, got2.watch_seconds) == (2, 3, 168.0)
+    assert (got2.chat_messages, got2.chatters) == (1, 1)
+    assert len(got2.timeline) == 5 and got2.timeline[3].viewers == 1
+    await svc2.close()
+
+
+async def _until(svc: AnalyticsService, ok: object) -> BroadcastAnalytics:
+    import asyncio
+
+    for _ in range(200):
+        got = await svc.broadcast("bcast1")
+        assert got is not None
+        if ok(got):  # type: ignore[operator]
+            return got
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"figures never reached the expected state: {got}")
+
+
+async def test_channel_roll_up_and_cascade_and_retention(store: Store) -> None:
+    clock = Clock()
+    svc = _service(store, clock, retention_days=1)
+    _watch(svc, clock, "a", FIREFOX, "198.51.100.1", 0, 60)
+    clock.now = T0 + 100
+    svc.vod_hit("bcast1", "a", "198.51.100.1", FIREFOX)  # no playlist served: not counted
+    svc.vod_known("bcast1")
+    svc.vod_hit("bcast1", "a", "198.51.100.1", FIREFOX)
+    clock.now = T0 + 130
+    svc.vod_hit("bcast1", "a", "198.51.100.1", FIREFOX)
+    await svc._write(svc.tracker.flush(final=True))
+    ch = await svc.channel("chan1", 30)
+    assert isinstance(ch, ChannelAnalytics)
+    assert (ch.broadcasts, ch.peak, ch.unique_viewers, ch.watch_seconds) == (1, 1, 1, 60.0)
+    assert (ch.vod_sessions, ch.vod_watch_seconds) == (1, 30.0)
+    assert [d.broadcasts for d in ch.per_day] == [1]
+    assert ch.title == "Jazz <b>night</b>"  # raw here; every surface escapes it
+    assert await svc.channel("nope", 30) is None
+    assert await svc.broadcast("nope") is None
+
+    # Retention: two days after its end the per-minute rows go, the summary stays.
+    await store.write(lambda db: q.end_broadcast(db, "bcast1", T0 + 200, "test"))
+    got = await svc.broadcast("bcast1")
+    assert got is not None and [m.viewers for m in got.timeline] == [1, 1, 0, 0]
+    clock.now = T0 + 2 * 86400
+    await svc.flush()
+    got = await svc.broadcast("bcast1")
+    assert got is not None and got.timeline == [] and got.peak == 1
+
+    # Deleted with their broadcast.
+    def delete(db: object) -> None:
+        db.execute("DELETE FROM broadcasts WHERE id = 'bcast1'")  # type: ignore[attr-defined]
+
+    await store.write(delete)
+    left = await store.read(lambda db: [db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                                        for t in ("analytics_broadcasts", "analytics_split",
+                                                  "analytics_minutes")])
+    assert left == [0, 0, 0]
+
+
+async def test_figures_for_an_unknown_broadcast_are_dropped(store: Store) -> None:
+    clock = Clock()
+    svc = _service(store, clock)
+    svc.hls_hit("no-such", "a", "198.51.100.1", FIREFOX)
+    await svc._write(svc.tracker.flush(final=True))  # no foreign-key failure, nothing stored
+    assert await store.read(
+        lambda db: db.execute("SELECT COUNT(*) FROM analytics_split").fetchone()[0]) == 0
+
+
+async def test_migration_from_the_previous_release(tmp_path: Path) -> None:
+    path = tmp_path / "hearth.db"
+    shutil.copy(RELEASE_DB, path)
+    store = await Store.open(path)
+    try:
+        bid = await store.read(
+            lambda db: db.execute("SELECT id FROM broadcasts LIMIT 1").fetchone()[0])
+        clock = Clock()
+        svc = _service(store, clock)
+        svc.hls_hit(bid, "a", "198.51.100.1", FIREFOX)
+        clock.now += 10
+        svc.hls_hit(bid, "a", "198.51.100.1", FIREFOX)
+        await svc._write(svc.tracker.flush(final=True))
+        got = await svc.broadcast(bid)
+        assert got is not None and got.watch_seconds == 10.0
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        names = [r[0] for r in db.execute("SELECT name FROM _hearth_migrations")]
+        assert names[-1] == "m_analytics" or "m_analytics" in names
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
