@@ -34,6 +34,7 @@ from appliance.api.schema import (
     Status,
     safe_text,
 )
+from appliance.cli_analytics import add_analytics_parser, duration
 from appliance.cli_blocks import add_block_parser, block_command
 from appliance.cli_recordings import add_recording_parser, recording_command
 from appliance.cli_restream import add_restream_parser, target_lines
@@ -332,9 +333,22 @@ async def cmd_broadcast_show(client: UnixSocketAdminClient, args: argparse.Names
     if args.json:
         _json(data)
     else:
-        _print_broadcast(AdminBroadcast.from_dict(data))
+        b = AdminBroadcast.from_dict(data)
+        _print_broadcast(b)
+        await _print_audience(client, b.id)
         await _print_naddr(client, args.id)
     return 0
+
+
+async def _print_audience(client: UnixSocketAdminClient, broadcast_id: str) -> None:
+    """The analytics summary line (nothing when analytics are off or the appliance is older)."""
+    try:
+        a = await client.broadcast_analytics(broadcast_id)
+    except ApplianceError:
+        return
+    print(f"  audience peak {a.peak}, {a.unique_viewers} unique, watched "
+          f"{duration(a.watch_seconds)} (average {duration(a.average_watch_seconds)}), "
+          f"chat {a.chat_messages}; `hearth analytics broadcast {a.broadcast_id}`")
 
 
 async def _print_naddr(client: UnixSocketAdminClient, ident: str) -> None:
@@ -803,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["recording"].set_defaults(func=recording_command, client=True)
     add_webhook_parser(sub, common)
     cli_access.add_grant_parser(sub, common)
+    add_analytics_parser(sub, common)
     _add_stream_aliases(sub, common)
     _command(sub, "tui", cmd_tui, "the operator's dashboard (Textual)",
              "Open the live dashboard on the running appliance.", "  hearth tui",

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from appliance.api.admin import add_stream_routes
 from appliance.api.admin_access import add_access_routes
+from appliance.api.admin_analytics import add_analytics_routes
 from appliance.api.admin_blocks import add_block_routes
 from appliance.api.admin_common import MAX_BODY, STATE
 from appliance.api.admin_events import add_event_stream
@@ -27,4 +28,5 @@ def build_admin_app(state: AppState) -> web.Application:
     add_webhook_routes(app)
     add_restream_routes(app)
     add_access_routes(app)
+    add_analytics_routes(app)
     return app

@@ -26,6 +26,8 @@ from appliance.api.schema import (
     AdminRecording,
     AdminStream,
     AdminWebhook,
+    BroadcastAnalytics,
+    ChannelAnalytics,
     ChatMessage,
     Dto,
     LogEvent,
@@ -238,6 +240,15 @@ class UnixSocketAdminClient:
     async def list_restream_targets(self, channel_id: str) -> list[RestreamTarget]:
         return _many(RestreamTarget, await self.request(
             "GET", f"/v1/channels/{quote(channel_id, safe='')}/restream"))
+
+    async def broadcast_analytics(self, broadcast_id: str) -> BroadcastAnalytics:
+        data = await self.request("GET", f"/v1/analytics/broadcasts/{quote(broadcast_id, safe='')}")
+        return _one(BroadcastAnalytics, data)
+
+    async def channel_analytics(self, channel_id: str, days: int = 30) -> ChannelAnalytics:
+        data = await self.request("GET", f"/v1/analytics/channels/{quote(channel_id, safe='')}",
+                                  params={"days": str(days)})
+        return _one(ChannelAnalytics, data)
 
     async def list_events(self, limit: int = 100) -> list[LogEvent]:
         data = await self.request("GET", "/v1/events", params={"limit": str(limit)})

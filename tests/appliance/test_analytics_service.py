@@ -11,8 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.analytics.service import AnalyticsService
+from appliance.api.admin_analytics import parse_days
 from appliance.api.schema import (
     BroadcastAnalytics,
     ChannelAnalytics,
@@ -33,8 +36,8 @@ RELEASE_DB = Path(__file__).resolve().parents[1] / "data" / "release-streams.sql
 
 async def _seed(store: Store, started: float) -> None:
     def tx(db: object) -> None:
-        q.insert_channel(db, "chan1", ChannelFields(title="Jazz <b>night</b>"), "h" * 64)  # type: ignore[arg-type]
-        q.start_broadcast(db, "bcast1", "chan1", started)  # type: ignore[arg-type]
+        q.insert_channel(db, "chan01", ChannelFields(title="Jazz <b>night</b>"), "h" * 64)  # type: ignore[arg-type]
+        q.start_broadcast(db, "bcast1", "chan01", started)  # type: ignore[arg-type]
 
     await store.write(tx)
 
@@ -91,7 +94,7 @@ async def test_figures_flush_read_back_and_survive_a_restart(store: Store) -> No
     bus.publish(ChatChanged(stream_id="bcast1", reason=ChatChange.NEW, message=ChatMessage(
         id="e" * 64, stream_id="bcast1", pubkey="p" * 64, created_at=int(T0), content="hi")))
     await store.write(lambda db: q.end_broadcast(db, "bcast1", T0 + 240, "test"))
-    bus.publish(BroadcastChanged(broadcast_id="bcast1", channel_id="chan1",
+    bus.publish(BroadcastChanged(broadcast_id="bcast1", channel_id="chan01",
                                  reason=BroadcastReason.ENDED))
     got2 = await _until(svc2, lambda g: g.sessions == 3)
     assert (got2.peak, got2.unique_viewers, got2.watch_seconds) == (2, 3, 168.0)
@@ -123,7 +126,7 @@ async def test_channel_roll_up_and_cascade_and_retention(store: Store) -> None:
     clock.now = T0 + 130
     svc.vod_hit("bcast1", "a", "198.51.100.1", FIREFOX)
     await svc._write(svc.tracker.flush(final=True))
-    ch = await svc.channel("chan1", 30)
+    ch = await svc.channel("chan01", 30)
     assert isinstance(ch, ChannelAnalytics)
     assert (ch.broadcasts, ch.peak, ch.unique_viewers, ch.watch_seconds) == (1, 1, 1, 60.0)
     assert (ch.vod_sessions, ch.vod_watch_seconds) == (1, 30.0)
@@ -183,3 +186,47 @@ async def test_migration_from_the_previous_release(tmp_path: Path) -> None:
         assert names[-1] == "m_analytics" or "m_analytics" in names
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+# ---- the admin routes: answers, hostile ids and parameters -----------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=40)))
+def test_days_parameter_is_a_bounded_whole_number_or_refused(raw: str | None) -> None:
+    days = parse_days(raw)
+    assert days is None or 1 <= days <= 3650
+    if raw is not None and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 3650:
+        assert days == int(raw)
+
+
+async def test_admin_routes(store: Store, tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from appliance.api.admin_app import build_admin_app
+    from appliance.channels import ChannelService
+    from appliance.config import load_config
+    from appliance.state import AppState
+
+    config = load_config(environ={"HEARTH_DATA_DIR": str(tmp_path)})
+    clock = Clock()
+    svc = _service(store, clock)
+    _watch(svc, clock, "a", FIREFOX, "198.51.100.1", 0, 30)
+    await svc._write(svc.tracker.flush(final=True))
+    state = AppState(config=config, store=store, service=ChannelService(config, store),
+                     ingest=None, analytics=svc)  # type: ignore[arg-type]
+    async with TestClient(TestServer(build_admin_app(state))) as admin:
+        r = await admin.get("/v1/analytics/broadcasts/bcast1")
+        assert r.status == 200
+        got = BroadcastAnalytics.from_dict(await r.json())
+        assert (got.sessions, got.watch_seconds) == (1, 30.0)
+        r = await admin.get("/v1/analytics/channels/chan01", params={"days": "7"})
+        assert ChannelAnalytics.from_dict(await r.json()).broadcasts == 1
+        for bad in ("x" * 5000, "%2e%2e", "ABC", "nope00000000", "bcast1%00"):
+            assert (await admin.get(f"/v1/analytics/broadcasts/{bad}")).status == 404
+            assert (await admin.get(f"/v1/analytics/channels/{bad}")).status == 404
+        for days in ("0", "-1", "3651", "1e3", "７", "", "9" * 5000, "NaN"):
+            r = await admin.get("/v1/analytics/channels/chan01", params={"days": days})
+            assert r.status == 400 and (await r.json())["field"] == "days"
+        state.analytics = None
+        assert (await admin.get("/v1/analytics/broadcasts/bcast1")).status == 503
