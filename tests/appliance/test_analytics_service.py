@@ -225,7 +225,7 @@ async def test_admin_routes(store: Store, tmp_path: Path) -> None:
         for bad in ("x" * 5000, "%2e%2e", "ABC", "nope00000000", "bcast1%00"):
             assert (await admin.get(f"/v1/analytics/broadcasts/{bad}")).status == 404
             assert (await admin.get(f"/v1/analytics/channels/{bad}")).status == 404
-        for days in ("0", "-1", "3651", "1e3", "７", "", "9" * 5000, "NaN"):
+        for days in ("0", "-1", "3651", "1e3", "\uff17", "", "9" * 5000, "NaN"):
             r = await admin.get("/v1/analytics/channels/chan01", params={"days": days})
             assert r.status == 400 and (await r.json())["field"] == "days"
         state.analytics = None

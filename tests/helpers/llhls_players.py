@@ -64,18 +64,23 @@ def live_edge(text: str) -> tuple[int, int, float] | None:
 
 async def play(base: str, sid: str, stop: asyncio.Event, stats: PlayerStats, *,
                source: str | None = None, preload: bool = False,
-               beacon: bool = True) -> None:
-    """Run one player against ``base`` (origin or edge) until ``stop`` is set."""
+               beacon: bool = True, user_agent: str | None = None,
+               mark_playlists: bool = False) -> None:
+    """Run one player against ``base`` (origin or edge) until ``stop`` is set (``user_agent``:
+    a browser's, else aiohttp's own, which analytics counts as a bot; ``mark_playlists``: send
+    the player id with playlist requests too, as the watch page's hls.js does)."""
     connector = aiohttp.TCPConnector(limit=8, local_addr=(source, 0) if source else None,
                                      force_close=False)
     player_id = secrets.token_hex(12)
     timeout = aiohttp.ClientTimeout(total=20)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    headers = {"User-Agent": user_agent} if user_agent else None
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     headers=headers) as http:
         media_headers = {"X-Hearth-Player": player_id}
         root = f"{base}/hls/{sid}"
 
         async def get_text(url: str) -> str | None:
-            async with http.get(url) as r:
+            async with http.get(url, headers=media_headers if mark_playlists else None) as r:
                 body = await r.text()
                 return body if r.status == 200 else None
 
