@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -116,6 +116,7 @@ def check_broadcast(request: web.Request, broadcast_id: str, *, json: bool = Fal
     channel_id = service.channel_of(broadcast_id)
     if channel_id is None or not has_grant(request, channel_id, broadcast_id):
         raise forbidden_json() if json else forbidden_media()
+    request[PRIVATE] = True
     return True
 
 
@@ -126,15 +127,34 @@ def check_channel(request: web.Request, channel_id: str, *, json: bool = False) 
         return False
     if not has_grant(request, channel_id, None):
         raise forbidden_json() if json else forbidden_media()
+    request[PRIVATE] = True
     return True
 
 
+PRIVATE = "hearth_private"
+"""Request key set once a check found the target private: :func:`private_middleware` then
+marks every answer to it (errors included) ``private, no-store``."""
 _R = TypeVar("_R", bound=web.StreamResponse)
 
 
 def mark_private(resp: _R) -> _R:
     resp.headers["Cache-Control"] = PRIVATE_CACHE
     resp.headers.pop("Access-Control-Allow-Origin", None)
+    return resp
+
+
+@web.middleware
+async def private_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Whatever a request about a private broadcast gets (a 404 or 503 too) is not for a
+    shared cache."""
+    try:
+        resp: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        if request.get(PRIVATE):
+            mark_private(exc)
+        raise
+    if request.get(PRIVATE) and not resp.prepared:
+        mark_private(resp)
     return resp
 
 
@@ -210,11 +230,17 @@ async def grant_exchange(request: web.Request) -> web.Response:
 
 
 def _same_origin(request: web.Request) -> None:
+    """Refuse a browser POST sent by another site (its ``Origin`` names another host).
+
+    Hosts are compared without ports: a proxy in front (deploy/nginx-edge.conf sets
+    ``Host $host``) drops the port the browser used."""
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return  # old browsers and non-browser clients send none; the cookie is theirs alone
-    host = request.headers.get("Host", "")
-    if origin.split("://", 1)[-1] != host:
+    origin_host = urlsplit(origin).hostname or ""
+    host = urlsplit("//" + request.headers.get("Host", "")).hostname or ""
+    public = urlsplit(request.app[STATE].config.public_base_url).hostname or ""
+    if origin_host not in (host, public) or not origin_host:
         raise web.HTTPForbidden(text="cross-site request refused", headers=PRIVATE_HEADERS)
 
 

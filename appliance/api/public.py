@@ -22,6 +22,7 @@ from appliance.api.access import (
     has_grant,
     listed,
     mark_private,
+    private_middleware,
     private_response,
     shown_via_channel,
 )
@@ -356,7 +357,8 @@ async def not_found_middleware(request: web.Request, handler: Any) -> web.Stream
 
 
 def build_public_app(state: AppState) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[not_found_middleware])
+    app = web.Application(client_max_size=64 * 1024,
+                          middlewares=[not_found_middleware, private_middleware])
     app[STATE] = state
     app.router.add_get("/", discovery)
     app.router.add_get("/c/{channel_id}", channel_page)
