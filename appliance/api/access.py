@@ -131,7 +131,7 @@ def check_channel(request: web.Request, channel_id: str, *, json: bool = False) 
     return True
 
 
-PRIVATE = "hearth_private"
+PRIVATE: web.RequestKey[bool] = web.RequestKey("hearth_private", bool)
 """Request key set once a check found the target private: :func:`private_middleware` then
 marks every answer to it (errors included) ``private, no-store``."""
 _R = TypeVar("_R", bound=web.StreamResponse)
