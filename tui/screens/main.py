@@ -80,6 +80,7 @@ class MainScreen(Screen[None]):
         Binding("b", "blocks", "Blocks", show=False),
         # Hidden from the footer (80 columns are full); the README lists it.
         Binding("g", "goal", "Zap goal", show=False),
+        Binding("m", "restream", "Restream", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float]) -> None:
@@ -281,6 +282,9 @@ class MainScreen(Screen[None]):
         if stream.ingest is not None and stream.ingest.verdict_reasons:
             # The first reason, with the OBS setting that fixes it (all are in the event log).
             warning = f" · ⚠ {stream.ingest.verdict_reasons[0]}"
+        if stream.restream and stream.status == "live":
+            live = sum(t.state.value == "live" for t in stream.restream)
+            up += f" · restream {live}/{len(stream.restream)}"
         if stream.status == "live":
             graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}{warning}"
         elif stream.next_planned_at is not None:  # the time first: it must fit at 80 columns
@@ -447,6 +451,14 @@ class MainScreen(Screen[None]):
             self.notify(f"Zap goal published: {goal.title}: {goal.amount_msats // 1000:,} sats",
                         markup=False)
             return
+
+    def action_restream(self) -> None:
+        """The selected channel's simulcast targets (issue 16 §1)."""
+        from tui.screens.restream import RestreamScreen
+
+        stream = self._selected_stream()
+        if stream is not None:
+            self.app.push_screen(RestreamScreen(self.client, stream.id, stream.title))
 
     @work(group="intent")
     async def action_blocks(self) -> None:
