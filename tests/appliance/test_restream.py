@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import sqlite3
@@ -332,3 +333,47 @@ async def test_migration_from_the_previous_release(tmp_path: Path) -> None:
         assert "m_restream_targets" in names
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT COUNT(*) FROM channels").fetchone()[0] >= 1
+
+
+async def test_admin_routes_refuse_hostile_input_and_never_echo_keys(
+        env: tuple[ChannelService, RestreamService, str]) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from appliance.api.admin_app import build_admin_app
+    from appliance.state import AppState
+
+    channels, restream, cid = env
+    state = AppState(config=channels.config, store=channels.store, service=channels,
+                     ingest=None, bus=channels.bus, restream=restream)  # type: ignore[arg-type]
+    base = f"/v1/channels/{cid}/restream"
+    async with TestClient(TestServer(build_admin_app(state))) as admin:
+        bad_bodies: list[bytes] = [
+            b"", b"{", b"[]", b"null", b'{"url": 5}', b'{"key": "k"}',
+            b'{"url": "rtmp://h/live/k", "key": 7}',
+            f'{{"url": "http://h/live/{KEY}"}}'.encode(),
+            f'{{"url": "file:///etc/{KEY}"}}'.encode(),
+            f'{{"url": "rtmp://h/live/{KEY}\\u0000"}}'.encode(),
+            b'{"url": "rtmp://h/live"}',  # no key
+            b'{"url": "rtmp://h/' + b"a" * 5000 + b'/k"}',
+            b'{"url": ' * 10000 + b"1" + b"}" * 10000, b"\xff\xfe",
+        ]
+        for body in bad_bodies:
+            r = await admin.post(base, data=body, headers={"Content-Type": "application/json"})
+            assert r.status == 400, (body[:60], r.status)
+            assert KEY not in await r.text()
+        assert (await admin.post(base, data=b"{" + b" " * (300 * 1024) + b"}")).status == 413
+        for channel in ("nope", "0" * 5000, "%2e%2e"):
+            assert (await admin.get(f"/v1/channels/{channel}/restream")).status == 404
+        assert (await admin.get("/v1/channels/000000000000/restream")).status == 404
+        r = await admin.post(base, json={"url": "rtmp://127.0.0.1:9/live", "key": KEY})
+        assert r.status == 201
+        created = await r.json()
+        assert KEY not in json.dumps(created)
+        listed = await (await admin.get(base)).text()
+        shown = await (await admin.get(f"/v1/channels/{cid}")).json()
+        assert KEY not in listed and KEY not in json.dumps(shown)
+        assert shown["restream"][0]["id"] == created["id"]
+        for tid in ("x", "-1", "1" * 13, "%2e", str(created["id"] + 1)):
+            assert (await admin.delete(f"{base}/{tid}")).status == 404
+        assert (await admin.delete(f"{base}/{created['id']}")).status == 200
+        assert await (await admin.get(base)).json() == []
