@@ -109,6 +109,7 @@ class TargetRunner:
         self._samples: deque[tuple[float, int]] = deque(maxlen=16)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._wake = asyncio.Event()
 
     # ---- figures -----------------------------------------------------------------------------
 
@@ -156,6 +157,7 @@ class TargetRunner:
     async def stop(self) -> None:
         """Stop now (target removed, shutdown); a live connection is unpublished politely."""
         self._stopping = True
+        self._wake.set()  # a runner pausing between attempts stops at once
         if self._reader is not None:
             self._reader.close()  # the pump sees the end and unpublishes
         task = self._task
@@ -195,7 +197,8 @@ class TargetRunner:
                         self._config.retry_base * 2 ** max(0, self.failures - 1))
             delay *= random.uniform(0.8, 1.0)  # jitter: targets of one box do not sync up
             self.next_attempt_at = time.time() + delay
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
         self.state = RestreamState.IDLE
         self.live_since = None
         self.next_attempt_at = None
@@ -260,8 +263,11 @@ class TargetRunner:
         try:
             done, _ = await asyncio.wait({receiving, pumping},
                                          return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # raises the reason the connection ended
+            # The target's own word (a refusal, a close) first: the pump's error after it is
+            # only "cannot send in state ERROR".
+            for task in (receiving, pumping):
+                if task in done:
+                    task.result()  # raises the reason the connection ended
         finally:
             for task in (receiving, pumping):
                 task.cancel()
