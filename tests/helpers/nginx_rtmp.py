@@ -100,7 +100,8 @@ rtmp {{
         log = open(self.prefix / "stderr.log", "ab")  # owned by the process
         self.proc = subprocess.Popen(
             [NGINX, "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True)  # its own process group: kill() takes the worker too
         log.close()
         ports = [self.rtmp_port] + ([self.tls_port] if self.tls_port else [])
         deadline = time.monotonic() + timeout
@@ -116,10 +117,8 @@ rtmp {{
         """SIGKILL the master and its worker (a crashed target: connections reset)."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        # The worker is the master's child: kill it first, then the master.
-        for child in _children(self.proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.kill()
         self.proc.wait(5)
 
@@ -151,11 +150,3 @@ def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
