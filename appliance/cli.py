@@ -489,6 +489,10 @@ def _overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]
     if args.rtmp:
         put("rtmp.host", args.rtmp[0], "--rtmp")
         put("rtmp.port", args.rtmp[1], "--rtmp")
+    if getattr(args, "srt", None):
+        put("srt.enabled", True, "--srt")
+        put("srt.host", args.srt[0], "--srt")
+        put("srt.port", args.srt[1], "--srt")
     if args.admin_socket:
         put("admin.socket_path", str(args.admin_socket), "--admin-socket")
     if args.no_relays:
@@ -784,6 +788,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="public HTTP address (default 0.0.0.0:8080)")
     settings.add_argument("--rtmp", type=_hostport, metavar="[HOST:]PORT",
                           help="RTMP ingest address (default 0.0.0.0:1935)")
+    settings.add_argument("--srt", type=_hostport, metavar="[HOST:]PORT",
+                          help="also take SRT publishers on this UDP address "
+                               "(e.g. 8890; [srt] enabled)")
     settings.add_argument("--public-url",
                           help="base URL viewers use, e.g. https://live.example.org")
     settings.add_argument("--relay", action="append", default=None, metavar="URL",

@@ -137,6 +137,29 @@ class RtmpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SrtConfig:
+    """``[srt]``: SRT ingest (``srt://HOST:PORT?streamid=KEY``, MPEG-TS inside), off by default."""
+
+    enabled: bool = False
+    """Listen for SRT publishers (needs libsrt 1.5: Debian ``libsrt1.5-gnutls``; ``install.sh``
+    installs it). ``hearth serve --srt [HOST:]PORT`` turns it on."""
+    host: str = "0.0.0.0"
+    """Address the SRT listener binds to (UDP)."""
+    port: int = 8890
+    """SRT UDP port (MediaMTX's default, so OBS profiles carry over). 0 lets the OS choose."""
+    latency_ms: int = 120
+    """SRT receive latency in milliseconds (SRTO_LATENCY; the larger of this and the
+    publisher's applies). Raise it to 3–4 × the round-trip time on lossy links."""
+    passphrase: str = ""
+    """Encrypt SRT (AES, 10–79 characters); publishers must then send the same passphrase.
+    Empty: no encryption (the stream key still authenticates)."""
+    idle_timeout: float = 10.0
+    """Seconds without anything from a connected SRT publisher before it is dropped."""
+    max_connections: int = 32
+    """Concurrent SRT publishers; more are refused in the handshake."""
+
+
+@dataclass(frozen=True, slots=True)
 class HlsConfig:
     """``[hls]``: segmenting and the (LL-)HLS playlists."""
 
@@ -336,6 +359,7 @@ class Config:
     """Seconds to let publishers and viewers finish before connections are cut."""
     http: HttpConfig = field(default_factory=HttpConfig)
     rtmp: RtmpConfig = field(default_factory=RtmpConfig)
+    srt: SrtConfig = field(default_factory=SrtConfig)
     hls: HlsConfig = field(default_factory=HlsConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -375,6 +399,16 @@ class Config:
             host = f"[{host}]"
         port = "" if self.rtmp.port == 1935 else f":{self.rtmp.port}"
         return f"rtmp://{host}{port}/{self.rtmp.app}"
+
+    @property
+    def srt_url(self) -> str | None:
+        """``srt://HOST:PORT?streamid=`` (the stream key goes after it), None when SRT is off."""
+        if not self.srt.enabled:
+            return None
+        host = urlsplit(self.public_base_url).hostname or "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"srt://{host}:{self.srt.port}?streamid="
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -720,7 +754,8 @@ def load_config(
     return config
 
 
-def with_bound_ports(config: Config, *, http_port: int, rtmp_port: int) -> Config:
+def with_bound_ports(config: Config, *, http_port: int, rtmp_port: int,
+                     srt_port: int | None = None) -> Config:
     """The configuration the appliance runs with, once its listeners are bound.
 
     Port 0 (let the OS choose) becomes the real port, so every URL a service hands out is
@@ -728,7 +763,8 @@ def with_bound_ports(config: Config, *, http_port: int, rtmp_port: int) -> Confi
     built.
     """
     return replace(config, http=replace(config.http, port=http_port),
-                   rtmp=replace(config.rtmp, port=rtmp_port))
+                   rtmp=replace(config.rtmp, port=rtmp_port),
+                   srt=config.srt if srt_port is None else replace(config.srt, port=srt_port))
 
 
 # ---- validation, one function per section -------------------------------------------------
@@ -764,6 +800,15 @@ def _validate_http(h: HttpConfig) -> None:
     _at_least("http.max_connections_per_ip", h.max_connections_per_ip, 1)
     _between("http.header_timeout", h.header_timeout, 1, 300, " seconds")
     _between("http.body_timeout", h.body_timeout, 1, 300, " seconds")
+
+
+def _validate_srt(s: SrtConfig) -> None:
+    _port("srt.port", s.port)
+    _between("srt.latency_ms", s.latency_ms, 20, 8000, " ms")
+    if s.passphrase and not 10 <= len(s.passphrase) <= 79:
+        raise ConfigError("srt.passphrase", "must be 10 to 79 characters (or empty)")
+    _between("srt.idle_timeout", s.idle_timeout, 1, 300, " seconds")
+    _between("srt.max_connections", s.max_connections, 1, 1000)
 
 
 def _validate_rtmp(r: RtmpConfig) -> None:
@@ -881,6 +926,7 @@ def validate(config: Config) -> None:
     _validate_top(config)
     _validate_http(config.http)
     _validate_rtmp(config.rtmp)
+    _validate_srt(config.srt)
     _validate_hls(config.hls)
     _validate_webrtc(config.webrtc)
     _validate_admin(config.admin)

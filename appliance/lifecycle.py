@@ -39,9 +39,17 @@ from appliance.delivery.recorder import Recorder
 from appliance.delivery.service import Delivery
 from appliance.delivery.storage import Storage
 from appliance.ingest import IngestHandler
-from appliance.listeners import Listeners, bind_listeners, ensure_not_running
+from appliance.listeners import (
+    Listeners,
+    PortInUse,
+    StartupError,
+    bind_listeners,
+    ensure_not_running,
+)
 from appliance.nostr.service import NostrService
 from appliance.restream import RestreamService
+from appliance.srt.libsrt import SrtError, SrtPortInUse
+from appliance.srt.server import SrtOptions, SrtServer
 from appliance.state import AppState
 from appliance.tasks import BackgroundTasks
 from appliance.webhooks.service import WebhookService
@@ -113,6 +121,8 @@ class Appliance:
         self._tasks = BackgroundTasks("appliance")
         self.http_port = 0
         self.rtmp_port = 0
+        self.srt_port = 0
+        self.srt: SrtServer | None = None
 
     async def __aenter__(self) -> Appliance:
         try:
@@ -139,9 +149,26 @@ class Appliance:
         self._stack.callback(self._listeners.close)
         self.http_port = self._listeners.http_port
         self.rtmp_port = self._listeners.rtmp_port
+        if self.config.srt.enabled:
+            self.srt = self._bind_srt()
+            self.srt_port = self.srt.port
+            self._stack.push_async_callback(self.srt.close)  # if start-up fails later
         self.config = with_bound_ports(self.config, http_port=self.http_port,
-                                       rtmp_port=self.rtmp_port)
+                                       rtmp_port=self.rtmp_port,
+                                       srt_port=self.srt_port if self.srt else None)
         return self.config
+
+    def _bind_srt(self) -> SrtServer:
+        s = self.config.srt
+        try:
+            return SrtServer(SrtOptions(host=s.host, port=s.port, latency_ms=s.latency_ms,
+                                        passphrase=s.passphrase, idle_timeout=s.idle_timeout,
+                                        max_connections=s.max_connections))
+        except SrtPortInUse as exc:
+            raise PortInUse(f"{exc}; choose another with --srt PORT or HEARTH_SRT_PORT"
+                            ) from None
+        except SrtError as exc:
+            raise StartupError(f"SRT ingest is enabled but cannot start: {exc}") from None
 
     async def _start(self) -> None:
         config = self._bind()
@@ -216,6 +243,11 @@ class Appliance:
                 await asyncio.wait_for(rtmp.wait_closed(), 2)
 
         self._stack.push_async_callback(close_rtmp)
+        if self.srt is not None:
+            from appliance.srt.ingest import SrtIngest
+
+            self.srt.start(SrtIngest(ingest, service))
+            self._stack.push_async_callback(self.srt.close)  # before the channel service
 
         nostr = NostrService(config, store, service, bus)
         await nostr.start()
@@ -294,8 +326,9 @@ class Appliance:
         watchdog = os.environ.get("WATCHDOG_USEC")
         if watchdog:
             self._spawn(self._watchdog(int(watchdog) / 2e6), "watchdog")
-        logger.info("Hearth ready: %s (RTMP %s, admin socket %s)", config.public_base_url,
-                    config.rtmp_url, config.admin_socket)
+        logger.info("Hearth ready: %s (RTMP %s%s, admin socket %s)", config.public_base_url,
+                    config.rtmp_url, f", SRT {config.srt_url}KEY" if config.srt_url else "",
+                    config.admin_socket)
         sd_notify("READY=1\nSTATUS=serving")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -58,6 +58,8 @@ NAL_FILLER = 12
 _DROPPED_NALS = frozenset({NAL_AUD, NAL_FILLER, NAL_SPS, NAL_PPS})
 _WRAP = 1 << 33
 _MAX_COMPOSITION = MAX_COMPOSITION_MS * (CLOCK_RATE // 1000)
+MAX_HELD_UNITS = 300
+"""Units held at the start until every track of the program has its config (a few seconds)."""
 MAX_PARAMETER_SETS = 8
 """SPS or PPS NAL units kept from one access unit (an encoder sends one of each)."""
 
@@ -97,6 +99,7 @@ class TsDepacketizer:
         self._sps: tuple[bytes, ...] = ()
         self._pps: tuple[bytes, ...] = ()
         self._adts_key: tuple[int, int, int] | None = None
+        self._held: list[MediaUnit] | None = []  # None once the start is released
         self.frames_before_config = 0
 
     def program(self, event: ProgramChanged) -> None:
@@ -124,15 +127,34 @@ class TsDepacketizer:
     def frame(self, frame: PesFrame) -> list[Output]:
         """Units (and a config, when it changed) from one PES frame of a chosen stream.
 
+        At the start of a session units are held until every track the program lists has its
+        config (a transport stream carries audio and video configs in band, not up front as
+        RTMP's sequence headers), so packaging starts with both tracks and no discontinuity;
+        after :data:`MAX_HELD_UNITS` a track that never configured is given up on.
+
         Raises:
             MalformedMediaError: a frame that cannot be packaged (drop and count it).
             UnsupportedCodecError: H.264 that browsers cannot decode (High 10, 4:2:2, ...).
         """
         if frame.pid == self.video_pid:
-            return self._video(frame)
-        if frame.pid == self.audio_pid:
-            return self._audio(frame)
-        return []
+            out = self._video(frame)
+        elif frame.pid == self.audio_pid:
+            out = self._audio(frame)
+        else:
+            return []
+        return out if self._held is None else self._hold(out)
+
+    def _hold(self, out: list[Output]) -> list[Output]:
+        assert self._held is not None
+        self._held += [o for o in out if isinstance(o, MediaUnit)]
+        complete = ((self.video_pid is None or self.video is not None)
+                    and (self.audio_pid is None or self.audio is not None))
+        if not complete and len(self._held) <= MAX_HELD_UNITS:
+            return []
+        held, self._held = self._held, None
+        if self.video is None and self.audio is None:
+            return list(held)
+        return [CodecConfig(self.video, self.audio), *held]
 
     # ---- video -------------------------------------------------------------------------------
 

@@ -120,3 +120,26 @@ def pyav_publish_process(url: str, seconds: float) -> subprocess.Popen[bytes]:
 
 if __name__ == "__main__":
     pyav_publish(sys.argv[1], float(sys.argv[2]))
+
+
+def make_ts_file(path: str, seconds: float = 4.0, *, size: str = "320x240", rate: int = 25,
+                 bframes: int = 0) -> str:
+    """Encode a short H.264 + AAC MPEG-TS file once (publishers then stream-copy it)."""
+    assert FFMPEG, "ffmpeg is required (scripts/install-test-deps.sh installs it)"
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-bf", str(bframes),
+         "-g", str(rate), "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", path],
+        check=True, timeout=120)
+    return path
+
+
+def ffmpeg_publish_srt(url: str, ts_file: str, *, loops: int = -1) -> subprocess.Popen[bytes]:
+    """``ffmpeg -re -stream_loop N -i FILE -c copy -f mpegts srt://…`` (an SRT caller)."""
+    assert FFMPEG, "ffmpeg is required (scripts/install-test-deps.sh installs it)"
+    return subprocess.Popen(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+         "-stream_loop", str(loops), "-i", ts_file, "-c", "copy", "-f", "mpegts", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -83,6 +83,8 @@ def test_matches_pyav_demux(stream: tuple[Path, bytes]) -> None:
     # PyAV's mpegts demuxer splits PES into ADTS frames the same way.
     assert [u.dts for u in audio] == [r[1] for r in ref if r[0] == "audio"]
     configs = [o for o in out if isinstance(o, CodecConfig)]
+    # Held until both tracks are configured: packaging starts once, with both.
+    assert out[0] == configs[0] and len(configs) == 1
     assert configs[-1].video is not None and configs[-1].video.width == 160
     assert configs[-1].audio is not None and configs[-1].audio.sample_rate == 48000
     assert configs[-1].audio.codec_string == "mp4a.40.2"
