@@ -286,6 +286,16 @@ print_https() {
 
 # ---------------------------------------------------------------- system install
 
+# SRT ingest ([srt] enabled) loads libsrt 1.5 with ctypes; small, and unused while SRT is off.
+install_libsrt() {
+    command -v apt-get >/dev/null 2>&1 || return 0
+    if ldconfig -p 2>/dev/null | grep -q 'libsrt[-a-z]*\.so\.1\.5'; then return 0; fi
+    say "installing libsrt1.5-gnutls with apt-get (for SRT ingest)"
+    local -a apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install libsrt1.5-gnutls >/dev/null 2>&1 ||
+        warn "could not install libsrt1.5-gnutls: SRT ingest stays unavailable (RTMP is unaffected)"
+}
+
 install_system() {
     local py=${HEARTH_PYTHON:-/usr/bin/python3}
     local venv=$SYSTEM_PREFIX/venv
@@ -304,6 +314,7 @@ install_system() {
     fi
     check_python "$py"
     has_venv_module "$py" || die "'$py -m venv' is unavailable; install your distribution's python3-venv package"
+    install_libsrt
 
     if ! getent group hearth >/dev/null; then
         say "creating system group hearth"

@@ -314,13 +314,14 @@ def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> No
 
 
 def start_publisher(
-    src: Path, url: str, *, loop: bool = False, log: Path | None = None
+    src: Path, url: str, *, loop: bool = False, log: Path | None = None, fmt: str = "flv"
 ) -> subprocess.Popen[bytes]:
-    """``ffmpeg -re -i src -c copy -f flv URL`` (optionally looping the file)."""
+    """``ffmpeg -re -i src -c copy -f flv URL`` (optionally looping the file; ``fmt``
+    ``mpegts`` for ``srt://`` URLs)."""
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning"]
     if loop:
         cmd += ["-stream_loop", "-1"]
-    cmd += ["-re", "-i", str(src), "-c", "copy", "-f", "flv", url]
+    cmd += ["-re", "-i", str(src), "-c", "copy", "-f", fmt, url]
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)

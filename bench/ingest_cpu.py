@@ -1,7 +1,9 @@
 """B8 (reduced): server CPU per ingest stream (performance.md §7).
 
 1 and 10 concurrent ``ffmpeg -re -c copy`` publishers of the 3 Mbit/s source into Hearth and
-into nginx-rtmp (HLS on, 2 s fragments). After a warm-up, the server's CPU time (user+sys,
+into nginx-rtmp (HLS on, 2 s fragments); with ``--protocol rtmp,srt`` also into Hearth over
+SRT (``-f mpegts srt://…?streamid=KEY``, the same source remuxed by ffmpeg), in the same run.
+After a warm-up, the server's CPU time (user+sys,
 all threads; for nginx the master and its workers) is sampled for ``--duration`` seconds and
 reported as % of one core, in total and per stream. The publishers' own CPU is reported
 separately (it is load-generator cost, not server cost).
@@ -10,6 +12,7 @@ Prints numbers, never asserts. Usage::
 
     python bench/ingest_cpu.py [--duration 20] [--streams 1,10] [--quick]
                                [--hearth-only | --nginx-only] [--no-pin]
+                               [--protocol rtmp,srt]
 
 On a machine with two or more cores the server (every thread, and nginx's workers) is pinned
 to core 0 and the publishers to the other cores (``taskset``), so load generation does not
@@ -22,6 +25,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -87,18 +91,28 @@ class Target:
     tree: bool
     rtmp_urls: list[str]
     playlist_urls: list[str]
+    fmt: str = "flv"
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
-def hearth_target(n: int) -> Iterator[Target]:
-    with hearth_server() as h:
-        rtmp, playlists = [], []
+def hearth_target(n: int, protocol: str = "rtmp") -> Iterator[Target]:
+    srt_port = _free_udp_port() if protocol == "srt" else 0
+    extra = ("--srt", f"127.0.0.1:{srt_port}") if srt_port else ()
+    with hearth_server(extra) as h:
+        urls, playlists = [], []
         for i in range(n):
             s = h.create_stream(f"cpu {i}")
             path = urllib.parse.urlsplit(s.get("hls_url", "")).path
             playlists.append(h.base + (path or f"/hls/{s['id']}/index.m3u8"))
-            rtmp.append(h.rtmp_url(s["stream_key"]))
-        yield Target(h.proc.pid, True, rtmp, playlists)
+            urls.append(f"srt://127.0.0.1:{srt_port}?streamid={s['stream_key']}" if srt_port
+                        else h.rtmp_url(s["stream_key"]))
+        yield Target(h.proc.pid, True, urls, playlists, "mpegts" if srt_port else "flv")
 
 
 @contextlib.contextmanager
@@ -124,7 +138,8 @@ def run_one(
             cpus = _cpus()
             pin([t.server_pid], cpus[:1], tree=t.tree)
             for i, url in enumerate(t.rtmp_urls):
-                pubs.append(start_publisher(src, url, loop=True, log=logdir / f"ff{i}.log"))
+                pubs.append(start_publisher(src, url, loop=True, log=logdir / f"ff{i}.log",
+                                            fmt=t.fmt))
             time.sleep(WARMUP_S)
             # Again after warm-up: threads (workers, PyAV) started since inherit nothing.
             pin([t.server_pid], cpus[:1], tree=t.tree)
@@ -172,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--hearth-only", action="store_true")
     who.add_argument("--nginx-only", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="do not taskset server/publishers")
+    ap.add_argument("--protocol", default="rtmp",
+                    help="Hearth ingest protocols, comma-separated: rtmp, srt (default rtmp)")
     args = ap.parse_args(argv)
     global PIN
     PIN = not args.no_pin
@@ -189,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in counts:
         plan: list[tuple[str, contextlib.AbstractContextManager[Target]]] = []
         if not args.nginx_only:
-            plan.append(("hearth", hearth_target(n)))
+            for proto in [p.strip() for p in args.protocol.split(",") if p.strip()]:
+                plan.append(("hearth" if proto == "rtmp" else f"hearth-{proto}",
+                             hearth_target(n, proto)))
         if not args.hearth_only:
             reason = nginx_peer.available()
             if reason:

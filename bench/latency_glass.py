@@ -99,7 +99,8 @@ def stripe_frame(ms: int) -> bytes:
 class StripePublisher:
     """ffmpeg fed with clock-stripe frames at 30 fps, plus a sine tone for audio."""
 
-    def __init__(self, rtmp_url: str, *, audio: bool = True) -> None:
+    def __init__(self, rtmp_url: str, *, audio: bool = True, fmt: str = "flv",
+                 output_args: tuple[str, ...] = ()) -> None:
         need("ffmpeg")
         cmd = [
             "ffmpeg", "-hide_banner", "-loglevel", "error",
@@ -113,7 +114,8 @@ class StripePublisher:
             "-g", str(FPS), "-keyint_min", str(FPS), "-sc_threshold", "0", "-bf", "0",
             "-pix_fmt", "yuv420p", "-b:v", "800k",
             *(["-c:a", "aac", "-b:a", "64k"] if audio else []),
-            "-f", "flv", rtmp_url,
+            *output_args,
+            "-f", fmt, rtmp_url,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         self._stop = threading.Event()

@@ -4,7 +4,8 @@
 #   bash scripts/install-test-deps.sh
 #
 # - Debian packages (as root, via apt-get; only the missing ones):
-#   ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream (RTMPS target) tmux shellcheck, GStreamer (rtmp2sink publisher)
+#   ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream (RTMPS target) tmux shellcheck,
+#   GStreamer (rtmp2sink publisher), libsrt1.5-gnutls (SRT ingest, loaded with ctypes)
 #   Not root: missing packages are reported, and tests that need them skip.
 # - A virtualenv ($HEARTH_VENV, default .venv in the repo) with `pip install -e '.[test]'`,
 #   plus setuptools/wheel so tests can build the project offline (--no-build-isolation).
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 
-APT_PACKAGES=(ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream tmux shellcheck caddy
+APT_PACKAGES=(ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream tmux shellcheck caddy libsrt1.5-gnutls
     gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
     gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 
