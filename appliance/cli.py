@@ -115,6 +115,9 @@ def _print_credentials(c: ChannelCredentials, verb: str) -> None:
     print(f"  HLS:         {c.hls_url}")
     if c.whep_url:
         print(f"  WebRTC:      {c.whep_url}")
+    if c.srt_url:
+        print(f"  SRT:         {c.srt_url}")
+        print("               (or publish over SRT: that URL as the server, key field empty)")
     print()
     print(c.obs_advice)
 

@@ -243,10 +243,12 @@ class Appliance:
                 await asyncio.wait_for(rtmp.wait_closed(), 2)
 
         self._stack.push_async_callback(close_rtmp)
+        srt_ingest = None
         if self.srt is not None:
             from appliance.srt.ingest import SrtIngest
 
-            self.srt.start(SrtIngest(ingest, service))
+            srt_ingest = SrtIngest(ingest, service)
+            self.srt.start(srt_ingest)
             self._stack.push_async_callback(self.srt.close)  # before the channel service
 
         nostr = NostrService(config, store, service, bus)
@@ -257,7 +259,8 @@ class Appliance:
         state = AppState(config=config, store=store, service=service, ingest=ingest, bus=bus,
                          static_files=load_static(), nostr=nostr, delivery=delivery,
                          media=delivery, webhooks=webhooks, restream=restream,
-                         access=access, analytics=analytics)
+                         access=access, analytics=analytics, srt=self.srt,
+                         srt_ingest=srt_ingest)
         self.state = state
         public_app = build_public_app(state)
         public_app.middlewares.append(body_timeout_middleware(config.http.body_timeout))

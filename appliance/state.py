@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from appliance.ingest import IngestHandler
     from appliance.nostr.service import NostrService
     from appliance.restream import RestreamService
+    from appliance.srt.ingest import SrtIngest
+    from appliance.srt.server import SrtServer
     from appliance.webhooks.service import WebhookService
     from appliance.webrtc import WebRtcManager
     from appliance.whip import WhipManager
@@ -56,3 +58,6 @@ class AppState:
     """Simulcast targets and their runners (None only in tests that build a bare state)."""
     analytics: AnalyticsService | None = None
     """Audience analytics (None when ``analytics.enabled`` is off, or in bare test states)."""
+    srt: SrtServer | None = None
+    """The SRT listener; None unless ``srt.enabled``."""
+    srt_ingest: SrtIngest | None = None

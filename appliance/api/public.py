@@ -296,6 +296,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition format 0.0.4."""
     state = request.app[STATE]
     lives = state.service.live_broadcasts()
+    srt_malformed = state.srt_ingest.malformed_frames if state.srt_ingest else 0
     lines = [
         "# HELP hearth_up 1 while the appliance runs.", "# TYPE hearth_up gauge", "hearth_up 1",
         "# HELP hearth_streams_publishing Broadcasts with a connected publisher.",
@@ -305,7 +306,7 @@ async def metrics(request: web.Request) -> web.Response:
         "# TYPE hearth_rtmp_connections gauge",
         f"hearth_rtmp_connections {len(state.ingest.connections)}",
         "# HELP hearth_rtmp_auth_failures_total Publish attempts refused for a bad key "
-        "(RTMP and WHIP).",
+        "(RTMP, WHIP and SRT).",
         "# TYPE hearth_rtmp_auth_failures_total counter",
         f"hearth_rtmp_auth_failures_total {state.ingest.throttle.total_failures}",
         "# HELP hearth_rtmp_protocol_errors_total Connections closed for malformed RTMP.",
@@ -313,7 +314,7 @@ async def metrics(request: web.Request) -> web.Response:
         f"hearth_rtmp_protocol_errors_total {state.ingest.protocol_errors}",
         "# HELP hearth_malformed_frames_total Media frames dropped as malformed.",
         "# TYPE hearth_malformed_frames_total counter",
-        f"hearth_malformed_frames_total {state.ingest.malformed_frames}",
+        f"hearth_malformed_frames_total {state.ingest.malformed_frames + srt_malformed}",
         "# HELP hearth_whip_sessions WHIP publishing sessions (negotiating or live).",
         "# TYPE hearth_whip_sessions gauge",
         f"hearth_whip_sessions {len(state.whip.sessions) if state.whip else 0}",
@@ -322,6 +323,18 @@ async def metrics(request: web.Request) -> web.Response:
         f"hearth_hls_bytes_total {state.metrics_hls_bytes}",
         "# HELP hearth_viewers Current viewer sessions.", "# TYPE hearth_viewers gauge",
     ]
+    if state.srt is not None:
+        lines[-2:-2] = [
+            "# HELP hearth_srt_connections Connected SRT publishers.",
+            "# TYPE hearth_srt_connections gauge",
+            f"hearth_srt_connections {state.srt.connections}",
+            "# HELP hearth_srt_rejected_total SRT callers refused in the handshake.",
+            "# TYPE hearth_srt_rejected_total counter",
+            f"hearth_srt_rejected_total {state.srt.rejected}",
+            "# HELP hearth_srt_bytes_dropped_total SRT bytes dropped: the loop fell behind.",
+            "# TYPE hearth_srt_bytes_dropped_total counter",
+            f"hearth_srt_bytes_dropped_total {state.srt.bytes_dropped}",
+        ]
     # The label stays "stream" (dashboards keep working); its value is the channel id.
     for lb in lives:
         lines.append(f'hearth_viewers{{stream="{lb.channel_id}"}} {lb.viewers()}')

@@ -278,6 +278,9 @@ class ChannelCredentials(Dto):
     watch_url: str
     whep_url: str | None = None
     obs_advice: str = OBS_ADVICE
+    srt_url: str | None = None
+    """``srt://HOST:PORT?streamid=KEY`` (the key included: OBS takes it as the server URL,
+    key field empty) when SRT ingest is on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,7 @@ def credentials(state: AppState, c: Channel, key: str) -> ChannelCredentials:
         id=c.id, title=c.title, rtmp_url=state.config.rtmp_url, stream_key=key,
         channel_url=urls["channel_url"] or "", hls_url=urls["hls_url"] or "",
         watch_url=f"{_base(state)}/watch/{c.id}", whep_url=urls["whep_url"],
+        srt_url=f"{state.config.srt_url}{key}" if state.config.srt_url else None,
     )
 
 

@@ -114,8 +114,8 @@ def test_two_publishers_on_one_port_and_garbage_udp(app: ApplianceProcess, ts_fi
     """Two ffmpeg SRT callers to two channels share the port; each channel's LL-HLS decodes
     in PyAV; a flood of garbage datagrams to the port leaves both publishing."""
     a, b = _channel(app, "SRT one"), _channel(app, "SRT two")
-    pubs = [ffmpeg_publish_srt(_url(app, a["stream_key"]), ts_file),
-            ffmpeg_publish_srt(_url(app, b["stream_key"]), ts_file)]
+    assert a["srt_url"] == _url(app, a["stream_key"])  # shown with the key, once
+    pubs = [ffmpeg_publish_srt(a["srt_url"], ts_file), ffmpeg_publish_srt(b["srt_url"], ts_file)]
     try:
         for ch in (a, b):
             pl, url = _playlist(app, ch["id"], 2)
@@ -134,6 +134,7 @@ def test_two_publishers_on_one_port_and_garbage_udp(app: ApplianceProcess, ts_fi
             now = _live(app, cid)
             assert now is not None and now["id"] == live[cid]["id"]  # type: ignore[index]
         assert all(p.poll() is None for p in pubs), "a publisher was dropped"
+        assert "hearth_srt_connections 2" in app.get("/metrics").text
     finally:
         for p in pubs:
             _stop(p)
