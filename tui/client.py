@@ -24,6 +24,8 @@ from appliance.api.schema import (
     AdminRecording,
     AdminStream,
     AdminWebhook,
+    BroadcastAnalytics,
+    ChannelAnalytics,
     ChatMessage,
     LogEvent,
     RelayInfo,
@@ -117,6 +119,12 @@ class AdminClient(Protocol):
     async def test_webhook(self, webhook_id: str) -> str:
         """Queue a ``webhook.test`` delivery; returns its id."""
         ...
+
+    async def broadcast_analytics(self, broadcast_id: str) -> BroadcastAnalytics:
+        """One broadcast's audience (docs/analytics.md)."""
+
+    async def channel_analytics(self, channel_id: str, days: int = 30) -> ChannelAnalytics:
+        """A channel's broadcasts of the last ``days`` days, rolled up."""
 
     async def close(self) -> None: ...
 

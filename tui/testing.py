@@ -17,9 +17,16 @@ from appliance.api.schema import (
     AdminRecording,
     AdminStream,
     AdminWebhook,
+    AnalyticsMinute,
+    AnalyticsSplit,
+    BroadcastAnalytics,
+    BroadcastAnalyticsLine,
+    ChannelAnalytics,
     ChatMessage,
+    DeviceClass,
     IngestInfo,
     LogEvent,
+    PlayerKind,
     RelayInfo,
     SseParser,
     Status,
@@ -67,6 +74,52 @@ def make_webhook(n: int, **kw: Any) -> AdminWebhook:
     return AdminWebhook(**fields)
 
 
+def make_analytics(channel_id: str, broadcast_id: str, *, title: str = "Album night",
+                   minutes: int = 48, **kw: Any) -> BroadcastAnalytics:
+    """An ended broadcast's figures: a rise to a peak of 31 and a slow fall over ``minutes``."""
+    start = T0 - 7200
+    curve = [min(31, 2 + i * 2, max(0, 31 - (i - minutes // 2))) for i in range(minutes)]
+    fields: dict[str, Any] = {
+        "broadcast_id": broadcast_id, "channel_id": channel_id, "title": title,
+        "status": "ended", "started_at": start, "ended_at": start + minutes * 60,
+        "current_viewers": 0, "peak": max(curve), "peak_at": start + 15 * 60 + 12,
+        "unique_viewers": 57, "sessions": 64, "watch_seconds": 41_230.0,
+        "average_watch_seconds": 644.2, "vod_sessions": 5, "vod_viewers": 4,
+        "vod_watch_seconds": 2_140.0, "chat_messages": 212, "chatters": 19,
+        "split": [
+            AnalyticsSplit(PlayerKind.LLHLS, DeviceClass.DESKTOP, 30, 27, 22_000.0),
+            AnalyticsSplit(PlayerKind.LLHLS, DeviceClass.MOBILE, 18, 16, 9_800.0),
+            AnalyticsSplit(PlayerKind.HLS, DeviceClass.TV, 4, 3, 5_100.0),
+            AnalyticsSplit(PlayerKind.HLS, DeviceClass.BOT, 3, 2, 40.0),
+            AnalyticsSplit(PlayerKind.WEBRTC, DeviceClass.DESKTOP, 12, 11, 4_330.0),
+            AnalyticsSplit(PlayerKind.VOD, DeviceClass.TABLET, 5, 4, 2_140.0)],
+        "timeline": [AnalyticsMinute(int(start) + 60 * i, v) for i, v in enumerate(curve)],
+        "updated_at": start + minutes * 60}
+    fields.update(kw)
+    return BroadcastAnalytics(**fields)
+
+
+def make_channel_analytics(channel_id: str, broadcasts: list[BroadcastAnalytics], *,
+                           title: str = "Jazz night") -> ChannelAnalytics:
+    """A channel roll-up of ``broadcasts`` (newest first), as the appliance would build it."""
+    lines = [BroadcastAnalyticsLine(b.broadcast_id, b.title, b.started_at, b.ended_at, b.peak,
+                                    b.unique_viewers, b.watch_seconds, b.chat_messages)
+             for b in broadcasts]
+    watch = sum(b.watch_seconds for b in broadcasts)
+    sessions = sum(b.sessions for b in broadcasts)
+    return ChannelAnalytics(
+        channel_id=channel_id, title=title, days=30, broadcasts=len(lines),
+        peak=max((b.peak for b in broadcasts), default=0),
+        peak_at=broadcasts[0].peak_at if broadcasts else None,
+        unique_viewers=sum(b.unique_viewers for b in broadcasts), sessions=sessions,
+        watch_seconds=watch, average_watch_seconds=round(watch / sessions, 1) if sessions else 0,
+        vod_sessions=sum(b.vod_sessions for b in broadcasts),
+        vod_watch_seconds=sum(b.vod_watch_seconds for b in broadcasts),
+        chat_messages=sum(b.chat_messages for b in broadcasts),
+        chatters=sum(b.chatters for b in broadcasts),
+        split=[s for b in broadcasts for s in b.split], per_day=[], per_broadcast=lines)
+
+
 def make_recording(n: int, **kw: Any) -> AdminRecording:
     """A finished recording of broadcast ``b<n>``, 10 min long, with a fresh thumbnail."""
     bid = f"b{n:011d}"
@@ -112,6 +165,9 @@ class FakeAdminClient:
         self.recordings: dict[str, AdminRecording] = {}
         self.webhooks: dict[str, AdminWebhook] = {}
         self.goals: dict[str, StreamGoal] = {}
+        self.analytics: dict[str, BroadcastAnalytics] = {}
+        """Broadcast id → its figures; a channel's roll-up is built from those of its id."""
+        self.channel_titles: dict[str, str] = {}
         """Channel id → its goal (as the appliance would report for its latest broadcast)."""
         self.signer: dict[str, Any] = {"state": "none", "last_error": None, "waiting": {},
                                        "remote_signer_pubkey": None, "remote_relays": [],
@@ -322,6 +378,22 @@ class FakeAdminClient:
         w = self.webhooks[webhook_id]
         self.webhooks[webhook_id] = replace(w, pending=w.pending + 1)
         return f"test-{webhook_id}"
+
+    async def broadcast_analytics(self, broadcast_id: str) -> BroadcastAnalytics:
+        self._check("broadcast_analytics")
+        self.calls.append(("broadcast_analytics", broadcast_id))
+        if broadcast_id not in self.analytics:
+            raise ApplianceError("no such broadcast", "Request refused (404)", status=404)
+        return self.analytics[broadcast_id]
+
+    async def channel_analytics(self, channel_id: str, days: int = 30) -> ChannelAnalytics:
+        self._check("channel_analytics")
+        self.calls.append(("channel_analytics", channel_id, days))
+        mine = sorted((b for b in self.analytics.values() if b.channel_id == channel_id),
+                      key=lambda b: -(b.started_at or 0))
+        stream = self.streams.get(channel_id)
+        title = self.channel_titles.get(channel_id) or (stream.title if stream else channel_id)
+        return make_channel_analytics(channel_id, mine, title=title)
 
     async def close(self) -> None:
         self.calls.append(("close",))

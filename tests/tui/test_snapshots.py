@@ -21,7 +21,14 @@ from appliance.api.schema import (
 from tests.tui.conftest import clock, many_streams, one_live, with_errors
 from tui.app import DashboardApp
 from tui.client import ApplianceError
-from tui.testing import T0, FakeAdminClient, make_chat, make_recording, make_webhook
+from tui.testing import (
+    T0,
+    FakeAdminClient,
+    make_analytics,
+    make_chat,
+    make_recording,
+    make_webhook,
+)
 
 Snap = Callable[..., bool]
 SIZES = pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
@@ -200,6 +207,18 @@ def test_webhooks_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
         fake.webhooks[w.id] = w
     assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["W", "down"])
+
+
+@SIZES
+def test_analytics_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """a: the selected channel's latest broadcast: viewers per minute, peak, unique viewers,
+    watch time, chat, the player-kind and device split, the channel's 30 days."""
+    fake = one_live()
+    cid = next(iter(fake.streams))
+    fake.analytics["b00000000001"] = make_analytics(cid, "b00000000001")
+    fake.analytics["b00000000002"] = make_analytics(cid, "b00000000002", started_at=T0 - 90_000)
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake), press=["a"])
 
 
 @SIZES

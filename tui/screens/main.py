@@ -81,6 +81,7 @@ class MainScreen(Screen[None]):
         # Hidden from the footer (80 columns are full); the README lists it.
         Binding("g", "goal", "Zap goal", show=False),
         Binding("m", "restream", "Restream", show=False),
+        Binding("a", "analytics", "Analytics", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float]) -> None:
@@ -486,6 +487,14 @@ class MainScreen(Screen[None]):
             self._report(exc)
             return
         self.notify(f"Lifted {len(blocks)} block(s)")
+
+    def action_analytics(self) -> None:
+        """The selected channel's audience figures (docs/analytics.md)."""
+        from tui.screens.analytics import AnalyticsScreen
+
+        stream = self._selected_stream()
+        if stream is not None:
+            self.app.push_screen(AnalyticsScreen(self.client, stream.id))
 
     def action_chat(self) -> None:
         self.query_one(ChatPane).action_compose()

@@ -42,6 +42,7 @@ class RecordingsScreen(Screen[None]):
         Binding("k", "keep", "Keep/unkeep"),
         Binding("d", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
+        Binding("a", "analytics", "Analytics"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -92,6 +93,15 @@ class RecordingsScreen(Screen[None]):
                 self.notify("No recording selected", severity="warning")
             return None
         return self.recordings[table.cursor_row]
+
+    def action_analytics(self) -> None:
+        """The selected recording's broadcast: its audience, live and replayed."""
+        from tui.screens.analytics import AnalyticsScreen
+
+        r = self._selected()
+        if r is not None and r.channel_id is not None:
+            self.app.push_screen(AnalyticsScreen(self.client, r.channel_id,
+                                                 broadcast_id=r.broadcast_id))
 
     @work(group="intent")
     async def action_keep(self) -> None:
