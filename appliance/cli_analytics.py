@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.api.schema import (
+    AnalyticsLink,
     AnalyticsSplit,
     BroadcastAnalytics,
     ChannelAnalytics,
@@ -22,6 +23,7 @@ from appliance.api.schema import (
     PlayerKind,
     safe_text,
 )
+from appliance.cli_access import parse_duration
 
 SPARK = " ▁▂▃▄▅▆▇█"
 
@@ -72,6 +74,15 @@ def add_analytics_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("id", help="channel id (from `hearth channel list`)")
     c.add_argument("--days", type=_days, default=30, metavar="N",
                    help="last N days (default 30)")
+    link = _leaf(asub, common, "link", cmd_link, "a link to the channel owner's analytics page",
+                 "Make a link to the channel's analytics page for its owner (no admin access "
+                 "needed): signed, expiring, ended early by `hearth grant revoke-all CHANNEL`.",
+                 "  hearth analytics link 3f2a9c1b7d0e --expires 30d\n"
+                 "  hearth analytics link 3f2a9c1b7d0e --json")
+    link.add_argument("id", help="channel id (from `hearth channel list`)")
+    link.add_argument("--expires", type=parse_duration, default=parse_duration("7d"),
+                      metavar="DURATION", help="how long the link works: 30m, 2h, 7d, 2w "
+                                               "(default 7d)")
 
 
 def duration(seconds: float) -> str:
@@ -139,6 +150,20 @@ async def cmd_broadcast(client: Any, args: argparse.Namespace) -> int:
     if a.timeline:
         print(f"  viewers per minute (max {max(m.viewers for m in a.timeline)}):")
         print(f"  {sparkline([m.viewers for m in a.timeline])}")
+    return 0
+
+
+async def cmd_link(client: Any, args: argparse.Namespace) -> int:
+    data = await client.request("POST", f"/v1/analytics/channels/{quote(args.id, safe='')}/link",
+                                {"expires_in": args.expires})
+    link = AnalyticsLink.from_dict(data)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"Owner analytics link for channel {link.channel_id} (until {_when(link.expires_at)}):")
+    print(f"  {link.url}")
+    print("Anyone with it sees the channel's audience figures; "
+          f"`hearth grant revoke-all {link.channel_id}` ends it early.")
     return 0
 
 

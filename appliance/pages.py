@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from html import escape
 
+from appliance.api.schema import AnalyticsSplit, BroadcastAnalytics, ChannelAnalytics
 from appliance.domain import Broadcast, BroadcastStatus
 
 CSP = (
@@ -264,3 +265,73 @@ def golive_page(channel_id: str, *, enabled: bool) -> str:
 
 def not_found_page() -> str:
     return _layout("Not found", "<h1>Not found</h1><p><a href=\"/\">All streams</a></p>")
+
+
+def _hms(seconds: float) -> str:
+    s = max(0, int(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02}:{rest % 60:02}" if h else f"{rest // 60}:{rest % 60:02}"
+
+
+def _svg_timeline(points: list[int]) -> str:
+    """Concurrent viewers per minute as an inline SVG line (numbers only: no user text)."""
+    if not points:
+        return '<p class="empty">No per-minute figures (none yet, or past retention).</p>'
+    top = max(points) or 1
+    width, height = 600, 120
+    step = width / max(len(points) - 1, 1)
+    coords = " ".join(f"{i * step:.1f},{height - v / top * (height - 4) - 2:.1f}"
+                      for i, v in enumerate(points))
+    return (f'<svg class="timeline" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="concurrent viewers per minute, at most {top}" '
+            f'preserveAspectRatio="none" width="100%" height="{height}">'
+            f'<polyline points="{coords}" fill="none" stroke="currentColor" '
+            'stroke-width="2" vector-effect="non-scaling-stroke"/></svg>')
+
+
+def _split_table(split: list[AnalyticsSplit], attr: str, head: str) -> str:
+    groups: dict[str, list[float]] = {}
+    for s in split:
+        value = getattr(s, attr).value
+        acc = groups.setdefault(value, [0, 0, 0.0])
+        acc[0] += s.sessions
+        acc[1] += s.viewers
+        acc[2] += s.watch_seconds
+    rows = "".join(
+        f"<tr><td>{escape(name)}{' (not counted)' if name == 'bot' else ''}</td>"
+        f"<td>{int(a[0])}</td><td>{int(a[1])}</td><td>{_hms(a[2])}</td></tr>"
+        for name, a in groups.items())
+    return (f'<table class="analytics"><thead><tr><th>{escape(head)}</th><th>Sessions</th>'
+            f"<th>Viewers</th><th>Watched</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def owner_analytics_page(c: ChannelAnalytics, latest: BroadcastAnalytics | None,
+                         expires: float) -> str:
+    """The channel owner's view (``/c/{channel}/analytics`` with an owner link): the last
+    days rolled up, the latest broadcast's timeline and splits, each broadcast. Every title is
+    escaped; the page carries no script (docs/analytics.md)."""
+    parts = [f"<h1>Audience of {escape(c.title)}</h1>",
+             f'<p class="meta">Last {c.days} days: {c.broadcasts} broadcasts, peak {c.peak}, '
+             f"{c.unique_viewers} viewers, watched {_hms(c.watch_seconds)} "
+             f"(average {_hms(c.average_watch_seconds)} per session), "
+             f"{c.chat_messages} chat messages. This link expires {_when(expires)}.</p>"]
+    if latest is not None:
+        b = latest
+        parts.append(
+            f"<section><h2>{escape(b.title)}</h2>"
+            f'<p class="meta">Peak {b.peak} at {_when(b.peak_at) if b.peak_at else "—"} · '
+            f"{b.unique_viewers} unique viewers · watched {_hms(b.watch_seconds)} in "
+            f"{b.sessions} sessions · chat {b.chat_messages} messages from {b.chatters} "
+            f"people · replays {b.vod_sessions}</p>"
+            f"{_svg_timeline([m.viewers for m in b.timeline])}"
+            f'{_split_table(b.split, "kind", "Player")}'
+            f'{_split_table(b.split, "device", "Device")}</section>')
+    rows = "".join(
+        f"<tr><td>{escape(x.title)}</td><td>{_when(x.started_at) if x.started_at else '—'}"
+        f"</td><td>{x.peak}</td><td>{x.unique_viewers}</td><td>{_hms(x.watch_seconds)}</td>"
+        f"<td>{x.chat_messages}</td></tr>" for x in c.per_broadcast)
+    parts.append(
+        '<section><h2>Broadcasts</h2><table class="analytics"><thead><tr><th>Title</th>'
+        "<th>Started</th><th>Peak</th><th>Viewers</th><th>Watched</th><th>Chat</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table></section>")
+    return _layout(f"Audience of {c.title}", "".join(parts))

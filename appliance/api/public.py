@@ -26,6 +26,7 @@ from appliance.api.access import (
     private_response,
     shown_via_channel,
 )
+from appliance.api.analytics_page import add_owner_routes
 from appliance.api.chat import add_chat_routes
 from appliance.api.hls import add_hls_routes, hls_metrics
 from appliance.api.http import CONTENT_TYPES, CORS, STATE
@@ -375,6 +376,7 @@ def build_public_app(state: AppState) -> web.Application:
     app[STATE] = state
     app.router.add_get("/", discovery)
     app.router.add_get("/c/{channel_id}", channel_page)
+    add_owner_routes(app)
     app.router.add_get("/watch/{stream_id}", watch)
     app.router.add_get("/api/channels", api_channels)
     app.router.add_get("/api/channels/{channel_id}", api_channel)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from appliance.analytics.service import AnalyticsService
 from appliance.api.admin_analytics import parse_days
 from appliance.api.schema import (
+    AnalyticsLink,
     BroadcastAnalytics,
     ChannelAnalytics,
     ChatChange,
@@ -230,3 +232,76 @@ async def test_admin_routes(store: Store, tmp_path: Path) -> None:
             assert r.status == 400 and (await r.json())["field"] == "days"
         state.analytics = None
         assert (await admin.get("/v1/analytics/broadcasts/bcast1")).status == 503
+
+
+# ---- the channel owner's page -----------------------------------------------------------------
+
+
+async def test_owner_link_and_page(store: Store, tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from appliance.access import AccessService
+    from appliance.api.admin_app import build_admin_app
+    from appliance.api.public import build_public_app
+    from appliance.channels import ChannelService
+    from appliance.config import load_config
+    from appliance.state import AppState
+
+    config = load_config(environ={"HEARTH_DATA_DIR": str(tmp_path)})
+    clock = Clock()
+    svc = _service(store, clock)
+    _watch(svc, clock, "a", FIREFOX, "198.51.100.1", 0, 30)
+    await svc._write(svc.tracker.flush(final=True))
+    await store.write(lambda db: db.execute(
+        "UPDATE broadcasts SET title = '<script>alert(1)</script>' WHERE id = 'bcast1'"))
+    now = [time.time()]
+    access = AccessService(store, clock=lambda: now[0])
+    await access.start()
+    service = ChannelService(config, store)
+    state = AppState(config=config, store=store, service=service, ingest=None,  # type: ignore[arg-type]
+                     analytics=svc, access=access)
+    async with TestClient(TestServer(build_admin_app(state))) as admin, \
+            TestClient(TestServer(build_public_app(state))) as public:
+        r = await admin.post("/v1/analytics/channels/chan01/link", json={"expires_in": 3600})
+        assert r.status == 201
+        link = AnalyticsLink.from_dict(await r.json())
+        path = link.url.split("://", 1)[1].split("/", 1)[1]
+        page = await public.get("/" + path)
+        assert page.status == 200
+        html = await page.text()
+        assert "Jazz &lt;b&gt;night&lt;/b&gt;" in html and "<b>night" not in html
+        assert "&lt;script&gt;alert(1)" in html and "<script>alert" not in html
+        assert "<svg" in html and "<script" not in html  # the owner page runs no script
+        assert page.headers["Cache-Control"] == "no-store, private"
+        assert page.headers["Referrer-Policy"] == "no-referrer"
+        token = link.url.split("token=", 1)[1]
+        watch_grant, _ = access.mint("chan01", None, 3600)  # a viewer grant is not an owner link
+        other, _ = access.mint("otherch", None, 3600, purpose="analytics")
+        for bad_path in (f"/c/chan01/analytics?token={watch_grant}",
+                         f"/c/otherch/analytics?token={token}",
+                         f"/c/otherch/analytics?token={other}",
+                         "/c/chan01/analytics", "/c/chan01/analytics?token=",
+                         f"/c/chan01/analytics?token={token[:-1]}A",
+                         f"/c/chan01/analytics?token={token[:50]}",
+                         "/c/chan01/analytics?token=" + "v1." * 2000,
+                         "/c/chan01/analytics?token=%00%ff", f"/c/CHAN01/analytics?token={token}",
+                         f"/c/{'a' * 300}/analytics?token={token}"):
+            r = await public.get(bad_path)
+            assert r.status == 403, bad_path
+            assert "Jazz" not in await r.text()
+        # Refused after expiry, and once the channel's grants are revoked.
+        now[0] += 3601
+        assert (await public.get("/" + path)).status == 403
+        r = await admin.post("/v1/analytics/channels/chan01/link", json={})
+        fresh = AnalyticsLink.from_dict(await r.json())
+        assert fresh.expires_at == int(now[0] + 7 * 86400)  # default: 7 days
+        fresh_path = "/" + fresh.url.split("://", 1)[1].split("/", 1)[1]
+        assert (await public.get(fresh_path)).status == 200
+        await access.revoke_all("chan01")
+        assert (await public.get(fresh_path)).status == 403
+        for body in ({"expires_in": 10}, {"expires_in": "1d"}, {"expires_in": True},
+                     {"expires_in": 1e12}):
+            r = await admin.post("/v1/analytics/channels/chan01/link", json=body)
+            assert r.status == 400 and (await r.json())["field"] == "expires_in"
+        r = await admin.post("/v1/analytics/channels/nochan1/link", json={})
+        assert r.status == 404

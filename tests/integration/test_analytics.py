@@ -147,6 +147,10 @@ def test_player_kinds_devices_persist_and_no_address_or_ua_is_stored(
     assert "4 unique viewers" in app.cli("analytics", "broadcast", bid).stdout
     channel = app.cli_json("analytics", "channel", created["id"], "--days", "1")
     assert channel["broadcasts"] == 1 and channel["sessions"] == 4
+    link = app.cli_json("analytics", "link", created["id"], "--expires", "1h")
+    owner = app.get("/" + link["url"].split("://", 1)[1].split("/", 1)[1])
+    assert owner.status == 200 and "Audience of Analytics &lt;i&gt;test&lt;/i&gt;" in owner.text
+    assert app.get(f"/c/{created['id']}/analytics").status == 403
 
     app.stop()  # restart: the figures were written, not kept in memory
     app.start()
