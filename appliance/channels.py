@@ -64,6 +64,7 @@ from appliance.domain import (
     split_key,
     validated_title,
 )
+from appliance.ladder import EncoderChoice, LadderSetup
 from appliance.live import Cancellable, LiveBroadcast, PublisherLink
 from appliance.tasks import BackgroundTasks
 
@@ -140,6 +141,9 @@ class ChannelService:
         self.bus = bus or Bus()
         self.clock: Clock = clock or LoopClock()
         self._keys: dict[str, str] = {}  # channel id → key digest
+        self._ladders: dict[str, tuple[str, ...]] = {}  # channel id → ladder presets (if on)
+        self.ladder_encoder = EncoderChoice()
+        """The ladder's encoder, chosen at start (lifecycle probes the hardware)."""
         self._current: dict[str, LiveBroadcast] = {}  # channel id → its live broadcast
         self._runtimes: dict[str, LiveBroadcast] = {}  # broadcast id → live or recently ended
         self._last_ended: dict[str, LiveBroadcast] = {}  # channel id → its last, recently ended
@@ -162,6 +166,7 @@ class ChannelService:
         hashes = await self.store.read(q.key_hashes)
         self._keys = {cid: h for h, cid in hashes.items()}
         self._channel_vis, self._broadcast_vis = await self.store.read(q.visibilities)
+        self._ladders = await self.store.read(q.channel_ladders)
         planned = await self.store.read(
             lambda db: q.list_broadcasts(db, status=BroadcastStatus.PLANNED, limit=100_000))
         for b in planned:
@@ -230,6 +235,7 @@ class ChannelService:
         channel = await self.store.write(tx)
         self._keys[channel_id] = key_hash
         self._channel_vis[channel_id] = fields.visibility
+        self._set_ladder(channel_id, fields.ladder)
         if first_broadcast:
             self._planned.setdefault(channel_id, {})[channel_id] = None
             self._broadcast_vis[channel_id] = (channel_id, None)
@@ -262,6 +268,7 @@ class ChannelService:
             self.log("info", "channel.visibility",
                      f"channel visibility {before.visibility.value} → {fields.visibility.value}",
                      channel_id)
+        self._set_ladder(channel_id, fields.ladder)  # from the channel's next broadcast on
         self.bus.publish(ChannelChanged(channel_id=channel_id, reason=ChannelReason.UPDATED))
         lb = self._current.get(channel_id)
         following = {lb.broadcast_id} if lb is not None else set()
@@ -311,6 +318,21 @@ class ChannelService:
 
     def is_public(self, broadcast_id: str) -> bool:
         return self.visibility(broadcast_id) is Visibility.PUBLIC
+    def _set_ladder(self, channel_id: str, presets: tuple[str, ...]) -> None:
+        if presets:
+            self._ladders[channel_id] = presets
+        else:
+            self._ladders.pop(channel_id, None)
+
+    def _ladder_setup(self, channel_id: str) -> LadderSetup | None:
+        presets = self._ladders.get(channel_id)
+        if not presets:
+            return None
+
+        def on_event(level: str, kind: str, message: str) -> None:
+            self.log(level, kind, message, channel_id)
+
+        return LadderSetup(presets, self.ladder_encoder, self.config.ladder.max_lag, on_event)
 
     async def rotate_key(self, channel_id: str) -> tuple[Channel, str]:
         """Issue a new key; the old one stops working at once (its publisher is dropped)."""
@@ -344,6 +366,7 @@ class ChannelService:
         broadcasts = await self.list_broadcasts(channel_id)
         await self.store.write(lambda db: q.mark_channel_deleted(db, channel_id, time.time()))
         self._keys.pop(channel_id, None)
+        self._ladders.pop(channel_id, None)
         self._planned.pop(channel_id, None)
         self._channel_vis.pop(channel_id, None)
         for b in broadcasts:
@@ -540,7 +563,8 @@ class ChannelService:
         prev = self._current.get(channel_id)
         if prev is not None and prev.muxer.last_msn is not None:
             first_msn = max(first_msn, prev.muxer.last_msn + 1)
-        lb = LiveBroadcast(broadcast_id, channel_id, self.config.hls, first_msn=first_msn)
+        lb = LiveBroadcast(broadcast_id, channel_id, self.config.hls, first_msn=first_msn,
+                           ladder=self._ladder_setup(channel_id))
         lb.start()
         self._broadcast_vis.setdefault(broadcast_id, (channel_id, None))
         self._current[channel_id] = lb

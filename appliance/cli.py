@@ -49,6 +49,7 @@ from appliance.config import (
     parse_address,
     unknown_variables,
 )
+from media.ladder import PRESETS, LadderError, parse_ladder
 
 SYSTEM_SOCKET = Path("/run/hearth/admin.sock")
 
@@ -91,6 +92,14 @@ def _days(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 3650:
         raise argparse.ArgumentTypeError(f"expected a number of days from 1 to 3650, got {value!r}")
     return int(value)
+
+
+def _ladder(value: str) -> list[str]:
+    """``--ladder 720p,480p,360p`` or ``--ladder off`` (checked here and by the appliance)."""
+    try:
+        return list(parse_ladder(value))
+    except LadderError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("ladder: ")) from None
 
 
 # ---- output ----------------------------------------------------------------------------------
@@ -154,6 +163,13 @@ def _print_broadcast(b: AdminBroadcast) -> None:
               f"{i.sample_rate} Hz; frames dropped {i.frames_discarded}")
         for reason in i.verdict_reasons:
             print(f"  WARNING {safe_text(reason)}")
+        for r in i.ladder:
+            figures = (f", {r.speed:.1f}x real time, {r.lag:.2f} s behind"
+                       if r.speed is not None and r.lag is not None else "")
+            print(f"  ladder {r.name} {r.width}x{r.height} {r.state} ({r.encoder}{figures}; "
+                  f"frames dropped {r.frames_dropped})")
+        if i.ladder_notice:
+            print(f"  NOTE {safe_text(i.ladder_notice)}")
     elif b.status == "live" and b.grace_until:
         print(f"  publisher disconnected; the broadcast ends at {_when(b.grace_until)} "
               "unless it reconnects")
@@ -169,6 +185,7 @@ def _print_channel(c: AdminChannel) -> None:
     print(f"  recording {'on' if c.record else 'off'} (kept {retention}); "
           f"created {_when(c.created_at)}; {c.broadcasts_total} broadcast(s)")
     print(f"  visibility {c.visibility}" + (" (password page on)" if c.has_password else ""))
+    print(f"  ladder  {','.join(c.ladder) + ' (plus the source)' if c.ladder else 'off'}")
     print(f"  server  {c.rtmp_url}  (key: hearth channel rotate-key {c.id})")
     print(f"  channel {c.channel_url}")
     print(f"  hls     {c.hls_url}")
@@ -216,6 +233,8 @@ def _channel_body(args: argparse.Namespace) -> dict[str, Any]:
         body["password"] = None
     elif password:
         body["password"] = cli_access.read_password()
+    if getattr(args, "ladder", None) is not None:
+        body["ladder"] = args.ladder
     return body
 
 
@@ -234,6 +253,8 @@ async def cmd_status(client: UnixSocketAdminClient, args: argparse.Namespace) ->
     print(f"  RTMP        {st.rtmp_connections} connections, "
           f"{st.auth_failures} refused keys, {st.frames_discarded} frames dropped, "
           f"{st.rtmp_refused} refused before publishing")
+    if st.ladder_encoder:
+        print(f"  ladder      {st.ladder_encoder}")
     if st.blocked_addresses:
         print(f"  blocked     {st.blocked_addresses} address(es) for wrong keys "
               "(hearth block list)")
@@ -284,8 +305,8 @@ async def cmd_channel_edit(client: UnixSocketAdminClient, args: argparse.Namespa
     body = _channel_body(args)
     if not body:
         print("hearth channel edit: nothing to change (give --title, --summary, --tag, "
-              "--image, --record/--no-record, --retention-days, --visibility or "
-              "--password/--no-password)", file=sys.stderr)
+              "--image, --record/--no-record, --retention-days, --visibility, "
+              "--password/--no-password or --ladder)", file=sys.stderr)
         return 2
     data = await client.request("PATCH", f"/v1/channels/{args.id}", body)
     if args.json:
@@ -617,6 +638,9 @@ def _channel_fields(p: argparse.ArgumentParser, *, create: bool) -> None:
     if not create:
         pw.add_argument("--no-password", dest="password", action="store_false",
                         help="remove the viewer password")
+    p.add_argument("--ladder", type=_ladder, default=None, metavar="PRESETS",
+                   help="quality ladder: comma-separated presets (" + ",".join(PRESETS)
+                   + ") encoded next to the source, or off (remux only, the default)")
 
 
 VISIBILITIES = ("public", "unlisted", "private")
@@ -644,12 +668,14 @@ def _add_channel(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("id")
     _json_flag(p)
     p = _command(csub, "edit", cmd_channel_edit, "change a channel's description or policy",
-                 "Change a channel's title, summary, tags, image or recording policy. A live "
-                 "broadcast's Nostr event follows the new description.",
+                 "Change a channel's title, summary, tags, image, recording policy or quality "
+                 "ladder. A live broadcast's Nostr event follows the new description; a new "
+                 "ladder applies from the channel's next broadcast.",
                  "  hearth channel edit 3f2a9c1b7d0e --title \"Friday jazz\"\n"
                  "  hearth channel edit 3f2a9c1b7d0e --no-record\n"
-                 "  hearth channel edit 3f2a9c1b7d0e --visibility private --password",
-                 parents=[common])
+                 "  hearth channel edit 3f2a9c1b7d0e --visibility private --password\n"
+                 "  hearth channel edit 3f2a9c1b7d0e --ladder 720p,480p,360p\n"
+                 "  hearth channel edit 3f2a9c1b7d0e --ladder off", parents=[common])
     p.add_argument("id")
     _channel_fields(p, create=False)
     _json_flag(p)

@@ -347,6 +347,18 @@ class AnalyticsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LadderConfig:
+    """``[ladder]``: the optional quality ladder (per channel: ``channel edit ID --ladder``)."""
+
+    encoder: str = "auto"
+    """H.264 encoder for ladder renditions: auto (a hardware encoder found at start, else
+    software), software (libx264), vaapi, nvenc or v4l2m2m."""
+    max_lag: float = 1.5
+    """Seconds a rendition may fall behind its source before the lowest rendition is dropped
+    (the box cannot encode the ladder in real time); the source rendition never waits."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration (top-level keys, then one table per section)."""
 
@@ -368,6 +380,7 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     restream: RestreamConfig = field(default_factory=RestreamConfig)
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
 
     # ---- derived values -------------------------------------------------------------------
 
@@ -917,6 +930,16 @@ def _validate_analytics(a: AnalyticsConfig) -> None:
     _between("analytics.flush_interval", a.flush_interval, 1, 3600, " seconds")
 
 
+LADDER_ENCODERS = ("auto", "software", "vaapi", "nvenc", "v4l2m2m")
+
+
+def _validate_ladder(ladder: LadderConfig) -> None:
+    if ladder.encoder not in LADDER_ENCODERS:
+        choices = ", ".join(LADDER_ENCODERS)
+        raise ConfigError("ladder.encoder", f"must be one of {choices}, got {ladder.encoder!r}")
+    _between("ladder.max_lag", ladder.max_lag, 0.2, 30, " seconds")
+
+
 def validate(config: Config) -> None:
     """Check ranges and cross-field rules, section by section.
 
@@ -935,4 +958,5 @@ def validate(config: Config) -> None:
     _validate_webhooks(config.webhooks)
     _validate_restream(config.restream)
     _validate_analytics(config.analytics)
+    _validate_ladder(config.ladder)
 

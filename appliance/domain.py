@@ -20,6 +20,8 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from media.ladder import LadderError, parse_ladder
+
 ID_RE = re.compile(r"^[a-z0-9]{6,32}$")
 """Channel and broadcast ids (one namespace: a migrated stream's id is both)."""
 KEY_PREFIX = "hk_"
@@ -125,6 +127,8 @@ class ChannelFields:
     """Recordings older than this are deleted (None: kept until the global disk cap)."""
     visibility: Visibility = Visibility.PUBLIC
     """Its live and planned broadcasts follow it (an ended one keeps what it had)."""
+    ladder: tuple[str, ...] = ()
+    """Quality-ladder presets (media/ladder.py), tallest first; () = remux only."""
 
     def validated(self) -> ChannelFields:
         """Normalized copy; raises :class:`ValidationError` for bad input."""
@@ -143,7 +147,15 @@ class ChannelFields:
         return ChannelFields(title=title, summary=summary, tags=tags, image=image,
                              record=bool(self.record),
                              retention_days=_retention(self.retention_days),
-                             visibility=Visibility.parse(self.visibility))
+                             visibility=Visibility.parse(self.visibility),
+                             ladder=_ladder(self.ladder))
+
+
+def _ladder(names: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return parse_ladder(names)
+    except LadderError as exc:
+        raise ValidationError("ladder", str(exc).removeprefix("ladder: ")) from None
 
 
 def _retention(days: int | None) -> int | None:
@@ -196,6 +208,7 @@ class Channel:
     created_at: float
     visibility: Visibility = Visibility.PUBLIC
     has_password: bool = False
+    ladder: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from appliance.delivery.recorder import Recorder
 from appliance.delivery.service import Delivery
 from appliance.delivery.storage import Storage
 from appliance.ingest import IngestHandler
+from appliance.ladder import choose_encoder
 from appliance.listeners import (
     Listeners,
     PortInUse,
@@ -54,6 +55,7 @@ from appliance.state import AppState
 from appliance.tasks import BackgroundTasks
 from appliance.webhooks.service import WebhookService
 from media.rtmp.server import PreAuthBudget, RefusalLog, RtmpServerStats, start_rtmp_server
+from media.transcode import detect_hardware_encoders
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +184,11 @@ class Appliance:
         bus = Bus()
         service = ChannelService(config, store, bus)
         await service.start()
+        # The ladder's encoder: a hardware one only if it opens and encodes a frame here.
+        detected = ([] if config.ladder.encoder == "software"
+                    else await asyncio.to_thread(detect_hardware_encoders))
+        service.ladder_encoder = choose_encoder(config.ladder.encoder, detected)
+        logger.info("quality ladder encoder: %s", service.ladder_encoder.note)
         self._stack.push_async_callback(service.close)
         access = AccessService(store)  # grant secret, epochs, channel passwords
         await access.start()

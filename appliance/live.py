@@ -23,10 +23,12 @@ from typing import Protocol
 
 from appliance.config import HlsConfig
 from appliance.hub import DEFAULT_READER_CAPACITY, Discontinuity, Publisher, Reader
+from appliance.ladder import Ladder, LadderSetup, RenditionSnapshot
 from appliance.viewers import ViewerCounter
 from media.depacketizer import FlvDepacketizer
 from media.health import HealthMeter, HealthSnapshot
 from media.hls.segmenter import HlsMuxer
+from media.ladder import SegmentCuts
 from media.timeline import SessionRebaser
 from media.units import CodecConfig, MediaUnit, TrackKind
 
@@ -77,6 +79,9 @@ class LiveSnapshot:
     total_viewers: int
     malformed_frames: int
     last_error: str
+    ladder: tuple[RenditionSnapshot, ...] = ()
+    """The quality ladder's renditions (empty when the channel's ladder is off)."""
+    ladder_notice: str = ""
 
 
 class HlsFeed:
@@ -121,7 +126,7 @@ class LiveBroadcast:
     """Runtime state of one broadcast; see the module docstring. Runs on the event loop."""
 
     def __init__(self, broadcast_id: str, channel_id: str, hls: HlsConfig, *,
-                 first_msn: int = 0) -> None:
+                 first_msn: int = 0, ladder: LadderSetup | None = None) -> None:
         self.broadcast_id = broadcast_id
         self.channel_id = channel_id
         self._publisher = Publisher(broadcast_id)
@@ -132,6 +137,18 @@ class LiveBroadcast:
                             HlsMuxer(segment_target=hls.segment_target,
                                      part_target=hls.part_target, window=hls.window,
                                      first_msn=first_msn))
+        self._ladder: Ladder | None = None
+        if ladder is not None and ladder.presets:
+
+            def make_muxer() -> HlsMuxer:  # same targets and numbers: segments line up
+                return HlsMuxer(segment_target=hls.segment_target, part_target=hls.part_target,
+                                window=hls.window, first_msn=first_msn, keyframe_cuts=True)
+
+            self._ladder = Ladder(
+                broadcast_id, ladder.presets,
+                self._publisher.add_reader(f"ladder:{broadcast_id}"), make_feed=HlsFeed,
+                make_muxer=make_muxer, encoder=ladder.encoder, max_lag=ladder.max_lag,
+                cuts=SegmentCuts(hls.segment_target, hls.part_target), on_event=ladder.on_event)
         self._link: PublisherLink | None = None
         self._grace: Cancellable | None = None
         self.grace_until: float | None = None
@@ -151,6 +168,8 @@ class LiveBroadcast:
 
     def start(self) -> None:
         self._hls.start()
+        if self._ladder is not None:
+            self._ladder.start()
 
     # ---- read side -----------------------------------------------------------------------------
 
@@ -172,6 +191,32 @@ class LiveBroadcast:
     def muxer(self) -> HlsMuxer:
         """The HLS packaging of this broadcast (what ``/hls/…`` serves)."""
         return self._hls.muxer
+
+    def hls_renditions(self) -> list[tuple[str | None, HlsMuxer]]:
+        """Every served HLS rendition, tallest first: ``(None, source muxer)``, then the
+        ladder's ``(preset name, muxer)`` that have a picture and were not shed."""
+        out: list[tuple[str | None, HlsMuxer]] = [(None, self._hls.muxer)]
+        if self._ladder is not None:
+            out += [(r.name, r.muxer) for r in self._ladder.renditions()]
+        return out
+
+    def rendition_muxer(self, name: str) -> HlsMuxer | None:
+        """A served ladder rendition's muxer by preset name, else None."""
+        r = self._ladder.rendition(name) if self._ladder is not None else None
+        return r.muxer if r is not None else None
+
+    @property
+    def ladder_on(self) -> bool:
+        """The channel asked for a ladder for this broadcast."""
+        return self._ladder is not None
+
+    def webrtc_publisher(self) -> Publisher | None:
+        """What WebRTC can carry: the source without B-frames, else the tallest ladder
+        rendition (encoded without B-frames), else None."""
+        if not self.has_bframes():
+            return self._publisher
+        r = self._ladder.webrtc_rendition() if self._ladder is not None else None
+        return r.publisher if r is not None else None
 
     def open_reader(self, name: str, capacity: int = DEFAULT_READER_CAPACITY) -> Reader:
         """A new hub consumer, primed with the codec config, starting at a keyframe."""
@@ -213,6 +258,8 @@ class LiveBroadcast:
             frames_discarded=self._publisher.frames_discarded, viewers=current,
             peak_viewers=peak, total_viewers=total, malformed_frames=self._malformed,
             last_error=self._last_error or self._hls.last_error,
+            ladder=tuple(self._ladder.snapshot()) if self._ladder is not None else (),
+            ladder_notice=self._ladder.notice if self._ladder is not None else "",
         )
 
     def health_record(self) -> dict[str, object]:
@@ -336,3 +383,5 @@ class LiveBroadcast:
         self._publisher.close()
         self._opus.close()
         self._hls.cancel()
+        if self._ladder is not None:
+            self._ladder.abort()

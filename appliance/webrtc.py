@@ -31,7 +31,7 @@ from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 from appliance.analytics.service import AnalyticsService
 from appliance.channels import ChannelService
 from appliance.config import WebRtcConfig
-from appliance.hub import Discontinuity
+from appliance.hub import Discontinuity, Publisher
 from appliance.live import LiveBroadcast
 from appliance.tasks import BackgroundTasks
 from media.units import AudioConfig, CodecConfig, MediaUnit, TrackKind, VideoConfig
@@ -56,8 +56,11 @@ MAX_AUDIO_BACKLOG = 500
 """AAC units waiting for the Opus worker (~10 s); older ones are dropped."""
 VIEWER_TOUCH_SECONDS = 5.0
 BFRAMES_REASON = ("WebRTC is unavailable for this stream: the source video uses B-frames "
-                  "(set B-frames to 0 in the encoder, e.g. OBS x264 option bframes=0); "
+                  "(set B-frames to 0 in the encoder, e.g. OBS x264 option bframes=0, or turn "
+                  "on the ladder: hearth channel edit {channel} --ladder 720p); "
                   "HLS playback is unaffected")
+LADDER_STARTING = ("the source uses B-frames and the quality ladder's WebRTC rendition is not "
+                   "encoding yet; retry in a few seconds")
 
 
 class WhepError(Exception):
@@ -97,13 +100,16 @@ class Peer:
 class StreamSource:
     """The per-stream fan-out: hub reader → shared packets → every peer's tracks."""
 
-    def __init__(self, manager: WebRtcManager, ls: LiveBroadcast, key: str) -> None:
+    def __init__(self, manager: WebRtcManager, ls: LiveBroadcast, key: str,
+                 publisher: Publisher) -> None:
         self.manager = manager
         self.ls = ls
         self.key = key
         """The id peers asked for (a channel or broadcast id): the key of ``manager.sources``."""
+        self.publisher = publisher
+        """The source's hub, or a B-frame-free ladder rendition's (``webrtc_publisher``)."""
         self.peers: set[Peer] = set()
-        self.reader = ls.open_reader(f"webrtc:{ls.broadcast_id}")
+        self.reader = publisher.add_reader(f"webrtc:{publisher.name}")
         # A WHIP publisher's own Opus goes to viewers as sent; AAC is transcoded only for
         # publishers that send AAC (RTMP).
         self.opus_reader = ls.open_opus_reader(f"webrtc-opus:{ls.broadcast_id}")
@@ -255,20 +261,27 @@ class WebRtcManager:
         """The source has B-frames: close its peers, tell the operator once per stream."""
         if stream_id not in self._bframes_logged:
             self._bframes_logged.add(stream_id)
-            self.service.log("warning", "webrtc.bframes", BFRAMES_REASON, stream_id)
+            ls = self.service.runtime(stream_id)
+            channel = ls.channel_id if ls is not None else stream_id
+            self.service.log("warning", "webrtc.bframes", BFRAMES_REASON.format(channel=channel),
+                             stream_id)
         for peer in self.peers_of(stream_id):
             self.tasks.spawn(self._close_peer(peer), name=f"webrtc-close-{peer.token[:6]}")
 
     # ---- negotiation -------------------------------------------------------------------------
 
-    def _admit(self, stream_id: str, offer: str, remote: str) -> LiveBroadcast:
-        """The live broadcast to answer for, or a WhepError if this offer cannot be taken now."""
+    def _admit(self, stream_id: str, offer: str, remote: str) -> tuple[LiveBroadcast, Publisher]:
+        """The live broadcast to answer for and the hub WebRTC reads (the source, or a ladder
+        rendition without B-frames), or a WhepError if this offer cannot be taken now."""
         ls = self.service.runtime(stream_id)
         if ls is None or ls.ended or ls.codec_config().video is None:
             raise WhepError(404, "stream is not live")
-        if ls.has_bframes():
+        publisher = ls.webrtc_publisher()
+        if publisher is None:
+            if ls.ladder_on:
+                raise WhepError(503, LADDER_STARTING)
             self.refuse_bframes(stream_id)
-            raise WhepError(409, BFRAMES_REASON)
+            raise WhepError(409, BFRAMES_REASON.format(channel=ls.channel_id))
         cfg = self.config
         if len(self.peers) >= cfg.max_peers:
             self.refused += 1
@@ -283,7 +296,7 @@ class WebRtcManager:
             raise WhepError(400, "offer has too many media sections")
         if "\nm=video" not in offer:
             raise WhepError(400, "offer has no video section")
-        return ls
+        return ls, publisher
 
     async def create_peer(self, stream_id: str, offer: str, remote: str, *,
                           viewer_address: str | None = None,
@@ -291,16 +304,17 @@ class WebRtcManager:
         """Answer a WHEP offer. Returns (resource token, answer SDP).
 
         Raises:
-            WhepError: 404 not live, 409 B-frames, 400 bad offer, 422 no offered H.264
+            WhepError: 404 not live, 409 B-frames (ladder off; 503 while the ladder starts),
+                400 bad offer, 422 no offered H.264
                 profile can decode the stream, 429/503 over a limit.
         """
-        ls = self._admit(stream_id, offer, remote)
+        ls, publisher = self._admit(stream_id, offer, remote)
         cfg = self.config
         self.pending_by_ip[remote] += 1
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         video = EncodedTrack("video")
         audio = (EncodedTrack("audio")
-                 if ls.codec_config().audio is not None or ls.native_opus else None)
+                 if publisher.config.audio is not None or ls.native_opus else None)
         peer = Peer(token=secrets.token_urlsafe(18), stream_id=stream_id, remote=remote, pc=pc,
                     video=video, audio=audio, broadcast_id=ls.broadcast_id,
                     viewer_address=viewer_address or remote, user_agent=user_agent[:256])
@@ -310,7 +324,7 @@ class WebRtcManager:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             except Exception as exc:
                 raise WhepError(400, f"invalid SDP offer: {exc}") from None
-            self._set_video_codec(pc, ls)
+            self._set_video_codec(pc, publisher)
             pc.addTrack(video)
             if audio is not None and any(t.kind == "audio" for t in pc.getTransceivers()):
                 pc.addTrack(audio)
@@ -347,20 +361,21 @@ class WebRtcManager:
             lambda: None if peer.connected else self.tasks.spawn(
                 self._close_peer(peer), name=f"webrtc-timeout-{peer.token[:6]}"))
         source = self.sources.get(stream_id)
-        if source is None or source.ls is not ls or source.closed:
-            source = self.sources[stream_id] = StreamSource(self, ls, stream_id)
+        if (source is None or source.ls is not ls or source.publisher is not publisher
+                or source.closed):
+            source = self.sources[stream_id] = StreamSource(self, ls, stream_id, publisher)
         source.peers.add(peer)
         answer = pc.localDescription.sdp
         return peer.token, answer
 
-    def _set_video_codec(self, pc: RTCPeerConnection, ls: LiveBroadcast) -> None:
+    def _set_video_codec(self, pc: RTCPeerConnection, publisher: Publisher) -> None:
         """Answer with the offered H.264 payload type that can carry the stream.
 
         Pass-through needs H.264 in the stream's own profile; browsers list VP8 first and
         aiortc answers with its own profile-level-id, so the video codecs aiortc negotiated
         are replaced by the one chosen from the offer (RFC 6184 §8.2.2).
         """
-        config = ls.codec_config().video
+        config = publisher.config.video
         assert config is not None
         remote = pc.remoteDescription
         h264 = self._choose_h264(config, remote.sdp if remote is not None else "")

@@ -247,7 +247,8 @@ class FakeAdminClient:
         self._next += 1
         stream = replace(make_stream(n, status="created"), title=draft.title,
                          summary=draft.summary, tags=list(draft.tags), image=draft.image,
-                         record=draft.record, retention_days=draft.retention_days)
+                         record=draft.record, retention_days=draft.retention_days,
+                         ladder=list(draft.ladder))
         self.streams[stream.id] = stream
         return StreamCredentials(id=stream.id, title=stream.title,
                                  rtmp_url="rtmp://box:1935/live",
@@ -259,7 +260,8 @@ class FakeAdminClient:
         self._check("update_stream")
         stream = replace(self.streams[stream_id], title=draft.title, summary=draft.summary,
                          tags=list(draft.tags), image=draft.image,
-                         record=draft.record, retention_days=draft.retention_days)
+                         record=draft.record, retention_days=draft.retention_days,
+                         ladder=list(draft.ladder))
         self.streams[stream_id] = stream
         return stream
 

@@ -54,6 +54,11 @@ def _fields(data: dict[str, Any], current: Channel | None = None) -> ChannelFiel
         raise ValidationError("retention_days", "must be a whole number of days or null")
     visibility = Visibility.parse(
         data.get("visibility", current.visibility.value if current else "public"))
+    ladder = data.get("ladder", list(current.ladder) if current else [])
+    if isinstance(ladder, str):  # "720p,480p" or "off", as the CLI spells it
+        ladder = ladder.split(",")
+    if not isinstance(ladder, list) or not all(isinstance(n, str) for n in ladder):
+        raise ValidationError("ladder", "must be a list of preset names (or \"off\")")
     return ChannelFields(
         title=text("title", current.title if current else ""),
         summary=text("summary", current.summary if current else ""),
@@ -62,6 +67,7 @@ def _fields(data: dict[str, Any], current: Channel | None = None) -> ChannelFiel
         record=record,
         retention_days=retention,
         visibility=visibility,
+        ladder=tuple(ladder),
     )
 
 
@@ -138,6 +144,7 @@ async def get_status(request: web.Request) -> web.Response:
         rtmp_refused=sum(state.ingest.rtmp_stats.refusals.totals.values()),
         ingest_warnings=[f"{lb.channel_id}: {reason}" for lb in lives if lb.link
                          for reason in lb.health().reasons()],
+        ladder_encoder=state.service.ladder_encoder.note,
     )
     return web.json_response(status.to_dict())
 

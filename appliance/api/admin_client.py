@@ -81,11 +81,13 @@ class StreamDraft:
     """Record its broadcasts."""
     retention_days: int | None = None
     """Delete its recordings after this many days; None: the appliance's default."""
+    ladder: tuple[str, ...] = ()
+    """Quality-ladder presets (``720p``, ``480p``, …); empty: off."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "summary": self.summary, "tags": list(self.tags),
                 "image": self.image, "record": self.record,
-                "retention_days": self.retention_days}
+                "retention_days": self.retention_days, "ladder": list(self.ladder)}
 
 
 def typed_events(frames: Iterable[SseFrame]) -> Iterator[AdminEvent]:

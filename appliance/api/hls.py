@@ -4,8 +4,11 @@ Only well-formed names resolve (docs/threat-model.md §paths):
 ``^[a-z0-9_-]{1,64}\\.(m3u8|m4s|mp4)$``, looked up in the stream's in-memory muxer; nothing
 here touches the filesystem.
 
-Playlists: ``index.m3u8`` is the multivariant playlist (the URL players are given; the quality
-ladder adds renditions there), ``media.m3u8`` the media playlist it names. Every viewer gets the
+Playlists: ``index.m3u8`` is the multivariant playlist (the URL players are given), listing
+``media.m3u8`` (the source) and, when the channel's quality ladder is on, each served
+rendition's ``{preset}/media.m3u8`` (``480p/media.m3u8``; its parts and segments beside it).
+Every LL media playlist of a laddered broadcast ends with an EXT-X-RENDITION-REPORT per other
+rendition (rfc8216bis §4.4.5.4). Every viewer gets the
 same URLs (no session tokens), so an edge cache can share responses (deploy/nginx-edge.conf);
 viewers are counted on part/segment fetches and the watch page's beacon (appliance/viewers.py).
 A plain request (no ``_HLS_msn``) waits for the first complete segment, so RFC 8216 clients
@@ -46,12 +49,15 @@ from appliance.api.http import CONTENT_TYPES, CORS, STATE, client_address
 from appliance.config import HlsConfig
 from appliance.domain import ID_RE
 from appliance.viewers import PLAYER_ID_RE
+from media.hls.playlist import render_multivariant_playlist, render_rendition_reports
 from media.hls.segmenter import HlsMuxer
 
 if TYPE_CHECKING:
     from appliance.live import LiveBroadcast
 
 HLS_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}\.(m3u8|m4s|mp4)$")
+RENDITION_RE = re.compile(r"^[0-9]{3,4}p$")
+"""A ladder rendition's path segment: a preset name (media/ladder.py)."""
 PART_NAME_RE = re.compile(r"^part-(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,5})\.m4s$")
 MSN_RE = re.compile(r"^(0|[1-9][0-9]{0,17})$")
 PART_RE = re.compile(r"^(0|[1-9][0-9]{0,5})$")
@@ -290,29 +296,67 @@ async def _await_first(request: web.Request, muxer: HlsMuxer, *, part: int) -> N
             headers={**CORS, "Retry-After": FIRST_SEGMENT_RETRY_AFTER})
 
 
-async def hls(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+def _runtime(request: web.Request) -> LiveBroadcast:
     stream_id = request.match_info["stream_id"]
-    name = request.match_info["name"]
-    if not ID_RE.fullmatch(stream_id) or not HLS_NAME_RE.fullmatch(name):
+    if not ID_RE.fullmatch(stream_id):
         raise web.HTTPNotFound(headers=CORS)
     # A channel id plays whichever broadcast is live (old stream ids are channel ids too);
     # a broadcast id plays that broadcast while it is in memory.
-    ls = state.service.runtime(stream_id)
+    ls = request.app[STATE].service.runtime(stream_id)
     if ls is None:
         raise web.HTTPNotFound(headers=CORS)
+    return ls
+
+
+async def hls(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if not HLS_NAME_RE.fullmatch(name):
+        raise web.HTTPNotFound(headers=CORS)
+    ls = _runtime(request)
+    stream_id = request.match_info["stream_id"]
     private = _check_access(request, stream_id, ls)
     if name == MULTIVARIANT_NAME:
         resp = await _multivariant(request, ls)
     elif name == MEDIA_PLAYLIST_NAME:
-        resp = await _media_playlist(request, ls)
+        resp = await _media_playlist(request, ls, ls.muxer, None)
     elif name.endswith(".m3u8"):
         raise web.HTTPNotFound(headers=CORS)
     else:
-        resp = await _media_object(request, ls, name)
+        resp = await _media_object(request, ls, ls.muxer, name)
     if private and _check_access(request, stream_id, ls):  # again: a blocking reload waited
         mark_private(resp)
     return resp
+
+
+async def hls_rendition(request: web.Request) -> web.StreamResponse:
+    """``/hls/{id}/{rendition}/{name}``: a quality-ladder rendition (``480p/media.m3u8``,
+    ``480p/part-N-I.m4s``, …). The rendition is looked up by name among the broadcast's
+    served renditions (a preset name, ``^[0-9]{3,4}p$``); nothing touches the filesystem.
+    Access is checked as for the source (docs/threat-model.md §grants)."""
+    rendition = request.match_info["rendition"]
+    name = request.match_info["name"]
+    if not RENDITION_RE.fullmatch(rendition) or not HLS_NAME_RE.fullmatch(name):
+        raise web.HTTPNotFound(headers=CORS)
+    ls = _runtime(request)
+    stream_id = request.match_info["stream_id"]
+    private = _check_access(request, stream_id, ls)
+    muxer = ls.rendition_muxer(rendition)
+    if muxer is None:  # no such preset, not encoding yet, or shed by the CPU guard
+        raise web.HTTPNotFound(headers=CORS)
+    if name == MEDIA_PLAYLIST_NAME:
+        resp = await _media_playlist(request, ls, muxer, rendition)
+    elif name.endswith(".m3u8"):
+        raise web.HTTPNotFound(headers=CORS)
+    else:
+        resp = await _media_object(request, ls, muxer, name)
+    if private and _check_access(request, stream_id, ls):  # again: a blocking reload waited
+        mark_private(resp)
+    return resp
+
+
+def _media_uri(rendition: str | None) -> str:
+    """A rendition's media playlist relative to ``/hls/{id}/``."""
+    return MEDIA_PLAYLIST_NAME if rendition is None else f"{rendition}/{MEDIA_PLAYLIST_NAME}"
 
 
 def _check_access(request: web.Request, stream_id: str, ls: LiveBroadcast) -> bool:
@@ -327,24 +371,39 @@ def _check_access(request: web.Request, stream_id: str, ls: LiveBroadcast) -> bo
 
 
 async def _multivariant(request: web.Request, ls: LiveBroadcast) -> web.Response:
-    """rfc8216bis §4.4.6: one variant now (the quality ladder adds renditions here). Its
-    BANDWIDTH is measured, so it exists from the first part on."""
+    """rfc8216bis §4.4.6: the source, then each served ladder rendition, tallest first. Every
+    BANDWIDTH is measured, so the source is listed from its first part on and each rendition
+    from its own."""
     await _await_first(request, ls.muxer, part=0)
     request.app[HLS_GATE].count("multivariant")
-    text = ls.muxer.multivariant_playlist(MEDIA_PLAYLIST_NAME)
-    if text is None:
+    variants = [v for rendition, muxer in ls.hls_renditions()
+                if (v := muxer.variant(_media_uri(rendition))) is not None]
+    if not variants:
         raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
-    return web.Response(text=text, headers=PLAYLIST_HEADERS)
+    return web.Response(text=render_multivariant_playlist(variants), headers=PLAYLIST_HEADERS)
 
 
-async def _media_playlist(request: web.Request, ls: LiveBroadcast) -> web.Response:
+def _rendition_reports(ls: LiveBroadcast, current: str | None) -> bytes:
+    """EXT-X-RENDITION-REPORT for every other served rendition (rfc8216bis §4.4.5.4), with
+    URIs relative to ``current``'s playlist (``480p/media.m3u8`` from the source's,
+    ``../media.m3u8`` and ``../360p/media.m3u8`` from a rendition's)."""
+    renditions = ls.hls_renditions()
+    if len(renditions) < 2:
+        return b""
+    prefix = "" if current is None else "../"
+    reports = [r for rendition, muxer in renditions if rendition != current
+               and (r := muxer.rendition_report(prefix + _media_uri(rendition))) is not None]
+    return render_rendition_reports(reports).encode()
+
+
+async def _media_playlist(request: web.Request, ls: LiveBroadcast, muxer: HlsMuxer,
+                          rendition: str | None) -> web.Response:
     """The media playlist, blocking on _HLS_msn/_HLS_part (rfc8216bis §6.2.5.2) when asked.
 
     Delivery directives are honoured on the very first request: nothing redirects or rewrites
     the URL, so a cache sees the same URL for every viewer asking for the same part.
     """
     config = request.app[STATE].config.hls
-    muxer = ls.muxer
     gate = request.app[HLS_GATE]
     msn = part = None
     skip = False
@@ -370,14 +429,16 @@ async def _media_playlist(request: web.Request, ls: LiveBroadcast) -> web.Respon
     body = watch.body(config.low_latency, skip)
     if body is None:
         raise web.HTTPNotFound(text="stream has no media yet", headers=CORS)
+    if config.low_latency and not muxer.ended and ls.ladder_on:
+        body += _rendition_reports(ls, rendition)
     headers = PLAYLIST_HEADERS if msn is None else _blocking_headers(muxer.target_duration)
     return web.Response(body=body, headers=headers)
 
 
-async def _media_object(request: web.Request, ls: LiveBroadcast, name: str) -> web.Response:
+async def _media_object(request: web.Request, ls: LiveBroadcast, muxer: HlsMuxer,
+                        name: str) -> web.Response:
     """An init segment, segment or part; parts and segments count the viewer."""
     state = request.app[STATE]
-    muxer = ls.muxer
     data = muxer.get(name)
     if data is None and state.config.hls.low_latency and (m := PART_NAME_RE.fullmatch(name)):
         data = await _await_hinted_part(request, muxer, int(m[1]), int(m[2]))
@@ -443,5 +504,6 @@ def hls_metrics(app: web.Application) -> list[str]:
 def add_hls_routes(app: web.Application) -> None:
     app[HLS_GATE] = BlockingGate()
     app.router.add_get("/hls/{stream_id}/{name}", hls)
+    app.router.add_get("/hls/{stream_id}/{rendition}/{name}", hls_rendition)
     app.router.add_post("/api/streams/{stream_id}/viewing", viewing_beacon)
     app.router.add_post("/api/broadcasts/{stream_id}/viewing", viewing_beacon)

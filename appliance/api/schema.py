@@ -128,6 +128,23 @@ def _decode_scalar(typ: Any, value: object, path: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class LadderRenditionInfo(Dto):
+    """One transcoded rendition of a live broadcast's quality ladder."""
+
+    name: str
+    width: int
+    height: int
+    state: str
+    """``starting``, ``live`` or ``dropped`` (the machine could not encode it in real time)."""
+    speed: float | None
+    """Media seconds encoded per CPU second of its encoder thread (above 1 keeps up)."""
+    lag: float | None
+    """Seconds from a source frame's arrival to its encoded frame (added latency)."""
+    frames_dropped: int
+    encoder: str
+
+
+@dataclass(frozen=True, slots=True)
 class IngestInfo(Dto):
     """The publisher connection of a live stream, with its health figures."""
 
@@ -150,6 +167,10 @@ class IngestInfo(Dto):
     reconnects: int
     verdict_reasons: list[str] = field(default_factory=list)
     """Why the verdict is not ``ok``, each with the OBS setting that fixes it."""
+    ladder: list[LadderRenditionInfo] = field(default_factory=list)
+    """The quality ladder's transcoded renditions (empty when the channel's ladder is off)."""
+    ladder_notice: str = ""
+    """Why the ladder is smaller than asked (a preset not below the source, the CPU guard)."""
 
 
 
@@ -263,6 +284,8 @@ class AdminChannel(Dto):
     """public | unlisted | private (docs/configuration.md "Visibility and grants")."""
     has_password: bool = False
     """A password page lets viewers in (private channels)."""
+    ladder: list[str] = field(default_factory=list)
+    """Quality-ladder presets, tallest first; empty: off (remux only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +345,8 @@ class AdminStream(Dto):
     """Simulcast targets with their state (keys redacted; empty from an older appliance)."""
     visibility: str = "public"
     """public | unlisted | private (defaults: an older appliance)."""
+    ladder: list[str] = field(default_factory=list)
+    """Quality-ladder presets, tallest first; empty: off (remux only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +441,8 @@ class Status(Dto):
     ingest_warnings: list[str] = field(default_factory=list)
     """``"<channel id>: <reason>"`` for every live publisher whose health is not ``ok``."""
     broadcasts_planned: int = 0
+    ladder_encoder: str = ""
+    """The quality ladder's encoder and the hardware encoders found at start."""
 
 
 @dataclass(frozen=True, slots=True)

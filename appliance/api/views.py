@@ -14,6 +14,7 @@ from appliance.api.schema import (
     AdminStream,
     ChannelCredentials,
     IngestInfo,
+    LadderRenditionInfo,
     RestreamTarget,
 )
 from appliance.domain import Broadcast, BroadcastStatus, Channel
@@ -48,6 +49,10 @@ def ingest_info(lb: LiveBroadcast) -> IngestInfo | None:
         sample_rate=h.sample_rate, channels=h.channels, verdict=h.verdict(),
         bytes_in=h.bytes_in, frames_discarded=snap.frames_discarded,
         reconnects=snap.reconnects, verdict_reasons=h.reasons(),
+        ladder=[LadderRenditionInfo(name=r.name, width=r.width, height=r.height, state=r.state,
+                                    speed=r.speed, lag=r.lag, frames_dropped=r.frames_dropped,
+                                    encoder=r.encoder) for r in snap.ladder],
+        ladder_notice=snap.ladder_notice,
     )
 
 
@@ -95,7 +100,7 @@ def admin_channel(state: AppState, c: Channel, broadcasts: list[Broadcast]) -> A
         planned=[admin_broadcast(state, b) for b in planned[:10]],
         broadcasts_total=len(broadcasts),
         restream=restream_targets(state, c.id),
-        visibility=c.visibility.value, has_password=c.has_password,
+        visibility=c.visibility.value, has_password=c.has_password, ladder=list(c.ladder),
     )
 
 
@@ -131,7 +136,7 @@ def admin_stream(state: AppState, c: Channel, latest: Broadcast | None,
         next_planned_title=planned.title if planned else None,
         next_planned_at=planned.starts if planned else None,
         record=c.record, retention_days=c.retention_days, visibility=c.visibility.value,
-        restream=restream_targets(state, c.id),
+        restream=restream_targets(state, c.id), ladder=list(c.ladder),
     )
 
 

@@ -356,6 +356,13 @@ def m_analytics(db: Database) -> None:
     )
 
 
+@migration
+def m_channel_ladder(db: Database) -> None:
+    # The channel's quality ladder: preset names tallest first, comma-separated; '' = off
+    # (remux only, the default). media/ladder.py parse_ladder validates it.
+    db.execute("ALTER TABLE channels ADD COLUMN ladder TEXT NOT NULL DEFAULT ''")
+
+
 def _script(db: Database, sql: str) -> None:
     # Not executescript(): it COMMITs the open transaction first, which would break the
     # one-transaction-per-migration rule. Our DDL has no ';' inside literals.

@@ -16,7 +16,7 @@ from sqlite_utils import Database
 from appliance.domain import Broadcast, BroadcastStatus, Channel, ChannelFields, Visibility
 
 _CHANNEL_COLUMNS = ("id, title, summary, tags, image, record, retention_days, created_at, "
-                    "visibility, password_hash IS NOT NULL")
+                    "visibility, password_hash IS NOT NULL, ladder")
 _BROADCAST_SELECT = (
     "SELECT b.id, b.channel_id, COALESCE(b.title, c.title), c.summary, c.tags, c.image, "
     "b.status, b.created_at, b.starts, b.started_at, b.ended_at, b.peak_viewers, "
@@ -29,7 +29,8 @@ _BROADCAST_SELECT = (
 def _channel(row: tuple[Any, ...]) -> Channel:
     return Channel(id=row[0], title=row[1], summary=row[2], tags=tuple(json.loads(row[3])),
                    image=row[4], record=bool(row[5]), retention_days=row[6], created_at=row[7],
-                   visibility=Visibility(row[8]), has_password=bool(row[9]))
+                   visibility=Visibility(row[8]), has_password=bool(row[9]),
+                   ladder=tuple(n for n in row[10].split(",") if n))
 
 
 def _broadcast(row: tuple[Any, ...]) -> Broadcast:
@@ -52,11 +53,11 @@ def insert_channel(db: Database, channel_id: str, fields: ChannelFields,
     now = time.time()
     db.execute(
         "INSERT INTO channels (id, title, summary, tags, image, key_hash, record, "
-        "retention_days, created_at, updated_at, visibility) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "retention_days, created_at, updated_at, visibility, ladder) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (channel_id, fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image,
          key_hash, int(fields.record), fields.retention_days, now, now,
-         fields.visibility.value),
+         fields.visibility.value, ",".join(fields.ladder)),
     )
     channel = get_channel(db, channel_id)
     assert channel is not None
@@ -66,9 +67,10 @@ def insert_channel(db: Database, channel_id: str, fields: ChannelFields,
 def update_channel_fields(db: Database, channel_id: str, fields: ChannelFields) -> None:
     db.execute(
         "UPDATE channels SET title = ?, summary = ?, tags = ?, image = ?, record = ?, "
-        "retention_days = ?, visibility = ?, updated_at = ? WHERE id = ?",
+        "retention_days = ?, visibility = ?, ladder = ?, updated_at = ? WHERE id = ?",
         (fields.title, fields.summary, json.dumps(list(fields.tags)), fields.image,
-         int(fields.record), fields.retention_days, fields.visibility.value, time.time(),
+         int(fields.record), fields.retention_days, fields.visibility.value,
+         ",".join(fields.ladder), time.time(),
          channel_id),
     )
 
@@ -90,6 +92,12 @@ def key_hashes(db: Database) -> dict[str, str]:
     """``key_hash → channel id`` for every channel (a channel's key lasts until rotated)."""
     rows = db.execute("SELECT key_hash, id FROM channels WHERE deleted_at IS NULL")
     return {r[0]: r[1] for r in rows}
+
+
+def channel_ladders(db: Database) -> dict[str, tuple[str, ...]]:
+    """``channel id → ladder presets`` for every channel whose ladder is on."""
+    rows = db.execute("SELECT id, ladder FROM channels WHERE deleted_at IS NULL AND ladder != ''")
+    return {cid: tuple(n for n in ladder.split(",") if n) for cid, ladder in rows}
 
 
 def set_key_hash(db: Database, channel_id: str, key_hash: str) -> None:

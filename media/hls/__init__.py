@@ -5,11 +5,13 @@ from __future__ import annotations
 from media.hls.playlist import (
     LowLatencyInfo,
     PartEntry,
+    RenditionReport,
     SegmentEntry,
     VariantEntry,
     format_program_date_time,
     render_media_playlist,
     render_multivariant_playlist,
+    render_rendition_reports,
 )
 from media.hls.segmenter import HlsMuxer, MuxerStateError, MuxerStats, is_object_name
 
@@ -19,10 +21,12 @@ __all__ = [
     "MuxerStateError",
     "MuxerStats",
     "PartEntry",
+    "RenditionReport",
     "SegmentEntry",
     "VariantEntry",
     "format_program_date_time",
     "is_object_name",
     "render_media_playlist",
     "render_multivariant_playlist",
+    "render_rendition_reports",
 ]

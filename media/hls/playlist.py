@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 __all__ = [
     "LowLatencyInfo",
     "PartEntry",
+    "RenditionReport",
     "SegmentEntry",
     "VariantEntry",
     "format_program_date_time",
     "render_media_playlist",
     "render_multivariant_playlist",
+    "render_rendition_reports",
     "target_duration_for",
 ]
 
@@ -275,6 +277,37 @@ def render_multivariant_playlist(variants: Sequence[VariantEntry]) -> str:
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
         lines.append(v.uri)
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionReport:
+    """rfc8216bis §4.4.5.4 EXT-X-RENDITION-REPORT: where another rendition of the same
+    content is, so a low-latency client can switch to it with one blocking request.
+
+    Attributes:
+        uri: that rendition's media playlist, relative to the playlist carrying the report.
+        last_msn: its newest media sequence number (of its newest part).
+        last_part: index of its newest part within ``last_msn``, or None without parts.
+    """
+
+    uri: str
+    last_msn: int
+    last_part: int | None
+
+
+def render_rendition_reports(reports: Sequence[RenditionReport]) -> str:
+    """EXT-X-RENDITION-REPORT lines (newline-terminated) to append to a live LL media playlist.
+
+    rfc8216bis §4.4.5.4: one per peer rendition; LAST-MSN and LAST-PART are that rendition's
+    newest segment and part. Media-playlist tags that apply to no segment may sit at the end.
+    """
+    lines = []
+    for r in reports:
+        line = f'#EXT-X-RENDITION-REPORT:URI="{r.uri}",LAST-MSN={r.last_msn}'
+        if r.last_part is not None:
+            line += f",LAST-PART={r.last_part}"
+        lines.append(line)
+    return "".join(line + "\n" for line in lines)
 
 
 def _part_line(part: PartEntry) -> str:

@@ -43,6 +43,7 @@ from media.fmp4 import AUDIO_TRACK_ID, VIDEO_TRACK_ID, Sample, TrackRun, fragmen
 from media.hls.playlist import (
     LowLatencyInfo,
     PartEntry,
+    RenditionReport,
     SegmentEntry,
     VariantEntry,
     render_media_playlist,
@@ -214,6 +215,9 @@ class HlsMuxer:
             that a previous one used (a channel's next broadcast) should start above the old
             numbers, e.g. at ``int(time.time())`` (segments are ≥ 1 s, so numbers never catch
             up, and an init changes only on a reconnect with new codec settings).
+        keyframe_cuts: every keyframe starts a segment. For ladder renditions, whose encoder
+            places keyframes exactly where the source's segments start
+            (:class:`media.ladder.SegmentCuts`), so their segments line up with the source's.
 
     Attributes:
         on_update: called (no arguments) after every new part or segment; exceptions it raises
@@ -228,6 +232,7 @@ class HlsMuxer:
         window: int = 6,
         clock: Callable[[], float] = time.time,
         first_msn: int = 0,
+        keyframe_cuts: bool = False,
     ) -> None:
         if not 0 < part_target <= segment_target:
             raise ValueError(f"need 0 < part_target <= segment_target, got {part_target}")
@@ -239,6 +244,7 @@ class HlsMuxer:
         self.sink: SegmentSink | None = None
         """Receives each completed segment and the end (see :class:`SegmentSink`)."""
         self._segment_target = round(segment_target * CLOCK_RATE)
+        self._keyframe_cuts = keyframe_cuts
         self._part_target_s = part_target
         self._part_target = round(part_target * CLOCK_RATE)
         self._window = window
@@ -455,6 +461,13 @@ class HlsMuxer:
             frame_rate=frame_rate,
         )
 
+    def rendition_report(self, uri: str) -> RenditionReport | None:
+        """This rendition as an EXT-X-RENDITION-REPORT of a peer's playlist (rfc8216bis
+        §4.4.5.4), None before its first part or once it ended."""
+        if self._ended or self.last_msn is None:
+            return None
+        return RenditionReport(uri=uri, last_msn=self.last_msn, last_part=self.last_part)
+
     def multivariant_playlist(self, media_uri: str = "media.m3u8") -> str | None:
         """A multivariant playlist with this muxer's media playlist as its one variant.
 
@@ -561,6 +574,7 @@ class HlsMuxer:
             seg_len = dts - self._seg_start
             if unit.keyframe and (
                 seg_len >= self._segment_target
+                or self._keyframe_cuts
                 or (not self._seg_independent and seg_len >= self._part_target)
             ):
                 self._seal(dts, ends_segment=True)

@@ -79,8 +79,15 @@ def test_edit_with_nothing_to_change(tmp_path: Path) -> None:
     r = _hearth("channel", "edit", "abcdef123456", "--data-dir", str(tmp_path))
     assert r.returncode == 2
     assert r.stderr == ("hearth channel edit: nothing to change (give --title, --summary, --tag, "
-                        "--image, --record/--no-record, --retention-days, --visibility or "
-                        "--password/--no-password)\n")
+                        "--image, --record/--no-record, --retention-days, --visibility, "
+                        "--password/--no-password or --ladder)\n")
+
+
+def test_edit_ladder_refuses_unknown_presets(tmp_path: Path) -> None:
+    r = _hearth("channel", "edit", "abcdef123456", "--ladder", "999p", "--data-dir",
+                str(tmp_path))
+    assert r.returncode == 2
+    assert "argument --ladder: unknown preset '999p'" in r.stderr
 
 
 def test_every_leaf_command_has_examples_in_its_help() -> None:

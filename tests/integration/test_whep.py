@@ -216,6 +216,7 @@ async def test_bframes_are_refused_for_webrtc_only(rtc_app: ApplianceProcess) ->
         status = await client.connect(f"{rtc_app.base}/whep/{sid}")
         assert status == 409
         assert "B-frames" in client.answer
+        assert f"hearth channel edit {sid} --ladder 720p" in client.answer
         assert "webrtc.bframes" in rtc_app.log()
         assert http_get(f"{rtc_app.base}/hls/{sid}/index.m3u8").status == 200
     finally:

@@ -280,9 +280,16 @@ class MainScreen(Screen[None]):
         up = (f", up {duration(self.clock() - stream.started_at)}"
               if stream.status == "live" and stream.started_at else "")
         warning = ""
-        if stream.ingest is not None and stream.ingest.verdict_reasons:
+        if stream.ingest is not None and stream.ingest.ladder:
+            # The quality ladder's renditions, a dropped one marked (the CPU guard shed it).
+            warning += " · ladder " + " ".join(
+                r.name + ("✗" if r.state == "dropped" else "") for r in stream.ingest.ladder)
+        if stream.ingest is not None and stream.ingest.ladder_notice and any(
+                r.state == "dropped" for r in stream.ingest.ladder):
+            warning += f" · ⚠ {stream.ingest.ladder_notice}"
+        elif stream.ingest is not None and stream.ingest.verdict_reasons:
             # The first reason, with the OBS setting that fixes it (all are in the event log).
-            warning = f" · ⚠ {stream.ingest.verdict_reasons[0]}"
+            warning += f" · ⚠ {stream.ingest.verdict_reasons[0]}"
         if stream.restream and stream.status == "live":
             live = sum(t.state.value == "live" for t in stream.restream)
             up += f" · restream {live}/{len(stream.restream)}"
@@ -321,7 +328,7 @@ class MainScreen(Screen[None]):
 
     async def _form_loop(self, stream: AdminStream | None) -> None:
         draft = (StreamDraft(stream.title, stream.summary, tuple(stream.tags), stream.image,
-                             stream.record, stream.retention_days)
+                             stream.record, stream.retention_days, tuple(stream.ladder))
                  if stream else None)
         error: tuple[str | None, str] | None = None
         while True:

@@ -1,4 +1,5 @@
-"""Create or edit a stream: title, summary, tags, image URL, with validation messages."""
+"""Create or edit a stream: title, summary, tags, image URL, recording, quality ladder, with
+validation messages."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ FIELDS = (("title", "Title", "What is on? (required)"),
 
 RECORDING_FIELDS = ("record", "retention_days")
 """Fields on the recording row; the appliance's 400 errors may name either."""
+
+
+def parse_ladder_field(text: str) -> tuple[str, ...]:
+    """``"720p, 480p"`` → ``("720p", "480p")``; ``""`` or ``"off"`` → ``()`` (remux only).
+
+    The appliance checks the names (a 400 naming ``ladder`` is shown under the field).
+    """
+    names = tuple(dict.fromkeys(text.replace(",", " ").lower().split()))
+    return () if names in ((), ("off",)) else names
 
 
 def parse_retention(text: str) -> int | None:
@@ -82,6 +92,12 @@ class StreamForm(ModalScreen[StreamDraft | None]):
                 yield Label("days (empty: disk cap)", classes="field-label")
             for name in RECORDING_FIELDS:
                 yield Label("", id=f"err-{name}", classes="field-error")
+            with Horizontal(classes="form-row"):
+                yield Label("Quality ladder", classes="field-label")
+                yield Input(",".join(self._draft.ladder), id="f-ladder", placeholder="off",
+                            compact=True, max_length=64)
+                yield Label("e.g. 720p,480p,360p (empty: off)", classes="field-label")
+            yield Label("", id="err-ladder", classes="field-error")
             yield Label("", id="err-form", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (Ctrl+S)", variant="primary", id="save")
@@ -95,7 +111,7 @@ class StreamForm(ModalScreen[StreamDraft | None]):
             self.query_one("#f-title", Input).focus()
 
     def _show_error(self, field: str | None, message: str) -> None:
-        known = {n for n, _, _ in FIELDS} | set(RECORDING_FIELDS)
+        known = {n for n, _, _ in FIELDS} | set(RECORDING_FIELDS) | {"ladder"}
         show_field_error(self, field if field in known else None, message)
 
     def on_input_submitted(self) -> None:
@@ -122,7 +138,7 @@ class StreamForm(ModalScreen[StreamDraft | None]):
             return
         self.dismiss(StreamDraft(value("title"), value("summary"), parse_tags(value("tags")),
                                  value("image"), self.query_one("#f-record", Checkbox).value,
-                                 retention))
+                                 retention, parse_ladder_field(value("ladder"))))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
