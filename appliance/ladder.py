@@ -1,5 +1,6 @@
 """The quality ladder of one broadcast: decode the source once, encode each rendition in its own
-thread, package each rendition as LL-HLS next to the source (docs/architecture.md §ladder).
+thread, package each rendition as LL-HLS next to the source (docs/architecture.md, "The
+quality ladder").
 
 Shape. A hub reader (like every consumer) feeds, on the loop, a bounded queue to one decoder
 thread; the decoder hands each frame to one bounded queue per rendition; each rendition's

@@ -38,6 +38,7 @@ def live() -> Iterator[tuple[ApplianceProcess, str]]:
         # The shared test box may be slow: the guard must not shed during these tests
         # (tests/appliance/test_ladder.py exercises it).
         "HEARTH_LADDER_MAX_LAG": "20",
+        "HEARTH_HLS_SEGMENT_TARGET": "1",  # three segments in ~4 s of a 250-frame GOP
     })
     app.start()
     created = app.create_stream("ladder")

@@ -376,3 +376,33 @@ async def test_unknown_and_malformed_events_are_skipped() -> None:
         assert isinstance(screen, MainScreen)
         assert screen.connected and not screen.query_one(ConnectionBanner).display
         assert screen.model.streams[sid].viewers == 41
+
+
+async def test_ladder_in_the_form_and_a_dropped_rendition_in_the_caption() -> None:
+    """Issue 15: the channel form edits the ladder ("off" clears it); a live stream's caption
+    names its renditions and, once the CPU guard dropped one, says why."""
+    from appliance.api.schema import LadderRenditionInfo
+    from tui.widgets.viewer_graph import ViewerGraph
+
+    fake = one_live()
+    sid = next(iter(fake.streams))
+    stream = fake.streams[sid]
+    assert stream.ingest is not None
+    notice = "ladder: this machine cannot encode the ladder in real time: dropped 360p"
+    fake.streams[sid] = replace(stream, ladder=["480p", "360p"], ingest=replace(
+        stream.ingest, ladder_notice=notice, ladder=[
+            LadderRenditionInfo("480p", 854, 480, "live", 3.1, 0.12, 0, "libx264"),
+            LadderRenditionInfo("360p", 640, 360, "dropped", 0.8, 2.4, 31, "libx264")]))
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        caption = app.screen.query_one(ViewerGraph).caption
+        assert "ladder 480p 360p✗" in caption and notice in caption
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.screen.query_one("#f-ladder", Input).value == "480p,360p"
+        app.screen.query_one("#f-ladder", Input).value = "off"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert fake.calls[-1][2].ladder == ()
