@@ -377,3 +377,14 @@ async def test_admin_routes_refuse_hostile_input_and_never_echo_keys(
             assert (await admin.delete(f"{base}/{tid}")).status == 404
         assert (await admin.delete(f"{base}/{created['id']}")).status == 200
         assert await (await admin.get(base)).json() == []
+
+
+def test_config_refuses_a_missing_ca_file_and_bad_ranges(tmp_path: Path) -> None:
+    from appliance.config import ConfigError
+
+    base = {"HEARTH_DATA_DIR": str(tmp_path)}
+    for key, value in [("HEARTH_RESTREAM_CA_FILE", str(tmp_path / "missing.pem")),
+                       ("HEARTH_RESTREAM_RETRY_CAP", "0.001"),
+                       ("HEARTH_RESTREAM_QUEUE_UNITS", "1")]:
+        with pytest.raises(ConfigError):
+            load_config(environ={**base, key: value})
