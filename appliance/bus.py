@@ -153,6 +153,19 @@ class PublisherRefused(Event):
     message: str
     count: int
 
+
+@dataclass(frozen=True, slots=True)
+class RestreamFailed(Event):
+    """A simulcast target failed several times in a row (it keeps retrying). ``server_url``
+    has no key; ``error`` is sanitised and never contains the key."""
+
+    channel_id: str
+    target_id: int
+    server_url: str
+    error: str
+    failures: int
+
+
 class Subscription:
     """One consumer's bounded queue; iterate it with ``async for``."""
 

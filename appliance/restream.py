@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 
 from appliance.api.schema import ChannelChange, RestreamState, RestreamTarget, safe_text
-from appliance.bus import BroadcastChanged, Bus, ChannelChanged
+from appliance.bus import BroadcastChanged, Bus, ChannelChanged, RestreamFailed
 from appliance.channels import ChannelService
 from appliance.config import RestreamConfig
 from appliance.db import Store
@@ -88,13 +88,15 @@ class TargetRunner:
 
     def __init__(self, row: rq.TargetRow, url: RtmpUrl, lb: LiveBroadcast,
                  config: RestreamConfig, ssl_context: SsLContextFactory,
-                 log: Callable[[str, str, str, str | None], None], queue_units: int) -> None:
+                 log: Callable[[str, str, str, str | None], None], queue_units: int,
+                 bus: Bus | None = None) -> None:
         self.row = row
         self.lb = lb
         self._url = url
         self._config = config
         self._ssl_context = ssl_context
         self._log = log
+        self._bus = bus
         self._queue_units = queue_units
         self.state = RestreamState.CONNECTING
         self._bytes_before = 0
@@ -177,7 +179,8 @@ class TargetRunner:
     async def _run(self) -> None:
         where = self._url.redacted()
         while not self._stopping and not self.lb.ended:
-            self.state = RestreamState.CONNECTING
+            if self.failures < FAILED_AFTER:  # a failed target shows failed until it is live
+                self.state = RestreamState.CONNECTING
             self.next_attempt_at = None
             try:
                 await self._connection()
@@ -214,6 +217,10 @@ class TargetRunner:
                       f"restream target {self.row.id} ({where}) failed {FAILED_AFTER} times in a "
                       f"row: {message}; still retrying every {self._config.retry_cap:.0f} s",
                       self.row.channel_id)
+            if self._bus is not None:  # webhooks report it (restream.failed)
+                self._bus.publish(RestreamFailed(
+                    channel_id=self.row.channel_id, target_id=self.row.id,
+                    server_url=self.row.server_url, error=message, failures=self.failures))
         else:
             self.state = (RestreamState.FAILED if self.failures > FAILED_AFTER
                           else RestreamState.BACKOFF)
@@ -450,7 +457,7 @@ class RestreamService:
             logger.warning("restream target %d is unusable: %s", row.id, exc)
             return
         runner = TargetRunner(row, url, lb, self.config, self._ssl_context,
-                              self.channels.log, self.queue_units)
+                              self.channels.log, self.queue_units, self.bus)
         self._runners[row.id] = runner
         runner.start()
 

@@ -837,6 +837,8 @@ class WebhookEventType(enum.StrEnum):
     """Refused publish attempts, aggregated like the event log (one per interval)."""
     CHAT_FLAGGED = "chat.flagged"
     """The host hid a chat message (Hearth's moderation has hide, no separate flag)."""
+    RESTREAM_FAILED = "restream.failed"
+    """A simulcast target failed several times in a row (``hearth channel restream``)."""
     TEST = "webhook.test"
     """Sent by ``hearth webhook test`` to that endpoint only."""
 

@@ -37,7 +37,14 @@ from appliance.api.schema import (
     WebhookEventType,
     safe_text,
 )
-from appliance.bus import BroadcastChanged, Bus, ChatChanged, PublisherRefused, RecordingChanged
+from appliance.bus import (
+    BroadcastChanged,
+    Bus,
+    ChatChanged,
+    PublisherRefused,
+    RecordingChanged,
+    RestreamFailed,
+)
 from appliance.config import WebhooksConfig
 from appliance.db import Store
 from appliance.db import webhook_queries as wq
@@ -215,7 +222,7 @@ class WebhookService:
 
     async def _consume(self, ready: asyncio.Event) -> None:
         async with self.bus.subscribe(BroadcastChanged, RecordingChanged, PublisherRefused,
-                                      ChatChanged) as events:
+                                      ChatChanged, RestreamFailed) as events:
             ready.set()
             async for event in events:
                 try:
@@ -235,6 +242,13 @@ class WebhookService:
             return Message(WebhookEventType.PUBLISHER_REFUSED,
                            _discord_safe(f"Hearth: {event.message}"),
                            {"count": event.count, "message": safe_text(event.message)})
+        if isinstance(event, RestreamFailed):
+            return Message(WebhookEventType.RESTREAM_FAILED,
+                           _discord_safe(f"Hearth: restream to {event.server_url} failed "
+                                         f"{event.failures} times: {event.error}"),
+                           {"channel_id": event.channel_id, "target_id": event.target_id,
+                            "server_url": event.server_url, "error": safe_text(event.error),
+                            "failures": event.failures})
         if isinstance(event, ChatChanged) and event.reason is ChatChange.HIDDEN:
             m = event.message
             return Message(WebhookEventType.CHAT_FLAGGED,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from appliance.api.schema import RestreamState, RestreamTarget
-from appliance.bus import Bus
+from appliance.bus import Bus, RestreamFailed
 from appliance.channels import ChannelService
 from appliance.config import load_config
 from appliance.db import Store
@@ -254,6 +254,13 @@ async def test_hostile_targets_are_errors_not_crashes(
         # The other target is unaffected.
         await feed.run_until(lambda: good.media and len(good.media[0]) > 20, "good target")
         assert target(restream, cid, 1).state is RestreamState.LIVE
+        if mode == "refuse":  # a failure streak is reported once, for webhooks
+            async with restream.bus.subscribe(RestreamFailed) as events:
+                await feed.run_until(lambda: target(restream, cid).failures >= 5, "a streak")
+                failed = await asyncio.wait_for(events.get(), 5)
+            assert isinstance(failed, RestreamFailed) and failed.failures == 5
+            assert KEY not in failed.error and failed.server_url.endswith("/live")
+            assert target(restream, cid).state is RestreamState.FAILED
     finally:
         await hostile.close()
         await good.close()

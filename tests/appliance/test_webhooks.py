@@ -25,7 +25,14 @@ from appliance.api.schema import (
     WebhookCreate,
     WebhookEventType,
 )
-from appliance.bus import BroadcastChanged, Bus, ChatChanged, PublisherRefused, RecordingChanged
+from appliance.bus import (
+    BroadcastChanged,
+    Bus,
+    ChatChanged,
+    PublisherRefused,
+    RecordingChanged,
+    RestreamFailed,
+)
 from appliance.config import WebhooksConfig
 from appliance.db import Store
 from appliance.db import webhook_queries as wq
@@ -389,17 +396,20 @@ async def test_bus_events_map_to_webhook_types(store: Store) -> None:
             PublisherRefused(message="publish refused 3 more time(s)", count=3),
             ChatChanged(stream_id="b1", reason=ChatChange.NEW, message=msg),
             ChatChanged(stream_id="b1", reason=ChatChange.HIDDEN, message=msg),
+            RestreamFailed(channel_id="c1", target_id=3, server_url="rtmp://t:1935/live",
+                           error="connection refused", failures=5),
         ]
         for e in events:
             bus.publish(e)  # type: ignore[arg-type]
-        await _until(lambda: len(rx.received) >= 7)
+        await _until(lambda: len(rx.received) >= 8)
         await asyncio.sleep(0.2)
         assert [r.type for r in rx.received] == [
             "broadcast.planned", "broadcast.live", "broadcast.ended", "recording.ready",
-            "recording.deleted", "publisher.refused", "chat.flagged"]
+            "recording.deleted", "publisher.refused", "chat.flagged", "restream.failed"]
+        assert rx.received[-1].body["data"]["target_id"] == 3
         live = rx.received[1].body
         assert live["data"]["watch_url"] == "http://h/watch/b1"
-        flagged = rx.received[-1].body
+        flagged = rx.received[6].body
         assert "@everyone" not in flagged["content"]
         assert rx.received[5].body["data"]["count"] == 3
     finally:
