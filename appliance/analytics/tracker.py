@@ -354,8 +354,18 @@ class AnalyticsTracker:
         ``address`` and ``user_agent`` are read only when the session is new, to derive the
         viewer key and the device class; neither is kept.
         """
-        t = self.tallies.get(broadcast_id) or self.tally(broadcast_id)
+        t = self.tallies.get(broadcast_id)
         if t is None:
+            t = self.tally(broadcast_id)
+            if t is None:
+                return
+        now = self.clock()
+        s = t.sessions.get(session)
+        if s is not None and now - s.last <= s.gap:  # the common case: a known session
+            if now > s.last:
+                s.last = now
+            if kind is PlayerKind.LLHLS and s.kind is PlayerKind.HLS:
+                t.low_latency(session)
             return
 
         def identify() -> tuple[str, DeviceClass]:
@@ -363,9 +373,10 @@ class AnalyticsTracker:
             return self.keys.viewer(address, ua_bucket(user_agent, device)), device
 
         if gap is None:
-            gap = {PlayerKind.WEBRTC: self.gaps.webrtc,
-                   PlayerKind.VOD: self.gaps.vod}.get(kind, self.gaps.hls)
-        t.hit(self.clock(), session, kind, gap, identify)
+            gaps = self.gaps
+            gap = (gaps.webrtc if kind is PlayerKind.WEBRTC
+                   else gaps.vod if kind is PlayerKind.VOD else gaps.hls)
+        t.hit(now, session, kind, gap, identify)
 
     def low_latency(self, broadcast_id: str, session: str) -> None:
         t = self.tallies.get(broadcast_id)

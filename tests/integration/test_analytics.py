@@ -152,7 +152,7 @@ def test_player_kinds_devices_persist_and_no_address_or_ua_is_stored(
     assert owner.status == 200 and "Audience of Analytics &lt;i&gt;test&lt;/i&gt;" in owner.text
     assert app.get(f"/c/{created['id']}/analytics").status == 403
 
-    app.stop()  # restart: the figures were written, not kept in memory
+    app.kill9()  # the figures were committed at the broadcast's end, not kept in memory
     app.start()
     again = app.cli_json("analytics", "broadcast", bid)
     assert (again["sessions"], again["unique_viewers"], again["peak"], _split(again)) == (
