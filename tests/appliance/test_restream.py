@@ -159,21 +159,22 @@ def target(restream: RestreamService, channel_id: str, index: int = 0) -> Restre
 
 
 class Feed:
-    """Publishes synthetic units into a broadcast's hub, as ingest does (never awaiting)."""
+    """Publishes synthetic units through the ingest-agnostic seam (``publish_units``, what
+    WHIP and SRT use; RTMP's FLV path ends in the same hub), never awaiting."""
 
     def __init__(self, lb: LiveBroadcast, payload: int = 2000) -> None:
         self.lb = lb
         self.n = 0
         self.payload = bytes(payload)
-        lb.publisher.set_config(CONFIG)
+        lb.publish_units([CONFIG])
 
     def step(self, count: int = 1) -> None:
         for _ in range(count):
             dts = self.n * 3600  # 25 fps at 90 kHz
-            self.lb.publisher.publish(MediaUnit(TrackKind.VIDEO, dts, dts + 3600,
-                                                self.n % 25 == 0, self.payload, time.time()))
-            self.lb.publisher.publish(MediaUnit(TrackKind.AUDIO, dts, dts, True, b"aac",
-                                                time.time()))
+            self.lb.publish_units([
+                MediaUnit(TrackKind.VIDEO, dts, dts + 3600, self.n % 25 == 0, self.payload,
+                          time.time()),
+                MediaUnit(TrackKind.AUDIO, dts + 1, dts + 1, True, b"aac", time.time())])
             self.n += 1
 
     async def run_until(self, predicate: Callable[[], object], what: str,

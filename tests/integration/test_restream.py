@@ -7,6 +7,7 @@ the log."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -44,6 +45,30 @@ def wait(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def admin_get(data_dir: Path, path: str) -> str:
+    """GET on the admin socket (what the CLI does, without a Python start-up per poll)."""
+    conn = _UnixHTTP(str(data_dir / "admin.sock"))
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200, response.status
+        return response.read().decode()
+    finally:
+        conn.close()
+
+
 def decode_hls(target: NginxRtmp, name: str) -> tuple[set[str], int, float]:
     """(codec names, decoded video frames, video seconds) of a target's HLS for ``name``."""
     listed = [line for line in target.playlist(name).read_text().splitlines()
@@ -56,6 +81,7 @@ def decode_hls(target: NginxRtmp, name: str) -> tuple[set[str], int, float]:
         codecs = {s.codec_context.name for s in container.streams}
         video = container.streams.video[0]
         pts = [f.pts for f in container.decode(video) if f.pts is not None]
+    assert video.time_base is not None
     seconds = float((max(pts) - min(pts)) * video.time_base) if pts else 0.0
     return codecs, len(pts), seconds
 
@@ -101,14 +127,19 @@ def test_simulcast_to_nginx_rtmp_and_rtmps(
         app.cli("channel", "restream", "add", cid,
                 f"rtmp://127.0.0.1:{silent.getsockname()[1]}/live/{KEYS['silent']}")
 
-        def states() -> dict[int, dict[str, Any]]:
+        def listed() -> dict[int, dict[str, Any]]:  # the CLI contract
             out = app.cli("channel", "restream", "list", cid, "--json").stdout
             assert not any(k in out for k in KEYS.values())
             return {t["id"]: t for t in json.loads(out)}
 
-        ids = sorted(states())
+        def states() -> dict[int, dict[str, Any]]:  # polled: the admin API, no CLI start-up
+            out = admin_get(data_dir, f"/v1/channels/{cid}/restream")
+            assert not any(k in out for k in KEYS.values())
+            return {t["id"]: t for t in json.loads(out)}
+
+        ids = sorted(listed())
         plain, tls, flaky_id, silent_id = ids
-        assert {t["state"] for t in states().values()} == {"idle"}
+        assert {t["state"] for t in listed().values()} == {"idle"}
 
         started = time.monotonic()
         pub = ffmpeg_publish(f"{app.rtmp_base}/{channel['stream_key']}", SECONDS)
@@ -150,7 +181,7 @@ def test_simulcast_to_nginx_rtmp_and_rtmps(
             codecs, frames, seconds = decode_hls(steady, KEYS[name])
             assert codecs == {"h264", "aac"}, (name, codecs)
             assert frames >= 20 * (SECONDS - 4) and seconds >= SECONDS - 4, (name, seconds)
-        status = states()[plain]
+        status = listed()[plain]
         assert status["bytes_sent"] > 100_000 and status["connects"] == 1
         log = app.log()
         assert not any(k in log for k in KEYS.values())
