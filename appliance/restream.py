@@ -56,10 +56,13 @@ FAILED_AFTER = 5
 WRITE_HIGH_WATER = 256 * 1024
 """Bytes buffered for a target above which the runner waits for the socket to drain."""
 
+MAX_WRITE_BUFFER = 8 << 20
+"""Bytes buffered for a target beyond which the connection is dropped whoever wrote them."""
+
 BITRATE_WINDOW = 5.0
 """Seconds over which the shown bitrate is averaged."""
 
-SsLContextFactory = Callable[[], ssl.SSLContext]
+SslContextFactory = Callable[[], ssl.SSLContext]
 
 
 class RestreamError(ValueError):
@@ -87,7 +90,7 @@ class TargetRunner:
     """Publishes one broadcast to one target, reconnecting with exponential backoff."""
 
     def __init__(self, row: rq.TargetRow, url: RtmpUrl, lb: LiveBroadcast,
-                 config: RestreamConfig, ssl_context: SsLContextFactory,
+                 config: RestreamConfig, ssl_context: SslContextFactory,
                  log: Callable[[str, str, str, str | None], None], queue_units: int,
                  bus: Bus | None = None) -> None:
         self.row = row
@@ -363,6 +366,10 @@ async def _receive(session: RtmpClientSession, reader: asyncio.StreamReader,
         session.receive_data(data)
         _flush(session, writer)
         _check(session)
+        if writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            # A target that floods pings but reads nothing would grow our answers without
+            # bound (docs/threat-model.md §restream).
+            raise TargetLostError("the target sends requests but does not read the answers")
 
 
 def _describe(exc: BaseException, key: str) -> str:
