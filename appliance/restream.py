@@ -200,7 +200,7 @@ class TargetRunner:
             if self._stopping or self.lb.ended:
                 break
             delay = min(self._config.retry_cap,
-                        self._config.retry_base * 2 ** max(0, self.failures - 1))
+                        self._config.retry_base * 2.0 ** min(max(0, self.failures - 1), 30))
             delay *= random.uniform(0.8, 1.0)  # jitter: targets of one box do not sync up
             self.next_attempt_at = time.time() + delay
             with contextlib.suppress(TimeoutError):
@@ -218,7 +218,7 @@ class TargetRunner:
             self.state = RestreamState.FAILED
             self._log("warning", "restream.failed",
                       f"restream target {self.row.id} ({where}) failed {FAILED_AFTER} times in a "
-                      f"row: {message}; still retrying every {self._config.retry_cap:.0f} s",
+                      f"row: {message}; still retrying every {self._config.retry_cap:g} s",
                       self.row.channel_id)
             if self._bus is not None:  # webhooks report it (restream.failed)
                 self._bus.publish(RestreamFailed(
