@@ -206,8 +206,7 @@ class Appliance:
         self._stack.push_async_callback(webhooks.close)
 
         # Before ingest starts, so a broadcast's start is never missed.
-        restream = RestreamService(store, bus, service, config.restream,
-                                   queue_units=config.restream.queue_units)
+        restream = RestreamService(store, bus, service, config.restream)
         await restream.start()
         self._stack.push_async_callback(restream.close)
 

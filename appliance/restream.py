@@ -390,12 +390,13 @@ class RestreamService:
     """Owner of every channel's simulcast targets and their runners. Runs on the loop."""
 
     def __init__(self, store: Store, bus: Bus, channels: ChannelService,
-                 config: RestreamConfig, *, queue_units: int = 600) -> None:
+                 config: RestreamConfig, *, queue_units: int | None = None) -> None:
         self.store = store
         self.bus = bus
         self.channels = channels
         self.config = config
-        self.queue_units = queue_units
+        self.queue_units = queue_units or config.queue_units
+        """Hub reader capacity of each target (``[restream] queue_units``)."""
         self._rows: dict[str, dict[int, rq.TargetRow]] = {}
         self._runners: dict[int, TargetRunner] = {}
         self._last: dict[int, RestreamTarget] = {}  # figures of runners that stopped
@@ -423,10 +424,14 @@ class RestreamService:
     async def _follow(self) -> None:
         async with self.bus.subscribe(BroadcastChanged, ChannelChanged) as events:
             async for event in events:
-                if isinstance(event, ChannelChanged) and event.reason is ChannelChange.DELETED:
-                    await self._forget_channel(event.channel_id)
-                elif isinstance(event, BroadcastChanged):
-                    self.reconcile(event.channel_id)
+                try:
+                    if isinstance(event, ChannelChanged) \
+                            and event.reason is ChannelChange.DELETED:
+                        await self._forget_channel(event.channel_id)
+                    elif isinstance(event, BroadcastChanged):
+                        self.reconcile(event.channel_id)
+                except Exception:  # one bad event must not stop following broadcasts
+                    logger.exception("restream: could not handle %s", type(event).__name__)
 
     # ---- runners -----------------------------------------------------------------------------
 
