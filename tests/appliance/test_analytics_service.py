@@ -305,3 +305,49 @@ async def test_owner_link_and_page(store: Store, tmp_path: Path) -> None:
             assert r.status == 400 and (await r.json())["field"] == "expires_in"
         r = await admin.post("/v1/analytics/channels/nochan1/link", json={})
         assert r.status == 404
+
+
+# ---- CLI text output (hostile titles are shown inert) -----------------------------------------
+
+
+class _FakeClient:
+    def __init__(self, data: dict[str, object] | Exception) -> None:
+        self.data = data
+
+    async def request(self, method: str, path: str, body: object = None,
+                      params: object = None) -> object:
+        if isinstance(self.data, Exception):
+            raise self.data
+        return self.data
+
+    async def broadcast_analytics(self, broadcast_id: str) -> BroadcastAnalytics:
+        if isinstance(self.data, Exception):
+            raise self.data
+        return BroadcastAnalytics.from_dict(self.data)
+
+
+async def test_cli_text_output(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from appliance.api.admin_client import ApplianceError
+    from appliance.cli import _print_audience
+    from appliance.cli_analytics import cmd_broadcast, cmd_channel
+    from tui.testing import make_analytics, make_channel_analytics
+
+    evil = "\x1b[2J\x1b]0;pwned\x07Evil\u202etitle"
+    b = make_analytics("chan01", "bcast1", title=evil)
+    await cmd_broadcast(_FakeClient(b.to_dict()), argparse.Namespace(id="bcast1", json=False))
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "peak    31" in out and "57 unique viewers" in out and "212 messages" in out
+    assert "llhls 48 (8 h 50 min)" in out and "bot 3" in out
+    c = make_channel_analytics("chan01", [b], title=evil)
+    await cmd_channel(_FakeClient(c.to_dict()), argparse.Namespace(id="chan01", json=False,
+                                                                   days=30))
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "1 broadcasts" in out and "bcast1" in out
+    await _print_audience(_FakeClient(b.to_dict()), "bcast1")  # type: ignore[arg-type]
+    assert "audience peak 31, 57 unique" in capsys.readouterr().out
+    await _print_audience(_FakeClient(ApplianceError("analytics are off")),  # type: ignore[arg-type]
+                          "bcast1")
+    assert capsys.readouterr().out == ""
