@@ -18,6 +18,8 @@ Method (performance.md §7, latency method 1, "clock-stripe frames"):
   script decodes the stripe of every presented frame with ``requestVideoFrameCallback`` +
   canvas ``getImageData`` and records ``performance.timeOrigin + expectedDisplayTime − stamp``
   (Date.now() when the metadata lacks it) for ``--measure`` seconds after ``--warmup``.
+- ``llhls-srt``: a second channel fed over SRT (``-f mpegts srt://…``, ffmpeg's default
+  mpegts settings) by a second stripe publisher, played like ``llhls`` (issue 16 §3).
 - Players: Hearth's own page ``/watch/{id}?mode=llhls|hls|webrtc`` (LL-HLS = hls.js
   low-latency mode with catch-up, as shipped; standard HLS = hls.js ``lowLatencyMode: false``,
   3 target durations behind; WebRTC = WHEP with ``HEARTH_WEBRTC_ENABLED=1``), and nginx-rtmp
@@ -41,6 +43,7 @@ import argparse
 import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -154,8 +157,9 @@ class StripePublisher:
 
 
 @contextlib.contextmanager
-def stripe_publisher(rtmp_url: str) -> Iterator[StripePublisher]:
-    pub = StripePublisher(rtmp_url, audio=os.environ.get("BENCH_GLASS_AUDIO", "1") == "1")
+def stripe_publisher(rtmp_url: str, fmt: str = "flv") -> Iterator[StripePublisher]:
+    pub = StripePublisher(rtmp_url, audio=os.environ.get("BENCH_GLASS_AUDIO", "1") == "1",
+                          fmt=fmt)
     try:
         yield pub
     finally:
@@ -336,17 +340,31 @@ def run_hearth(
     os.environ["HEARTH_HLS_PART_TARGET"] = str(part_target)
     os.environ.setdefault("HEARTH_LOG_LEVEL", "WARNING")
     results: dict[str, dict[str, Any]] = {}
-    with hearth_server() as srv:
+    srt_port = 0
+    if "llhls-srt" in modes:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            srt_port = int(s.getsockname()[1])
+    with hearth_server(("--srt", f"127.0.0.1:{srt_port}") if srt_port else ()) as srv, \
+            contextlib.ExitStack() as stack:
         created = srv.create_stream("glass")
         sid = created["id"]
-        with stripe_publisher(srv.rtmp_url(created["stream_key"])), chromium_page() as page:
-            wait_segments(srv.playlist_url(sid), 3, 20)  # a late joiner, as in production
-            for mode in modes:
-                results[mode] = measure_page(
-                    page, f"{srv.base}/watch/{sid}?mode={mode}", warmup, measure
-                )
-                page.goto("about:blank")  # tears down hls.js / the WHEP session
-            delays = ingest_delays(srv.playlist_url(sid))
+        stack.enter_context(stripe_publisher(srv.rtmp_url(created["stream_key"])))
+        srt_sid = ""
+        if srt_port:  # a second channel, fed over SRT by a second stripe publisher
+            srt_created = srv.create_stream("glass srt")
+            srt_sid = srt_created["id"]
+            stack.enter_context(stripe_publisher(
+                f"srt://127.0.0.1:{srt_port}?streamid={srt_created['stream_key']}", "mpegts"))
+        page = stack.enter_context(chromium_page())
+        for s_id in filter(None, (sid, srt_sid)):
+            wait_segments(srv.playlist_url(s_id), 3, 20)  # a late joiner, as in production
+        for mode in modes:
+            watch = (f"{srv.base}/watch/{srt_sid}?mode=llhls" if mode == "llhls-srt"
+                     else f"{srv.base}/watch/{sid}?mode={mode}")
+            results[mode] = measure_page(page, watch, warmup, measure)
+            page.goto("about:blank")  # tears down hls.js / the WHEP session
+        delays = ingest_delays(srv.playlist_url(sid))
     results["_ingest"] = {"samples": delays}
     return results
 
@@ -369,7 +387,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="4 s warm-up, 8 s measurement")
     ap.add_argument("--modes", nargs="+", default=["llhls", "hls", "webrtc", "nginx"],
-                    choices=["llhls", "hls", "webrtc", "nginx"])  # fmt: skip
+                    choices=["llhls", "llhls-srt", "hls", "webrtc", "nginx"])  # fmt: skip
     ap.add_argument("--part-target", type=float, default=0.2,
                     help="HEARTH_HLS_PART_TARGET for the run (product default 0.2)")  # fmt: skip
     ap.add_argument("--no-audio", action="store_true", help="publish video only")
@@ -396,11 +414,13 @@ def main() -> None:
             results["nginx"] = run_nginx(warmup, measure)
     labels = {
         "llhls": f"hearth LL-HLS (part {args.part_target:g} s)",
+        "llhls-srt": f"hearth LL-HLS, SRT ingest (part {args.part_target:g} s)",
         "hls": "hearth HLS (hls.js, 3 x TD)",
         "webrtc": "hearth WebRTC (WHEP)",
         "nginx": "nginx-rtmp 2s + hls.js",
     }
-    targets = {"llhls": "p50 ≤ 1.0 / p95 ≤ 1.3 (base 1.5/2.0)", "hls": "p50 ≤ 6 (base 8)",
+    targets = {"llhls": "p50 ≤ 1.0 / p95 ≤ 1.3 (base 1.5/2.0)", "llhls-srt": "-",
+               "hls": "p50 ≤ 6 (base 8)",
                "webrtc": "p50 ≤ 0.15 (base 0.3)", "nginx": "-"}  # fmt: skip
     ingest = results.pop("_ingest", {}).get("samples", [])
     rows = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,28 @@ def test_port_in_use_is_an_error() -> None:
             SrtServer(SrtOptions(host="127.0.0.1", port=first.port))
     finally:
         asyncio.run(first.close())
+
+
+@needs_srt
+async def test_a_starved_loop_drops_bytes_instead_of_growing(ts: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """The SRT thread never waits on the loop: with the loop blocked, what exceeds the
+    per-connection bound is dropped and counted (docs/threat-model.md §srt)."""
+    import appliance.srt.server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_PENDING_BYTES", 4096)
+    rec = Recorder()
+    server = SrtServer(SrtOptions(host="127.0.0.1", port=0))
+    server.start(rec)
+    try:
+        p = _caller(server.port, "good", ts)
+        await _wait(rec, lambda: rec.bytes > 0)
+        time.sleep(0.8)  # noqa: ASYNC251 - starving the loop on purpose
+        await asyncio.to_thread(p.wait, 20)
+        await _wait(rec, lambda: rec.lost)
+        conn = rec.made[0]
+        assert conn.bytes_dropped > 0 and server.bytes_dropped == conn.bytes_dropped
+        assert conn.bytes_received == rec.bytes  # what was handed over arrived whole
+    finally:
+        await server.close()
