@@ -1,14 +1,18 @@
 """WebRTC playback (WHEP, draft-ietf-wish-whep): one :class:`StreamSource` per stream fans
 pre-encoded media out to that stream's peers.
 
-Per stream, once: a hub reader (so a slow peer never stalls ingest), AVCC → Annex-B with
-SPS/PPS before each IDR, and AAC → Opus in a worker thread. Per peer: an aiortc
-``RTCPeerConnection`` whose tracks yield the shared packets (aiortc packetizes and protects
-them; nothing is re-encoded). The answer names the H.264 profile the stream really has
-(:mod:`media.webrtc.profile`, RFC 6184 §8.2.2); an offer that cannot decode it is refused
-with 422 and the reason. Limits (docs/threat-model.md §whep): SDP size, m-lines, pending
-negotiations globally and per address, peers in total, a connect timeout that frees
-everything, unguessable resource URLs, and the stray-datagram guard on every ICE socket.
+Per stream, once: a hub reader (so a slow peer never stalls ingest), H.264 access units
+split into RTP payloads (SPS/PPS before each IDR) and kept in a retransmission history, and
+AAC → Opus in a worker thread (batched). Per peer: an aiortc ``RTCPeerConnection`` for
+signalling, ICE and DTLS only; its senders are taken over (:mod:`media.webrtc.compat`) and
+each frame goes to every peer in one pass of :mod:`media.webrtc.fanout` (header rewrite,
+SRTP in place, one ``sendto`` per packet); NACKs are served from the history, sender reports
+go out every second from one timer per stream. Nothing is re-encoded. The answer names the
+H.264 profile the stream really has (:mod:`media.webrtc.profile`, RFC 6184 §8.2.2); an
+offer that cannot decode it is refused with 422 and the reason. Limits
+(docs/threat-model.md §whep): SDP size, m-lines, pending negotiations globally and per
+address, peers in total, a connect timeout that frees everything, unguessable resource URLs,
+and the stray-datagram guard on every ICE socket.
 Sources with B-frames are refused (WebRTC has no reordering buffer to speak of): the viewer
 gets the reason, the operator gets an event-log entry, HLS carries on.
 """
@@ -23,9 +27,8 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 
 from appliance.analytics.service import AnalyticsService
@@ -34,8 +37,9 @@ from appliance.config import WebRtcConfig
 from appliance.hub import Discontinuity, Publisher
 from appliance.live import LiveBroadcast
 from appliance.tasks import BackgroundTasks
-from media.units import AudioConfig, CodecConfig, MediaUnit, TrackKind, VideoConfig
+from media.units import CLOCK_RATE, AudioConfig, CodecConfig, MediaUnit, TrackKind, VideoConfig
 from media.webrtc import compat
+from media.webrtc.fanout import Outbound, Sink
 from media.webrtc.gathering import configure_gathering
 from media.webrtc.guard import DatagramGuard, guard_connection
 from media.webrtc.opus import AacToOpus
@@ -46,7 +50,8 @@ from media.webrtc.profile import (
     choose_h264,
     h264_offers,
 )
-from media.webrtc.tracks import EncodedTrack, opus_packet, video_packet
+from media.webrtc.rtp import MediaClock, access_unit_nalus, h264_payloads
+from media.webrtc.tracks import SenderTrack
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,13 @@ MAX_M_LINES = 8
 """A WHEP offer needs two m-lines (video, audio); hundreds only cost parsing time."""
 MAX_AUDIO_BACKLOG = 500
 """AAC units waiting for the Opus worker (~10 s); older ones are dropped."""
+AUDIO_BATCH = 4
+"""AAC units (~85 ms) handed to the Opus worker at once: each hand-off costs the loop thread
+GIL switches; the sender reports keep audio and video in sync at the receiver."""
+REPORT_SECONDS = 1.0
+"""RTCP sender report interval per viewer (RFC 3550 §6.2: a fixed 1 s is within what the
+5 % RTCP bandwidth share allows at WebRTC rates; browsers need SRs for A/V sync)."""
+OPUS_CLOCK = 48_000
 VIEWER_TOUCH_SECONDS = 5.0
 BFRAMES_REASON = ("WebRTC is unavailable for this stream: the source video uses B-frames "
                   "(set B-frames to 0 in the encoder, e.g. OBS x264 option bframes=0, or turn "
@@ -78,8 +90,8 @@ class Peer:
     stream_id: str
     remote: str
     pc: RTCPeerConnection
-    video: EncodedTrack
-    audio: EncodedTrack | None
+    sinks: dict[str, Sink] = field(default_factory=dict)
+    """Per kind, once aiortc started the sender (DTLS up)."""
     created: float = field(default_factory=time.monotonic)
     connected: bool = False
     pending: bool = True
@@ -109,6 +121,10 @@ class StreamSource:
         self.publisher = publisher
         """The source's hub, or a B-frame-free ladder rendition's (``webrtc_publisher``)."""
         self.peers: set[Peer] = set()
+        self.video = Outbound("video", 90_000, self._sink_failed)
+        self.audio = Outbound("audio", OPUS_CLOCK, self._sink_failed)
+        self.clock = MediaClock()
+        self._report_timer: asyncio.TimerHandle | None = None
         self.reader = publisher.add_reader(f"webrtc:{publisher.name}")
         # A WHIP publisher's own Opus goes to viewers as sent; AAC is transcoded only for
         # publishers that send AAC (RTMP).
@@ -153,36 +169,36 @@ class StreamSource:
             return False
         self._max_pts = unit.pts if self._max_pts is None else max(self._max_pts, unit.pts)
         config = self.video_config
-        if config is None or not self.peers:
+        if config is None or not self.video.sinks:
             return True
         try:
-            packet = video_packet(unit, config)
+            payloads = h264_payloads(access_unit_nalus(unit.data, config))
         except ValueError:
             return True  # malformed access unit: HLS counts it; here it is just skipped
-        for peer in self.peers:
-            peer.video.push(packet, unit.keyframe)
+        self.clock.observe(unit.pts / CLOCK_RATE, unit.arrival)
+        self.video.send([(payloads, unit.pts, unit.keyframe)])
         return True
 
     async def _run_opus(self) -> None:
         try:
             while (item := await self.opus_reader.get()) is not None:
-                if isinstance(item, MediaUnit) and self.ls.native_opus:
-                    packet = opus_packet(item)
-                    for peer in self.peers:
-                        if peer.audio is not None:
-                            peer.audio.push(packet)
+                if isinstance(item, MediaUnit) and self.ls.native_opus and self.audio.sinks:
+                    # RFC 7587 §4.1: the 48 kHz RTP clock, on the broadcast's timeline.
+                    self.audio.send([([item.data], item.dts * OPUS_CLOCK // CLOCK_RATE, True)],
+                                    marker_last=False)
         finally:
             self.opus_reader.close()
 
     def _audio(self, unit: MediaUnit) -> None:
         if self.ls.native_opus:
             return  # the publisher's own Opus is forwarded by _run_opus
-        if self.audio_config is None or not any(p.audio for p in self.peers):
+        if self.audio_config is None or not self.audio.sinks:
             return
         self._audio_pending.append(unit)
         if len(self._audio_pending) > MAX_AUDIO_BACKLOG:
             del self._audio_pending[: len(self._audio_pending) - MAX_AUDIO_BACKLOG]
-        if self._audio_task is None or self._audio_task.done():
+        if len(self._audio_pending) >= AUDIO_BATCH and (
+                self._audio_task is None or self._audio_task.done()):
             self._audio_task = self.manager.tasks.spawn(
                 self._transcode_loop(), name=f"opus-{self.key}")
 
@@ -198,21 +214,73 @@ class StreamSource:
             except Exception:
                 logger.exception("[%s] AAC → Opus failed", self.key)
                 return
-            for packet in packets:
-                for peer in self.peers:
-                    if peer.audio is not None:
-                        peer.audio.push(packet)
+            self.audio.send(packets, marker_last=False)
 
-    def _transcode(self, config: AudioConfig, units: list[MediaUnit], reset: bool) -> list[Any]:
+    def _transcode(self, config: AudioConfig, units: list[MediaUnit], reset: bool
+                   ) -> list[tuple[list[bytes], int, bool]]:
         # Worker thread: PyAV releases the GIL in libavcodec; the loop never waits on this.
+        # Results come back as plain (payloads, 48 kHz timestamp, keyframe) tuples, ready for
+        # Outbound.send, so the loop does no per-packet work on them.
         if self._transcoder is None or self._transcoder.config != config:
             self._transcoder = AacToOpus(config, self.manager.config.opus_bitrate)
         elif reset:
             self._transcoder.reset()
-        return self._transcoder.transcode(units)
+        return [([bytes(p)], int(p.pts or 0), True) for p in self._transcoder.transcode(units)]
+
+    # ---- viewers ---------------------------------------------------------------------------
+
+    def attach(self, peer: Peer, sink: Sink) -> None:
+        """A peer's sender started: send it media from now on (video from a keyframe)."""
+        if self.closed or peer.closed or peer not in self.peers:
+            return
+        outbound = self.video if sink.params.kind == "video" else self.audio
+        old = peer.sinks.get(sink.params.kind)
+        if old is not None:
+            outbound.detach(old)
+        peer.sinks[sink.params.kind] = sink
+        outbound.attach(sink)
+        if self._report_timer is None:
+            self._report_timer = asyncio.get_running_loop().call_later(
+                REPORT_SECONDS, self._report)
+
+    def detach(self, peer: Peer) -> None:
+        self.peers.discard(peer)
+        for kind, sink in peer.sinks.items():
+            (self.video if kind == "video" else self.audio).detach(sink)
+
+    def feedback(self, peer: Peer, kind: str, what: str, lost: list[int]) -> None:
+        sink = peer.sinks.get(kind)
+        if sink is None:
+            return
+        outbound = self.video if kind == "video" else self.audio
+        if what == "nack":
+            outbound.nack(sink, lost)
+        else:
+            outbound.pli(sink)
+
+    def _report(self) -> None:
+        self._report_timer = None
+        if self.closed or not (self.video.sinks or self.audio.sinks):
+            return
+        now = time.time()
+        media = self.clock.media_seconds(now)
+        self.video.report(now, media)
+        self.audio.report(now, media)
+        self._report_timer = asyncio.get_running_loop().call_later(REPORT_SECONDS, self._report)
+
+    def _sink_failed(self, sink: Sink) -> None:
+        for peer in list(self.peers):
+            if any(s is sink for s in peer.sinks.values()):
+                logger.info("[%s] WebRTC peer %s: send failed (%s), closing", self.key,
+                            peer.remote, sink.error)
+                self.manager.tasks.spawn(self.manager._close_peer(peer),
+                                         name=f"webrtc-close-{peer.token[:6]}")
 
     def close(self) -> None:
         self.closed = True
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
         self.reader.close()
         self.opus_reader.close()
 
@@ -312,12 +380,10 @@ class WebRtcManager:
         cfg = self.config
         self.pending_by_ip[remote] += 1
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        video = EncodedTrack("video")
-        audio = (EncodedTrack("audio")
-                 if publisher.config.audio is not None or ls.native_opus else None)
+        with_audio = publisher.config.audio is not None or ls.native_opus
         peer = Peer(token=secrets.token_urlsafe(18), stream_id=stream_id, remote=remote, pc=pc,
-                    video=video, audio=audio, broadcast_id=ls.broadcast_id,
-                    viewer_address=viewer_address or remote, user_agent=user_agent[:256])
+                    broadcast_id=ls.broadcast_id, viewer_address=viewer_address or remote,
+                    user_agent=user_agent[:256])
         self.peers[peer.token] = peer
         try:
             try:
@@ -325,9 +391,9 @@ class WebRtcManager:
             except Exception as exc:
                 raise WhepError(400, f"invalid SDP offer: {exc}") from None
             self._set_video_codec(pc, publisher)
-            pc.addTrack(video)
-            if audio is not None and any(t.kind == "audio" for t in pc.getTransceivers()):
-                pc.addTrack(audio)
+            self._take_over(peer, pc.addTrack(SenderTrack("video")))
+            if with_audio and any(t.kind == "audio" for t in pc.getTransceivers()):
+                self._take_over(peer, pc.addTrack(SenderTrack("audio")))
             connections = compat.ice_connections(pc)
             for conn in connections:
                 configure_gathering(conn, port_min=cfg.udp_port_min, port_max=cfg.udp_port_max,
@@ -367,6 +433,24 @@ class WebRtcManager:
         source.peers.add(peer)
         answer = pc.localDescription.sdp
         return peer.token, answer
+
+    def _take_over(self, peer: Peer, sender: RTCRtpSender) -> None:
+        """Media for this sender goes through the stream's Outbound, not aiortc's loop."""
+        kind = sender.kind
+
+        def on_start(params: compat.SendParameters) -> None:
+            source = self.sources.get(peer.stream_id)
+            route = compat.media_route(sender)
+            if source is None or route is None or peer.closed:
+                return
+            source.attach(peer, Sink(params, route, wait_for_keyframe=kind == "video"))
+
+        def on_feedback(what: str, lost: list[int]) -> None:
+            source = self.sources.get(peer.stream_id)
+            if source is not None:
+                source.feedback(peer, kind, what, lost)
+
+        compat.take_over_sender(sender, on_start, on_feedback)
 
     def _set_video_codec(self, pc: RTCPeerConnection, publisher: Publisher) -> None:
         """Answer with the offered H.264 payload type that can carry the stream.
@@ -428,21 +512,22 @@ class WebRtcManager:
         self.peers.pop(peer.token, None)
         source = self.sources.get(peer.stream_id)
         if source is not None:
-            source.peers.discard(peer)
+            source.detach(peer)
             if not source.peers:
                 source.close()
                 if self.sources.get(peer.stream_id) is source:
                     del self.sources[peer.stream_id]
         if self.analytics is not None and peer.connected:
             self.analytics.webrtc_leave(peer.broadcast_id, f"whep:{peer.token}")
-        peer.video.finish()
-        if peer.audio:
-            peer.audio.finish()
         with contextlib.suppress(Exception):
             await peer.pc.close()
-        logger.info("[%s] WebRTC peer %s closed after %.1f s (%d stray datagrams dropped)",
+        sinks = peer.sinks.values()
+        logger.info("[%s] WebRTC peer %s closed after %.1f s (%d stray datagrams dropped; "
+                    "RTP sent %d, dropped %d, retransmitted %d for %d NACKs, %d PLIs)",
                     peer.stream_id, peer.remote, time.monotonic() - peer.created,
-                    peer.datagrams_dropped)
+                    peer.datagrams_dropped, sum(s.packets for s in sinks),
+                    sum(s.dropped for s in sinks), sum(s.retransmitted for s in sinks),
+                    sum(s.nacks for s in sinks), sum(s.plis for s in sinks))
 
     def _source_done(self, source: StreamSource) -> None:
         if self.sources.get(source.key) is source:

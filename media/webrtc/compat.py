@@ -37,6 +37,18 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
    thread then never gets a frame. Sender reports reach Hearth by wrapping the receiver's
    ``_handle_rtcp_packet``.
 
+8. **Our own media send path** (:mod:`media.webrtc.fanout`): :func:`take_over_sender` stops
+   an ``RTCRtpSender``'s media and RTCP loops (instance overrides of ``_run_rtp``,
+   ``_run_rtcp`` and ``_handle_rtcp_packet``, which set the private started/exited events
+   ``stop()`` waits on) and reports the negotiated send parameters once aiortc starts it;
+   :func:`media_route` gives the DTLS transport's outbound SRTP session
+   (``RTCDtlsTransport._tx_srtp``) as an :class:`SrtpOut` that protects in place in
+   pylibsrtp's own buffer (``Session._cdata``/``_srtp`` with ``lib.srtp_protect``, exactly
+   what ``Session.protect`` does, without its three copies) and the nominated ICE pair's
+   socket (``Connection._nominated``, ``CandidatePair.protocol``, the asyncio transport's
+   ``_sock``) so packets go out with one ``sendto`` each and a full socket buffer (EAGAIN)
+   is seen, not queued without bound.
+
 The supported range is pinned in ``pyproject.toml``; ``tests/media/webrtc/test_compat.py``
 runs :func:`problems` so an upgrade that changes any of these fails a test instead of a
 viewer.
@@ -45,10 +57,13 @@ viewer.
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import inspect
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
@@ -58,13 +73,24 @@ import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import aiortc.rtp
+import pylibsrtp
 from aioice.candidate import Candidate
 from aioice.ice import Connection, StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc import codecs as aiortc_codecs
-from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
-from aiortc.rtp import RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
+from pylibsrtp._binding import ffi as _srtp_ffi  # type: ignore[import-not-found]
+from pylibsrtp._binding import lib as _srtp_lib
 
 __all__ = [
     "Candidate",
@@ -86,9 +112,14 @@ __all__ = [
     "share_h264_packetization",
     "use_fast_ntp_clock",
     "video_codecs",
+    "MediaRoute",
+    "SendParameters",
+    "SrtpOut",
+    "media_route",
+    "take_over_sender",
 ]
 
-SUPPORTED = {"aiortc": (1, 16), "aioice": (0, 13)}
+SUPPORTED = {"aiortc": (1, 16), "aioice": (0, 13), "pylibsrtp": (1, 0)}
 """The (major, minor) versions these internals were checked against (pyproject pins them)."""
 
 GatherFn = Callable[..., Awaitable[list[Candidate]]]
@@ -286,6 +317,185 @@ def queued_datagrams(connection: Connection) -> int:
     return queue.qsize()
 
 
+# ---- own media send path ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendParameters:
+    """What aiortc negotiated for one sender (the answer's m-line), read when it starts."""
+
+    kind: str
+    ssrc: int
+    rtx_ssrc: int
+    payload_type: int
+    rtx_payload_type: int | None
+    clock_rate: int
+    mid: str
+    extensions: dict[str, int]
+    """Header extension URI → id (RFC 8285)."""
+    cname: str
+
+
+class SrtpOut:
+    """In-place SRTP/SRTCP protection with one DTLS transport's outbound session.
+
+    Write the RTP packet into :attr:`buffer` (a writable ``memoryview`` of pylibsrtp's own
+    packet buffer, ``len(buffer) - TRAILER`` bytes at most), call :meth:`protect` with its
+    length and send ``buffer[:n]`` with the returned ``n``.
+    """
+
+    TRAILER: int = pylibsrtp.SRTP_MAX_TRAILER_LEN
+
+    __slots__ = ("_cdata", "_ctx", "_len", "_protect", "buffer", "session")
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self.session = session
+        self._cdata = session._cdata
+        self.buffer = memoryview(session._buffer)
+        self._ctx = session._srtp[0]
+        self._len = _srtp_ffi.new("int *")
+        self._protect = _srtp_lib.srtp_protect
+
+    @property
+    def capacity(self) -> int:
+        """Largest RTP packet that fits with the SRTP trailer."""
+        return len(self.buffer) - self.TRAILER
+
+    def protect(self, length: int) -> int:
+        """Protect the ``length``-byte RTP packet in :attr:`buffer`; returns the SRTP length.
+
+        Raises:
+            pylibsrtp.Error: libsrtp refused (e.g. the packet index is exhausted).
+        """
+        self._len[0] = length
+        rc = self._protect(self._ctx, self._cdata, self._len)
+        if rc:
+            raise pylibsrtp.Error(f"srtp_protect failed ({rc})")
+        result: int = self._len[0]
+        return result
+
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        """An SRTCP packet (RFC 3711 §3.4) from a compound RTCP packet."""
+        return self.session.protect_rtcp(packet)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRoute:
+    """Where one viewer's media goes: the SRTP session and the nominated pair's socket."""
+
+    srtp: SrtpOut
+    sock: socket.socket
+    addr: tuple[str, int]
+
+
+def media_route(sender: RTCRtpSender) -> MediaRoute | None:
+    """The route of a started sender (None when DTLS/SRTP or ICE is not up)."""
+    dtls = sender.transport
+    session = getattr(dtls, "_tx_srtp", None)
+    if session is None:
+        return None
+    connection: Connection = dtls.transport.iceGatherer._connection
+    pair = connection._nominated.get(1)
+    if pair is None:
+        return None
+    transport = pair.protocol.transport
+    sock = getattr(transport, "_sock", None)
+    if not isinstance(sock, socket.socket):
+        return None
+    addr = pair.remote_addr
+    return MediaRoute(SrtpOut(session), sock, (addr[0], addr[1]))
+
+
+def rtcp_feedback(packet: Any) -> tuple[str, list[int]] | None:
+    """An RTCP packet aiortc routed to a sender, as ("nack", lost sequence numbers) or
+    ("pli", []) (RFC 4585 §6.2.1, §6.3.1; FIR, RFC 5104 §4.3.1, counts as a PLI); None for
+    the rest (receiver reports, REMB)."""
+    if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        return "nack", list(packet.lost)
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        return "pli", []
+    return None
+
+
+def take_over_sender(sender: RTCRtpSender,
+                     on_start: Callable[[SendParameters], None],
+                     on_feedback: Callable[[str, list[int]], None]) -> None:
+    """Keep aiortc's sender for negotiation, SSRCs and RTCP routing, send media ourselves.
+
+    Must be called before the connection starts the sender. Its RTP and RTCP loops become
+    idle tasks (so ``stop()`` still finds its started/exited events), no RTCP sender report
+    or BYE goes out from aiortc, and RTCP feedback routed to it (by media SSRC) reaches
+    ``on_feedback``. ``on_start`` gets the negotiated parameters right after aiortc's
+    ``send()`` (DTLS is connected then).
+    """
+    original_send = sender.send
+    events = {name: getattr(sender, f"_RTCRtpSender__{name}")
+              for name in ("rtp_started", "rtp_exited", "rtcp_started", "rtcp_exited")}
+
+    def idle(started: asyncio.Event, exited: asyncio.Event) -> Callable[..., Awaitable[None]]:
+        async def run(*_args: Any) -> None:
+            started.set()
+            try:
+                await asyncio.Future()
+            except asyncio.CancelledError:
+                pass
+            finally:
+                exited.set()
+        return run
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        await original_send(parameters)
+        codec = parameters.codecs[0]
+        rtx = next((c.payloadType for c in parameters.codecs
+                    if c.mimeType.lower().endswith("/rtx")
+                    and c.parameters.get("apt") == codec.payloadType), None)
+        on_start(SendParameters(
+            kind=sender.kind, ssrc=sender._ssrc, rtx_ssrc=sender._rtx_ssrc,
+            payload_type=codec.payloadType or 0, rtx_payload_type=rtx, clock_rate=codec.clockRate,
+            mid=parameters.muxId or "",
+            extensions={e.uri: e.id for e in parameters.headerExtensions},
+            cname=parameters.rtcp.cname or ""))
+
+    async def handle_rtcp(packet: Any) -> None:
+        feedback = rtcp_feedback(packet)
+        if feedback is not None:
+            on_feedback(*feedback)
+
+    sender._run_rtp = idle(  # type: ignore[method-assign,assignment]
+        events["rtp_started"], events["rtp_exited"])
+    sender._run_rtcp = idle(  # type: ignore[method-assign,assignment]
+        events["rtcp_started"], events["rtcp_exited"])
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    sender.send = send  # type: ignore[method-assign]
+
+
+def _send_path_problems() -> list[str]:
+    found: list[str] = []
+    process = getattr(pylibsrtp.Session, "_Session__process", None)
+    if process is None or "func(self._srtp[0], self._cdata, len_p)" not in \
+            inspect.getsource(process):
+        found.append("pylibsrtp Session no longer protects via func(_srtp[0], _cdata, len_p)")
+    if not callable(getattr(_srtp_lib, "srtp_protect", None)):
+        found.append("pylibsrtp lib.srtp_protect is gone")
+    sender_src = inspect.getsource(RTCRtpSender)
+    for needed in ("self._run_rtp(", "self._run_rtcp()", "_handle_rtcp_packet",
+                   "self.__rtp_started", "self.__rtp_exited", "self.__rtcp_started",
+                   "self.__rtcp_exited", "self._rtx_ssrc", "self._ssrc"):
+        if needed not in sender_src:
+            found.append(f"RTCRtpSender no longer has {needed}")
+    dtls_src = inspect.getsource(aiortc.rtcdtlstransport.RTCDtlsTransport)
+    if "self._tx_srtp = Session(" not in dtls_src or \
+            "recipient._handle_rtcp_packet(packet)" not in dtls_src:
+        found.append("RTCDtlsTransport._tx_srtp / RTCP routing changed")
+    selector_transport: Any = getattr(asyncio.selector_events, "_SelectorTransport", None)
+    if selector_transport is None or "self._sock" not in inspect.getsource(selector_transport):
+        found.append("asyncio selector transports no longer keep their socket in _sock")
+    if "active_pair.protocol.send_data(data, active_pair.remote_addr)" not in \
+            inspect.getsource(Connection.sendto):
+        found.append("aioice Connection.sendto no longer sends on _nominated[c].protocol")
+    return found
+
+
 # ---- self-check -------------------------------------------------------------------------------
 
 
@@ -373,4 +583,4 @@ async def problems() -> list[str]:
     """
     found = [f"{name} {_version(name)} is not the checked {wanted}"
              for name, wanted in SUPPORTED.items() if _version(name) != wanted]
-    return found + _aioice_problems() + await _aiortc_problems()
+    return found + _aioice_problems() + await _aiortc_problems() + _send_path_problems()

@@ -19,7 +19,7 @@ from av.stream import Stream
 from media.h264 import annexb_with_parameter_sets
 from media.units import CLOCK_RATE, MediaUnit, VideoConfig
 
-__all__ = ["EncodedTrack", "opus_packet", "video_packet", "VIDEO_TIME_BASE"]
+__all__ = ["EncodedTrack", "SenderTrack", "opus_packet", "video_packet", "VIDEO_TIME_BASE"]
 
 VIDEO_TIME_BASE = Fraction(1, CLOCK_RATE)
 DEFAULT_TRACK_CAPACITY = 256
@@ -102,3 +102,16 @@ class EncodedTrack(MediaStreamTrack):
     def stop(self) -> None:
         self.finish()
         super().stop()
+
+
+class SenderTrack(MediaStreamTrack):
+    """A track that only gives an aiortc sender its kind and id (so the answer is
+    ``sendonly`` with SSRCs); the media goes out through :mod:`media.webrtc.fanout` and
+    aiortc never reads it (:func:`media.webrtc.compat.take_over_sender`)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Packet[Stream]:
+        raise MediaStreamError

@@ -4,8 +4,10 @@ Chromium, stray UDP datagrams, B-frame refusal and the negotiation limits."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,6 +148,127 @@ async def test_aiortc_peer_receives_h264_and_opus(rtc_app: ApplianceProcess) -> 
                 await asyncio.sleep(1)
                 if len(client.video_frames) == n:
                     break
+    finally:
+        await client.close()
+        pub.kill()
+        pub.wait(10)
+
+
+class RtpTap:
+    """Wraps the client's aiortc DTLS transport (after SRTP unprotect, before its RTP
+    routing): drops every ``drop_every``-th video packet on first arrival, records the
+    retransmissions (RTX, RFC 4588) and every RTP arrival and RTCP sender report."""
+
+    def __init__(self, answer: str, drop_every: int) -> None:
+        def pt(pattern: str) -> int:
+            m = re.search(pattern, answer)
+            assert m, (pattern, answer)
+            return int(m[1])
+        self.video_pt = pt(r"a=rtpmap:(\d+) H264/90000")
+        self.rtx_pt = pt(rf"a=fmtp:(\d+) apt={self.video_pt}\b")
+        self.audio_pt = pt(r"a=rtpmap:(\d+) opus/48000")
+        self.drop_every = drop_every
+        self.dropping = True
+        self.dropped: dict[int, tuple[bytes, float]] = {}
+        self.repaired: dict[int, bytes] = {}
+        self.arrivals: dict[int, list[tuple[int, float]]] = {}  # pt → (timestamp, wall)
+        self.ssrc: dict[int, int] = {}  # pt → ssrc
+        self.reports: dict[int, list[tuple[Any, float]]] = {}  # ssrc → (sender info, wall)
+
+    def rtp(self, data: bytes) -> bool:
+        """Record one RTP packet; False: drop it."""
+        from aiortc.rtp import RtpPacket
+        now = time.time()
+        packet = RtpPacket.parse(data)
+        if packet.payload_type == self.rtx_pt:
+            self.repaired.setdefault(int.from_bytes(packet.payload[:2], "big"),
+                                     packet.payload[2:])
+            return True
+        self.ssrc[packet.payload_type] = packet.ssrc
+        self.arrivals.setdefault(packet.payload_type, []).append((packet.timestamp, now))
+        seq = packet.sequence_number
+        if packet.payload_type == self.video_pt and self.dropping and \
+                seq % self.drop_every == 0 and seq not in self.dropped:
+            self.dropped[seq] = (packet.payload, now)
+            return False
+        return True
+
+    def rtcp(self, data: bytes) -> None:
+        from aiortc.rtp import RtcpPacket, RtcpSrPacket
+        for packet in RtcpPacket.parse(data):
+            if isinstance(packet, RtcpSrPacket):
+                self.reports.setdefault(packet.ssrc, []).append((packet.sender_info,
+                                                                 time.time()))
+
+
+def _ntp_seconds(ntp: int) -> float:
+    return (ntp >> 32) - 2_208_988_800 + (ntp & 0xFFFFFFFF) / 2**32
+
+
+async def test_lost_packets_come_back_and_sender_reports_keep_time(
+        rtc_app: ApplianceProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NACKed video packets are retransmitted from the server's history (as RTX, same
+    payload), and the RTCP sender reports map RTP time to the wall clock consistently:
+    per stream (NTP and RTP advance together), against arrivals, and audio with video
+    (RFC 3550 §6.4.1). Loss is injected in the client, after SRTP, so its NACK generator
+    sees real gaps."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    sid, pub = _live(rtc_app)
+    client = WhepClient()
+    tap: list[RtpTap] = []
+    rtp_in, rtcp_in = RTCDtlsTransport._handle_rtp_data, RTCDtlsTransport._handle_rtcp_data
+
+    async def handle_rtp(self: Any, data: bytes, arrival_time_ms: int) -> None:
+        if not tap or tap[0].rtp(data):
+            await rtp_in(self, data, arrival_time_ms)
+
+    async def handle_rtcp(self: Any, data: bytes) -> None:
+        if tap:
+            tap[0].rtcp(data)
+        await rtcp_in(self, data)
+
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", handle_rtp)
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtcp_data", handle_rtcp)
+    try:
+        assert await client.connect(f"{rtc_app.base}/whep/{sid}") == 201, client.answer
+        tap.append(RtpTap(client.answer, drop_every=20))
+        t = tap[0]
+        async with asyncio.timeout(40):
+            while len(t.dropped) < 8 or any(len(t.reports.get(t.ssrc.get(p, -1), [])) < 4
+                                            for p in (t.video_pt, t.audio_pt)):
+                await asyncio.sleep(0.1)
+        t.dropping = False
+        async with asyncio.timeout(10):  # NACK → RTX takes a round trip and the NACK delay
+            while not set(t.dropped) <= set(t.repaired):
+                await asyncio.sleep(0.1)
+        for seq, (payload, _) in t.dropped.items():
+            assert t.repaired[seq] == payload, seq
+        assert len(client.video_frames) > 10  # and the repaired stream decodes
+
+        mapped: dict[int, list[float]] = {}
+        for pt, clock in ((t.video_pt, 90000), (t.audio_pt, 48000)):
+            reports = t.reports[t.ssrc[pt]]
+            for (a, _), (b, _) in itertools.pairwise(reports):
+                wall = _ntp_seconds(b.ntp_timestamp) - _ntp_seconds(a.ntp_timestamp)
+                media = ((b.rtp_timestamp - a.rtp_timestamp) % 2**32) / clock
+                assert abs(wall - media) < 0.05, (pt, wall, media)
+                assert b.packet_count > a.packet_count and b.octet_count > a.octet_count
+            for info, got in reports:
+                assert abs(_ntp_seconds(info.ntp_timestamp) - got) < 0.5  # same host clock
+            # Capture time of every packet by the last report, versus its arrival.
+            last = reports[-1][0]
+            mapped[pt] = [
+                arrival - (_ntp_seconds(last.ntp_timestamp) + ((ts - last.rtp_timestamp + 2**31)
+                                                               % 2**32 - 2**31) / clock)
+                for ts, arrival in t.arrivals[pt][-100:]]
+            delays = sorted(mapped[pt])
+            assert -0.1 < delays[len(delays) // 2] < 1.0, (pt, delays)
+        # Audio and video captured at the same moment map to the same wall time: their
+        # typical delivery delays differ by the Opus batching, not by seconds.
+        video_delay = sorted(mapped[t.video_pt])[len(mapped[t.video_pt]) // 2]
+        audio_delay = sorted(mapped[t.audio_pt])[len(mapped[t.audio_pt]) // 2]
+        assert abs(video_delay - audio_delay) < 0.3, (video_delay, audio_delay)
     finally:
         await client.close()
         pub.kill()

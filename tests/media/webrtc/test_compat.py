@@ -74,3 +74,61 @@ def test_fast_ntp_clock_matches_aiortcs() -> None:
     compat.use_fast_ntp_clock()
     assert clock.current_ntp_time is compat.fast_ntp_time
     assert (clock.current_ntp_time() >> 32) - (reference >> 32) in (0, 1)
+
+
+async def test_taken_over_sender_reports_its_route_and_sends_through_it() -> None:
+    """Two aiortc peers over loopback: the server's sender, taken over, reports what was
+    negotiated once DTLS is up, sends nothing itself, and a packet written through its
+    route arrives at the client's SRTP layer; closing does not hang on the idle loops."""
+    import asyncio
+
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    from media.webrtc.fanout import Outbound, Sink
+    from media.webrtc.tracks import SenderTrack
+
+    got: list[bytes] = []
+    original = RTCDtlsTransport._handle_rtp_data
+
+    async def tap(self: object, data: bytes, arrival_time_ms: int) -> None:
+        got.append(data)
+        await original(self, data, arrival_time_ms)  # type: ignore[arg-type]
+
+    RTCDtlsTransport._handle_rtp_data = tap  # type: ignore[method-assign]
+    client, server = RTCPeerConnection(), RTCPeerConnection()
+    started: list[compat.SendParameters] = []
+    feedback: list[tuple[str, list[int]]] = []
+    try:
+        client.addTransceiver("video", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        await server.setRemoteDescription(client.localDescription)
+        sender = server.addTrack(SenderTrack("video"))
+        compat.take_over_sender(sender, started.append,
+                                lambda what, lost: feedback.append((what, lost)))
+        await server.setLocalDescription(await server.createAnswer())
+        await client.setRemoteDescription(server.localDescription)
+        async with asyncio.timeout(20):
+            while not started:
+                await asyncio.sleep(0.02)
+        (params,) = started
+        assert params.kind == "video" and params.ssrc == sender._ssrc
+        assert params.mid == "0" and params.cname
+        assert params.payload_type in {c.payloadType for c in compat.video_codecs(
+            server.getTransceivers()[0])}
+        assert "urn:ietf:params:rtp-hdrext:sdes:mid" in params.extensions
+        route = compat.media_route(sender)
+        assert route is not None
+        await asyncio.sleep(0.3)
+        assert got == []  # aiortc's own loop sends nothing
+        out = Outbound("video", 90000)
+        out.attach(Sink(params, route, wait_for_keyframe=False))
+        out.send([([b"\x65" + b"x" * 100], 9000, True)])
+        async with asyncio.timeout(5):
+            while not got:
+                await asyncio.sleep(0.02)
+        assert got[0][1] & 0x7F == params.payload_type and got[0].endswith(b"x" * 100)
+    finally:
+        RTCDtlsTransport._handle_rtp_data = original  # type: ignore[method-assign]
+        async with asyncio.timeout(10):
+            await server.close()
+            await client.close()
