@@ -22,7 +22,9 @@ counted by the clients), UDP drops/s (the kernel's RcvbufErrors for the whole bo
 clients cannot keep up, packets the server sent are dropped before they count, so µs/pkt is
 overstated and viewers/core understated or, from the marginal CPU, unreliable),
 µs of server CPU per packet (total, and marginal = above the no-peer baseline), extrapolated
-viewers per core at 80 % (from the marginal cost per viewer), RSS above baseline per peer,
+viewers per core at 80 % (marginal µs per packet × the stream's packet rate per viewer, the
+best delivery seen in the run; a peer that got fewer packets because the server or the
+clients fell behind would otherwise look cheap), RSS above baseline per peer,
 and WHEP setup time (POST → first RTP packet) p50/p95.
 
 Caveats: a loss-free loopback means no retransmissions; on loopback the kernel's receive
@@ -290,9 +292,15 @@ def main() -> None:
             cpu0, wall0 = sampler.stop()
             base_cpu, base_rss = cpu0 / wall0, rss_mb(srv.proc.pid)
             rows.append(["0 (stream only)", "-", f"{100 * base_cpu:.1f}", "-", "-", "-", "-", "-",
-                         f"{base_rss:.0f}", "-", "-"])  # fmt: skip
+                         "-", "-", f"{base_rss:.0f}", "-", "-"])  # fmt: skip
+            results: list[tuple[int, dict[str, Any]]] = []
             for n in ns:
-                r = measure_n(whep_url, srv.proc.pid, n, procs, window)
+                results.append((n, measure_n(whep_url, srv.proc.pid, n, procs, window)))
+            # The stream's packet rate per viewer: the best delivery of the run (a server
+            # that falls behind, or clients that do, deliver less than the stream has).
+            nominal = max((r["pps"] / r["connected"] for _, r in results if r["connected"]),
+                          default=float("nan"))
+            for n, r in results:
                 if r["reasons"]:
                     print(f"# N={n}: refused/failed attempts: {r['reasons']}")
                 connected = r["connected"]
@@ -300,12 +308,14 @@ def main() -> None:
                 marginal = max(r["cpu"] - base_cpu, 0.0)
                 us_total = 1e6 * r["cpu"] / pps if pps else float("nan")
                 us_marg = 1e6 * marginal / pps if pps else float("nan")
-                per_viewer = marginal / connected if connected else float("nan")
-                per_core = 0.8 / per_viewer if per_viewer else float("nan")
+                # Viewers per core from the marginal cost of a packet and the stream's packet
+                # rate, not from CPU per connected peer: a peer that was sent less (server or
+                # clients behind) would otherwise look cheap.
+                per_core = 0.8e6 / (us_marg * nominal) if us_marg else float("nan")
                 rss_peer = (r["rss"] - base_rss) / connected if connected else float("nan")
                 rows.append([
                     f"{n}", f"{connected}/{n}", f"{100 * r['cpu']:.1f}", f"{pps:.0f}",
-                    f"{r['drops']:.0f}",
+                    f"{pps / connected if connected else float('nan'):.0f}", f"{r['drops']:.0f}",
                     f"{us_total:.1f}", f"{us_marg:.1f}", f"{per_core:.0f}", f"{r['rss']:.0f}",
                     f"{rss_peer:.2f}",
                     f"{pct(r['setups'], 50):.2f}/{pct(r['setups'], 95):.2f}",
@@ -313,9 +323,11 @@ def main() -> None:
         finally:
             terminate(pub)
     print(f"# 1 publish at 3 Mbit/s; {procs} client processes; {window:g} s window per N;"
-          f" total {time.monotonic() - t_start:.0f} s")  # fmt: skip
+          f" total {time.monotonic() - t_start:.0f} s; stream packet rate {nominal:.0f}/s per"
+          " viewer (best delivery of the run)")  # fmt: skip
     print_table(
-        ["peers", "connected", "server CPU %", "RTP pkt/s", "UDP drops/s", "µs/pkt",
+        ["peers", "connected", "server CPU %", "RTP pkt/s", "pkt/s/peer", "UDP drops/s",
+         "µs/pkt",
          "µs/pkt marginal",
          "viewers/core @80%", "RSS MB", "MB/peer", "setup p50/p95 s"],
         rows,
