@@ -472,6 +472,10 @@ class ChannelService:
 
         The same refusal (code and text) for unknown, malformed and rotated keys, so the answer
         is no oracle (docs/threat-model.md §stream-keys). Digests are compared in constant time.
+
+        The one method also called off the loop: SRT checks keys on libsrt's handshake thread
+        (appliance/srt/ingest.py, docs/threat-model.md §srt). Keep it a pure read of the key
+        table (one dict lookup, atomic under the GIL): no awaits, no writes, no bus events.
         """
         channel_id = split_key(key)
         stored = self._keys.get(channel_id) if channel_id else None
