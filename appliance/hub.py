@@ -4,6 +4,11 @@
 behind by more than its capacity, its backlog is dropped and counted and it resumes at the next
 video keyframe (MediaMTX ``Reader.push``), so a slow consumer never stalls ingest. A new reader
 is primed with the current :class:`CodecConfig` and starts at a keyframe.
+
+A consumer whose work per unit is a few microseconds of pure computation on the loop (the HLS
+muxer) is a :class:`Sink` instead: called inline from ``publish``, with no queue and no task
+wake-up per unit (docs/architecture.md "Ingest hot path": a task hop per unit cost ~30 loop
+wake-ups per stream per second). A sink must not block and must not raise.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from media.units import CodecConfig, MediaUnit, TrackKind
 
@@ -28,6 +34,25 @@ class Discontinuity:
 
 
 HubItem = MediaUnit | CodecConfig | Discontinuity
+
+
+class Sink(Protocol):
+    """A synchronous consumer: called inline, in order, on the loop (see the module doc).
+
+    Implementations catch their own errors: an exception escaping a sink would reach ingest.
+    """
+
+    def unit(self, unit: MediaUnit) -> None:
+        """A media unit (the sink sees every unit; it skips to a keyframe itself if it must)."""
+
+    def config(self, config: CodecConfig) -> None:
+        """The codec configuration from here on (also given once when the sink is added)."""
+
+    def discontinuity(self) -> None:
+        """The publisher changed (see :class:`Discontinuity`)."""
+
+    def close(self) -> None:
+        """The publisher closed: no more calls follow."""
 
 
 class Reader:
@@ -113,6 +138,9 @@ class Publisher:
     def __init__(self, name: str) -> None:
         self.name = name
         self._readers: set[Reader] = set()
+        # Snapshots iterated per unit (a reader or sink may leave while being called).
+        self._reader_list: tuple[Reader, ...] = ()
+        self._sinks: tuple[Sink, ...] = ()
         self.config = CodecConfig(None, None)
         self.units_published = 0
         self._discarded_by_closed = 0
@@ -121,7 +149,18 @@ class Publisher:
         reader = Reader(self, name, capacity)
         reader._push(self.config)
         self._readers.add(reader)
+        self._reader_list = tuple(self._readers)
         return reader
+
+    def add_sink(self, sink: Sink) -> None:
+        """Call ``sink`` inline for everything published from now on (primed with the
+        current config)."""
+        sink.config(self.config)
+        self._sinks = (*self._sinks, sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop calling ``sink`` (its ``close`` is not called)."""
+        self._sinks = tuple(s for s in self._sinks if s is not sink)
 
     @property
     def readers(self) -> list[Reader]:
@@ -136,23 +175,33 @@ class Publisher:
     def _reader_closed(self, reader: Reader) -> None:
         if reader in self._readers:
             self._readers.discard(reader)
+            self._reader_list = tuple(self._readers)
             self._discarded_by_closed += reader.frames_discarded
 
     def set_config(self, config: CodecConfig) -> None:
         self.config = config
-        for reader in list(self._readers):
+        for sink in self._sinks:
+            sink.config(config)
+        for reader in self._reader_list:
             reader._push(config)
 
     def discontinuity(self) -> None:
-        for reader in list(self._readers):
+        for sink in self._sinks:
+            sink.discontinuity()
+        for reader in self._reader_list:
             reader._push(Discontinuity())
 
     def publish(self, unit: MediaUnit) -> None:
-        """Hand a unit to every reader. Never blocks, never awaits."""
+        """Hand a unit to every sink and reader. Never blocks, never awaits."""
         self.units_published += 1
-        for reader in list(self._readers):
+        for sink in self._sinks:
+            sink.unit(unit)
+        for reader in self._reader_list:
             reader._push(unit)
 
     def close(self) -> None:
-        for reader in list(self._readers):
+        sinks, self._sinks = self._sinks, ()
+        for sink in sinks:
+            sink.close()
+        for reader in self._reader_list:
             reader.close()

@@ -72,7 +72,7 @@ EncoderFactory = Callable[[Rendition, float, str], EncoderLike]
 
 
 class FeedLike(Protocol):
-    """An HLS packager of one hub reader (:class:`appliance.live.HlsFeed`)."""
+    """An HLS packager of one hub publisher (:class:`appliance.live.HlsFeed`, a hub sink)."""
 
     muxer: HlsMuxer
 
@@ -81,7 +81,7 @@ class FeedLike(Protocol):
     def cancel(self) -> None: ...
 
 
-FeedFactory = Callable[[str, Reader, HlsMuxer], FeedLike]
+FeedFactory = Callable[[str, Publisher, HlsMuxer], FeedLike]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +248,7 @@ class Ladder:
         name: the broadcast id (thread names, logs).
         presets: the channel's preset names, tallest first.
         reader: its hub reader of the source.
-        make_feed: packages a rendition's hub reader (:class:`appliance.live.HlsFeed`).
+        make_feed: packages a rendition's hub publisher (:class:`appliance.live.HlsFeed`).
         make_muxer: a new HLS muxer for a rendition (the source's targets and first number,
             and ``keyframe_cuts``: each rendition keyframe starts a segment).
         cuts: predicts where the source's segments start; renditions get an IDR there.
@@ -332,8 +332,8 @@ class Ladder:
         for r in self._renditions:
             r.stop = True
             r.queue.put_control(_END)
+            r.feed.cancel()  # first: closing the publisher would end the feed's playlist
             r.publisher.close()
-            r.feed.cancel()
 
     async def _run(self) -> None:
         try:
@@ -382,9 +382,7 @@ class Ladder:
         for rendition in planned:
             muxer = self._make_muxer()
             publisher = Publisher(f"{self.name}/{rendition.name}")
-            feed = self._make_feed(f"{self.name}/{rendition.name}",
-                                   publisher.add_reader(f"hls:{self.name}/{rendition.name}"),
-                                   muxer)
+            feed = self._make_feed(f"{self.name}/{rendition.name}", publisher, muxer)
             r = LadderRendition(rendition, publisher, feed, _Queue(DECODE_QUEUE),
                                 self.encoder.codec)
             r.thread = threading.Thread(target=self._encode_thread, args=(r,), daemon=True,

@@ -8,12 +8,11 @@ read :meth:`snapshot`. Connection, grace and end decisions are the
 :class:`~appliance.channels.ChannelService`'s; it drives the ``_``-prefixed transitions here.
 
 HLS is one hub consumer among others (WebRTC sources, the recorder): :class:`HlsFeed` drains
-its own reader into the muxer the ``/hls`` routes serve.
+the hub into the muxer the ``/hls`` routes serve, inline (a hub sink).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.config import HlsConfig
-from appliance.hub import DEFAULT_READER_CAPACITY, Discontinuity, Publisher, Reader
+from appliance.hub import DEFAULT_READER_CAPACITY, Publisher, Reader
 from appliance.ladder import Ladder, LadderSetup, RenditionSnapshot
 from appliance.viewers import ViewerCounter
 from media.depacketizer import FlvDepacketizer
@@ -85,41 +84,60 @@ class LiveSnapshot:
 
 
 class HlsFeed:
-    """A hub consumer that packages a broadcast as LL-HLS; the playlist ends when the hub does."""
+    """A hub :class:`~appliance.hub.Sink` that packages a broadcast as LL-HLS; the playlist
+    ends when the hub closes.
 
-    def __init__(self, name: str, reader: Reader, muxer: HlsMuxer) -> None:
+    Synchronous: each unit goes into the muxer inline from ``Publisher.publish`` (a muxer push
+    is microseconds; a task per feed woke the loop for every unit, docs/architecture.md
+    "Ingest hot path"). Items published before :meth:`start` reach the muxer too (the feed is
+    attached at construction, as the hub reader it replaces was).
+    """
+
+    def __init__(self, name: str, publisher: Publisher, muxer: HlsMuxer) -> None:
         self.name = name
         self.muxer = muxer
-        self._reader = reader
+        self._publisher = publisher
         self.errors = 0
         self.last_error = ""
-        self._task: asyncio.Task[None] | None = None
+        publisher.add_sink(self)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hls-{self.name}")
+        """Kept for the broadcast's life cycle; the feed runs from construction on."""
 
     def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop feeding without ending the playlist (shutdown)."""
+        self._publisher.remove_sink(self)
 
-    async def _run(self) -> None:
-        while (item := await self._reader.get()) is not None:
-            try:
-                if isinstance(item, MediaUnit):
-                    self.muxer.push(item)
-                elif isinstance(item, CodecConfig):
-                    if item.video is not None or item.audio is not None:
-                        self.muxer.set_config(item.video, item.audio)
-                elif isinstance(item, Discontinuity):
-                    self.muxer.mark_discontinuity()
-            except Exception as exc:  # a muxer bug must not kill the broadcast's feed
-                self.errors += 1
-                if self.errors <= 3 or self.errors % 1000 == 0:
-                    logger.exception("[%s] HLS muxer rejected an item (%d so far)", self.name,
-                                     self.errors)
-                self.last_error = f"HLS packaging error: {exc}"
+    def unit(self, unit: MediaUnit) -> None:
+        try:
+            self.muxer.push(unit)
+        except Exception as exc:  # a muxer bug must not kill the broadcast's feed
+            self._failed(exc)
+
+    def config(self, config: CodecConfig) -> None:
+        if config.video is None and config.audio is None:
+            return
+        try:
+            self.muxer.set_config(config.video, config.audio)
+        except Exception as exc:
+            self._failed(exc)
+
+    def discontinuity(self) -> None:
+        try:
+            self.muxer.mark_discontinuity()
+        except Exception as exc:
+            self._failed(exc)
+
+    def close(self) -> None:
         with contextlib.suppress(Exception):
             self.muxer.end()
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        if self.errors <= 3 or self.errors % 1000 == 0:
+            logger.error("[%s] HLS muxer rejected an item (%d so far)", self.name, self.errors,
+                         exc_info=exc)
+        self.last_error = f"HLS packaging error: {exc}"
 
 
 class LiveBroadcast:
@@ -133,7 +151,7 @@ class LiveBroadcast:
         self._depacketizer = FlvDepacketizer()
         self._health = HealthMeter()
         self._viewers = ViewerCounter()
-        self._hls = HlsFeed(broadcast_id, self._publisher.add_reader(f"hls:{broadcast_id}"),
+        self._hls = HlsFeed(broadcast_id, self._publisher,
                             HlsMuxer(segment_target=hls.segment_target,
                                      part_target=hls.part_target, window=hls.window,
                                      first_msn=first_msn))
@@ -374,14 +392,14 @@ class LiveBroadcast:
         self._cancel_grace()
         self._link = None
         self.ended_at = at
-        self._publisher.close()  # the HLS feed drains, then ends the playlist
+        self._publisher.close()  # the HLS feed ends the playlist
         self._opus.close()
 
     def _abort(self) -> None:
-        """Shutdown: stop the feed without waiting for it to drain."""
+        """Shutdown: stop the feed without ending its playlist."""
         self._cancel_grace()
+        self._hls.cancel()
         self._publisher.close()
         self._opus.close()
-        self._hls.cancel()
         if self._ladder is not None:
             self._ladder.abort()

@@ -6,12 +6,16 @@ SRT (``-f mpegts srt://…?streamid=KEY``, the same source remuxed by ffmpeg), i
 After a warm-up, the server's CPU time (user+sys,
 all threads; for nginx the master and its workers) is sampled for ``--duration`` seconds and
 reported as % of one core, in total and per stream. The publishers' own CPU is reported
-separately (it is load-generator cost, not server cost).
+separately (it is load-generator cost, not server cost). Wake-ups are reported per stream per
+second as the server's voluntary context switches (all threads, from /proc) and, with
+``--syscalls`` (needs strace and ptrace rights), as event-loop iterations (``epoll_wait``) and
+socket reads (``recvfrom``/``read``) counted by ``strace -c`` over a separate 5 s window (strace
+slows the traced process, so this window is not the CPU window).
 
 Prints numbers, never asserts. Usage::
 
-    python bench/ingest_cpu.py [--duration 20] [--streams 1,10] [--quick]
-                               [--hearth-only | --nginx-only] [--no-pin]
+    python bench/ingest_cpu.py [--duration 20] [--streams 1,10] [--quick] [--syscalls]
+                               [--hearth-only | --nginx-only] [--no-pin] [--repeat N]
                                [--protocol rtmp,srt]
 
 On a machine with two or more cores the server (every thread, and nginx's workers) is pinned
@@ -24,7 +28,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -46,11 +52,14 @@ from bench.common import (
     print_table,
     start_publisher,
     terminate,
+    tree_pids,
 )
 from bench.peers import nginx_rtmp as nginx_peer
 
 WARMUP_S = 3.0
 PIN = True
+SYSCALLS = False
+STRACE_WINDOW_S = 5.0
 
 
 def _cpus() -> list[int]:
@@ -83,6 +92,51 @@ class Row:
     alive: int
     playlists: int
     note: str = ""
+    vcsw: float = float("nan")
+    """Voluntary context switches per stream per second (all server threads)."""
+    loop_wakeups: float = float("nan")
+    """epoll_wait calls per stream per second (strace window)."""
+    reads: float = float("nan")
+    """Socket reads (recvfrom/read) per stream per second (strace window)."""
+
+
+def voluntary_switches(pids: list[int]) -> int:
+    """Sum of voluntary_ctxt_switches over every thread of ``pids``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    m = re.search(r"^voluntary_ctxt_switches:\s+(\d+)",
+                                  (task / "status").read_text(), re.M)
+                    if m:
+                        total += int(m.group(1))
+    return total
+
+
+def strace_counts(pids: list[int], seconds: float) -> dict[str, int]:
+    """Syscall counts of ``pids`` (all threads) over ``seconds`` (``strace -c``), or {}."""
+    if not shutil.which("strace"):
+        return {}
+    cmd = ["strace", "-f", "-c", "-q", "-e",
+           "trace=epoll_wait,epoll_pwait,epoll_pwait2,recvfrom,read,recvmsg"]
+    for pid in pids:
+        cmd += ["-p", str(pid)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return {}
+    counts: dict[str, int] = {}
+    for line in err.splitlines():
+        parts = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if len(parts) >= 5 and parts[-1].isidentifier() and parts[3].isdigit():
+            counts[parts[-1]] = int(parts[3])
+    return counts
 
 
 @dataclass
@@ -146,6 +200,8 @@ def run_one(
             pin([p.pid for p in pubs], cpus[1:])
             server = CpuSampler([t.server_pid], tree=t.tree)
             ff = CpuSampler([p.pid for p in pubs])
+            server_pids = tree_pids(t.server_pid) if t.tree else [t.server_pid]
+            vcsw0 = voluntary_switches(server_pids)
             server.start()
             ff.start()
             end = time.monotonic() + duration
@@ -155,6 +211,8 @@ def run_one(
                 ff.sample()
             cpu_s, wall = server.stop()
             ff_s, _ = ff.stop()
+            vcsw = (voluntary_switches(server_pids) - vcsw0) / wall / n
+            counts = strace_counts(server_pids, STRACE_WINDOW_S) if SYSCALLS else {}
             dead = [i for i, p in enumerate(pubs) if p.poll() is not None]
             ok = sum(http_get(u, 2.0)[0] == 200 for u in t.playlist_urls)
         finally:
@@ -169,7 +227,16 @@ def run_one(
     server_pct = 100.0 * cpu_s / wall
     # Per stream = over the publishers still alive at the end (dead ones cost little).
     per_stream = server_pct / max(alive, 1)
-    return Row(name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok, note)
+    per = STRACE_WINDOW_S * n
+    wakeups = sum(counts.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
+    reads = sum(counts.get(k, 0) for k in ("recvfrom", "read", "recvmsg"))
+    return Row(name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok, note,
+               vcsw=vcsw, loop_wakeups=wakeups / per if counts else float("nan"),
+               reads=reads / per if counts else float("nan"))
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,21 +256,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pin", action="store_true", help="do not taskset server/publishers")
     ap.add_argument("--protocol", default="rtmp",
                     help="Hearth ingest protocols, comma-separated: rtmp, srt (default rtmp)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count loop wake-ups and socket reads with strace (separate window)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every (server, streams) pair this many times, interleaved")
     args = ap.parse_args(argv)
-    global PIN
+    global PIN, SYSCALLS
     PIN = not args.no_pin
+    SYSCALLS = args.syscalls
     duration = 5.0 if args.quick else args.duration
     counts = [1, 3] if args.quick else [int(x) for x in args.streams.split(",") if x.strip()]
 
     print_system_info()
-    print(f"# uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"# uptime: {_uptime()}")
     if PIN and len(_cpus()) >= 2:
         print(f"# pinned: server on CPU {_cpus()[0]}, publishers on CPUs {_cpus()[1:]}")
     src = make_source()
     print(f"# source {src.name}; warm-up {WARMUP_S:.0f} s, window {duration:.0f} s; CPU = user+sys")
 
     rows: list[Row] = []
-    for n in counts:
+    for n in [c for c in counts for _ in range(max(1, args.repeat))]:
         plan: list[tuple[str, contextlib.AbstractContextManager[Target]]] = []
         if not args.nginx_only:
             for proto in [p.strip() for p in args.protocol.split(",") if p.strip()]:
@@ -227,18 +299,23 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(
                 f"   server {row.server_pct:.1f}% of a core, {row.per_stream_pct:.2f}%/stream; "
+                f"{row.vcsw:.1f} voluntary switches/stream/s; "
                 f"ffmpeg {row.ffmpeg_pct:.2f}%/publisher; alive {row.alive}/{n}; "
                 f"playlists {row.playlists}/{n} {row.note}",
                 flush=True,
             )
+            print(f"   # uptime: {_uptime()}", flush=True)
 
-    print("\nCPU as % of one core (user+sys)")
+    print("\nCPU as % of one core (user+sys); wake-ups per live stream per second")
     print_table(
-        ["server", "streams", "server total %", "server %/live stream", "ffmpeg %/publisher",
-         "publishers alive", "playlists 200", "note"],
-        [[r.server, r.streams, r.server_pct, r.per_stream_pct, r.ffmpeg_pct,
-          f"{r.alive}/{r.streams}", f"{r.playlists}/{r.streams}", r.note] for r in rows],
+        ["server", "streams", "server total %", "server %/live stream", "vol. switches/s",
+         "loop wake-ups/s", "socket reads/s", "ffmpeg %/publisher", "publishers alive",
+         "playlists 200", "note"],
+        [[r.server, r.streams, r.server_pct, r.per_stream_pct, r.vcsw, r.loop_wakeups,
+          r.reads, r.ffmpeg_pct, f"{r.alive}/{r.streams}", f"{r.playlists}/{r.streams}",
+          r.note] for r in rows],
     )  # fmt: skip
+    print(f"# uptime at the end: {_uptime()}")
     return 0
 
 

@@ -66,3 +66,45 @@ def test_frames_discarded_never_goes_down_when_a_lagging_reader_leaves() -> None
     assert pub.frames_discarded == before
     slow.close()  # idempotent: counted once
     assert pub.frames_discarded == before
+
+
+class _RecordingSink:
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def unit(self, unit: MediaUnit) -> None:
+        self.calls.append(unit.dts)
+
+    def config(self, config: CodecConfig) -> None:
+        self.calls.append(config)
+
+    def discontinuity(self) -> None:
+        self.calls.append("disc")
+
+    def close(self) -> None:
+        self.calls.append("closed")
+
+
+def test_sink_is_called_inline_in_order_and_closed_once() -> None:
+    pub = Publisher("s")
+    cfg = CodecConfig(video=object(), audio=None)  # type: ignore[arg-type]
+    pub.set_config(cfg)
+    sink = _RecordingSink()
+    pub.add_sink(sink)
+    assert sink.calls == [cfg]  # primed with the current config
+    pub.publish(_unit(0))  # no keyframe gating: the sink decides (the muxer drops it)
+    pub.publish(_unit(1, key=True))
+    pub.discontinuity()
+    pub.close()
+    pub.close()
+    assert sink.calls == [cfg, 0, 1, "disc", "closed"]
+
+
+def test_removed_sink_is_not_called_or_closed() -> None:
+    pub = Publisher("s")
+    sink = _RecordingSink()
+    pub.add_sink(sink)
+    pub.remove_sink(sink)
+    pub.publish(_unit(0, key=True))
+    pub.close()
+    assert sink.calls == [CodecConfig(None, None)]
