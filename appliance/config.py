@@ -134,6 +134,12 @@ class RtmpConfig:
     """Seconds over which wrong-key attempts from one address are counted."""
     auth_block_seconds: float = 900.0
     """Seconds an address stays blocked after too many wrong keys."""
+    read_coalescing: float = 0.0
+    """Read RTMP only when a message can complete (SO_RCVLOWAT), holding at most this many
+    seconds of the publisher's bit rate (0.02 is a good value): fewer reads, less CPU per
+    stream. Only for publishers that disable Nagle's algorithm (OBS does; ffmpeg needs
+    ``-tcp_nodelay 1``): with others parts arrive 20-50 ms later. 0 (off) reads every
+    arrival at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -841,6 +847,8 @@ def _validate_rtmp(r: RtmpConfig) -> None:
     _at_least("rtmp.preauth_chunks_per_second", r.preauth_chunks_per_second, 10)
     if r.connects_per_ip_per_second <= 0:
         raise ConfigError("rtmp.connects_per_ip_per_second", "must be positive")
+    # Over ~0.1 s the mark would hold more than three frames: latency no CPU saving justifies.
+    _between("rtmp.read_coalescing", r.read_coalescing, 0, 0.1, " seconds")
 
 
 def _validate_hls(h: HlsConfig) -> None:

@@ -54,7 +54,13 @@ from appliance.srt.server import SrtOptions, SrtServer
 from appliance.state import AppState
 from appliance.tasks import BackgroundTasks
 from appliance.webhooks.service import WebhookService
-from media.rtmp.server import PreAuthBudget, RefusalLog, RtmpServerStats, start_rtmp_server
+from media.rtmp.server import (
+    PreAuthBudget,
+    ReadCoalescing,
+    RefusalLog,
+    RtmpServerStats,
+    start_rtmp_server,
+)
 from media.transcode import detect_hardware_encoders
 
 logger = logging.getLogger(__name__)
@@ -239,6 +245,7 @@ class Appliance:
             max_connections_per_ip=config.rtmp.max_connections_per_ip,
             budget=budget,
             stats=rtmp_stats,
+            coalescing=ReadCoalescing(window=config.rtmp.read_coalescing),
         )
 
         async def close_rtmp() -> None:

@@ -140,6 +140,9 @@ class ChunkReader:
         self._chunk_size = DEFAULT_CHUNK_SIZE
         self._streams: dict[int, _ChunkStreamState] = {}
         self._buffered = 0
+        self.smallest_message = 0
+        """Payload size of the smallest message completed since the owner last reset this to
+        0 (0: none yet). Read coalescing keeps its low-water mark under it."""
 
     @property
     def chunk_size(self) -> int:
@@ -150,6 +153,15 @@ class ChunkReader:
     def buffered_bytes(self) -> int:
         """Bytes held in partially reassembled messages across all chunk streams."""
         return self._buffered
+
+    @property
+    def pending_payload_bytes(self) -> int:
+        """Payload bytes still missing from the partially reassembled message that is closest
+        to completion (0 when no message is partial). A lower bound of the bytes the peer must
+        still send before a message can complete (chunk headers are not counted)."""
+        missing = [s.message_length - len(s.payload) for s in self._streams.values()
+                   if s.payload is not None]
+        return min(missing) if missing else 0
 
     @property
     def chunk_stream_count(self) -> int:
@@ -287,6 +299,8 @@ class ChunkReader:
             return None
         self._buffered -= len(payload)
         state.payload = None
+        if state.message_length < self.smallest_message or not self.smallest_message:
+            self.smallest_message = state.message_length
         return RawMessage(
             message_type_id=state.message_type_id,
             message_stream_id=state.message_stream_id,

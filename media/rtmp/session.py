@@ -363,6 +363,19 @@ class RtmpServerSession:
         return self._reader.buffered + self._chunks.buffered_bytes
 
     @property
+    def bytes_to_next_message(self) -> int:
+        """A lower bound of the bytes the peer must still send before the message now being
+        received can complete (0 when parsing stopped at a message boundary, or when the
+        unparsed input already holds what that message needs). The adapter uses it to wake up
+        exactly when a partial message can complete (SO_RCVLOWAT, see media.rtmp.server)."""
+        return max(0, self._chunks.pending_payload_bytes - self._reader.buffered)
+
+    def take_smallest_message(self) -> int:
+        """The payload size of the smallest message completed since the last call (0: none)."""
+        smallest, self._chunks.smallest_message = self._chunks.smallest_message, 0
+        return smallest
+
+    @property
     def chunk_allowance(self) -> int | None:
         """Chunks the parser may still read before it holds (None: unlimited)."""
         return self._chunk_allowance

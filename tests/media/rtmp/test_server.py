@@ -360,3 +360,55 @@ async def test_rejected_publish_is_closed_after_the_reply() -> None:
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+async def test_read_coalescing_sets_a_mark_and_never_strands_a_small_message() -> None:
+    """With read coalescing on, a steady publish gets a low-water mark (fewer reads), every
+    media message still arrives, and a message smaller than the mark sent after the media
+    (FCUnpublish, whose answer a client may wait for) is still answered: the stall check
+    clears the mark (media.rtmp.server module doc)."""
+    from media.rtmp.server import ReadCoalescing
+
+    marks: list[int] = []
+
+    class Handler(RecordingHandler):
+        def events_received(self, conn: RtmpConnection, events: list[RtmpEvent]) -> None:
+            super().events_received(conn, events)
+            marks.append(conn.low_water_mark)
+
+    handler = Handler()
+    policy = ReadCoalescing(window=0.02, rate_interval=0.2, stall=0.1)
+    srv = await start_rtmp_server("127.0.0.1", 0, handler, coalescing=policy)
+    port = srv.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        client = ClientWriter()
+        writer.write(_raw_publisher_bytes("testkey") + client.set_chunk_size(4096))
+        # ~240 KB/s of "audio" in 3 KB messages for 0.6 s: the mark becomes min(20 ms of the
+        # rate, half the smallest message) = ~1.5 KB.
+        body = b"\xaf\x01" + bytes(3000)
+        for i in range(60):
+            writer.write(client.audio(1, i * 10, body))
+            await asyncio.sleep(0.01)
+        assert max(marks) > 1
+        writer.write(client.command(0, "FCUnpublish", 9.0, None, "testkey"))  # < the mark
+        received = b""
+
+        def answered() -> bool:
+            try:
+                replies = ServerBytesDecoder().decode(received[3073:])  # after S0+S1+S2
+            except AssertionError:  # ends mid-chunk: read more
+                return False
+            return any(isinstance(r.message, CommandMessage) and r.message.transaction_id == 9.0
+                       for r in replies)
+
+        async with asyncio.timeout(5):
+            while not answered():
+                data = await reader.read(65536)
+                assert data, "server closed"
+                received += data
+        assert sum(isinstance(e, AudioReceived) for e in handler.events) == 60
+    finally:
+        writer.close()
+        srv.close()
+        await srv.wait_closed()
