@@ -59,7 +59,11 @@ log=$(mktemp)
 # The outer `timeout` is a last-resort wall-clock cap (PYTEST_WALL_TIMEOUT seconds).
 workers=()
 if [ "${HEARTH_TEST_WORKERS:-2}" != 1 ]; then
-    workers=(-n "${HEARTH_TEST_WORKERS:-2}" --dist loadfile)
+    # --max-worker-restart=0: a worker that dies (a test past its timeout: the thread method
+    # ends the process) fails the run at once, naming the test. pytest-xdist 3.8's loadfile
+    # scheduler can otherwise wait forever for the dead worker's already-finished files
+    # (pytest-dev/pytest-xdist#1378).
+    workers=(-n "${HEARTH_TEST_WORKERS:-2}" --dist loadfile --max-worker-restart=0)
 fi
 PYTHONASYNCIODEBUG=1 timeout -k 30 "${PYTEST_WALL_TIMEOUT:-4500}" \
     python -m pytest -q -p no:cacheprovider -o timeout_method=thread "${workers[@]}" "$@" 2>&1 |
