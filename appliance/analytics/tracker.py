@@ -14,7 +14,8 @@ Definitions (docs/analytics.md):
   first to its last request: watch time = last - first.
 * *Concurrent viewers* at an instant = live sessions whose [first, last] contains it; a
   minute's figure is the most at any instant of that minute; the peak is the largest minute
-  figure, with the instant it was reached.
+  figure, with the first instant it was reached. Minutes still open are handed out as lower
+  bounds too (provisional), so a crash loses none up to the last flush.
 * A *viewer* is a keyed hash of the client address and a coarse User-Agent bucket under a
   secret that changes every UTC day and is never written anywhere (like Plausible). Unique
   viewers are distinct viewer keys within a broadcast for as long as the process runs.
@@ -277,12 +278,34 @@ class Tally:
                 continue
             viewers, at = _max_concurrency(active, minute)
             self._delta.minutes.append((minute, viewers))
-            if viewers > self._delta.peak:
-                self._delta.peak, self._delta.peak_at = viewers, at
+            self._note_peak(viewers, at)
             minute += MINUTE
             intervals = [(a, b) for a, b in intervals if b >= minute]
         self._next_minute = minute
         self._closed = [(a, b) for a, b in self._closed if b >= minute]
+        if not final:
+            self._provisional(intervals, minute, now)
+
+    def _provisional(self, intervals: list[tuple[float, float]], minute: int,
+                     now: float) -> None:
+        """Minutes that are not final yet, from what is known now (open sessions up to their
+        last request so far). That is a lower bound of each minute's final figure, since
+        sessions only grow to the right; it is written so that a crash loses no minute up to
+        the last flush, and the final figure replaces it later (minute rows are maxima)."""
+        current = int(now // MINUTE) * MINUTE
+        while intervals and minute <= current:
+            active = [(a, b) for a, b in intervals if a < minute + MINUTE and b >= minute]
+            if active:
+                viewers, at = _max_concurrency(active, minute)
+                self._delta.minutes.append((minute, viewers))
+                self._note_peak(viewers, at)
+            minute += MINUTE
+
+    def _note_peak(self, viewers: int, at: float) -> None:
+        d = self._delta
+        if viewers > d.peak or (viewers == d.peak and viewers and d.peak_at is not None
+                                and at < d.peak_at):
+            d.peak, d.peak_at = viewers, at
 
     def idle(self) -> bool:
         """Nothing open and nothing left to flush."""

@@ -25,7 +25,10 @@ def apply_delta(db: Database, delta: TallyDelta, now: float) -> bool:
         "ON CONFLICT (broadcast_id) DO NOTHING", (bid, now))
     db.execute(
         "UPDATE analytics_broadcasts SET "
-        "peak_at = CASE WHEN ? > peak THEN ? ELSE peak_at END, peak = MAX(peak, ?), "
+        # A provisional minute may reach the peak later than the final figure does: on a tie
+        # the earlier instant wins (all right-hand sides read the row before the update).
+        "peak_at = CASE WHEN ? > peak THEN ? WHEN ? = peak AND ? > 0 "
+        "  THEN MIN(COALESCE(peak_at, ?), ?) ELSE peak_at END, peak = MAX(peak, ?), "
         "unique_viewers = unique_viewers + ?, chat_messages = chat_messages + ?, "
         "chatters = chatters + ?, "
         "first_view_at = CASE WHEN ? IS NULL THEN first_view_at "
@@ -33,7 +36,8 @@ def apply_delta(db: Database, delta: TallyDelta, now: float) -> bool:
         "last_view_at = CASE WHEN ? IS NULL THEN last_view_at "
         "  ELSE MAX(COALESCE(last_view_at, ?), ?) END, "
         "updated_at = ? WHERE broadcast_id = ?",
-        (delta.peak, delta.peak_at, delta.peak, delta.unique_viewers, delta.chat_messages,
+        (delta.peak, delta.peak_at, delta.peak, delta.peak, delta.peak_at, delta.peak_at,
+         delta.peak, delta.unique_viewers, delta.chat_messages,
          delta.chatters, delta.first_view, delta.first_view, delta.first_view,
          delta.last_view, delta.last_view, delta.last_view, now, bid))
     for (kind, device), s in delta.split.items():

@@ -83,6 +83,8 @@ def total(deltas: list[TallyDelta]) -> Totals:
             out.minutes[minute] = max(out.minutes.get(minute, 0), n)
         if d.peak > out.peak:
             out.peak, out.peak_at = d.peak, d.peak_at
+        elif d.peak and d.peak == out.peak and d.peak_at is not None:
+            out.peak_at = min(out.peak_at or d.peak_at, d.peak_at)
         out.unique += d.unique_viewers
         for (kind, device), s in d.split.items():
             out.sessions[kind] = out.sessions.get(kind, 0) + s.sessions
@@ -108,6 +110,25 @@ def test_known_join_and_leave_times_give_exact_figures() -> None:
     assert t.watch[PlayerKind.HLS] == 150 + 60 + 130 + 30
     assert t.viewers == {(PlayerKind.HLS, DeviceClass.DESKTOP): 2,
                          (PlayerKind.HLS, DeviceClass.MOBILE): 1}
+
+
+def test_open_minutes_are_handed_out_as_lower_bounds() -> None:
+    """A flush mid-broadcast writes the minutes so far (a crash then loses none); the final
+    figure only ever raises them."""
+    clock = Clock()
+    tracker = AnalyticsTracker(clock, gaps=Gaps(hls=6.0))
+    for t in range(0, 31, 2):
+        clock.now = T0 + t
+        tracker.hit("b1", "a", PlayerKind.HLS, "198.51.100.1", FIREFOX)
+        if t >= 20:
+            tracker.hit("b1", "b", PlayerKind.HLS, "198.51.100.2", IPHONE)
+    (mid,) = tracker.flush()
+    assert mid.minutes == [(int(T0), 2)] and mid.peak == 2 and mid.peak_at == T0 + 20
+    clock.now = T0 + 62
+    tracker.hit("b1", "a", PlayerKind.HLS, "198.51.100.1", FIREFOX)  # a gap: a new session
+    last = tracker.end("b1")
+    assert last is not None
+    assert total([mid, last]).minutes == {int(T0): 2, int(T0) + 60: 1}
 
 
 def test_a_gap_longer_than_the_session_gap_starts_a_new_session() -> None:
@@ -228,8 +249,8 @@ def test_invariants(viewers: list[Viewer], flush_every: float) -> None:
     assert t.unique == len({(v.address, ua_bucket(v.ua)) for v in viewers})
     # Flushing more or less often never changes the figures.
     once = total(simulate(viewers, step=2.0, flush_every=10_000.0))
-    assert (once.minutes, once.peak, once.unique, once.watch) == (
-        t.minutes, t.peak, t.unique, t.watch)
+    assert (once.minutes, once.peak, once.peak_at, once.unique, once.watch) == (
+        t.minutes, t.peak, t.peak_at, t.unique, t.watch)
 
 
 @settings(max_examples=200, deadline=None)
