@@ -434,6 +434,9 @@ class Ladder:
             if item == _END or item == _DISCONTINUITY:
                 if decoder is not None:
                     self._dispatch(decoder.decode(None), meta, cuts)
+                    # A flushed libavcodec decoder takes no more packets: a new one for the
+                    # reconnected publisher (its first unit is a keyframe).
+                    decoder = Decoder(decoder.config)
                 meta.clear()
                 cuts.clear()
                 for r in self._renditions:

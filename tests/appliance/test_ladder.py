@@ -97,8 +97,9 @@ def _first_pts(data: bytes) -> float:
 
 
 async def test_renditions_line_up_with_the_source(bframe_source: SyntheticStream) -> None:
-    """Same segments (names = numbers, count) and first pts within a frame in every rendition;
-    every rendition decodes in PyAV at its own size; the multivariant inputs are measured."""
+    """Same segments (names = numbers, count) and first pts within a frame in every rendition,
+    also across a publisher reconnect; every rendition decodes in PyAV at its own size; the
+    multivariant inputs are measured."""
     events: list[tuple[str, str, str]] = []
     lb = LiveBroadcast("b1", "c1", HLS, first_msn=1000, ladder=_setup(("180p", "144p"), events))
     lb.start()
@@ -106,18 +107,29 @@ async def test_renditions_line_up_with_the_source(bframe_source: SyntheticStream
     async with asyncio.timeout(30):
         while len(lb.hls_renditions()) < 3:
             await asyncio.sleep(0.05)
+    # The publisher reconnects (the hub's Discontinuity): the renditions follow, aligned.
+    lb._publisher.discontinuity()
+    shift = 7 * CLOCK_RATE
+    again = dataclasses.replace(bframe_source, units=tuple(
+        dataclasses.replace(u, dts=u.dts + shift, pts=u.pts + shift)
+        for u in bframe_source.units if u.dts < 2 * CLOCK_RATE))
+    await _feed(lb, again, realtime=False)
     muxers = [m for _, m in lb.hls_renditions()]
     lb._end(time.time())
     await _ended(muxers)
+    for m in muxers:
+        text = m.playlist()
+        assert text is not None and text.count("#EXT-X-DISCONTINUITY\n") == 1
+        assert m.stats.units_dropped == 0
     (_, source), (init180, r180), (init144, r144) = (_segments(m) for m in muxers)
-    assert len(source) >= 5
+    assert len(source) >= 7
     assert [s[0] for s in source] == [s[0] for s in r180] == [s[0] for s in r144]
     frame = 1 / 25
     for (_, p0, _), (_, p1, _), (_, p2, _) in zip(source, r180, r144, strict=True):
         assert abs(p0 - p1) <= frame + 1e-6 and abs(p0 - p2) <= frame + 1e-6
     for init, segs, width in ((init180, r180, 240), (init144, r144, 192)):
         d = demux(init + b"".join(s[2] for s in segs))
-        assert d.width == width and d.decoded_video_frames >= 140 and d.audio_codec == "aac"
+        assert d.width == width and d.decoded_video_frames >= 190 and d.audio_codec == "aac"
     variants = {name: m.variant("x") for name, m in lb.hls_renditions()}
     assert variants["180p"] is not None and variants["180p"].resolution == (240, 180)
     assert variants["180p"].codecs[0].startswith("avc1.42")  # Constrained Baseline, own SPS
