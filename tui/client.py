@@ -27,6 +27,7 @@ from appliance.api.schema import (
     BroadcastAnalytics,
     ChannelAnalytics,
     ChatMessage,
+    GrantCreated,
     LogEvent,
     RelayInfo,
     Status,
@@ -65,6 +66,10 @@ class AdminClient(Protocol):
     async def rotate_key(self, stream_id: str) -> StreamCredentials: ...
 
     async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None: ...
+
+    async def create_grant(self, ident: str, expires_in: float) -> GrantCreated:
+        """A viewer link (signed, expiring grant) for a private channel or broadcast."""
+        ...
 
     async def get_goal(self, stream_id: str) -> StreamGoal | None:
         """The zap goal of the channel's live or latest broadcast, ``None`` if there is none."""

@@ -24,6 +24,7 @@ from appliance.api.schema import (
     ChannelAnalytics,
     ChatMessage,
     DeviceClass,
+    GrantCreated,
     IngestInfo,
     LogEvent,
     PlayerKind,
@@ -248,7 +249,8 @@ class FakeAdminClient:
         stream = replace(make_stream(n, status="created"), title=draft.title,
                          summary=draft.summary, tags=list(draft.tags), image=draft.image,
                          record=draft.record, retention_days=draft.retention_days,
-                         ladder=list(draft.ladder))
+                         ladder=list(draft.ladder),
+                         visibility=draft.visibility or "public")
         self.streams[stream.id] = stream
         return StreamCredentials(id=stream.id, title=stream.title,
                                  rtmp_url="rtmp://box:1935/live",
@@ -261,7 +263,8 @@ class FakeAdminClient:
         stream = replace(self.streams[stream_id], title=draft.title, summary=draft.summary,
                          tags=list(draft.tags), image=draft.image,
                          record=draft.record, retention_days=draft.retention_days,
-                         ladder=list(draft.ladder))
+                         ladder=list(draft.ladder),
+                         visibility=draft.visibility or self.streams[stream_id].visibility)
         self.streams[stream_id] = stream
         return stream
 
@@ -272,6 +275,15 @@ class FakeAdminClient:
                          viewers=0, publishing=False)
         self.streams[stream_id] = stream
         return stream
+
+    async def create_grant(self, ident: str, expires_in: float) -> GrantCreated:
+        self.calls.append(("create_grant", ident, expires_in))
+        self._check("create_grant")
+        token = f"v1.watch.{ident}._.{int(T0 + expires_in)}.0.{'M' * 43}"
+        return GrantCreated(channel_id=ident, broadcast_id=None, token=token,
+                            watch_url=f"http://box:8080/c/{ident}#grant={token}",
+                            hls_url=f"http://box:8080/hls/{ident}/index.m3u8",
+                            expires_at=T0 + expires_in)
 
     async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None:
         self.calls.append(("plan_broadcast", channel_id, title, starts))

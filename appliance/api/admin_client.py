@@ -30,6 +30,7 @@ from appliance.api.schema import (
     ChannelAnalytics,
     ChatMessage,
     Dto,
+    GrantCreated,
     LogEvent,
     RelayInfo,
     RestreamTarget,
@@ -83,11 +84,17 @@ class StreamDraft:
     """Delete its recordings after this many days; None: the appliance's default."""
     ladder: tuple[str, ...] = ()
     """Quality-ladder presets (``720p``, ``480p``, …); empty: off."""
+    visibility: str | None = None
+    """public, unlisted or private; None leaves it as it is (public for a new channel)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "summary": self.summary, "tags": list(self.tags),
-                "image": self.image, "record": self.record,
-                "retention_days": self.retention_days, "ladder": list(self.ladder)}
+        data: dict[str, Any] = {
+            "title": self.title, "summary": self.summary, "tags": list(self.tags),
+            "image": self.image, "record": self.record,
+            "retention_days": self.retention_days, "ladder": list(self.ladder)}
+        if self.visibility is not None:
+            data["visibility"] = self.visibility
+        return data
 
 
 def typed_events(frames: Iterable[SseFrame]) -> Iterator[AdminEvent]:
@@ -284,6 +291,11 @@ class UnixSocketAdminClient:
     async def plan_broadcast(self, channel_id: str, title: str, starts: float) -> None:
         await self.request("POST", "/v1/broadcasts",
                          {"channel_id": channel_id, "title": title, "starts": starts})
+
+    async def create_grant(self, ident: str, expires_in: float) -> GrantCreated:
+        """``hearth grant create ID --expires …``: a viewer link for a channel or broadcast."""
+        data = await self.request("POST", "/v1/grants", {"id": ident, "expires_in": expires_in})
+        return _one(GrantCreated, data)
 
     async def get_goal(self, stream_id: str) -> StreamGoal | None:
         """The zap goal of a channel's live or latest broadcast (``None``: none set)."""

@@ -50,6 +50,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.credentials import CredentialsScreen
 from tui.screens.error import ErrorScreen
 from tui.screens.goal_form import GoalForm
+from tui.screens.grant import LINK_SECONDS, GrantScreen
 from tui.screens.plan_form import PlanForm
 from tui.screens.stream_form import StreamForm
 from tui.widgets.banner import ConnectionBanner
@@ -82,6 +83,7 @@ class MainScreen(Screen[None]):
         Binding("g", "goal", "Zap goal", show=False),
         Binding("m", "restream", "Restream", show=False),
         Binding("a", "analytics", "Analytics", show=False),
+        Binding("v", "viewer_link", "Viewer link", show=False),
     ]
 
     def __init__(self, client: AdminClient, *, clock: Callable[[], float]) -> None:
@@ -332,7 +334,8 @@ class MainScreen(Screen[None]):
                  if stream else None)
         error: tuple[str | None, str] | None = None
         while True:
-            form = StreamForm(draft, editing=stream is not None, error=error)
+            form = StreamForm(draft, editing=stream is not None, error=error,
+                              visibility=stream.visibility if stream else "public")
             result = await self.app.push_screen_wait(form)
             if result is None:
                 return
@@ -379,6 +382,19 @@ class MainScreen(Screen[None]):
             self._report(exc)
             return
         await self.app.push_screen(CredentialsScreen(creds, "New key for"))
+
+    @work(group="intent")
+    async def action_viewer_link(self) -> None:
+        """A 24 h viewer link (grant) for the selected channel (issue 14 §1)."""
+        stream = self._selected_stream()
+        if stream is None:
+            return
+        try:
+            grant = await self.client.create_grant(stream.id, LINK_SECONDS)
+        except ApplianceError as exc:
+            self._report(exc)
+            return
+        await self.app.push_screen(GrantScreen(grant, stream.title))
 
     @work(group="intent")
     async def action_end_stream(self) -> None:

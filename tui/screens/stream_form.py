@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Footer, Input, Label
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select
 
 from tui.client import StreamDraft
 from tui.screens.field_errors import show_field_error
@@ -19,8 +19,10 @@ FIELDS = (("title", "Title", "What is on? (required)"),
           ("tags", "Tags", "music, live, jazz"),
           ("image", "Image URL", "https://… (optional)"))
 
-RECORDING_FIELDS = ("record", "retention_days")
-"""Fields on the recording row; the appliance's 400 errors may name either."""
+RECORDING_FIELDS = ("record", "retention_days", "visibility", "password")
+"""Fields on the recording and visibility rows; the appliance's 400 errors may name any."""
+VISIBILITIES = (("public: listed, on Nostr", "public"), ("unlisted: by link only", "unlisted"),
+                ("private: needs a grant", "private"))
 
 
 def parse_ladder_field(text: str) -> tuple[str, ...]:
@@ -64,9 +66,13 @@ class StreamForm(ModalScreen[StreamDraft | None]):
     ]
 
     def __init__(self, draft: StreamDraft | None = None, *, editing: bool = False,
-                 error: tuple[str | None, str] | None = None) -> None:
+                 error: tuple[str | None, str] | None = None,
+                 visibility: str = "public") -> None:
+        """``visibility``: the channel's current one (the draft sends it only if changed)."""
         super().__init__()
         self._draft = draft or StreamDraft("")
+        self._baseline = visibility
+        self._visibility = draft.visibility if draft and draft.visibility else visibility
         self._editing = editing
         self._error = error
 
@@ -90,6 +96,10 @@ class StreamForm(ModalScreen[StreamDraft | None]):
                 yield Input("" if retention is None else str(retention), id="f-retention_days",
                             placeholder="∞", compact=True, restrict=r"[0-9]*", max_length=5)
                 yield Label("days (empty: disk cap)", classes="field-label")
+            with Horizontal(classes="form-row", id="visibility-row"):
+                yield Label("Visibility", classes="field-label")
+                yield Select(VISIBILITIES, value=self._visibility, allow_blank=False,
+                             id="f-visibility", compact=True)
             for name in RECORDING_FIELDS:
                 yield Label("", id=f"err-{name}", classes="field-error")
             with Horizontal(classes="form-row"):
@@ -136,9 +146,11 @@ class StreamForm(ModalScreen[StreamDraft | None]):
             self._show_error("retention_days",
                              "Keep recordings: a whole number of days (1 or more), or empty.")
             return
+        chosen = str(self.query_one("#f-visibility", Select).value)
         self.dismiss(StreamDraft(value("title"), value("summary"), parse_tags(value("tags")),
                                  value("image"), self.query_one("#f-record", Checkbox).value,
-                                 retention, parse_ladder_field(value("ladder"))))
+                                 retention, parse_ladder_field(value("ladder")),
+                                 visibility=None if chosen == self._baseline else chosen))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

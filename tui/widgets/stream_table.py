@@ -45,6 +45,16 @@ _HEALTH_STYLE = {"ok": "bold green", "warn": "bold yellow", "B-frames": "bold ye
                  "starting": "cyan", "idle": "dim", "ended": "dim"}
 
 
+def _title(s: AdminStream) -> Text:
+    """The title, after a marker for a channel that is not public (the operator must see at
+    a glance what is hidden or needs a grant)."""
+    text = Text(overflow="ellipsis", no_wrap=True)
+    if s.visibility != "public":
+        text.append(f"[{s.visibility}] ", style="bold magenta")
+    text.append(s.title)
+    return text
+
+
 def columns_for(width: int) -> tuple[tuple[Column, ...], int]:
     """The columns that fit in ``width`` cells, and the title column's width."""
     chosen = [c for c in COLUMNS if width >= c.min_table]
@@ -102,7 +112,7 @@ class StreamTable(DataTable[Text | str]):
         verdict = fmt.health(s, self._now)
         style = _HEALTH_STYLE.get(verdict, "bold red" if verdict == "no input" else "yellow")
         values: dict[str, Text | str] = {
-            "title": Text(s.title, overflow="ellipsis", no_wrap=True),
+            "title": _title(s),
             "status": Text(fmt.channel_status(s), style="bold" if s.status == "live" else "dim"),
             "viewers": f"{s.viewers}/{s.peak_viewers}",
             "health": Text(verdict, style=style),
