@@ -46,7 +46,8 @@ class Goals:
 
         Raises:
             BroadcastNotFound: no such broadcast.
-            ValueError: bad amount or title, or no relays (NIP-75 goals name their relays).
+            ValueError: bad amount or title, no relays (NIP-75 goals name their relays), or
+                the broadcast is not public (it would be announced on Nostr).
             SignerUnavailableError: the operator's remote signer cannot sign now.
         """
         await self.streams.get_broadcast(stream_id)
@@ -57,6 +58,8 @@ class Goals:
             raise ValueError(f"title must be 1..{MAX_TITLE_CHARS} characters")
         if not self.relays:
             raise ValueError("a zap goal needs at least one relay (nostr.relays)")
+        if not self.streams.is_public(stream_id):  # a goal would announce it (issue 14 §1)
+            raise ValueError("a zap goal is published on Nostr: only for public broadcasts")
         unsigned = build_goal(amount_msats=amount_sats * 1000, title=title, relays=self.relays,
                               activity_addr=self.identity.address(stream_id))
         try:

@@ -7,6 +7,7 @@ broadcast (unlisted → private → public → private), each setting the visibi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -185,7 +186,31 @@ def test_private_refuses_everything_without_a_grant_and_plays_with_one_through_t
             assert cookies[0]["httpOnly"] and cookies[0]["sameSite"] == "Lax"
         log = "\n".join(edge.access_log())
         assert token not in log  # the fragment never reached a server
-    app.cli("grant", "revoke-all", cid)
+    # The chat socket: refused without the grant; with it, closed at once on revocation.
+    async def chat_socket() -> tuple[int | None, str]:
+        import websockets
+
+        url = f"ws://127.0.0.1:{app.http_port}/api/broadcasts/{bid}/chat/ws"
+        refused: int | None = None
+        try:
+            async with websockets.connect(url):
+                pass
+        except websockets.InvalidStatus as exc:
+            refused = exc.response.status_code
+        async with websockets.connect(url, additional_headers=cookie) as ws:
+            hello = json.loads(await ws.recv())
+            assert hello["type"] == "hello" and hello["relays"] == []
+            app.cli("grant", "revoke-all", cid)
+            try:
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+            except websockets.ConnectionClosed as closed:
+                return refused, f"{closed.rcvd.code if closed.rcvd else None}"
+        return refused, "open"
+
+    refused, closed = run_sync(chat_socket())
+    assert (refused, closed) == (403, "4403")
     assert app.get(f"/hls/{bid}/index.m3u8", headers=cookie).status == 403
 
 
