@@ -21,8 +21,8 @@ FIELDS = (("title", "Title", "What is on? (required)"),
 
 RECORDING_FIELDS = ("record", "retention_days", "visibility", "password")
 """Fields on the recording and visibility rows; the appliance's 400 errors may name any."""
-VISIBILITIES = (("public: listed, on Nostr", "public"), ("unlisted: by link only", "unlisted"),
-                ("private: needs a grant", "private"))
+VISIBILITIES = (("public (listed, Nostr)", "public"), ("unlisted (link only)", "unlisted"),
+                ("private (grant)", "private"))
 
 
 def parse_ladder_field(text: str) -> tuple[str, ...]:
@@ -80,8 +80,13 @@ class StreamForm(ModalScreen[StreamDraft | None]):
         values = {"title": self._draft.title, "summary": self._draft.summary,
                   "tags": ", ".join(self._draft.tags), "image": self._draft.image}
         with VerticalScroll(classes="dialog form"):
-            yield Label("Edit channel" if self._editing else "New channel",
-                        classes="dialog-title")
+            # The visibility sits on the heading's line: the form must fit 80×24.
+            with Horizontal(classes="form-row", id="visibility-row"):
+                yield Label("Edit channel" if self._editing else "New channel",
+                            classes="dialog-title")
+                yield Label("Visibility", classes="field-label")
+                yield Select(VISIBILITIES, value=self._visibility, allow_blank=False,
+                             id="f-visibility", compact=True)
             for name, label, placeholder in FIELDS:
                 yield Label(label, classes="field-label")
                 yield Input(values[name], placeholder=placeholder, id=f"f-{name}", compact=True)
@@ -96,10 +101,6 @@ class StreamForm(ModalScreen[StreamDraft | None]):
                 yield Input("" if retention is None else str(retention), id="f-retention_days",
                             placeholder="∞", compact=True, restrict=r"[0-9]*", max_length=5)
                 yield Label("days (empty: disk cap)", classes="field-label")
-            with Horizontal(classes="form-row", id="visibility-row"):
-                yield Label("Visibility", classes="field-label")
-                yield Select(VISIBILITIES, value=self._visibility, allow_blank=False,
-                             id="f-visibility", compact=True)
             for name in RECORDING_FIELDS:
                 yield Label("", id=f"err-{name}", classes="field-error")
             with Horizontal(classes="form-row"):
