@@ -143,3 +143,20 @@ def ffmpeg_publish_srt(url: str, ts_file: str, *, loops: int = -1) -> subprocess
         [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
          "-stream_loop", str(loops), "-i", ts_file, "-c", "copy", "-f", "mpegts", url],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def gstreamer_publish_srt(url: str, *, rate: int = 25) -> subprocess.Popen[bytes]:
+    """GStreamer's own SRT caller (``srtsink``, libsrt) pushing live x264 + AAC in MPEG-TS
+    until terminated."""
+    assert GST_LAUNCH, "gst-launch-1.0 is required (scripts/install-test-deps.sh installs it)"
+    pipeline = (
+        f"videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate={rate}/1,"
+        f"format=I420 ! x264enc tune=zerolatency key-int-max={rate} bframes=0 ! h264parse "
+        "! mpegtsmux name=mux alignment=7 ! srtsink uri=URI "
+        "audiotestsrc is-live=true ! audioconvert ! audioresample ! audio/x-raw,rate=48000 "
+        "! avenc_aac ! aacparse ! mux."
+    )
+    # The URI holds '?' and '&': one argv element, never split.
+    argv = [a if a != "uri=URI" else f"uri={url}" for a in pipeline.split()]
+    return subprocess.Popen([GST_LAUNCH, "-q", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)

@@ -15,7 +15,13 @@ import pytest
 from appliance.srt import libsrt
 from tests.helpers.appliance import ApplianceProcess, short_tmpdir
 from tests.helpers.hls import Playlist, demux, download, fetch_playlist
-from tests.helpers.publishers import FFMPEG, ffmpeg_publish_srt, make_ts_file
+from tests.helpers.publishers import (
+    FFMPEG,
+    GST_LAUNCH,
+    ffmpeg_publish_srt,
+    gstreamer_publish_srt,
+    make_ts_file,
+)
 
 
 def _libsrt_missing() -> bool:
@@ -81,10 +87,10 @@ def _playlist(app: ApplianceProcess, channel_id: str, segments: int) -> tuple[Pl
 
 
 def _live(app: ApplianceProcess, channel_id: str) -> dict[str, Any] | None:
-    for b in app.cli_json("broadcast", "list", "--channel", channel_id):
-        if b["status"] == "live":
-            return b  # type: ignore[no-any-return]
-    return None
+    """The channel's live broadcast (public JSON: cheaper than a CLI process), or None."""
+    r = app.get(f"/api/streams/{channel_id}")
+    data: dict[str, Any] = r.json() if r.status == 200 else {}
+    return data if data.get("status") == "live" else None
 
 
 def _check_decodes(pl: Playlist, url: str) -> None:
@@ -111,11 +117,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_two_publishers_on_one_port_and_garbage_udp(app: ApplianceProcess, ts_file: str) -> None:
-    """Two ffmpeg SRT callers to two channels share the port; each channel's LL-HLS decodes
-    in PyAV; a flood of garbage datagrams to the port leaves both publishing."""
+    """Two SRT callers (ffmpeg and GStreamer) to two channels share the port; each channel's
+    LL-HLS decodes in PyAV; a flood of garbage datagrams to the port leaves both publishing."""
     a, b = _channel(app, "SRT one"), _channel(app, "SRT two")
     assert a["srt_url"] == _url(app, a["stream_key"])  # shown with the key, once
-    pubs = [ffmpeg_publish_srt(a["srt_url"], ts_file), ffmpeg_publish_srt(b["srt_url"], ts_file)]
+    # Two different SRT callers: ffmpeg (libavformat + libsrt) and GStreamer's srtsink.
+    pubs = [ffmpeg_publish_srt(a["srt_url"], ts_file),
+            gstreamer_publish_srt(b["srt_url"]) if GST_LAUNCH
+            else ffmpeg_publish_srt(b["srt_url"], ts_file)]
     try:
         for ch in (a, b):
             pl, url = _playlist(app, ch["id"], 1)
@@ -144,10 +153,11 @@ def test_wrong_streamid_is_refused_and_counted_like_rtmp(app: ApplianceProcess,
                                                          ts_file: str) -> None:
     ch = _channel(app, "SRT refused")
     wrong = ch["stream_key"][:-4] + ("AAAA" if not ch["stream_key"].endswith("AAAA") else "BBBB")
-    for key in (wrong, "not-a-key", "#!::r=" + wrong + ",m=publish", "read:" + ch["stream_key"],
-                wrong, "publish:" + wrong):
-        p = ffmpeg_publish_srt(_url(app, key), ts_file, loops=0)
-        _, err = p.communicate(timeout=20)
+    attempts = [ffmpeg_publish_srt(_url(app, key), ts_file, loops=0) for key in (
+        wrong, "not-a-key", "#!::r=" + wrong + ",m=publish", "read:" + ch["stream_key"],
+        wrong, "publish:" + wrong)]  # at once: each is refused in its handshake
+    for p in attempts:
+        _, err = p.communicate(timeout=30)
         assert p.returncode != 0
         assert b"failed" in err or b"rejected" in err.lower(), err
     assert _live(app, ch["id"]) is None
