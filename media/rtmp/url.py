@@ -126,7 +126,8 @@ def parse_rtmp_url(url: str, *, stream_name: str | None = None) -> RtmpUrl:
     Args:
         url: ``rtmp[s]://HOST[:PORT]/APP/STREAM``; with ``stream_name`` given, the whole path
             is the application (``rtmp[s]://HOST[:PORT]/APP``).
-        stream_name: the stream key given separately (OBS's "Stream Key" field).
+        stream_name: the stream key given separately (OBS's "Stream Key" field); it must not
+            be empty.
 
     Returns:
         The parsed URL; its ``stream_name`` is "" when the URL has only an application and no
@@ -162,6 +163,6 @@ def parse_rtmp_url(url: str, *, stream_name: str | None = None) -> RtmpUrl:
         app, name = path, stream_name
     if not app or "?" in app:
         raise RtmpUrlError("the URL has no application path (rtmp://host/APP/KEY)")
-    if name:
+    if name or stream_name is not None:  # a key given separately must not be empty either
         _check_stream_name(name)
     return RtmpUrl(scheme, _check_host(host), port or DEFAULT_PORTS[scheme], app, name)

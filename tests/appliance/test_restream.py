@@ -396,3 +396,27 @@ def test_config_refuses_a_missing_ca_file_and_bad_ranges(tmp_path: Path) -> None
                        ("HEARTH_RESTREAM_QUEUE_UNITS", "1")]:
         with pytest.raises(ConfigError):
             load_config(environ={**base, key: value})
+
+
+def test_cli_takes_the_key_from_the_url_a_flag_or_stdin_and_never_prints_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from appliance.cli_restream import _body, target_lines
+
+    assert _body(f"rtmp://h/live/{KEY}", None) == {"url": f"rtmp://h/live/{KEY}"}
+    assert _body("rtmp://h/app/inst", KEY) == {"url": "rtmp://h/app/inst", "key": KEY}
+    monkeypatch.setattr("sys.stdin", io.StringIO(KEY + "\n"))
+    assert _body("rtmps://h/live2", None) == {"url": "rtmps://h/live2", "key": KEY}
+    monkeypatch.setattr("sys.stdin", io.StringIO(KEY + "\n"))
+    assert _body("rtmp://h/app/inst", "-") == {"url": "rtmp://h/app/inst", "key": KEY}
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    with pytest.raises(ValueError):
+        _body("rtmp://h/live", None)  # an empty key
+    lines = target_lines(RestreamTarget(
+        id=2, channel_id="c", server_url="rtmp://h:1935/live", key="<key sha256:1 len=3>",
+        created_at=0.0, state=RestreamState.BACKOFF, bytes_sent=5_000_000, failures=2,
+        last_error="refused \x1b[31m"))
+    assert lines[0] == "#2 backoff    rtmp://h:1935/live/<key sha256:1 len=3>"
+    assert "5.0 MB sent" in lines[1] and "\x1b" not in lines[2] and "2 failed" in lines[2]
+    assert KEY not in capsys.readouterr().out
