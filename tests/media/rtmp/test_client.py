@@ -274,9 +274,42 @@ def test_arbitrary_server_bytes_never_raise(after_handshake: bool, pieces: list[
         c.receive_data(FakeServer().handshake())
     for piece in pieces:
         c.receive_data(piece)
-        assert c.error is None or type(c.error) is RemoteProtocolError
+        assert c.error is None or isinstance(c.error, RemoteProtocolError)
     c.receive_data(b"")
     assert c.state in (ClientState.CLOSED, ClientState.ERROR)
     for event in c.events():
         if isinstance(event, PublishFailed):
             assert isinstance(event.error, RemoteProtocolError)
+
+
+_AMF = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=3),
+    max_leaves=6)
+_COMMAND = st.tuples(
+    st.sampled_from(["_result", "_error", "onStatus", "onBWDone", "close", "x"]),
+    st.sampled_from([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, -1.0, 1e300]),
+    _AMF, st.lists(_AMF, max_size=3))
+_MESSAGE = st.one_of(
+    _COMMAND.map(lambda c: (20, CommandMessage(c[0], c[1], c[2], tuple(c[3])).serialize())),
+    st.tuples(st.sampled_from([1, 2, 3, 4, 5, 6, 8, 9, 15, 17, 18, 22, 99]),
+              st.binary(max_size=40)))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_MESSAGE, st.sampled_from([2, 3, 5, 8]), st.integers(0, 3)),
+                max_size=12), st.integers(1, 300))
+def test_well_framed_hostile_answers_never_raise(
+        messages: list[tuple[tuple[int, bytes], int, int]], chunk_size: int) -> None:
+    """Valid chunks carrying arbitrary commands and control messages: the session ends up
+    publishing, waiting, or failed with RemoteProtocolError, and never raises."""
+    c, srv = client(), FakeServer()
+    srv.shake(c)
+    srv.writer.chunk_size = chunk_size
+    c.receive_data(srv.message(1, SetChunkSize(chunk_size).serialize(), csid=2))
+    for (type_id, payload), csid, msid in messages:
+        c.receive_data(srv.writer.write(csid, type_id, msid, 0, payload))
+        c.data_to_send()
+    assert c.error is None or isinstance(c.error, RemoteProtocolError)
+    assert c.state is not ClientState.HANDSHAKE
