@@ -62,7 +62,7 @@ class SrtUnavailable(SrtError):
     """No libsrt 1.5 shared library is installed."""
 
 
-class _EpollEvent(ctypes.Structure):
+class EpollEvent(ctypes.Structure):
     _fields_ = [("fd", SRTSOCKET), ("events", ctypes.c_int)]
 
 
@@ -127,7 +127,7 @@ def _prototypes(lib: ctypes.CDLL) -> None:
         "srt_epoll_create": (c_int, []),
         "srt_epoll_add_usock": (c_int, [c_int, SRTSOCKET, p_int]),
         "srt_epoll_remove_usock": (c_int, [c_int, SRTSOCKET]),
-        "srt_epoll_uwait": (c_int, [c_int, ctypes.POINTER(_EpollEvent), c_int,
+        "srt_epoll_uwait": (c_int, [c_int, ctypes.POINTER(EpollEvent), c_int,
                                     ctypes.c_int64]),
         "srt_epoll_release": (c_int, [c_int]),
     }
@@ -199,5 +199,5 @@ def sock_port(lib: ctypes.CDLL, sock: int) -> int:
     return parse_sockaddr(buf.raw[:n.value])[1]
 
 
-def epoll_events(count: int) -> ctypes.Array[_EpollEvent]:
-    return (_EpollEvent * count)()
+def epoll_events(count: int) -> ctypes.Array[EpollEvent]:
+    return (EpollEvent * count)()

@@ -206,25 +206,35 @@ class SrtServer:
     # ---- our SRT thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        lib = self._lib
         events = libsrt.epoll_events(64)
         buf = ctypes.create_string_buffer(libsrt.MAX_PAYLOAD)
-        timeout = int(POLL_SECONDS * 1000)
         while not self._stopping:
-            while self._close_requests:
-                fd = self._close_requests.popleft()
-                conn = self._socks.get(fd)
-                if conn is not None:
-                    self._drop(fd, conn, "closed by Hearth")
-            n = lib.srt_epoll_uwait(self._eid, events, len(events), timeout)
-            for i in range(max(n, 0)):
-                fd, flags = events[i].fd, events[i].events
-                if fd == self._listener:
-                    self._accept()
-                    continue
-                conn = self._socks.get(fd)
-                if conn is not None:
-                    self._read(fd, conn, buf, flags)
+            try:
+                self._serve_once(events, buf)
+            except Exception:  # a bug here must not silently end SRT ingest for everyone
+                logger.exception("SRT: serving callers failed; going on")
+                time.sleep(POLL_SECONDS)
+
+    def _serve_once(self, events: ctypes.Array[libsrt.EpollEvent],
+                    buf: ctypes.Array[ctypes.c_char]) -> None:
+        """Carry out close requests, then wait up to :data:`POLL_SECONDS` and serve."""
+        lib = self._lib
+        while self._close_requests:
+            fd = self._close_requests.popleft()
+            conn = self._socks.get(fd)
+            if conn is not None:
+                self._drop(fd, conn, "closed by Hearth")
+        n = lib.srt_epoll_uwait(self._eid, events, len(events), int(POLL_SECONDS * 1000))
+        if n < 0:  # not a timeout (uwait answers 0 then): never spin on a failing wait
+            time.sleep(POLL_SECONDS)
+        for i in range(max(n, 0)):
+            fd, flags = events[i].fd, events[i].events
+            if fd == self._listener:
+                self._accept()
+                continue
+            conn = self._socks.get(fd)
+            if conn is not None:
+                self._read(fd, conn, buf, flags)
 
     def _accept(self) -> None:
         lib = self._lib
