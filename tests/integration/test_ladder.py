@@ -105,6 +105,12 @@ def test_playlists_follow_the_rules_and_report_each_other(
         assert all(abs(int(msn) - own) <= 1 for _, msn, _ in reports)
         assert "#EXT-X-PART-INF:PART-TARGET=" in text
     assert_strictly_valid(texts)
+    # The operator sees the encoder found at start and each rendition's state.
+    assert "ladder      software (libx264); hardware encoders found: none" in app.cli(
+        "status").stdout
+    assert "ladder  180p,144p (plus the source)" in app.cli("channel", "show", sid).stdout
+    show = app.cli("broadcast", "show", sid).stdout
+    assert "ladder 180p 240x180 live (libx264, " in show and "ladder 144p 192x144 live" in show
     # Hostile rendition paths never reach anything but a lookup.
     for bad in ("999p/media.m3u8", "180p/index.m3u8", "..%2F/media.m3u8", "180P/media.m3u8",
                 "180p/seg-x.m4s", "0180p/media.m3u8", "180p/../../etc/passwd"):
