@@ -253,6 +253,9 @@ async def cmd_status(client: UnixSocketAdminClient, args: argparse.Namespace) ->
     print(f"  RTMP        {st.rtmp_connections} connections, "
           f"{st.auth_failures} refused keys, {st.frames_discarded} frames dropped, "
           f"{st.rtmp_refused} refused before publishing")
+    if st.srt_url:
+        print(f"  SRT         {st.srt_url}KEY: {st.srt_connections} connections, "
+              f"{st.srt_rejected} refused in the handshake")
     if st.ladder_encoder:
         print(f"  ladder      {st.ladder_encoder}")
     if st.blocked_addresses:

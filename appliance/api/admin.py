@@ -141,6 +141,9 @@ async def get_status(request: web.Request) -> web.Response:
         frames_discarded=sum(lb.publisher.frames_discarded for lb in lives),
         recent_errors=recent, broadcasts_planned=counts.broadcasts_planned,
         blocked_addresses=len(state.ingest.throttle.blocks()),
+        srt_url=state.config.srt_url or "",
+        srt_connections=state.srt.connections if state.srt else 0,
+        srt_rejected=state.srt.rejected if state.srt else 0,
         rtmp_refused=sum(state.ingest.rtmp_stats.refusals.totals.values()),
         ingest_warnings=[f"{lb.channel_id}: {reason}" for lb in lives if lb.link
                          for reason in lb.health().reasons()],

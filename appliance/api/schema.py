@@ -443,6 +443,11 @@ class Status(Dto):
     broadcasts_planned: int = 0
     ladder_encoder: str = ""
     """The quality ladder's encoder and the hardware encoders found at start."""
+    srt_url: str = ""
+    """``srt://HOST:PORT?streamid=`` (the stream key goes after it); empty when SRT is off."""
+    srt_connections: int = 0
+    srt_rejected: int = 0
+    """SRT callers refused in the handshake (key, cap, stream id), since start."""
 
 
 @dataclass(frozen=True, slots=True)

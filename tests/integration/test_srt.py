@@ -144,6 +144,9 @@ def test_two_publishers_on_one_port_and_garbage_udp(app: ApplianceProcess, ts_fi
             assert now is not None and now["id"] == live[cid]["id"]  # type: ignore[index]
         assert all(p.poll() is None for p in pubs), "a publisher was dropped"
         assert "hearth_srt_connections 2" in app.get("/metrics").text
+        status = app.cli("status").stdout
+        srt = _url(app, "KEY")
+        assert f"SRT         {srt}: 2 connections" in status
     finally:
         for p in pubs:
             _stop(p)
