@@ -2,10 +2,11 @@
 thread, package each rendition as LL-HLS next to the source (docs/architecture.md, "The
 quality ladder").
 
-Shape. A hub reader (like every consumer) feeds, on the loop, a bounded queue to one decoder
-thread; the decoder hands each frame to one bounded queue per rendition; each rendition's
-encoder thread scales and encodes (:mod:`media.transcode`) and posts its units back to the loop
-(``call_soon_threadsafe``), where they are published on the rendition's own hub
+Shape. A synchronous hub sink (like the source's HLS feed) hands, on the loop, each video
+unit to a bounded queue for one decoder thread; the decoder hands each frame to one bounded
+queue per rendition; each rendition's encoder thread scales and encodes
+(:mod:`media.transcode`) and posts its units back to the loop (``call_soon_threadsafe``),
+where they are published on the rendition's own hub
 :class:`~appliance.hub.Publisher` with the source's AAC units (shared, not re-encoded). An
 :class:`~appliance.live.HlsFeed` packages each rendition's publisher; WebRTC may read it too.
 
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from appliance.hub import Discontinuity, Publisher, Reader
+from appliance.hub import Publisher
 from media.hls.segmenter import HlsMuxer
 from media.ladder import Rendition, SegmentCuts, plan_renditions
 from media.transcode import (
@@ -246,8 +247,8 @@ class Ladder:
 
     Args:
         name: the broadcast id (thread names, logs).
-        presets: the channel's preset names, tallest first.
-        reader: its hub reader of the source.
+        presets: the channel's preset names, tallest first. :meth:`start` attaches the
+            ladder to the source's hub as a sink.
         make_feed: packages a rendition's hub publisher (:class:`appliance.live.HlsFeed`).
         make_muxer: a new HLS muxer for a rendition (the source's targets and first number,
             and ``keyframe_cuts``: each rendition keyframe starts a segment).
@@ -257,7 +258,7 @@ class Ladder:
         on_event: ``(level, kind, message)`` for the operator's event log.
     """
 
-    def __init__(self, name: str, presets: tuple[str, ...], reader: Reader, *,
+    def __init__(self, name: str, presets: tuple[str, ...], *,
                  make_feed: FeedFactory, make_muxer: Callable[[], HlsMuxer],
                  encoder: EncoderChoice, max_lag: float, cuts: SegmentCuts,
                  on_event: Callable[[str, str, str], None]) -> None:
@@ -265,7 +266,7 @@ class Ladder:
         self.encoder_factory: EncoderFactory = encoder_factory
         """Makes each rendition's encoder (the module's :data:`encoder_factory` by default)."""
         self.presets = presets
-        self._reader = reader
+        self._publisher: Publisher | None = None
         self._make_feed = make_feed
         self._make_muxer = make_muxer
         self.encoder = encoder
@@ -281,14 +282,14 @@ class Ladder:
         self._dts_deltas: list[int] = []
         self._last_dts: int | None = None
         self._frame_rate = 30.0
-        self._skipping = False
+        self._skipping = False  # the decoder queue overflowed: frames lost to the next keyframe
+        self._awaiting_keyframe = True  # a decoder starts on one (not a loss)
         self.decode_dropped = 0
         self._last_shed = 0.0
         self._dropped_seen = 0
         self.notice = ""
         """Why the ladder is smaller than asked (the CPU guard), for the operator."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
         self._guard: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -316,18 +317,21 @@ class Ladder:
 
     # ---- lifecycle (loop) ------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, publisher: Publisher) -> None:
+        """Attach to the source's hub as a synchronous sink (no task wake-up per unit: the
+        loop-side work is a queue hand-off) and start the CPU guard."""
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name=f"ladder-{self.name}")
+        self._publisher = publisher
         self._guard = self._loop.create_task(self._guard_loop(), name=f"ladder-guard-{self.name}")
+        publisher.add_sink(self)
 
     def abort(self) -> None:
         """Shutdown: stop threads and feeds without draining."""
         self._closed = True
-        for task in (self._task, self._guard):
-            if task is not None:
-                task.cancel()
-        self._reader.close()
+        if self._guard is not None:
+            self._guard.cancel()
+        if self._publisher is not None:
+            self._publisher.remove_sink(self)
         self._decode_queue.put_control(_END)
         for r in self._renditions:
             r.stop = True
@@ -335,27 +339,34 @@ class Ladder:
             r.feed.cancel()  # first: closing the publisher would end the feed's playlist
             r.publisher.close()
 
-    async def _run(self) -> None:
+    # ---- the hub sink (appliance.hub.Sink): inline on the loop, never raises -----------------
+
+    def unit(self, unit: MediaUnit) -> None:
         try:
-            while (item := await self._reader.get()) is not None:
-                if isinstance(item, MediaUnit):
-                    if item.kind is TrackKind.VIDEO:
-                        self._video(item)
-                    else:
-                        for r in self.renditions():
-                            r.publisher.publish(item)
-                elif isinstance(item, CodecConfig):
-                    self._config(item)
-                elif isinstance(item, Discontinuity):
-                    self._last_dts = None
-                    self._cuts.reset()  # the source muxer restarts at the next keyframe
-                    self._decode_queue.put_control(_DISCONTINUITY)
+            if unit.kind is TrackKind.VIDEO:
+                self._video(unit)
+            else:
+                for r in self.renditions():
+                    r.publisher.publish(unit)
         except Exception:
-            logger.exception("[%s] ladder failed", self.name)
-        finally:
-            self._decode_queue.put_control(_END)
-            if self._guard is not None:
-                self._guard.cancel()
+            logger.exception("[%s] ladder failed on a unit", self.name)
+
+    def config(self, config: CodecConfig) -> None:
+        try:
+            self._config(config)
+        except Exception:
+            logger.exception("[%s] ladder failed on a codec config", self.name)
+
+    def discontinuity(self) -> None:
+        self._last_dts = None
+        self._awaiting_keyframe = True  # the decoder restarts at the new publisher's keyframe
+        self._cuts.reset()  # the source muxer restarts at the next keyframe
+        self._decode_queue.put_control(_DISCONTINUITY)
+
+    def close(self) -> None:
+        self._decode_queue.put_control(_END)
+        if self._guard is not None:
+            self._guard.cancel()
 
     def _config(self, config: CodecConfig) -> None:
         self._audio = config.audio
@@ -408,7 +419,9 @@ class Ladder:
         starts_segment = self._cuts.push(unit.dts, unit.keyframe)
         if unit.keyframe:
             self._composition_offset = unit.pts - unit.dts
-            self._skipping = False
+            self._skipping = self._awaiting_keyframe = False
+        elif self._awaiting_keyframe:
+            return
         elif self._skipping:
             self.decode_dropped += 1
             return

@@ -163,8 +163,7 @@ class LiveBroadcast:
                                 window=hls.window, first_msn=first_msn, keyframe_cuts=True)
 
             self._ladder = Ladder(
-                broadcast_id, ladder.presets,
-                self._publisher.add_reader(f"ladder:{broadcast_id}"), make_feed=HlsFeed,
+                broadcast_id, ladder.presets, make_feed=HlsFeed,
                 make_muxer=make_muxer, encoder=ladder.encoder, max_lag=ladder.max_lag,
                 cuts=SegmentCuts(hls.segment_target, hls.part_target), on_event=ladder.on_event)
         self._link: PublisherLink | None = None
@@ -187,7 +186,7 @@ class LiveBroadcast:
     def start(self) -> None:
         self._hls.start()
         if self._ladder is not None:
-            self._ladder.start()
+            self._ladder.start(self._publisher)
 
     # ---- read side -----------------------------------------------------------------------------
 
