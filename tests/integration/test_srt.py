@@ -221,3 +221,19 @@ def test_srt_flag_in_config_show(tmp_path: Path) -> None:
     app = ApplianceProcess(tmp_path)
     out = app.cli("config", "show", "--srt", "127.0.0.1:9999", "--json").stdout
     assert '"srt.port"' in out and "9999" in out and "--srt" in out
+
+
+def test_a_publisher_that_does_not_send_mpegts_is_dropped(app: ApplianceProcess,
+                                                          ts_file: str) -> None:
+    """The right key but FLV instead of MPEG-TS: refused with a reason the operator reads."""
+    ch = _channel(app, "SRT not TS")
+    p = subprocess.Popen(
+        [str(FFMPEG), "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop",
+         "-1", "-i", ts_file, "-c", "copy", "-f", "flv", ch["srt_url"]],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        app.wait_for(lambda: f"[{ch['id']}] ingest.malformed_media: the SRT publisher does not "
+                             "send MPEG-TS" in app.log(), timeout=20)
+        app.wait_for(lambda: p.poll() is not None, timeout=15)  # the caller saw it end
+    finally:
+        _stop(p)
