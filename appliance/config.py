@@ -549,6 +549,10 @@ def format_value(value: Any, key: str = "") -> str:
     return str(value)
 
 
+SECRET_OPTIONS = frozenset({"srt.passphrase"})
+"""Options whose value ``hearth config show`` never prints (only whether one is set)."""
+
+
 def describe(config: Config, sources: Mapping[str, Source]) -> list[tuple[str, str, Source]]:
     """``(key, value, source)`` for every option: what ``hearth config show`` prints."""
     rows = []
@@ -556,8 +560,9 @@ def describe(config: Config, sources: Mapping[str, Source]) -> list[tuple[str, s
         section, _, name = opt.key.rpartition(".")
         holder = getattr(config, section) if section else config
         value = getattr(holder, name)
-        rows.append((opt.key, format_value(value, opt.key),
-                     sources.get(opt.key, Source("default"))))
+        shown = ("(set, not shown)" if value else '""') if opt.key in SECRET_OPTIONS \
+            else format_value(value, opt.key)
+        rows.append((opt.key, shown, sources.get(opt.key, Source("default"))))
     return rows
 
 

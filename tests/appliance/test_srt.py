@@ -184,3 +184,14 @@ async def test_a_starved_loop_drops_bytes_instead_of_growing(ts: Path,
         assert conn.bytes_received == rec.bytes  # what was handed over arrived whole
     finally:
         await server.close()
+
+
+def test_config_show_never_prints_the_passphrase() -> None:
+    from appliance.config import describe as describe_config
+    from appliance.config import load_config_with_sources
+
+    config, sources = load_config_with_sources(
+        None, environ={"HEARTH_SRT_PASSPHRASE": "correct horse battery"})
+    rows = {k: v for k, v, _ in describe_config(config, sources)}
+    assert rows["srt.passphrase"] == "(set, not shown)"
+    assert "correct horse" not in repr(rows)
