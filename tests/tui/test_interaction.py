@@ -398,7 +398,7 @@ async def test_ladder_in_the_form_and_a_dropped_rendition_in_the_caption() -> No
         await fake.subscribed.wait()
         await pilot.pause()
         caption = app.screen.query_one(ViewerGraph).caption
-        assert "ladder 480p 360p✗" in caption and notice in caption
+        assert "ladder 480p 360p✗ (libx264)" in caption and notice in caption
         await pilot.press("e")
         await pilot.pause()
         assert app.screen.query_one("#f-ladder", Input).value == "480p,360p"

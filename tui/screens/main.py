@@ -285,7 +285,8 @@ class MainScreen(Screen[None]):
         if stream.ingest is not None and stream.ingest.ladder:
             # The quality ladder's renditions, a dropped one marked (the CPU guard shed it).
             warning += " · ladder " + " ".join(
-                r.name + ("✗" if r.state == "dropped" else "") for r in stream.ingest.ladder)
+                r.name + ("✗" if r.state == "dropped" else "") for r in stream.ingest.ladder
+            ) + f" ({stream.ingest.ladder[0].encoder})"  # the encoder found at start
         if stream.ingest is not None and stream.ingest.ladder_notice and any(
                 r.state == "dropped" for r in stream.ingest.ladder):
             warning += f" · ⚠ {stream.ingest.ladder_notice}"
