@@ -45,7 +45,7 @@ from appliance.ingest import MAX_MALFORMED_FRAMES, IngestHandler
 from appliance.live import LiveBroadcast
 from appliance.tasks import BackgroundTasks
 from media.aac import build_asc, parse_asc
-from media.units import CodecConfig, MediaUnit, TrackKind
+from media.units import CLOCK_RATE, CodecConfig, MediaUnit, TrackKind
 from media.webrtc import compat
 from media.webrtc.gathering import configure_gathering
 from media.webrtc.guard import DatagramGuard, guard_connection
@@ -308,11 +308,17 @@ class WhipManager:
         with contextlib.suppress(Exception):
             await session.pc.close()
         logger.info("[%s] WHIP session from %s closed (%s) after %.1f s: %d video frames, "
-                    "%d audio frames, %d packets lost, %d keyframe requests",
+                    "%d audio frames, %d packets lost, %d late, %d frames dropped "
+                    "(%d incomplete, %d waiting for a keyframe), %d keyframe requests; "
+                    "audio and video synced by %s",
                     session.channel_id, session.address, reason,
                     time.monotonic() - session.created, session.video_frames,
                     session.audio_frames, session.video.packets_lost + session.audio.packets_lost,
-                    session.plis)
+                    session.video.late_packets + session.audio.late_packets,
+                    session.video.frames_dropped + session.h264.dropped,
+                    session.video.frames_dropped, session.h264.dropped, session.plis,
+                    "RTCP sender reports" if session.clock.synced else
+                    f"arrival ({session.clock.reports_rejected} sender reports rejected)")
 
     # ---- media (on the loop, from aiortc's receivers) ---------------------------------------
 
@@ -340,7 +346,10 @@ class WhipManager:
     def _sender_report(self, session: WhipSession, kind: str, ssrc: int, ntp: int,
                        rtp: int) -> None:
         if session.ssrc_kind.get(ssrc) == kind:
-            session.clock.sender_report(kind, ntp, rtp)
+            moved = session.clock.sender_report(kind, ntp, rtp)
+            if moved and logger.isEnabledFor(logging.DEBUG):
+                logger.debug("[%s] WHIP %s sender report moved its clock by %+.3f s",
+                             session.channel_id, kind, moved / CLOCK_RATE)
 
     def _video_frame(self, session: WhipSession, frame: RtpFrame) -> None:
         lb = session.live()

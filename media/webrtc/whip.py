@@ -408,6 +408,9 @@ class H264Access:
 # ---- clocks ------------------------------------------------------------------------------------
 
 NTP_FRACTION = 1 << 32
+SR_TOLERANCE = 0.02
+"""Seconds by which a sender report may disagree with the previous one of its track (after
+the RTP clock's progress) and still be trusted; a sender's own clocks agree to far better."""
 
 
 @dataclass(slots=True)
@@ -418,6 +421,7 @@ class _Track:
     first_tick: int = 0
     sr_ext: int | None = None
     sr_wall: float = 0.0
+    previous_sr: tuple[int, float] | None = None
 
 
 class SessionClock:
@@ -426,16 +430,18 @@ class SessionClock:
     Each track's 32-bit RTP timestamps are unwrapped. Until a track's first sender report it
     is placed by arrival: its first packet at the receiver's elapsed time since the session's
     first packet, then advancing by its own RTP clock. A sender report (RFC 3550 §6.4.1) gives
-    the sender's wall clock (NTP) for an RTP timestamp; from the first one on, every track
-    with a report is placed by the sender's wall clock, so audio and video line up as the
-    sender captured them (RFC 3550 §6.4.1 "lip synchronization"), whatever the network did
-    to their arrival.
+    the sender's wall clock (NTP) for an RTP timestamp; once a track has two reports that
+    agree (within :data:`SR_TOLERANCE`), it is placed by the sender's wall clock, so audio and
+    video line up as the sender captured them (RFC 3550 §6.4.1 "lip synchronization"),
+    whatever the network did to their arrival. Reports that disagree with the sender's own
+    RTP clock are ignored (counted in ``reports_rejected``).
     """
 
     def __init__(self) -> None:
         self._tracks: dict[str, _Track] = {}
         self._t0: float | None = None
         self._wall_ref: float | None = None  # sender wall time at session tick 0
+        self.reports_rejected = 0
 
     def add_track(self, name: str, clock_rate: int) -> None:
         self._tracks[name] = _Track(rate=clock_rate)
@@ -449,6 +455,12 @@ class SessionClock:
             delta -= 1 << 32
         return track.last_ext + delta
 
+    def _place(self, track: _Track, ext: int) -> int:
+        if track.sr_ext is not None and self._wall_ref is not None:
+            wall = track.sr_wall + (ext - track.sr_ext) / track.rate
+            return round((wall - self._wall_ref) * CLOCK_RATE)
+        return track.first_tick + (ext - track.first_ext) * CLOCK_RATE // track.rate
+
     def ticks(self, name: str, rtp: int, arrival: float) -> int:
         """The session tick of a frame of track ``name`` with RTP timestamp ``rtp``."""
         track = self._tracks[name]
@@ -459,23 +471,35 @@ class SessionClock:
             track.first_ext = ext
             track.first_tick = round((arrival - self._t0) * CLOCK_RATE)
         track.last_ext = ext if track.last_ext is None else max(track.last_ext, ext)
-        if track.sr_ext is not None and self._wall_ref is not None:
-            wall = track.sr_wall + (ext - track.sr_ext) / track.rate
-            return round((wall - self._wall_ref) * CLOCK_RATE)
-        return track.first_tick + (ext - track.first_ext) * CLOCK_RATE // track.rate
+        return self._place(track, ext)
 
-    def sender_report(self, name: str, ntp: int, rtp: int) -> None:
-        """An RTCP SR for track ``name``: 64-bit NTP timestamp ``ntp`` ↔ RTP ``rtp``."""
+    def sender_report(self, name: str, ntp: int, rtp: int) -> int:
+        """An RTCP SR for track ``name``: 64-bit NTP timestamp ``ntp`` ↔ RTP ``rtp``.
+
+        Returns how many ticks it moved the track (0 while there is no media to anchor to).
+        """
         track = self._tracks.get(name)
         if track is None or track.last_ext is None:
-            return  # no media yet: nothing to anchor it to
+            return 0  # no media yet: nothing to anchor it to
         ext = self._unwrap(track, rtp)
         wall = (ntp >> 32) + (ntp & 0xFFFFFFFF) / NTP_FRACTION
+        previous, track.previous_sr = track.previous_sr, (ext, wall)
+        if previous is None:
+            return 0  # one report alone proves nothing: wait for a second that agrees
+        predicted = previous[1] + (ext - previous[0]) / track.rate
+        if abs(predicted - wall) > SR_TOLERANCE:
+            # This sender's reports disagree with its own RTP clock (seen from relays that
+            # pair "now" with whatever RTP timestamp they last forwarded): keep placing this
+            # track as before rather than jumping with every report.
+            self.reports_rejected += 1
+            return 0
+        before = self._place(track, track.last_ext)
         if self._wall_ref is None:
             # First report of the session: keep this track's placement continuous.
             here = track.first_tick + (ext - track.first_ext) * CLOCK_RATE // track.rate
             self._wall_ref = wall - here / CLOCK_RATE
         track.sr_ext, track.sr_wall = ext, wall
+        return self._place(track, track.last_ext) - before
 
     @property
     def synced(self) -> bool:

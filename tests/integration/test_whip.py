@@ -3,6 +3,7 @@
 * Chromium (fake camera and microphone) publishes from the "go live" page; hls.js in a second
   Chromium page plays the resulting LL-HLS (H.264 as sent, AAC made from the Opus), and an
   aiortc WHEP viewer receives the H.264 and the publisher's own Opus.
+* werift (an independent WebRTC stack) forwards ffmpeg's H.264/Opus RTP: the HLS decodes.
 * Wrong, missing and other channels' keys get 401 with WWW-Authenticate and are counted with
   RTMP's wrong keys; hostile offers get clear 4xx; per-address session caps; PATCH is 405.
 """
@@ -10,15 +11,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import socket
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers.appliance import ApplianceProcess, short_tmpdir
 from tests.helpers.browser import CHROMIUM, chromium_page
+from tests.helpers.hls import demux, download, fetch_playlist
+from tests.helpers.publishers import FFMPEG
 
 aiortc = pytest.importorskip("aiortc")
 aiohttp = pytest.importorskip("aiohttp")
@@ -200,3 +207,80 @@ def test_chromium_goes_live_from_the_page_and_hls_and_whep_play(app: AppliancePr
         app.wait_for(lambda: _metric(app, "hearth_whip_sessions") == 0, 10)
         assert not errors, errors
     assert "WHIP session from 127.0.0.1 closed (publisher stopped (WHIP DELETE))" in app.log()
+
+
+JS_DIR = Path(__file__).resolve().parent.parent / "js"
+NODE = shutil.which("node")
+WERIFT = (JS_DIR / "node_modules" / "werift").is_dir()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(NODE is None or not WERIFT or FFMPEG is None,
+                    reason="needs node + werift (scripts/install-test-deps.sh) and ffmpeg")
+def test_werift_publishes_ffmpeg_rtp_and_hls_decodes(app: ApplianceProcess) -> None:
+    """A second, independent WHIP client: werift forwards ffmpeg's H.264/Opus RTP (with its own
+    sender reports); the HLS has both tracks, decodable, and DELETE ends the publish."""
+    ch = app.create_stream("whip werift")
+    cid = ch["id"]
+    vport, aport = _free_udp_port(), _free_udp_port()
+    node = subprocess.Popen(
+        [NODE, str(JS_DIR / "whip_publisher.mjs"), f"{app.base}/whip/{cid}", ch["stream_key"],
+         str(vport), str(aport), "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ffmpeg: subprocess.Popen[bytes] | None = None
+    try:
+        assert node.stdout is not None
+        events = [json.loads(node.stdout.readline()) for _ in range(2)]
+        assert events[0]["event"] == "answer" and events[0]["status"] == 201, events
+        assert events[0]["etag"] and events[0]["location"].startswith(f"/whip/{cid}/")
+        assert events[1]["event"] == "listening"
+        assert FFMPEG is not None
+        ffmpeg = subprocess.Popen(
+            [FFMPEG, "-hide_banner", "-loglevel", "error", "-re",
+             "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+             "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+             "-t", "8", "-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast",
+             "-tune", "zerolatency", "-profile:v", "baseline", "-g", "25", "-bf", "0",
+             "-pix_fmt", "yuv420p", "-f", "rtp", "-payload_type", "96",
+             f"rtp://127.0.0.1:{vport}?pkt_size=1200",
+             "-map", "1:a", "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-f", "rtp",
+             "-payload_type", "111", f"rtp://127.0.0.1:{aport}?pkt_size=1200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        app.wait_for(lambda: app.playlist(cid) is not None, 30)
+        fetched = fetch_playlist(f"{app.base}/hls/{cid}/index.m3u8")
+        assert fetched is not None
+        playlist, media_url = fetched
+
+        def two_segments() -> bool:
+            nonlocal playlist
+            again = fetch_playlist(f"{app.base}/hls/{cid}/index.m3u8")
+            if again is not None:
+                playlist = again[0]
+            return len(playlist.segments) >= 2
+
+        app.wait_for(two_segments, 30)
+        assert playlist.map_uri is not None
+        init = download(media_url, playlist.map_uri)
+        seg = demux(init + download(media_url, playlist.segments[1][0]))
+        assert (seg.video_codec, seg.audio_codec) == ("h264", "aac")
+        assert seg.width == 320 and seg.sample_rate == 48_000
+        assert seg.decoded_video_frames >= 10 and len(seg.audio_dts) >= 20
+        # Lip sync: audio and video of one segment cover the same media time.
+        assert abs(seg.video_dts[0] - seg.audio_dts[0]) < 0.25, (seg.video_dts[0],
+                                                                 seg.audio_dts[0])
+        later = [json.loads(line) for line in node.stdout]
+        assert [e["event"] for e in later] == ["connected", "done"], later
+        done = later[-1]
+        assert done["deleteStatus"] == 200, done
+        assert done["video"] > 50 and done["audio"] > 100
+        node.wait(10)
+    finally:
+        for proc in (node, ffmpeg):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    app.wait_for(lambda: _metric(app, "hearth_whip_sessions") == 0, 10)

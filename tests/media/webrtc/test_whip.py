@@ -284,14 +284,29 @@ def test_sender_reports_line_audio_up_with_video_whatever_the_arrival() -> None:
     assert clock.ticks("video", v0, arrival=t) == 0
     late = clock.ticks("audio", a0, arrival=t + 0.150)
     assert late == round(0.150 * CLOCK_RATE)  # before any report: placed by arrival
-    # Sender clock: video RTP v0 and audio RTP a0 were both captured at NTP 5000.0.
-    clock.sender_report("video", _ntp(5000.0), v0)
-    clock.sender_report("audio", _ntp(5000.0), a0)
+    # Sender clock: video RTP v0 and audio RTP a0 were both captured at NTP 5000.0; one
+    # report alone is not trusted, a second that agrees with the RTP clock is.
+    assert clock.sender_report("video", _ntp(5000.0), v0) == 0
+    assert clock.sender_report("audio", _ntp(5000.0), a0) == 0
+    assert not clock.synced
+    clock.sender_report("video", _ntp(5000.5), v0 + 45_000)
+    clock.sender_report("audio", _ntp(5000.5), (a0 + 24_000) & 0xFFFFFFFF)
     assert clock.synced
     one_second_later_v = clock.ticks("video", v0 + 90_000, arrival=t + 1.01)
     one_second_later_a = clock.ticks("audio", (a0 + 48_000) & 0xFFFFFFFF, arrival=t + 1.2)
     assert one_second_later_v == CLOCK_RATE
     assert one_second_later_a == one_second_later_v  # same capture instant, same tick
+
+
+def test_reports_that_disagree_with_the_rtp_clock_are_ignored() -> None:
+    """A relay that pairs "now" with the last RTP timestamp it forwarded: no jumps."""
+    clock = SessionClock()
+    clock.add_track("video", 90_000)
+    assert clock.ticks("video", 1000, arrival=10.0) == 0
+    clock.sender_report("video", _ntp(100.0), 1000)
+    assert clock.sender_report("video", _ntp(101.0), 1000 + 45_000) == 0  # 0.5 s off
+    assert clock.reports_rejected == 1 and not clock.synced
+    assert clock.ticks("video", 1000 + 90_000, arrival=11.3) == CLOCK_RATE
 
 
 def test_rtp_timestamps_unwrap() -> None:
