@@ -25,7 +25,7 @@ import pytest
 from tests.helpers.appliance import ApplianceProcess, short_tmpdir
 from tests.helpers.browser import CHROMIUM, chromium_page
 from tests.helpers.hls import demux, download, fetch_playlist
-from tests.helpers.publishers import FFMPEG
+from tests.helpers.publishers import FFMPEG, ffmpeg_publish
 
 aiortc = pytest.importorskip("aiortc")
 aiohttp = pytest.importorskip("aiohttp")
@@ -224,9 +224,14 @@ def _free_udp_port() -> int:
                     reason="needs node + werift (scripts/install-test-deps.sh) and ffmpeg")
 def test_werift_publishes_ffmpeg_rtp_and_hls_decodes(app: ApplianceProcess) -> None:
     """A second, independent WHIP client: werift forwards ffmpeg's H.264/Opus RTP (with its own
-    sender reports); the HLS has both tracks, decodable, and DELETE ends the publish."""
+    sender reports). It takes over from an RTMP publisher of the same channel (same broadcast,
+    the RTMP connection dropped); the HLS has both tracks, decodable, in sync; DELETE ends
+    the publish."""
     ch = app.create_stream("whip werift")
     cid = ch["id"]
+    rtmp = ffmpeg_publish(f"{app.rtmp_base}/{ch['stream_key']}", 30)
+    app.wait_for(lambda: app.playlist(cid) is not None, 30)
+    broadcast = app.get(f"/api/streams/{cid}").json()["id"]
     vport, aport = _free_udp_port(), _free_udp_port()
     node = subprocess.Popen(
         [NODE, str(JS_DIR / "whip_publisher.mjs"), f"{app.base}/whip/{cid}", ch["stream_key"],
@@ -250,7 +255,7 @@ def test_werift_publishes_ffmpeg_rtp_and_hls_decodes(app: ApplianceProcess) -> N
              "-map", "1:a", "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-f", "rtp",
              "-payload_type", "111", f"rtp://127.0.0.1:{aport}?pkt_size=1200"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        app.wait_for(lambda: app.playlist(cid) is not None, 30)
+        assert rtmp.wait(20) is not None  # taken over: Hearth dropped the RTMP publisher
         fetched = fetch_playlist(f"{app.base}/hls/{cid}/index.m3u8")
         assert fetched is not None
         playlist, media_url = fetched
@@ -260,18 +265,23 @@ def test_werift_publishes_ffmpeg_rtp_and_hls_decodes(app: ApplianceProcess) -> N
             again = fetch_playlist(f"{app.base}/hls/{cid}/index.m3u8")
             if again is not None:
                 playlist = again[0]
-            return len(playlist.segments) >= 2
+            # two whole segments after the takeover's discontinuity
+            last = max((i for i, s in enumerate(playlist.segments) if s[2]), default=0)
+            return len(playlist.segments) - last >= 2
 
         app.wait_for(two_segments, 30)
-        assert playlist.map_uri is not None
-        init = download(media_url, playlist.map_uri)
-        seg = demux(init + download(media_url, playlist.segments[1][0]))
+        uri, _, _, map_uri = playlist.segments[-1]
+        assert map_uri is not None
+        init = download(media_url, map_uri)
+        seg = demux(init + download(media_url, uri))
         assert (seg.video_codec, seg.audio_codec) == ("h264", "aac")
         assert seg.width == 320 and seg.sample_rate == 48_000
         assert seg.decoded_video_frames >= 10 and len(seg.audio_dts) >= 20
         # Lip sync: audio and video of one segment cover the same media time.
         assert abs(seg.video_dts[0] - seg.audio_dts[0]) < 0.25, (seg.video_dts[0],
                                                                  seg.audio_dts[0])
+        live = app.get(f"/api/streams/{cid}").json()
+        assert live["id"] == broadcast and live["status"] == "live", live  # one broadcast
         later = [json.loads(line) for line in node.stdout]
         assert [e["event"] for e in later] == ["connected", "done"], later
         done = later[-1]
@@ -279,7 +289,7 @@ def test_werift_publishes_ffmpeg_rtp_and_hls_decodes(app: ApplianceProcess) -> N
         assert done["video"] > 50 and done["audio"] > 100
         node.wait(10)
     finally:
-        for proc in (node, ffmpeg):
+        for proc in (node, ffmpeg, rtmp):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
