@@ -185,6 +185,11 @@ class MainScreen(Screen[None]):
 
     # ---- messages → model → widgets --------------------------------------------------------
 
+    @property
+    def redraw_pending(self) -> bool:
+        """A redraw is queued or waiting on its timer (tests wait for it before a snapshot)."""
+        return self._redraw_scheduled
+
     def _mark(self, *parts: str) -> None:
         """Schedule a redraw of ``parts``; everything queued before it is drawn at once.
 
