@@ -127,6 +127,10 @@ def _print_credentials(c: ChannelCredentials, verb: str) -> None:
     if c.srt_url:
         print(f"  SRT:         {c.srt_url}")
         print("               (or publish over SRT: that URL as the server, key field empty)")
+    if c.whip_url:
+        print(f"  WHIP:        {c.whip_url}")
+        print("               (or OBS 30+ Service \"WHIP\": that URL, the key as Bearer Token;")
+        print(f"                or go live from a browser: {c.channel_url}/golive)")
     print()
     print(c.obs_advice)
 

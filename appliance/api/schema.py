@@ -286,6 +286,8 @@ class AdminChannel(Dto):
     """A password page lets viewers in (private channels)."""
     ladder: list[str] = field(default_factory=list)
     """Quality-ladder presets, tallest first; empty: off (remux only)."""
+    whip_url: str | None = None
+    """WHIP ingest endpoint (the key is its bearer token) when WebRTC and WHIP are on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +306,9 @@ class ChannelCredentials(Dto):
     srt_url: str | None = None
     """``srt://HOST:PORT?streamid=KEY`` (the key included: OBS takes it as the server URL,
     key field empty) when SRT ingest is on."""
+    whip_url: str | None = None
+    """WHIP ingest endpoint (RFC 9725; the key is its bearer token) when WebRTC and WHIP are
+    on; the go-live page is ``channel_url + "/golive"``."""
 
 
 @dataclass(frozen=True, slots=True)

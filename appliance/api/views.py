@@ -32,6 +32,8 @@ def channel_urls(state: AppState, channel_id: str) -> dict[str, str | None]:
         "channel_url": f"{base}/c/{channel_id}",
         "hls_url": f"{base}/hls/{channel_id}/index.m3u8",
         "whep_url": f"{base}/whep/{channel_id}" if state.config.webrtc.enabled else None,
+        "whip_url": (f"{base}/whip/{channel_id}"
+                     if state.config.webrtc.enabled and state.config.webrtc.whip else None),
     }
 
 
@@ -95,7 +97,7 @@ def admin_channel(state: AppState, c: Channel, broadcasts: list[Broadcast]) -> A
         id=c.id, title=c.title, summary=c.summary, tags=list(c.tags), image=c.image,
         record=c.record, retention_days=c.retention_days, created_at=c.created_at,
         rtmp_url=state.config.rtmp_url, channel_url=urls["channel_url"] or "",
-        hls_url=urls["hls_url"] or "", whep_url=urls["whep_url"],
+        hls_url=urls["hls_url"] or "", whep_url=urls["whep_url"], whip_url=urls["whip_url"],
         live=admin_broadcast(state, live) if live else None,
         planned=[admin_broadcast(state, b) for b in planned[:10]],
         broadcasts_total=len(broadcasts),
@@ -111,6 +113,7 @@ def credentials(state: AppState, c: Channel, key: str) -> ChannelCredentials:
         channel_url=urls["channel_url"] or "", hls_url=urls["hls_url"] or "",
         watch_url=f"{_base(state)}/watch/{c.id}", whep_url=urls["whep_url"],
         srt_url=f"{state.config.srt_url}{key}" if state.config.srt_url else None,
+        whip_url=urls["whip_url"],
     )
 
 

@@ -4,6 +4,7 @@
   Chromium page plays the resulting LL-HLS (H.264 as sent, AAC made from the Opus), and an
   aiortc WHEP viewer receives the H.264 and the publisher's own Opus.
 * werift (an independent WebRTC stack) forwards ffmpeg's H.264/Opus RTP: the HLS decodes.
+* A session that connects but sends no video is closed after the media timeout.
 * Wrong, missing and other channels' keys get 401 with WWW-Authenticate and are counted with
   RTMP's wrong keys; hostile offers get clear 4xx; per-address session caps; PATCH is 405.
 """
@@ -41,6 +42,7 @@ def app() -> Iterator[ApplianceProcess]:
     proc = ApplianceProcess(path, {
         "HEARTH_WEBRTC_ENABLED": "1", "HEARTH_WEBRTC_UDP_PORT_MIN": "46000",
         "HEARTH_WEBRTC_UDP_PORT_MAX": "46999", "HEARTH_WEBRTC_CONNECT_TIMEOUT": "60",
+        "HEARTH_WEBRTC_WHIP_MEDIA_TIMEOUT": "4",
         "HEARTH_RTMP_AUTH_FAILURES_PER_IP": "1000"})
     proc.start()
     yield proc
@@ -80,6 +82,7 @@ async def test_keys_are_checked_like_rtmp_and_counted(app: ApplianceProcess) -> 
     """Missing, wrong and other channels' keys → 401 + WWW-Authenticate, counted with RTMP's."""
     a = app.create_stream("whip a")
     b = app.create_stream("whip b")
+    assert a["whip_url"] == f"{app.base}/whip/{a['id']}"  # shown with the key, once
     _, offer = await _aiortc_offer()
     before = _metric(app, "hearth_rtmp_auth_failures_total")
     for key in (None, "hk_nonsense", a["stream_key"][:-3] + "zzz", b["stream_key"]):
@@ -138,6 +141,26 @@ async def test_hostile_offers_get_clear_refusals(app: ApplianceProcess) -> None:
         await pc.close()
     await pc3.close()
     assert _metric(app, "hearth_whip_sessions") == 0
+
+
+async def test_a_connected_session_without_media_is_closed(app: ApplianceProcess) -> None:
+    """ICE and DTLS connect (the publisher takes the channel) but no video comes: after
+    whip_media_timeout the session is closed and the broadcast waits out its grace."""
+    ch = app.create_stream("whip silent")
+    pc, offer = await _aiortc_offer()  # transceivers without tracks: aiortc sends nothing
+    try:
+        status, _, answer = await _post(app, ch["id"], offer, key=ch["stream_key"])
+        assert status == 201, answer
+        await pc.setRemoteDescription(aiortc.RTCSessionDescription(sdp=answer, type="answer"))
+        async with asyncio.timeout(30):
+            while "WHIP publisher 127.0.0.1 connected" not in app.log():
+                await asyncio.sleep(0.1)
+            while "closed (no video for 4 s)" not in app.log():
+                await asyncio.sleep(0.1)
+        assert _metric(app, "hearth_whip_sessions") == 0
+        assert f"[{ch['id']}] ingest.disconnected: publisher gone (no video for 4 s)" in app.log()
+    finally:
+        await pc.close()
 
 
 def _whep_viewer(url: str, result: dict[str, Any]) -> None:
