@@ -21,6 +21,9 @@ from media.units import CLOCK_RATE, AudioConfig, CodecConfig, MediaUnit, TrackKi
 
 _TICKS_PER_MS = CLOCK_RATE // 1000
 _CODED = (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X)
+_AVC_CODEC_ID = 7  # FLV CodecID (E.4.3.1)
+_COMMAND = 5  # FLV FrameType "video info/command frame"
+_SOUND_FORMAT_AAC = 10  # FLV SoundFormat (E.4.2.1)
 MAX_COMPOSITION_MS = 10_000
 """A composition offset beyond ±10 s is not B-frame reordering; it is a broken encoder."""
 
@@ -103,6 +106,14 @@ class FlvDepacketizer:
         return dts
 
     def video_tag(self, timestamp_ms: int, body: bytes) -> list[Output]:
+        if len(body) > 5 and body[0] & 0x8F == _AVC_CODEC_ID and body[0] >> 4 != _COMMAND \
+                and body[1] == VideoPacketType.NALU:
+            # The common case, read in place (what parse_video_tag returns for it): a legacy
+            # AVCVIDEOPACKET NALU tag, FLV spec E.4.3.1, with its SI24 CompositionTime.
+            composition = (body[2] << 16) | (body[3] << 8) | body[4]
+            if composition & 0x800000:
+                composition -= 1 << 24
+            return self._video_frame(timestamp_ms, composition, body[5:])
         try:
             tag = parse_video_tag(body)
         except (RtmpError, ValueError) as exc:
@@ -121,17 +132,22 @@ class FlvDepacketizer:
                 return []
             self.video = config
             return [CodecConfig(self.video, self.audio)]
-        if tag.packet_type not in _CODED or not tag.data:
+        if tag.packet_type not in _CODED:
             return []  # end of sequence, metadata and other enhanced packet types
+        return self._video_frame(timestamp_ms, tag.composition_time, tag.data)
+
+    def _video_frame(self, timestamp_ms: int, composition: int, data: bytes) -> list[Output]:
+        if not data:
+            return []
         if self.video is None:
             self.frames_before_config += 1
             return []
-        if abs(tag.composition_time) > MAX_COMPOSITION_MS:
-            raise MalformedMediaError(f"composition time {tag.composition_time} ms out of range")
+        if abs(composition) > MAX_COMPOSITION_MS:
+            raise MalformedMediaError(f"composition time {composition} ms out of range")
         try:
             # Walks (and so validates) the NALU framing. FLV's frame type is advisory: the
             # IDR NAL unit decides, since segments may only start at a real IDR.
-            keyframe = contains_idr(tag.data, self.video.nal_length_size)
+            keyframe = contains_idr(data, self.video.nal_length_size)
         except H264Error as exc:
             raise MalformedMediaError(f"bad H.264 frame: {exc}") from None
         dts = self._dts(TrackKind.VIDEO, timestamp_ms)
@@ -139,14 +155,17 @@ class FlvDepacketizer:
             MediaUnit(
                 kind=TrackKind.VIDEO,
                 dts=dts,
-                pts=dts + tag.composition_time * _TICKS_PER_MS,
+                pts=dts + composition * _TICKS_PER_MS,
                 keyframe=keyframe,
-                data=tag.data,
+                data=data,
                 arrival=self._clock(),
             )
         ]
 
     def audio_tag(self, timestamp_ms: int, body: bytes) -> list[Output]:
+        if len(body) > 2 and body[0] >> 4 == _SOUND_FORMAT_AAC and body[1] == 1:
+            # The common case, read in place: a legacy AACAUDIODATA raw frame (E.4.2.2).
+            return self._audio_frame(timestamp_ms, body[2:])
         try:
             tag = parse_audio_tag(body)
         except (RtmpError, ValueError) as exc:
@@ -162,15 +181,20 @@ class FlvDepacketizer:
                 return []
             self.audio = config
             return [CodecConfig(self.video, self.audio)]
-        if tag.aac_packet_type != 1 or not tag.data:
+        if tag.aac_packet_type != 1:
             return []  # E-RTMP SequenceEnd and other non-frame packets
+        return self._audio_frame(timestamp_ms, tag.data)
+
+    def _audio_frame(self, timestamp_ms: int, data: bytes) -> list[Output]:
+        if not data:
+            return []
         if self.audio is None:
             self.frames_before_config += 1
             return []
         dts = self._dts(TrackKind.AUDIO, timestamp_ms)
         return [
             MediaUnit(
-                kind=TrackKind.AUDIO, dts=dts, pts=dts, keyframe=True, data=tag.data,
+                kind=TrackKind.AUDIO, dts=dts, pts=dts, keyframe=True, data=data,
                 arrival=self._clock(),
             )
         ]

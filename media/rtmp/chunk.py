@@ -12,11 +12,12 @@ import struct
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from .buffer import StreamReader
+from .buffer import _COMPACT_THRESHOLD, StreamReader
 from .errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "INCOMPLETE",
     "MAX_CHUNK_SIZE",
     "MAX_CHUNK_STREAMS",
     "MAX_CONTROL_MESSAGE_SIZE",
@@ -86,6 +87,19 @@ class RawMessage:
     payload: bytes
 
 
+class _Incomplete:
+    """The type of :data:`INCOMPLETE`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "INCOMPLETE"
+
+
+INCOMPLETE = _Incomplete()
+"""Returned by :meth:`ChunkReader.try_chunk` when the buffered bytes hold no complete chunk."""
+
+
 class _ChunkStreamState:
     """What §5.3.1.2 lets later chunks on the same chunk stream id omit."""
 
@@ -111,8 +125,27 @@ class _ChunkStreamState:
         self.payload: bytearray | None = None  # partial message being reassembled
 
 
-def _read_u24(data: bytes, offset: int) -> int:
+def _read_u24(data: bytes | bytearray, offset: int) -> int:
     return (data[offset] << 16) | (data[offset + 1] << 8) | data[offset + 2]
+
+
+def _peek_basic_header(buf: bytearray, pos: int) -> tuple[int, int, int] | None:
+    """§5.3.1.1 basic header at ``buf[pos]`` without consuming it: (fmt, csid, where the
+    message header starts), or None when it is not complete."""
+    end = len(buf)
+    if pos >= end:
+        return None
+    first = buf[pos]
+    csid = first & 0x3F
+    if csid == 0:
+        if pos + 2 > end:
+            return None
+        return first >> 6, 64 + buf[pos + 1], pos + 2
+    if csid == 1:
+        if pos + 3 > end:
+            return None
+        return first >> 6, 64 + buf[pos + 1] + (buf[pos + 2] << 8), pos + 3
+    return first >> 6, csid, pos + 1
 
 
 class ChunkReader:
@@ -217,24 +250,26 @@ class ChunkReader:
         return state
 
     def _start_message(
-        self, state: _ChunkStreamState, fmt: int, header: bytes, timestamp_field: int
+        self, state: _ChunkStreamState, fmt: int, header: bytes | bytearray,
+        timestamp_field: int, at: int = 0,
     ) -> bytearray:
-        """Apply the header of a chunk that begins a message (no partial payload pending)."""
+        """Apply the header of a chunk that begins a message (no partial payload pending);
+        the message header starts at ``header[at]``."""
         if fmt == 0:
             # §5.3.1.2.1: absolute timestamp; length, type id and the little-endian
             # message stream id. §5.3.1.2.4: a type-3 chunk after a type-0 chunk uses the
             # type-0 timestamp as its delta.
             state.timestamp = timestamp_field
             state.timestamp_delta = timestamp_field
-            state.message_length = _read_u24(header, 3)
-            state.message_type_id = header[6]
-            (state.message_stream_id,) = _LE_U32.unpack_from(header, 7)
+            state.message_length = _read_u24(header, at + 3)
+            state.message_type_id = header[at + 6]
+            (state.message_stream_id,) = _LE_U32.unpack_from(header, at + 7)
         else:
             if fmt <= 2:
                 state.timestamp_delta = timestamp_field
             if fmt == 1:
-                state.message_length = _read_u24(header, 3)
-                state.message_type_id = header[6]
+                state.message_length = _read_u24(header, at + 3)
+                state.message_type_id = header[at + 6]
             state.timestamp = (state.timestamp + state.timestamp_delta) & 0xFFFFFFFF
         limit = self._limit_for(state.message_type_id)
         if state.message_length > limit:
@@ -244,6 +279,121 @@ class ChunkReader:
             )
         state.payload = bytearray()
         return state.payload
+
+    def try_chunk(self, reader: StreamReader) -> RawMessage | _Incomplete | None:
+        """Parse one chunk if it is complete in ``reader``'s buffer, without generators or
+        intermediate copies (the hot path: a read holds many complete chunks).
+
+        Returns the message the chunk completes, ``None`` for a chunk that leaves its message
+        partial, or :data:`INCOMPLETE` (nothing consumed, no state changed) when the buffer
+        ends inside the chunk: call again once more bytes are buffered. Errors are
+        :meth:`read_chunk`'s, raised as soon as the headers that decide them are buffered (a
+        partial chunk is at most one chunk size of unparsed input, bounded like a partial
+        message by the message limits).
+        """
+        buf = reader._buffer
+        basic = _peek_basic_header(buf, reader._pos)
+        if basic is None:
+            return INCOMPLETE
+        fmt, csid, header_at = basic
+        head = self._peek_chunk(buf, fmt, csid, header_at)
+        if head is None:
+            return INCOMPLETE
+        state, timestamp_field, extended, p = head
+        # The whole chunk is buffered: apply it exactly as read_chunk would.
+        if state is None:
+            state = self._new_stream(csid, fmt)
+        if fmt <= 2:
+            state.extended = extended
+        payload = state.payload
+        if payload is None:
+            payload = self._start_message(state, fmt, buf, timestamp_field, header_at)
+        size = min(self._chunk_size, state.message_length - len(payload))
+        if self._buffered + size > self.max_buffered_bytes:
+            raise RemoteProtocolError(
+                f"partial messages exceed {self.max_buffered_bytes} buffered bytes"
+            )
+        complete = len(payload) + size >= state.message_length
+        data: bytes | None = None
+        if size:
+            with memoryview(buf) as view:
+                if complete and not payload:
+                    data = bytes(view[p : p + size])  # a single-chunk message: one copy
+                else:
+                    payload += view[p : p + size]
+            p += size
+        reader._pos = p
+        if p >= _COMPACT_THRESHOLD or p == len(buf):
+            del buf[:p]
+            reader._pos = 0
+        if not complete:
+            self._buffered += size
+            return None
+        # Earlier chunks of this message were counted as buffered; this one was not.
+        self._buffered -= len(payload) - size if data is None else 0
+        state.payload = None
+        if state.message_length < self.smallest_message or not self.smallest_message:
+            self.smallest_message = state.message_length
+        return RawMessage(
+            message_type_id=state.message_type_id,
+            message_stream_id=state.message_stream_id,
+            timestamp=state.timestamp,
+            payload=data if data is not None else bytes(payload),
+        )
+
+    def _peek_chunk(self, buf: bytearray, fmt: int, csid: int, header_at: int
+                    ) -> tuple[_ChunkStreamState | None, int, bool, int] | None:
+        """Check a chunk whose message header starts at ``buf[header_at]`` without changing
+        any state: (its stream state or None for a new stream, timestamp field, extended,
+        where its payload starts), or None when the buffer ends inside the chunk. Raises
+        read_chunk's errors for what the headers alone decide."""
+        state = self._streams.get(csid)
+        if state is None and (fmt != 0 or len(self._streams) >= self.max_chunk_streams):
+            self._new_stream(csid, fmt)  # raises, as read_chunk does at this point
+        end = len(buf)
+        p = header_at + _MESSAGE_HEADER_SIZE[fmt]
+        if p > end:
+            return None
+        timestamp_field = 0
+        if fmt <= 2:
+            timestamp_field = _read_u24(buf, header_at)
+            extended = timestamp_field == EXTENDED_TIMESTAMP_SENTINEL
+        else:
+            extended = state is not None and state.extended
+        if extended:
+            if p + 4 > end:
+                return None
+            (timestamp_field,) = _U32.unpack_from(buf, p)
+            p += 4
+        if state is not None and state.payload is not None:
+            if fmt != 3:
+                raise RemoteProtocolError(
+                    f"chunk type {fmt} on chunk stream {csid} interrupts a "
+                    f"{state.message_length}-byte message (expected type 3)"
+                )
+            missing = state.message_length - len(state.payload)
+        else:
+            # A new message: its size limit is checked as soon as its header is in.
+            if fmt <= 1:
+                missing = _read_u24(buf, header_at + 3)
+                type_id = buf[header_at + 6]
+            else:
+                assert state is not None  # a new stream starts with type 0
+                missing, type_id = state.message_length, state.message_type_id
+            limit = self._limit_for(type_id)
+            if missing > limit:
+                raise RemoteProtocolError(
+                    f"message of {missing} bytes exceeds the {limit}-byte limit "
+                    f"for message type {type_id}"
+                )
+        size = min(self._chunk_size, missing)
+        if self._buffered + size > self.max_buffered_bytes:
+            raise RemoteProtocolError(
+                f"partial messages exceed {self.max_buffered_bytes} buffered bytes"
+            )
+        if p + size > end:
+            return None
+        return state, timestamp_field, extended, p
 
     def read_chunk(self, reader: StreamReader) -> Generator[None, None, RawMessage | None]:
         """Read one chunk; return the message it completes, or ``None``.

@@ -19,11 +19,13 @@ import hashlib
 import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import cast
 
 from . import amf0
 from .amf0 import AmfValue
 from .buffer import StreamReader
 from .chunk import (
+    INCOMPLETE,
     MAX_CHUNK_STREAMS,
     MAX_CONTROL_MESSAGE_SIZE,
     MAX_MEDIA_MESSAGE_SIZE,
@@ -36,16 +38,15 @@ from .handshake import HANDSHAKE_SIZE, check_c0, make_s0_s1_s2
 from .messages import (
     Abort,
     Acknowledgement,
-    AudioMessage,
     CommandMessage,
     DataMessage,
     LimitType,
+    MessageType,
     SetChunkSize,
     SetPeerBandwidth,
     UnknownMessage,
     UserControl,
     UserControlEventType,
-    VideoMessage,
     WindowAcknowledgementSize,
     parse_message,
 )
@@ -81,6 +82,8 @@ DEFAULT_WINDOW_ACK_SIZE = 2_500_000
 """Our Window Acknowledgement Size / Set Peer Bandwidth (the value OBS and nginx use)."""
 
 # Chunk stream ids for our replies (the conventional choice of FMS, nginx-rtmp, FFmpeg).
+_AUDIO = int(MessageType.AUDIO)
+_VIDEO = int(MessageType.VIDEO)
 _CSID_PROTOCOL_CONTROL = 2  # §5.4: protocol control messages use chunk stream id 2
 _CSID_COMMAND = 3
 _CSID_STATUS = 5
@@ -233,8 +236,10 @@ for _state in (_S.HANDSHAKE, _S.CONNECTING, _S.CONNECTED, _S.PUBLISHING, _S.CLOS
 _TRANSITIONS[(_S.ERROR, _I.EOF)] = _S.ERROR  # keep ERROR visible to the adapter
 
 
-_ENDED_STATES = frozenset({_S.CLOSING, _S.CLOSED, _S.ERROR})
-_PARSING_STATES = frozenset({_S.CONNECTING, _S.CONNECTED, _S.PUBLISHING})
+# Tuples, not sets: membership is checked per message, and a tuple compares by identity
+# first while a set hashes the member (Enum.__hash__ is Python code).
+_ENDED_STATES = (_S.CLOSING, _S.CLOSED, _S.ERROR)
+_PARSING_STATES = (_S.CONNECTING, _S.CONNECTED, _S.PUBLISHING)
 
 
 def _as_str(value: AmfValue) -> str | None:
@@ -582,10 +587,17 @@ class RtmpServerSession:
         self._outgoing += make_s0_s1_s2(c1)
         yield from reader.read_exact(HANDSHAKE_SIZE)
         self._transition(_Input.HANDSHAKE_DONE)
+        chunks = self._chunks
         while True:
             while self._pending_publish is not None or self._chunk_allowance == 0:
                 yield  # held: see the class docstring
-            message = yield from self._chunks.read_chunk(reader)
+            # Chunks are parsed only once complete in the buffer, without a generator or a
+            # copy per chunk (ChunkReader.try_chunk); a partial one waits for more input.
+            while (parsed := chunks.try_chunk(reader)) is INCOMPLETE:
+                if reader.eof:
+                    raise EOFError(f"stream ended inside a chunk ({reader.buffered} bytes)")
+                yield
+            message = cast(RawMessage | None, parsed)
             self.chunks_received += 1
             if self._chunk_allowance is not None:
                 self._chunk_allowance -= 1
@@ -632,7 +644,13 @@ class RtmpServerSession:
         self._send_command(message_stream_id, "onStatus", 0.0, None, info)
 
     def _handle_message(self, raw: RawMessage) -> None:
-        message = parse_message(raw.message_type_id, raw.payload)
+        type_id = raw.message_type_id
+        if type_id == _AUDIO or type_id == _VIDEO:
+            # Nearly every message: straight to the event (AudioMessage/VideoMessage.parse
+            # only wrap the body).
+            self._handle_media(raw, type_id == _VIDEO)
+            return
+        message = parse_message(type_id, raw.payload)
         if isinstance(message, SetChunkSize):
             self._chunks.set_chunk_size(message.chunk_size)
         elif isinstance(message, Abort):
@@ -644,8 +662,6 @@ class RtmpServerSession:
                 self._send_message(
                     _CSID_PROTOCOL_CONTROL, 0, UserControl.ping_response(message.event_data)
                 )
-        elif isinstance(message, AudioMessage | VideoMessage):
-            self._handle_media(raw, message)
         elif isinstance(message, DataMessage):
             self._handle_data(raw.message_stream_id, message)
         elif isinstance(message, CommandMessage):
@@ -654,7 +670,7 @@ class RtmpServerSession:
             logger.debug("ignoring RTMP message type %d", message.message_type_id)
         # Acknowledgement and SetPeerBandwidth from a publisher need no action.
 
-    def _handle_media(self, raw: RawMessage, message: AudioMessage | VideoMessage) -> None:
+    def _handle_media(self, raw: RawMessage, video: bool) -> None:
         # Media on a stream whose publish awaits the application's decision is passed on too:
         # a client that does not wait for NetStream.Publish.Start (or whose sequence headers
         # share a TCP read with ``publish``) would otherwise lose its codec configuration. The
@@ -664,10 +680,10 @@ class RtmpServerSession:
                 self._publishing is None and self._pending_publish is None):
             self.ignored_media_messages += 1
             return
-        if isinstance(message, AudioMessage):
-            self._events.append(AudioReceived(raw.message_stream_id, raw.timestamp, message.body))
+        if video:
+            self._events.append(VideoReceived(raw.message_stream_id, raw.timestamp, raw.payload))
         else:
-            self._events.append(VideoReceived(raw.message_stream_id, raw.timestamp, message.body))
+            self._events.append(AudioReceived(raw.message_stream_id, raw.timestamp, raw.payload))
 
     def _handle_data(self, message_stream_id: int, message: DataMessage) -> None:
         values = list(message.values)

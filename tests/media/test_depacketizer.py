@@ -167,3 +167,52 @@ def test_8bit_420_profiles_are_accepted(profile: str) -> None:
     d = FlvDepacketizer()
     out = d.video_tag(0, _video_tag(_x264_avcc("yuv420p", profile), key=True, packet_type=0))
     assert len(out) == 1
+
+
+def _reference_frame(d: FlvDepacketizer, ts: int, body: bytes, video: bool) -> object:
+    """What the tag-parser path makes of a frame body (the fast paths must agree)."""
+    from media.rtmp.errors import RtmpError
+    from media.rtmp.flv import parse_audio_tag, parse_video_tag
+
+    try:
+        parse_video_tag(body) if video else parse_audio_tag(body)
+    except (RtmpError, ValueError):
+        return MalformedMediaError
+    try:
+        if video:
+            tag = parse_video_tag(body)
+            return d._video_frame(ts, tag.composition_time, tag.data)
+        atag = parse_audio_tag(body)
+        return d._audio_frame(ts, atag.data)
+    except MediaError as exc:
+        return type(exc)
+
+
+@given(st.binary(max_size=60), st.sampled_from([0x17, 0x27, 0x37, 0x47, 0x07, 0x67]),
+       st.integers(0, 2**32 - 1))
+def test_video_fast_path_matches_the_tag_parser(tail: bytes, first: int, ts: int) -> None:
+    """The in-place read of legacy AVC NALU tags gives what parse_video_tag gives."""
+    stream = make_stream(0.2, gop=5)
+    made = []
+    for _ in range(2):
+        d = FlvDepacketizer(clock=lambda: 1.0)
+        d.video_tag(0, _video_tag(stream.video.avcc, key=True, packet_type=0))
+        made.append(d)
+    body = bytes([first, 1]) + tail
+    try:
+        fast: object = made[0].video_tag(ts, body)
+    except MediaError as exc:
+        fast = type(exc)
+    assert fast == _reference_frame(made[1], ts, body, True)
+
+
+@given(st.binary(max_size=20), st.integers(0, 2**32 - 1))
+def test_audio_fast_path_matches_the_tag_parser(tail: bytes, ts: int) -> None:
+    stream = make_stream(0.2, gop=5)
+    made = []
+    for _ in range(2):
+        d = FlvDepacketizer(clock=lambda: 1.0)
+        d.audio_tag(0, _audio_tag(stream.audio.asc, 0))
+        made.append(d)
+    body = bytes([0xAF, 1]) + tail
+    assert made[0].audio_tag(ts, body) == _reference_frame(made[1], ts, body, False)

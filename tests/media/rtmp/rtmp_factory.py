@@ -10,7 +10,13 @@ from typing import Protocol
 from media.rtmp import amf0
 from media.rtmp.amf0 import AmfValue
 from media.rtmp.buffer import StreamReader
-from media.rtmp.chunk import ChunkReader, ChunkWriter, RawMessage, encode_chunk_header
+from media.rtmp.chunk import (
+    INCOMPLETE,
+    ChunkReader,
+    ChunkWriter,
+    RawMessage,
+    encode_chunk_header,
+)
 from media.rtmp.handshake import HANDSHAKE_SIZE
 from media.rtmp.messages import (
     CommandMessage,
@@ -221,8 +227,11 @@ class ChunkParser:
     def _run(self) -> Generator[None, None, None]:
         yield
         while True:
-            raw = yield from self.chunks.read_chunk(self.reader)
+            # As the session does: a chunk is parsed once it is complete in the buffer.
+            while (raw := self.chunks.try_chunk(self.reader)) is INCOMPLETE:
+                yield
             if raw is not None:
+                assert isinstance(raw, RawMessage)
                 self._out.append(raw)
                 if raw.message_type_id == 1:
                     msg = parse_message(1, raw.payload)
