@@ -7,13 +7,15 @@
 // that arrive on the local UDP ports VIDEO_PORT and AUDIO_PORT (e.g. from
 // `ffmpeg ... -f rtp rtp://127.0.0.1:VIDEO_PORT`) to the server: werift rewrites SSRC,
 // payload type, sequence numbers and timestamps, protects them, answers NACKs and PLIs and
-// sends RTCP sender reports. After SECONDS of media it DELETEs the session resource.
+// sends RTCP sender reports. After SECONDS of media (or a line "stop" on stdin) it DELETEs
+// the session resource.
 // Prints one JSON line per event on stdout:
 //   {"event":"answer","status":201,"location":"/whip/...","etag":"...","answer":"v=0..."}
 //   {"event":"connected"}
 //   {"event":"done","video":N,"audio":N,"plis":N,"deleteStatus":200}
 // or {"event":"error","message":...}.
 import dgram from "node:dgram";
+import { createInterface } from "node:readline";
 
 import { MediaStreamTrack, RTCPeerConnection, RTCRtpCodecParameters } from "werift";
 
@@ -80,7 +82,13 @@ async function main() {
   out({ event: "listening" });
   const start = Date.now();
   while (!connected && Date.now() - start < 20000) await new Promise((r) => setTimeout(r, 20));
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  // Publish for SECONDS, or until a line "stop" arrives on stdin.
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, seconds * 1000);
+    createInterface({ input: process.stdin }).on("line", (line) => {
+      if (line.trim() === "stop") { clearTimeout(timer); resolve(); }
+    });
+  });
   const del = await fetch(new URL(location, url), {
     method: "DELETE", headers: { Authorization: `Bearer ${key}` } });
   for (const sock of sockets) sock.close();
