@@ -161,7 +161,8 @@ def _print_broadcast(b: AdminBroadcast) -> None:
     if b.ingest:
         i = b.ingest
         res = f"{i.width}x{i.height}" if i.width else "?"
-        print(f"  ingest from {i.remote}: {i.verdict}; {i.video_codec} {res} {i.fps} fps, "
+        via = f" ({i.protocol.upper()})" if i.protocol else ""
+        print(f"  ingest{via} from {i.remote}: {i.verdict}; {i.video_codec} {res} {i.fps} fps, "
               f"{i.bitrate_kbps} kbit/s, keyframe every {i.keyframe_interval} s, "
               f"B-frames {'yes' if i.bframes else 'no'}; audio {i.audio_codec} "
               f"{i.sample_rate} Hz; frames dropped {i.frames_discarded}")

@@ -177,6 +177,8 @@ class _RefusalSummary:
 class _Link:
     """A publishing RTMP connection as the channel service sees it."""
 
+    protocol = "rtmp"
+
     def __init__(self, conn: RtmpConnection) -> None:
         self.conn = conn
         self.id = conn.id

@@ -44,7 +44,8 @@ class PublisherLink(Protocol):
     :meth:`LiveBroadcast.publish_units` (units on the publisher's own 90 kHz clock), then
     ``ChannelService.detach(channel_id, link, reason)``. ``end`` is how the service drops the
     publisher (takeover, key rotation, operator end); ``code`` is an RTMP onStatus code that
-    other protocols may ignore.
+    other protocols may ignore. A link may also have ``protocol`` (``"rtmp"``, ``"whip"``,
+    ``"srt"``), shown to the operator.
     """
 
     id: int
@@ -81,6 +82,8 @@ class LiveSnapshot:
     ladder: tuple[RenditionSnapshot, ...] = ()
     """The quality ladder's renditions (empty when the channel's ladder is off)."""
     ladder_notice: str = ""
+    protocol: str = ""
+    """The publisher's ingest protocol (``rtmp``, ``whip``, ``srt``); empty when unknown."""
 
 
 class HlsFeed:
@@ -277,6 +280,7 @@ class LiveBroadcast:
             last_error=self._last_error or self._hls.last_error,
             ladder=tuple(self._ladder.snapshot()) if self._ladder is not None else (),
             ladder_notice=self._ladder.notice if self._ladder is not None else "",
+            protocol=str(getattr(link, "protocol", "")) if link else "",
         )
 
     def health_record(self) -> dict[str, object]:

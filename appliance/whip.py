@@ -87,6 +87,7 @@ class WhipLink:
     """A WHIP session as the channel service sees it (a :class:`~appliance.live.PublisherLink`)."""
 
     _ids = 0
+    protocol = "whip"
 
     def __init__(self, session: WhipSession, remote: str) -> None:
         WhipLink._ids += 1

@@ -171,6 +171,8 @@ class IngestInfo(Dto):
     """The quality ladder's transcoded renditions (empty when the channel's ladder is off)."""
     ladder_notice: str = ""
     """Why the ladder is smaller than asked (a preset not below the source, the CPU guard)."""
+    protocol: str = ""
+    """How the publisher sends: ``rtmp``, ``whip`` or ``srt`` (empty from older servers)."""
 
 
 

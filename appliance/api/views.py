@@ -54,7 +54,7 @@ def ingest_info(lb: LiveBroadcast) -> IngestInfo | None:
         ladder=[LadderRenditionInfo(name=r.name, width=r.width, height=r.height, state=r.state,
                                     speed=r.speed, lag=r.lag, frames_dropped=r.frames_dropped,
                                     encoder=r.encoder) for r in snap.ladder],
-        ladder_notice=snap.ladder_notice,
+        ladder_notice=snap.ladder_notice, protocol=snap.protocol,
     )
 
 

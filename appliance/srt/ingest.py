@@ -63,6 +63,8 @@ def stream_key(streamid: str) -> str | None:
 class _SrtLink:
     """An SRT publisher as the channel service sees it (a ``PublisherLink``)."""
 
+    protocol = "srt"
+
     def __init__(self, conn: SrtConnection) -> None:
         self.conn = conn
         self.id = conn.id

@@ -223,6 +223,8 @@ def test_chromium_goes_live_from_the_page_and_hls_and_whep_play(app: AppliancePr
         assert "opus/48000" in viewer["answer"].lower()
         live = app.get(f"/api/streams/{cid}").json()
         assert live["status"] == "live" and live["viewers"] >= 1, live
+        shown = app.cli("broadcast", "show", live["id"]).stdout
+        assert "ingest (WHIP) from 127.0.0.1:" in shown, shown  # the operator sees how
         page.click("#stop")
         page.wait_for_function(
             "() => document.getElementById('golive-status').textContent === 'Stopped.'")
