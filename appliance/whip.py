@@ -325,9 +325,24 @@ class WhipManager:
 
     def _packet(self, session: WhipSession, kind: str, seq: int, timestamp: int, marker: bool,
                 data: bytes, ssrc: int) -> bool:
-        """One depacketized RTP packet; returns True to have aiortc send a PLI now."""
+        """One depacketized RTP packet; returns True to have aiortc send a PLI now.
+
+        Called inside aiortc's receive path: nothing may escape from here (an exception would
+        end aiortc's DTLS loop for the whole session), so a bug ends only this session.
+        """
         if session.closed:
             return False
+        try:
+            return self._handle_packet(session, kind, seq, timestamp, marker, data, ssrc)
+        except Exception:
+            logger.exception("[%s] WHIP session from %s failed", session.channel_id,
+                             session.address)
+            self.tasks.spawn(self.close_session(session, "internal error"),
+                             name=f"whip-error-{session.token[:6]}")
+            return False
+
+    def _handle_packet(self, session: WhipSession, kind: str, seq: int, timestamp: int,
+                       marker: bool, data: bytes, ssrc: int) -> bool:
         session.ssrc_kind[ssrc] = kind
         now = time.time()
         if kind == "video":
@@ -346,8 +361,8 @@ class WhipManager:
 
     def _sender_report(self, session: WhipSession, kind: str, ssrc: int, ntp: int,
                        rtp: int) -> None:
-        if session.ssrc_kind.get(ssrc) == kind:
-            moved = session.clock.sender_report(kind, ntp, rtp)
+        if session.ssrc_kind.get(ssrc) == kind and not session.closed:
+            moved = session.clock.sender_report(kind, ntp, rtp)  # arithmetic only: no raise
             if moved and logger.isEnabledFor(logging.DEBUG):
                 logger.debug("[%s] WHIP %s sender report moved its clock by %+.3f s",
                              session.channel_id, kind, moved / CLOCK_RATE)
