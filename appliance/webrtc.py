@@ -405,6 +405,7 @@ class WebRtcManager:
             except Exception as exc:
                 raise WhepError(400, f"cannot answer this offer: {exc}") from None
             peer.guards = [guard_connection(conn) for conn in connections]
+            compat.release_unused_receivers(pc)  # ~100 KiB per peer never used (sendonly)
         except BaseException:
             await self._close_peer(peer)
             raise

@@ -116,6 +116,7 @@ __all__ = [
     "SendParameters",
     "SrtpOut",
     "media_route",
+    "release_unused_receivers",
     "take_over_sender",
 ]
 
@@ -469,6 +470,30 @@ def take_over_sender(sender: RTCRtpSender,
     sender.send = send  # type: ignore[method-assign]
 
 
+_RECEIVER_BUFFERS = ("jitter_buffer", "nack_generator", "remote_bitrate_estimator")
+
+
+def release_unused_receivers(pc: RTCPeerConnection) -> int:
+    """Free the receive-side state aiortc allocates for transceivers that only send.
+
+    Every ``RTCRtpReceiver`` gets a jitter buffer, a NACK generator and (video) a remote
+    bitrate estimator of ~100 KiB at construction; a WHEP peer never receives media, and a
+    receiver whose transceiver negotiated ``sendonly`` is never started (aiortc starts it
+    only for a ``recv`` direction), so these are dropped. Call after
+    ``setLocalDescription`` (``currentDirection`` is known then). Returns how many
+    receivers were released.
+    """
+    released = 0
+    for transceiver in pc.getTransceivers():
+        if transceiver.currentDirection != "sendonly":
+            continue
+        receiver = transceiver.receiver
+        for name in _RECEIVER_BUFFERS:
+            setattr(receiver, f"_RTCRtpReceiver__{name}", None)
+        released += 1
+    return released
+
+
 def _send_path_problems() -> list[str]:
     found: list[str] = []
     process = getattr(pylibsrtp.Session, "_Session__process", None)
@@ -483,6 +508,12 @@ def _send_path_problems() -> list[str]:
                    "self.__rtcp_exited", "self._rtx_ssrc", "self._ssrc"):
         if needed not in sender_src:
             found.append(f"RTCRtpSender no longer has {needed}")
+    receiver_init = inspect.getsource(RTCRtpReceiver.__init__)
+    if not all(f"self.__{name} = " in receiver_init for name in _RECEIVER_BUFFERS):
+        found.append("RTCRtpReceiver.__init__ no longer makes the buffers we release")
+    receive_src = inspect.getsource(RTCRtpReceiver.receive)
+    if "self.__started" not in receive_src:
+        found.append("RTCRtpReceiver.receive no longer guards with __started")
     dtls_src = inspect.getsource(aiortc.rtcdtlstransport.RTCDtlsTransport)
     if "self._tx_srtp = Session(" not in dtls_src or \
             "recipient._handle_rtcp_packet(packet)" not in dtls_src:

@@ -106,6 +106,8 @@ async def test_taken_over_sender_reports_its_route_and_sends_through_it() -> Non
         compat.take_over_sender(sender, started.append,
                                 lambda what, lost: feedback.append((what, lost)))
         await server.setLocalDescription(await server.createAnswer())
+        assert compat.release_unused_receivers(server) == 1  # sendonly: never receives
+        assert compat.release_unused_receivers(client) == 0  # recvonly: keeps its buffers
         await client.setRemoteDescription(server.localDescription)
         async with asyncio.timeout(20):
             while not started:
