@@ -24,7 +24,8 @@ overstated and viewers/core understated or, from the marginal CPU, unreliable),
 µs of server CPU per packet (total, and marginal = above the no-peer baseline), extrapolated
 viewers per core at 80 % (marginal µs per packet × the stream's packet rate per viewer, the
 best delivery seen in the run; a peer that got fewer packets because the server or the
-clients fell behind would otherwise look cheap), RSS above baseline per peer,
+clients fell behind would otherwise look cheap), RSS above baseline per peer (and per peer
+added since the previous N, which leaves out the fixed cost of the first peers),
 and WHEP setup time (POST → first RTP packet) p50/p95.
 
 Caveats: a loss-free loopback means no retransmissions; on loopback the kernel's receive
@@ -292,7 +293,7 @@ def main() -> None:
             cpu0, wall0 = sampler.stop()
             base_cpu, base_rss = cpu0 / wall0, rss_mb(srv.proc.pid)
             rows.append(["0 (stream only)", "-", f"{100 * base_cpu:.1f}", "-", "-", "-", "-", "-",
-                         "-", "-", f"{base_rss:.0f}", "-", "-"])  # fmt: skip
+                         "-", f"{base_rss:.0f}", "-", "-", "-"])  # fmt: skip
             results: list[tuple[int, dict[str, Any]]] = []
             for n in ns:
                 results.append((n, measure_n(whep_url, srv.proc.pid, n, procs, window)))
@@ -300,6 +301,7 @@ def main() -> None:
             # that falls behind, or clients that do, deliver less than the stream has).
             nominal = max((r["pps"] / r["connected"] for _, r in results if r["connected"]),
                           default=float("nan"))
+            prev_rss, prev_peers = base_rss, 0
             for n, r in results:
                 if r["reasons"]:
                     print(f"# N={n}: refused/failed attempts: {r['reasons']}")
@@ -313,11 +315,16 @@ def main() -> None:
                 # clients behind) would otherwise look cheap.
                 per_core = 0.8e6 / (us_marg * nominal) if us_marg else float("nan")
                 rss_peer = (r["rss"] - base_rss) / connected if connected else float("nan")
+                # RSS added per peer since the previous N: without the fixed costs of the
+                # first peers (the Opus transcoder, imports, the per-stream state).
+                slope = ((r["rss"] - prev_rss) / (connected - prev_peers)
+                         if connected > prev_peers else float("nan"))
+                prev_rss, prev_peers = r["rss"], connected
                 rows.append([
                     f"{n}", f"{connected}/{n}", f"{100 * r['cpu']:.1f}", f"{pps:.0f}",
                     f"{pps / connected if connected else float('nan'):.0f}", f"{r['drops']:.0f}",
                     f"{us_total:.1f}", f"{us_marg:.1f}", f"{per_core:.0f}", f"{r['rss']:.0f}",
-                    f"{rss_peer:.2f}",
+                    f"{rss_peer:.2f}", f"{slope:.2f}",
                     f"{pct(r['setups'], 50):.2f}/{pct(r['setups'], 95):.2f}",
                 ])  # fmt: skip
         finally:
@@ -329,7 +336,8 @@ def main() -> None:
         ["peers", "connected", "server CPU %", "RTP pkt/s", "pkt/s/peer", "UDP drops/s",
          "µs/pkt",
          "µs/pkt marginal",
-         "viewers/core @80%", "RSS MB", "MB/peer", "setup p50/p95 s"],
+         "viewers/core @80%", "RSS MB", "MB/peer", "MB/peer since previous N",
+         "setup p50/p95 s"],
         rows,
     )  # fmt: skip
 
