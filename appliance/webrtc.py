@@ -25,6 +25,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -285,6 +286,23 @@ class StreamSource:
         self.opus_reader.close()
 
 
+@dataclass
+class SendTotals:
+    """RTP send counters of every WHEP peer since start (closed peers included)."""
+
+    packets: int = 0
+    dropped: int = 0
+    retransmitted: int = 0
+    nacks: int = 0
+
+    def add(self, sinks: Iterable[Sink]) -> None:
+        for sink in sinks:
+            self.packets += sink.packets
+            self.dropped += sink.dropped
+            self.retransmitted += sink.retransmitted
+            self.nacks += sink.nacks
+
+
 class WebRtcManager:
     """Every WHEP peer of the appliance; created only when ``webrtc.enabled``."""
 
@@ -298,6 +316,7 @@ class WebRtcManager:
         self._bframes_logged: set[str] = set()
         self.tasks = BackgroundTasks("webrtc")
         self.refused = 0
+        self._closed_totals = SendTotals()
         self.analytics: AnalyticsService | None = None
         """Told about each connected peer (player kind WebRTC) and its close."""
         compat.register_h264_profiles()
@@ -315,6 +334,13 @@ class WebRtcManager:
             source.close()
         await self.tasks.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def send_totals(self) -> SendTotals:
+        """RTP packets sent, dropped (a full socket buffer), retransmitted, NACKs received."""
+        totals = SendTotals(**vars(self._closed_totals))
+        for peer in self.peers.values():
+            totals.add(peer.sinks.values())
+        return totals
 
     @property
     def pending(self) -> int:
@@ -523,6 +549,7 @@ class WebRtcManager:
         with contextlib.suppress(Exception):
             await peer.pc.close()
         sinks = peer.sinks.values()
+        self._closed_totals.add(sinks)
         logger.info("[%s] WebRTC peer %s closed after %.1f s (%d stray datagrams dropped; "
                     "RTP sent %d, dropped %d, retransmitted %d for %d NACKs, %d PLIs)",
                     peer.stream_id, peer.remote, time.monotonic() - peer.created,

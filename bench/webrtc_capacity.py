@@ -18,9 +18,10 @@ packets the clients received are counted over ``--window`` seconds; the server's
 at the end. The peers are closed (WHEP DELETE + pc.close) before the next N.
 
 Reported per N: server CPU % of one core, RTP packets/s (video + audio, all peers, as
-counted by the clients), UDP drops/s (the kernel's RcvbufErrors for the whole box: when the
-clients cannot keep up, packets the server sent are dropped before they count, so µs/pkt is
-overstated and viewers/core understated or, from the marginal CPU, unreliable),
+counted by the clients; the server's own sent/dropped counts from ``/metrics`` beside them
+when it has them, and then µs per packet uses the server's count), UDP drops/s (the
+kernel's RcvbufErrors for the whole box: when the clients cannot keep up, packets the
+server sent are dropped before they count),
 µs of server CPU per packet (total, and marginal = above the no-peer baseline), extrapolated
 viewers per core at 80 % (marginal µs per packet × the stream's packet rate per viewer, the
 best delivery seen in the run; a peer that got fewer packets because the server or the
@@ -77,6 +78,23 @@ def udp_rcvbuf_errors() -> int:
     if len(lines) < 2 or "RcvbufErrors" not in lines[0]:
         return 0
     return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
+def server_sent(base: str) -> tuple[int, int] | None:
+    """The server's own count of RTP packets sent and dropped (``/metrics``; None on a
+    Hearth without these counters)."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    found = {ln.split()[0]: int(float(ln.split()[1])) for ln in text.splitlines()
+             if ln.startswith(("hearth_webrtc_rtp_packets_total ",
+                               "hearth_webrtc_rtp_dropped_total "))}
+    if len(found) < 2:
+        return None
+    return found["hearth_webrtc_rtp_packets_total"], found["hearth_webrtc_rtp_dropped_total"]
 
 
 def rss_mb(pid: int) -> float:
@@ -234,11 +252,14 @@ def measure_n(whep_url: str, server_pid: int, n: int, procs: int, window: float)
             return sum(c.recv()[1] for c in pipes)
 
         sampler = CpuSampler([server_pid])
+        base = whep_url.split("/whep/", 1)[0]
+        s0 = server_sent(base)
         p0, d0 = packets(), udp_rcvbuf_errors()
         sampler.start()
         time.sleep(window)
         cpu_s, wall = sampler.stop()
         p1, d1 = packets(), udp_rcvbuf_errors()
+        s1 = server_sent(base)
         rss = rss_mb(server_pid)
         for c in pipes:
             c.send("stop")
@@ -250,7 +271,10 @@ def measure_n(whep_url: str, server_pid: int, n: int, procs: int, window: float)
             p.join(timeout=10)
             if p.is_alive():
                 p.kill()
+    sent = (s1[0] - s0[0]) / wall if s0 and s1 else None
+    dropped = (s1[1] - s0[1]) / wall if s0 and s1 else None
     return {"cpu": cpu_s / wall, "pps": (p1 - p0) / wall, "rss": rss, "setups": setups,
+            "sent": sent, "sent_dropped": dropped,
             "drops": (d1 - d0) / wall,
             "connected": len(setups), "failures": failures, "reasons": reasons}  # fmt: skip
 
@@ -300,21 +324,22 @@ def main() -> None:
             time.sleep(window / 2)
             cpu0, wall0 = sampler.stop()
             base_cpu, base_rss = cpu0 / wall0, rss_mb(srv.proc.pid)
-            rows.append(["0 (stream only)", "-", f"{100 * base_cpu:.1f}", "-", "-", "-", "-", "-",
-                         "-", f"{base_rss:.0f}", "-", "-", "-"])  # fmt: skip
+            rows.append(["0 (stream only)", "-", f"{100 * base_cpu:.1f}", *["-"] * 7,
+                         f"{base_rss:.0f}", "-", "-", "-"])  # fmt: skip
             results: list[tuple[int, dict[str, Any]]] = []
             for n in ns:
                 results.append((n, measure_n(whep_url, srv.proc.pid, n, procs, window)))
             # The stream's packet rate per viewer: the best delivery of the run (a server
             # that falls behind, or clients that do, deliver less than the stream has).
-            nominal = max((r["pps"] / r["connected"] for _, r in results if r["connected"]),
+            nominal = max(((r["sent"] or r["pps"]) / r["connected"] for _, r in results
+                           if r["connected"]),
                           default=float("nan"))
             prev_rss, prev_peers = base_rss, 0
             for n, r in results:
                 if r["reasons"]:
                     print(f"# N={n}: refused/failed attempts: {r['reasons']}")
                 connected = r["connected"]
-                pps = r["pps"]
+                pps = r["sent"] or r["pps"]  # the server's own count when it has one
                 marginal = max(r["cpu"] - base_cpu, 0.0)
                 us_total = 1e6 * r["cpu"] / pps if pps else float("nan")
                 us_marg = 1e6 * marginal / pps if pps else float("nan")
@@ -330,7 +355,9 @@ def main() -> None:
                 prev_rss, prev_peers = r["rss"], connected
                 rows.append([
                     f"{n}", f"{connected}/{n}", f"{100 * r['cpu']:.1f}", f"{pps:.0f}",
-                    f"{pps / connected if connected else float('nan'):.0f}", f"{r['drops']:.0f}",
+                    f"{r['pps'] / connected if connected else float('nan'):.0f}",
+                    "-" if r["sent"] is None else f"{r['sent']:.0f}/{r['sent_dropped']:.0f}",
+                    f"{r['drops']:.0f}",
                     f"{us_total:.1f}", f"{us_marg:.1f}", f"{per_core:.0f}", f"{r['rss']:.0f}",
                     f"{rss_peer:.2f}", f"{slope:.2f}",
                     f"{pct(r['setups'], 50):.2f}/{pct(r['setups'], 95):.2f}",
@@ -341,7 +368,8 @@ def main() -> None:
           f" total {time.monotonic() - t_start:.0f} s; stream packet rate {nominal:.0f}/s per"
           " viewer (best delivery of the run)")  # fmt: skip
     print_table(
-        ["peers", "connected", "server CPU %", "RTP pkt/s", "pkt/s/peer", "UDP drops/s",
+        ["peers", "connected", "server CPU %", "RTP pkt/s", "pkt/s/peer",
+         "server sent/dropped pkt/s", "UDP drops/s",
          "µs/pkt",
          "µs/pkt marginal",
          "viewers/core @80%", "RSS MB", "MB/peer", "MB/peer since previous N",

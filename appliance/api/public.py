@@ -336,6 +336,26 @@ async def metrics(request: web.Request) -> web.Response:
             "# TYPE hearth_srt_bytes_dropped_total counter",
             f"hearth_srt_bytes_dropped_total {state.srt.bytes_dropped}",
         ]
+    if state.webrtc is not None:
+        sent = state.webrtc.send_totals()
+        lines[-2:-2] = [
+            "# HELP hearth_webrtc_peers WHEP viewers (negotiating or connected).",
+            "# TYPE hearth_webrtc_peers gauge",
+            f"hearth_webrtc_peers {len(state.webrtc.peers)}",
+            "# HELP hearth_webrtc_rtp_packets_total RTP packets sent to WHEP viewers.",
+            "# TYPE hearth_webrtc_rtp_packets_total counter",
+            f"hearth_webrtc_rtp_packets_total {sent.packets}",
+            "# HELP hearth_webrtc_rtp_dropped_total RTP packets not sent: a viewer's socket "
+            "buffer was full.",
+            "# TYPE hearth_webrtc_rtp_dropped_total counter",
+            f"hearth_webrtc_rtp_dropped_total {sent.dropped}",
+            "# HELP hearth_webrtc_rtp_retransmitted_total RTP packets sent again for NACKs.",
+            "# TYPE hearth_webrtc_rtp_retransmitted_total counter",
+            f"hearth_webrtc_rtp_retransmitted_total {sent.retransmitted}",
+            "# HELP hearth_webrtc_nacks_total NACK feedback packets from WHEP viewers.",
+            "# TYPE hearth_webrtc_nacks_total counter",
+            f"hearth_webrtc_nacks_total {sent.nacks}",
+        ]
     # The label stays "stream" (dashboards keep working); its value is the channel id.
     for lb in lives:
         lines.append(f'hearth_viewers{{stream="{lb.channel_id}"}} {lb.viewers()}')

@@ -244,6 +244,13 @@ async def test_lost_packets_come_back_and_sender_reports_keep_time(
                 await asyncio.sleep(0.1)
         for seq, (payload, _) in t.dropped.items():
             assert t.repaired[seq] == payload, seq
+        metrics = {line.split()[0]: float(line.split()[1])
+                   for line in rtc_app.get("/metrics").text.splitlines()
+                   if line.startswith("hearth_webrtc_")}
+        assert metrics["hearth_webrtc_peers"] == 1, metrics
+        assert metrics["hearth_webrtc_rtp_packets_total"] > 100, metrics
+        assert metrics["hearth_webrtc_rtp_retransmitted_total"] >= len(t.dropped), metrics
+        assert metrics["hearth_webrtc_nacks_total"] >= 1, metrics
         assert len(client.video_frames) > 10  # and the repaired stream decodes
 
         mapped: dict[int, list[float]] = {}
