@@ -97,6 +97,24 @@ def server_sent(base: str) -> tuple[int, int] | None:
     return found["hearth_webrtc_rtp_packets_total"], found["hearth_webrtc_rtp_dropped_total"]
 
 
+def wait_no_peers(base: str, timeout: float = 40.0) -> None:
+    """Until the server has no WHEP peer left (``/metrics``), so the next N is not measured
+    with the previous N's peers still being sent to."""
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return
+        peers = [ln for ln in text.splitlines() if ln.startswith("hearth_webrtc_peers ")]
+        if not peers or float(peers[0].split()[1]) == 0:
+            return
+        time.sleep(0.5)
+    print(f"# warning: WHEP peers still open {timeout:g} s after the clients stopped")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -206,13 +224,17 @@ async def _client(conn: Connection, whep_url: str, n: int) -> None:
                 conn.send(("count", counts["packets"]))
             elif cmd == "stop":
                 base = whep_url.split("/whep/", 1)[0]
-                for pc, location, _ in pcs:
+
+                async def end(pc: Any, location: str, base: str = base) -> None:
                     try:
                         async with http.delete(base + location):
                             pass
                     except aiohttp.ClientError:
                         pass
                     await pc.close()
+
+                await asyncio.gather(*(end(pc, loc) for pc, loc, _ in pcs),
+                                     return_exceptions=True)
                 conn.send(("stopped", None))
                 return
 
@@ -264,8 +286,9 @@ def measure_n(whep_url: str, server_pid: int, n: int, procs: int, window: float)
         for c in pipes:
             c.send("stop")
         for c in pipes:
-            if c.poll(20):
+            if c.poll(60):
                 c.recv()
+        wait_no_peers(base)
     finally:
         for p in children:
             p.join(timeout=10)
@@ -354,7 +377,7 @@ def main() -> None:
                          if connected > prev_peers else float("nan"))
                 prev_rss, prev_peers = r["rss"], connected
                 rows.append([
-                    f"{n}", f"{connected}/{n}", f"{100 * r['cpu']:.1f}", f"{pps:.0f}",
+                    f"{n}", f"{connected}/{n}", f"{100 * r['cpu']:.1f}", f"{r['pps']:.0f}",
                     f"{r['pps'] / connected if connected else float('nan'):.0f}",
                     "-" if r["sent"] is None else f"{r['sent']:.0f}/{r['sent_dropped']:.0f}",
                     f"{r['drops']:.0f}",
