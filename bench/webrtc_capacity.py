@@ -109,7 +109,10 @@ def wait_no_peers(base: str, timeout: float = 40.0) -> None:
         except OSError:
             return
         peers = [ln for ln in text.splitlines() if ln.startswith("hearth_webrtc_peers ")]
-        if not peers or float(peers[0].split()[1]) == 0:
+        if not peers:  # a Hearth without the gauge: give the DELETEs time to land
+            time.sleep(5)
+            return
+        if float(peers[0].split()[1]) == 0:
             return
         time.sleep(0.5)
     print(f"# warning: WHEP peers still open {timeout:g} s after the clients stopped")
