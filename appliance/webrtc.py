@@ -468,7 +468,12 @@ class WebRtcManager:
         def on_start(params: compat.SendParameters) -> None:
             source = self.sources.get(peer.stream_id)
             route = compat.media_route(sender)
-            if source is None or route is None or peer.closed:
+            if source is None or peer.closed:
+                return
+            if route is None:  # aiortc starts senders only with DTLS and ICE up: not expected
+                logger.warning("[%s] WebRTC peer %s: no SRTP session or nominated pair; "
+                               "closing", peer.stream_id, peer.remote)
+                self.tasks.spawn(self._close_peer(peer), name=f"webrtc-close-{peer.token[:6]}")
                 return
             source.attach(peer, Sink(params, route, wait_for_keyframe=kind == "video"))
 

@@ -115,6 +115,7 @@ __all__ = [
     "MediaRoute",
     "SendParameters",
     "SrtpOut",
+    "current_route",
     "media_route",
     "release_unused_receivers",
     "take_over_sender",
@@ -382,11 +383,25 @@ class SrtpOut:
 
 @dataclass(frozen=True, slots=True)
 class MediaRoute:
-    """Where one viewer's media goes: the SRTP session and the nominated pair's socket."""
+    """Where one viewer's media goes: the SRTP session and the nominated pair's socket.
+
+    ``nominated``/``pair`` (aioice's ``Connection._nominated`` and the pair read from it)
+    let :func:`current_route` follow a later nomination; None for a fixed route.
+    """
 
     srtp: SrtpOut
     sock: socket.socket
     addr: tuple[str, int]
+    nominated: dict[int, Any] | None = None
+    pair: Any = None
+
+
+def _pair_route(srtp: SrtpOut, nominated: dict[int, Any], pair: Any) -> MediaRoute | None:
+    sock = getattr(pair.protocol.transport, "_sock", None)
+    if not isinstance(sock, socket.socket):
+        return None
+    addr = pair.remote_addr
+    return MediaRoute(srtp, sock, (addr[0], addr[1]), nominated, pair)
 
 
 def media_route(sender: RTCRtpSender) -> MediaRoute | None:
@@ -396,15 +411,24 @@ def media_route(sender: RTCRtpSender) -> MediaRoute | None:
     if session is None:
         return None
     connection: Connection = dtls.transport.iceGatherer._connection
-    pair = connection._nominated.get(1)
+    nominated: dict[int, Any] = connection._nominated
+    pair = nominated.get(1)
     if pair is None:
         return None
-    transport = pair.protocol.transport
-    sock = getattr(transport, "_sock", None)
-    if not isinstance(sock, socket.socket):
-        return None
-    addr = pair.remote_addr
-    return MediaRoute(SrtpOut(session), sock, (addr[0], addr[1]))
+    return _pair_route(SrtpOut(session), nominated, pair)
+
+
+def current_route(route: MediaRoute) -> MediaRoute:
+    """``route``, or a new one on the pair ICE nominated since (a controlling agent may
+    nominate another pair later, RFC 8445 §8.1.1; aioice replaces ``_nominated[1]``, and
+    its own sends follow it). One dict lookup when nothing changed: call it per frame."""
+    nominated = route.nominated
+    if nominated is None:
+        return route
+    pair = nominated.get(1)
+    if pair is None or pair is route.pair:
+        return route
+    return _pair_route(route.srtp, nominated, pair) or route
 
 
 def rtcp_feedback(packet: Any) -> tuple[str, list[int]] | None:

@@ -22,7 +22,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 
-from media.webrtc.compat import MediaRoute, SendParameters
+from media.webrtc.compat import MediaRoute, SendParameters, current_route
 from media.webrtc.rtp import (
     History,
     HistoryEntry,
@@ -149,7 +149,7 @@ class Sink:
         header in place), then per packet the 12-byte header and the payload go into the SRTP
         buffer, are protected in place and sent.
         """
-        route = self.route
+        route = self.route = current_route(self.route)
         srtp = route.srtp
         buf = srtp.buffer
         protect = srtp.protect

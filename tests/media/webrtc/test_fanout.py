@@ -356,3 +356,39 @@ def test_srtp_in_place_matches_pylibsrtp() -> None:
     n = out.protect(len(packet))
     assert bytes(out.buffer[:n]) == reference.protect(packet)
     assert out.capacity >= 12 + 16 + 2 + 1200
+
+
+class _Transport:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+
+class _Protocol:
+    def __init__(self, sock: socket.socket) -> None:
+        self.transport = _Transport(sock)
+
+
+class _Pair:
+    """aioice's CandidatePair as compat reads it (protocol.transport._sock, remote_addr)."""
+
+    def __init__(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        self.protocol = _Protocol(sock)
+        self.remote_addr = addr
+
+
+def test_media_follows_a_later_nomination(viewers: list[Viewer]) -> None:
+    """RFC 8445 §8.1.1: the controlling agent may nominate another pair; media follows."""
+    first, second = Viewer(), Viewer()
+    viewers += [first, second]
+    nominated: dict[int, Any] = {1: _Pair(first.tx, first.rx.getsockname())}
+    route = MediaRoute(first.route.srtp, first.tx, first.rx.getsockname(), nominated,
+                       nominated[1])
+    sink = Sink(first.params, route, wait_for_keyframe=False)
+    out = Outbound("video", 90000)
+    out.attach(sink)
+    out.send([_frame(1, 3000, True, tag=1)])
+    assert first.packets(1)[0].payload[0] == 1
+    nominated[1] = _Pair(second.tx, second.rx.getsockname())
+    out.send([_frame(1, 6000, False, tag=2)])
+    got = RtpPacket.parse(_session(inbound=True).unprotect(second.rx.recv(2000)), EXTENSIONS)
+    assert got.payload[0] == 2 and sink.route.addr == second.rx.getsockname()
