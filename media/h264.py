@@ -42,6 +42,7 @@ NAL_SEI = 6
 NAL_SPS = 7
 NAL_PPS = 8
 NAL_AUD = 9
+NAL_FILLER = 12
 
 START_CODE = b"\x00\x00\x00\x01"
 VALID_LENGTH_SIZES = (1, 2, 4)
@@ -197,6 +198,69 @@ def split_annexb(data: bytes) -> list[bytes]:
             out.append(nalu)
         i = nxt
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class AnnexBAccessUnit:
+    """One access unit of an Annex-B stream (MPEG-TS, RTP) taken apart for fMP4.
+
+    Parameter sets belong in the avcC (ISO/IEC 14496-15 §5.3.3.1), so they are kept apart;
+    access unit delimiters and filler data are dropped; the other NAL units are the sample.
+    """
+
+    sps: tuple[bytes, ...]
+    pps: tuple[bytes, ...]
+    coded: tuple[bytes, ...]
+    keyframe: bool
+    """An IDR picture is among the coded NAL units."""
+
+    def sample(self) -> bytes:
+        """The coded NAL units as an AVCC sample (4-byte big-endian lengths)."""
+        return b"".join(len(n).to_bytes(4, "big") + n for n in self.coded)
+
+
+def split_access_unit(data: bytes, *, max_parameter_sets: int = 8) -> AnnexBAccessUnit:
+    """Take an Annex-B access unit apart (see :class:`AnnexBAccessUnit`).
+
+    At most ``max_parameter_sets`` SPS and as many PPS are kept (an encoder sends one of
+    each; the bound keeps a hostile unit from growing the avcC).
+
+    Raises:
+        H264Error: no NAL unit at all, or one with forbidden_zero_bit set (H.264 §7.4.1).
+    """
+    nalus = split_annexb(data)
+    if not nalus:
+        raise H264Error("no NAL unit (not an Annex-B access unit)")
+    sps: list[bytes] = []
+    pps: list[bytes] = []
+    coded: list[bytes] = []
+    keyframe = False
+    for nalu in nalus:
+        if nalu[0] & 0x80:
+            raise H264Error("NAL unit with forbidden_zero_bit set")
+        kind = nalu[0] & 0x1F
+        if kind == NAL_SPS:
+            if len(sps) < max_parameter_sets:
+                sps.append(nalu)
+        elif kind == NAL_PPS:
+            if len(pps) < max_parameter_sets:
+                pps.append(nalu)
+        elif kind not in (NAL_AUD, NAL_FILLER):
+            keyframe |= kind == NAL_IDR
+            coded.append(nalu)
+    return AnnexBAccessUnit(tuple(sps), tuple(pps), tuple(coded), keyframe)
+
+
+def config_from_parameter_sets(sps: Sequence[bytes], pps: Sequence[bytes]
+                               ) -> tuple[VideoConfig, str | None]:
+    """The :class:`VideoConfig` for in-band parameter sets, and why viewers' players cannot
+    decode that video (:func:`playback_problem`), or ``None``.
+
+    Raises:
+        H264Error: malformed parameter sets.
+    """
+    config = parse_avcc(build_avcc(sps, pps))
+    return config, playback_problem(parse_sps(config.sps[0]))
 
 
 # --- bit-level parsing (H.264 §7.2) ---------------------------------------------------------

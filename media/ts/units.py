@@ -31,18 +31,7 @@ from media.depacketizer import (
     UnsupportedCodecError,
     UnsupportedProfileError,
 )
-from media.h264 import (
-    NAL_AUD,
-    NAL_IDR,
-    NAL_PPS,
-    NAL_SPS,
-    H264Error,
-    build_avcc,
-    parse_avcc,
-    parse_sps,
-    playback_problem,
-    split_annexb,
-)
+from media.h264 import H264Error, config_from_parameter_sets, split_access_unit
 from media.ts.demux import (
     AUDIO_STREAM_TYPES,
     VIDEO_STREAM_TYPES,
@@ -54,8 +43,6 @@ from media.units import CLOCK_RATE, AudioConfig, CodecConfig, MediaUnit, TrackKi
 
 STREAM_TYPE_H264 = 0x1B
 STREAM_TYPE_AAC_ADTS = 0x0F
-NAL_FILLER = 12
-_DROPPED_NALS = frozenset({NAL_AUD, NAL_FILLER, NAL_SPS, NAL_PPS})
 _WRAP = 1 << 33
 _MAX_COMPOSITION = MAX_COMPOSITION_MS * (CLOCK_RATE // 1000)
 MAX_HELD_UNITS = 300
@@ -161,15 +148,14 @@ class TsDepacketizer:
     def _video(self, frame: PesFrame) -> list[Output]:
         if frame.pts is None:
             raise MalformedMediaError("H.264 PES without a PTS")
-        nalus = split_annexb(frame.data)
-        if not nalus:
-            raise MalformedMediaError("H.264 PES holds no NAL unit (not an Annex-B stream)")
+        try:
+            unit = split_access_unit(frame.data, max_parameter_sets=MAX_PARAMETER_SETS)
+        except H264Error as exc:
+            raise MalformedMediaError(f"H.264 PES: {exc}") from None
         out: list[Output] = []
-        sps = tuple(n for n in nalus if n[0] & 0x1F == NAL_SPS)[:MAX_PARAMETER_SETS]
-        pps = tuple(n for n in nalus if n[0] & 0x1F == NAL_PPS)[:MAX_PARAMETER_SETS]
-        if (sps and sps != self._sps) or (pps and pps != self._pps):
-            self._sps = sps or self._sps
-            self._pps = pps or self._pps
+        if (unit.sps and unit.sps != self._sps) or (unit.pps and unit.pps != self._pps):
+            self._sps = unit.sps or self._sps
+            self._pps = unit.pps or self._pps
             if self._sps and self._pps:
                 config = self._video_config()
                 if config != self.video:
@@ -178,16 +164,13 @@ class TsDepacketizer:
         if self.video is None:
             self.frames_before_config += 1
             return out
-        coded = [n for n in nalus if n[0] & 0x1F not in _DROPPED_NALS]
-        if not coded:
+        if not unit.coded:
             return out
         pts = self._unwrap(frame.pts)
         dts = pts if frame.dts is None else pts - self._offset(frame.pts, frame.dts)
         out.append(MediaUnit(
-            kind=TrackKind.VIDEO, dts=dts, pts=pts,
-            keyframe=any(n[0] & 0x1F == NAL_IDR for n in coded),
-            data=b"".join(len(n).to_bytes(4, "big") + n for n in coded),
-            arrival=self._clock(),
+            kind=TrackKind.VIDEO, dts=dts, pts=pts, keyframe=unit.keyframe,
+            data=unit.sample(), arrival=self._clock(),
         ))
         return out
 
@@ -203,8 +186,7 @@ class TsDepacketizer:
 
     def _video_config(self) -> VideoConfig:
         try:
-            config = parse_avcc(build_avcc(self._sps, self._pps))
-            problem = playback_problem(parse_sps(config.sps[0]))
+            config, problem = config_from_parameter_sets(self._sps, self._pps)
         except H264Error as exc:
             self._sps = self._pps = ()
             raise MalformedMediaError(f"bad H.264 parameter sets: {exc}") from None

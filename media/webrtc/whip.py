@@ -10,21 +10,9 @@ doing SRTP, RTX unwrapping, NACK and RTCP receiver reports) through the hooks in
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass, field
 
-from media.h264 import (
-    NAL_AUD,
-    NAL_IDR,
-    NAL_PPS,
-    NAL_SPS,
-    H264Error,
-    build_avcc,
-    parse_avcc,
-    parse_sps,
-    playback_problem,
-    split_annexb,
-)
+from media.h264 import H264Error, config_from_parameter_sets, split_access_unit
 from media.units import CLOCK_RATE, VideoConfig
 
 __all__ = [
@@ -340,8 +328,8 @@ class H264Access:
 
     def __init__(self) -> None:
         self.config: VideoConfig | None = None
-        self._sps: bytes | None = None
-        self._pps: bytes | None = None
+        self._sps: tuple[bytes, ...] = ()
+        self._pps: tuple[bytes, ...] = ()
         self._need_idr = True
         self.dropped = 0
 
@@ -356,46 +344,35 @@ class H264Access:
             raise WhipMediaError(f"access unit of {len(annexb)} bytes")
         if not annexb.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
             raise WhipMediaError("access unit does not start with a NAL unit")
-        nalus = split_annexb(annexb)
-        if not nalus:
-            raise WhipMediaError("empty access unit")
+        try:
+            unit = split_access_unit(annexb)
+        except H264Error as exc:
+            raise WhipMediaError(f"access unit: {exc}") from None
+        # The last parameter sets seen stay in force (browsers repeat them before each IDR).
+        self._sps = unit.sps[-1:] or self._sps
+        self._pps = unit.pps[-1:] or self._pps
         new_config: VideoConfig | None = None
-        keep: list[bytes] = []
-        keyframe = False
-        for nalu in nalus:
-            if nalu[0] & 0x80:
-                raise WhipMediaError("NAL unit with forbidden_zero_bit set")
-            kind = nalu[0] & 0x1F
-            if kind == NAL_SPS:
-                self._sps = nalu
-            elif kind == NAL_PPS:
-                self._pps = nalu
-            elif kind != NAL_AUD:
-                keyframe |= kind == NAL_IDR
-                keep.append(nalu)
-        if self._sps is not None and self._pps is not None and (
-                self.config is None or self.config.sps != (self._sps,)
-                or self.config.pps != (self._pps,)):
+        if self._sps and self._pps and (
+                self.config is None or self.config.sps != self._sps
+                or self.config.pps != self._pps):
             new_config = self._config(self._sps, self._pps)
             self.config = new_config
         if after_loss:
             self._need_idr = True
-        if (self._need_idr and not keyframe) or self.config is None or not keep:
+        if (self._need_idr and not unit.keyframe) or self.config is None or not unit.coded:
             self.dropped += 1
             return new_config, None
         self._need_idr = False
-        data = b"".join(struct.pack(">I", len(n)) + n for n in keep)
-        return new_config, AccessUnit(data=data, keyframe=keyframe)
+        return new_config, AccessUnit(data=unit.sample(), keyframe=unit.keyframe)
 
     @property
     def needs_keyframe(self) -> bool:
         return self._need_idr
 
     @staticmethod
-    def _config(sps: bytes, pps: bytes) -> VideoConfig:
+    def _config(sps: tuple[bytes, ...], pps: tuple[bytes, ...]) -> VideoConfig:
         try:
-            problem = playback_problem(parse_sps(sps))
-            config = parse_avcc(build_avcc([sps], [pps], 4))
+            config, problem = config_from_parameter_sets(sps, pps)
         except H264Error as exc:
             raise WhipMediaError(f"bad SPS/PPS: {exc}") from None
         if problem is not None:

@@ -289,3 +289,40 @@ def test_mutated_real_avcc_raises_only_h264error(data: st.DataObject) -> None:
         parse_avcc(mutated)
     except H264Error:
         pass
+
+
+# ---- Annex-B access units (MPEG-TS and WHIP ingest) -------------------------------------------
+
+
+def test_split_access_unit_keeps_parameter_sets_apart_and_drops_delimiters_and_filler() -> None:
+    from media.h264 import split_access_unit
+
+    aud, sps, pps = b"\x09\xf0", b"\x67\x42\xc0\x1e", b"\x68\xce\x3c\x80"
+    idr, filler, sei = b"\x65\x88\x84", b"\x0c\xff\xff", b"\x06\x05\x01"
+    unit = split_access_unit(b"".join(b"\x00\x00\x00\x01" + n
+                                      for n in (aud, sps, pps, sei, idr, filler)))
+    assert (unit.sps, unit.pps, unit.coded, unit.keyframe) == ((sps,), (pps,), (sei, idr), True)
+    assert unit.sample() == b"\x00\x00\x00\x03" + sei + b"\x00\x00\x00\x03" + idr
+    plain = split_access_unit(b"\x00\x00\x01\x41\x9a")
+    assert (plain.sps, plain.keyframe, plain.coded) == ((), False, (b"\x41\x9a",))
+
+
+def test_split_access_unit_bounds_parameter_sets_and_refuses_bad_units() -> None:
+    from media.h264 import H264Error, split_access_unit
+
+    many = b"".join(b"\x00\x00\x01\x67" + bytes([i]) for i in range(1, 20))
+    assert len(split_access_unit(many, max_parameter_sets=3).sps) == 3
+    for bad in (b"", b"\x12\x34", b"\x00\x00\x01\xe5\x00"):
+        with pytest.raises(H264Error):
+            split_access_unit(bad)
+
+
+@given(st.binary(max_size=256))
+def test_split_access_unit_raises_only_its_own_error(data: bytes) -> None:
+    from media.h264 import H264Error, split_access_unit
+
+    try:
+        unit = split_access_unit(data)
+    except H264Error:
+        return
+    assert all(n and not n[0] & 0x80 for n in (*unit.sps, *unit.pps, *unit.coded))
