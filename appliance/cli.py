@@ -36,6 +36,7 @@ from appliance.api.schema import (
 )
 from appliance.cli_analytics import add_analytics_parser, duration
 from appliance.cli_blocks import add_block_parser, block_command
+from appliance.cli_parsing import Formatter, command, common_options, json_flag
 from appliance.cli_recordings import add_recording_parser, recording_command
 from appliance.cli_restream import add_restream_parser, target_lines
 from appliance.cli_webhooks import add_webhook_parser
@@ -597,32 +598,6 @@ def cmd_tui(args: argparse.Namespace) -> int:
 # ---- the parser ------------------------------------------------------------------------------
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the hand-wrapped examples in epilogs as written."""
-
-
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", type=Path, help="data directory (env HEARTH_DATA_DIR)")
-    common.add_argument("--admin-socket", type=Path,
-                        help="admin API socket (default: in the data dir, or /run/hearth)")
-    return common
-
-
-def _json_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _command(sub: Any, name: str, func: Any, summary: str, description: str,
-             examples: str = "", *, client: bool = True,
-             parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name, parents=list(parents), help=summary, description=description,
-        epilog=f"examples:\n{examples}" if examples else None, formatter_class=_Formatter)
-    p.set_defaults(func=func, client=client, parser=p)
-    return p
-
-
 def _channel_fields(p: argparse.ArgumentParser, *, create: bool) -> None:
     p.add_argument("--title", required=create, default=None)
     p.add_argument("--summary", default=None)
@@ -658,24 +633,24 @@ def _add_channel(sub: Any, common: argparse.ArgumentParser) -> None:
     channel = sub.add_parser(
         "channel", help="channels: one per show, with a stream key that lasts",
         description="A channel is set up once (title, key); every publish with its key is a "
-                    "new broadcast of it.", formatter_class=_Formatter)
+                    "new broadcast of it.", formatter_class=Formatter)
     csub = channel.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = _command(csub, "create", cmd_channel_create, "create a channel (shows its key once)",
+    p = command(csub, "create", cmd_channel_create, "create a channel (shows its key once)",
                  "Create a channel; prints the RTMP server URL and stream key once.",
                  "  hearth channel create --title \"Friday session\" --tag music\n"
                  "  hearth channel create --title Talks --no-record --json", parents=[common])
     _channel_fields(p, create=True)
-    _json_flag(p)
-    p = _command(csub, "list", cmd_channel_list, "list channels",
+    json_flag(p)
+    p = command(csub, "list", cmd_channel_list, "list channels",
                  "List channels with what is live and what is planned.",
                  "  hearth channel list\n  hearth channel list --json", parents=[common])
-    _json_flag(p)
-    p = _command(csub, "show", cmd_channel_show, "show one channel",
+    json_flag(p)
+    p = command(csub, "show", cmd_channel_show, "show one channel",
                  "Show a channel, its live broadcast and its planned ones.",
                  "  hearth channel show 3f2a9c1b7d0e", parents=[common])
     p.add_argument("id")
-    _json_flag(p)
-    p = _command(csub, "edit", cmd_channel_edit, "change a channel's description or policy",
+    json_flag(p)
+    p = command(csub, "edit", cmd_channel_edit, "change a channel's description or policy",
                  "Change a channel's title, summary, tags, image, recording policy or quality "
                  "ladder. A live broadcast's Nostr event follows the new description; a new "
                  "ladder applies from the channel's next broadcast.",
@@ -686,19 +661,19 @@ def _add_channel(sub: Any, common: argparse.ArgumentParser) -> None:
                  "  hearth channel edit 3f2a9c1b7d0e --ladder off", parents=[common])
     p.add_argument("id")
     _channel_fields(p, create=False)
-    _json_flag(p)
-    p = _command(csub, "rotate-key", cmd_channel_rotate_key, "issue a new stream key",
+    json_flag(p)
+    p = command(csub, "rotate-key", cmd_channel_rotate_key, "issue a new stream key",
                  "Issue a new key; the old one stops working at once (a live publisher using "
                  "it is disconnected).", "  hearth channel rotate-key 3f2a9c1b7d0e",
                  parents=[common])
     p.add_argument("id")
-    _json_flag(p)
-    p = _command(csub, "delete", cmd_channel_delete, "delete a channel",
+    json_flag(p)
+    p = command(csub, "delete", cmd_channel_delete, "delete a channel",
                  "End its live broadcast, remove it and its broadcasts from every listing and "
                  "ask Nostr relays to delete their events (NIP-09).",
                  "  hearth channel delete 3f2a9c1b7d0e", parents=[common])
     p.add_argument("id")
-    _json_flag(p)
+    json_flag(p)
     add_restream_parser(csub, common)
 
 
@@ -706,21 +681,21 @@ def _add_broadcast(sub: Any, common: argparse.ArgumentParser) -> None:
     broadcast = sub.add_parser(
         "broadcast", help="broadcasts: each live session of a channel, or a planned one",
         description="Each publish with a channel's key is a broadcast with its own Nostr "
-                    "event; plan one ahead to announce it.", formatter_class=_Formatter)
+                    "event; plan one ahead to announce it.", formatter_class=Formatter)
     bsub = broadcast.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = _command(bsub, "list", cmd_broadcast_list, "list broadcasts",
+    p = command(bsub, "list", cmd_broadcast_list, "list broadcasts",
                  "List broadcasts, newest first.",
                  "  hearth broadcast list --status live\n"
                  "  hearth broadcast list --channel 3f2a9c1b7d0e --json", parents=[common])
     p.add_argument("--channel", metavar="ID", help="only this channel's")
     p.add_argument("--status", choices=["planned", "live", "ended"])
-    _json_flag(p)
-    p = _command(bsub, "show", cmd_broadcast_show, "show one broadcast",
+    json_flag(p)
+    p = command(bsub, "show", cmd_broadcast_show, "show one broadcast",
                  "Show a broadcast with its ingest health while live.",
                  "  hearth broadcast show 9d8e7f6a5b4c", parents=[common])
     p.add_argument("id")
-    _json_flag(p)
-    p = _command(bsub, "plan", cmd_broadcast_plan, "announce a broadcast ahead",
+    json_flag(p)
+    p = command(bsub, "plan", cmd_broadcast_plan, "announce a broadcast ahead",
                  "Plan a broadcast: it is announced on Nostr (status planned, with its start) "
                  "and the channel's first publish near that time becomes it.",
                  "  hearth broadcast plan --channel 3f2a9c1b7d0e --title \"Album night\" "
@@ -731,8 +706,8 @@ def _add_broadcast(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="start time, e.g. 2026-12-04T20:00+01:00 (no offset: local time)")
     p.add_argument("--visibility", choices=VISIBILITIES, default=None,
                    help="its own visibility (default: its channel's)")
-    _json_flag(p)
-    p = _command(bsub, "edit", cmd_broadcast_edit, "change one broadcast's visibility",
+    json_flag(p)
+    p = command(bsub, "edit", cmd_broadcast_edit, "change one broadcast's visibility",
                  "Give one broadcast its own visibility (public, unlisted, private), or "
                  "--visibility channel to make it follow its channel again. Takes effect at "
                  "once: viewers without a grant are refused on their next request, and a "
@@ -740,72 +715,72 @@ def _add_broadcast(sub: Any, common: argparse.ArgumentParser) -> None:
                  "  hearth broadcast edit 9d8e7f6a5b4c --visibility private", parents=[common])
     p.add_argument("id")
     p.add_argument("--visibility", required=True, choices=[*VISIBILITIES, "channel"])
-    _json_flag(p)
-    p = _command(bsub, "end", cmd_broadcast_end, "end a broadcast now (or cancel a plan)",
+    json_flag(p)
+    p = command(bsub, "end", cmd_broadcast_end, "end a broadcast now (or cancel a plan)",
                  "End a live broadcast now (its publisher is disconnected; the next publish "
                  "starts a new broadcast) or cancel a planned one.",
                  "  hearth broadcast end 9d8e7f6a5b4c", parents=[common])
     p.add_argument("id")
-    _json_flag(p)
+    json_flag(p)
 
 
 def _add_stream_aliases(sub: Any, common: argparse.ArgumentParser) -> None:
     stream = sub.add_parser(
         "stream", help="the pre-channels commands (a stream is a channel)",
         description="Kept for scripts written before channels: a stream id is a channel id. "
-                    "Use `hearth channel` and `hearth broadcast`.", formatter_class=_Formatter)
+                    "Use `hearth channel` and `hearth broadcast`.", formatter_class=Formatter)
     ssub = stream.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = _command(ssub, "create", cmd_stream_create, "a channel with a first planned broadcast",
+    p = command(ssub, "create", cmd_stream_create, "a channel with a first planned broadcast",
                  "Create a channel and a planned broadcast with the same id, taken by its first "
                  "publish (shows the key once).",
                  "  hearth stream create --title \"Friday session\"", parents=[common])
     _channel_fields(p, create=True)
-    _json_flag(p)
-    p = _command(ssub, "list", cmd_stream_list, "channels as streams",
+    json_flag(p)
+    p = command(ssub, "list", cmd_stream_list, "channels as streams",
                  "List channels with their live or latest broadcast's status.",
                  "  hearth stream list --json", parents=[common])
-    _json_flag(p)
-    p = _command(ssub, "show", cmd_stream_show, "one channel as a stream",
+    json_flag(p)
+    p = command(ssub, "show", cmd_stream_show, "one channel as a stream",
                  "Show a channel with its live or latest broadcast's status.",
                  "  hearth stream show 3f2a9c1b7d0e", parents=[common])
     p.add_argument("id")
-    _json_flag(p)
-    p = _command(ssub, "end", cmd_stream_end, "end the channel's live broadcast",
+    json_flag(p)
+    p = command(ssub, "end", cmd_stream_end, "end the channel's live broadcast",
                  "End the channel's live broadcast now; the channel and its key stay.",
                  "  hearth stream end 3f2a9c1b7d0e", parents=[common])
     p.add_argument("id")
-    p = _command(ssub, "delete", cmd_stream_delete, "= channel delete",
+    p = command(ssub, "delete", cmd_stream_delete, "= channel delete",
                  "Delete the channel.", "  hearth stream delete 3f2a9c1b7d0e", parents=[common])
     p.add_argument("id")
-    p = _command(ssub, "rotate-key", cmd_channel_rotate_key, "= channel rotate-key",
+    p = command(ssub, "rotate-key", cmd_channel_rotate_key, "= channel rotate-key",
                  "Issue a new key.", "  hearth stream rotate-key 3f2a9c1b7d0e",
                  parents=[common])
     p.add_argument("id")
-    _json_flag(p)
+    json_flag(p)
 
 
 def _add_chat(sub: Any, common: argparse.ArgumentParser) -> None:
     chat = sub.add_parser("chat", help="read and write a broadcast's live chat",
                           description="Read a broadcast's chat or post as the operator "
                                       "(NIP-53 kind 1311). A channel id means its live or "
-                                      "latest broadcast.", formatter_class=_Formatter)
+                                      "latest broadcast.", formatter_class=Formatter)
     csub = chat.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = _command(csub, "list", cmd_chat_list, "show a broadcast's chat",
+    p = command(csub, "list", cmd_chat_list, "show a broadcast's chat",
                  "Show recent chat messages, oldest first.",
                  "  hearth chat list 9d8e7f6a5b4c --limit 20", parents=[common])
     p.add_argument("id", help="broadcast id (or channel id)")
     p.add_argument("--limit", type=int, default=50)
-    _json_flag(p)
-    p = _command(csub, "send", cmd_chat_send, "post a chat message",
+    json_flag(p)
+    p = command(csub, "send", cmd_chat_send, "post a chat message",
                  "Post a message signed as the operator (or the service key).",
                  "  hearth chat send 9d8e7f6a5b4c \"Back in five minutes\"", parents=[common])
     p.add_argument("id", help="broadcast id (or channel id)")
     p.add_argument("text")
-    _json_flag(p)
+    json_flag(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = common_options()
     parser = argparse.ArgumentParser(
         prog="hearth", description="Hearth: a self-hosted live-streaming appliance.",
         epilog="examples:\n"
@@ -814,7 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  hearth broadcast list --status live\n"
                "  hearth tui\n\n"
                "`hearth COMMAND --help` shows each command's options and examples.",
-        formatter_class=_Formatter)
+        formatter_class=Formatter)
     parser.add_argument("--version", action="version", version=f"hearth {app_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -835,20 +810,20 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_argument("--no-relays", action="store_true", help="use no Nostr relays")
     settings.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
-    _command(sub, "serve", cmd_serve, "run the appliance",
+    command(sub, "serve", cmd_serve, "run the appliance",
              "Run the appliance (RTMP in, HLS out, admin API).",
              "  hearth serve\n  hearth serve --http 8081 --no-relays",
              client=False, parents=[common, settings])
     config = sub.add_parser("config", help="show the effective configuration",
-                            description="Show the configuration.", formatter_class=_Formatter)
+                            description="Show the configuration.", formatter_class=Formatter)
     config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show_config = _command(
+    show_config = command(
         config_sub, "show", cmd_config_show, "effective values and where each came from",
         "Print every option's effective value and its source (default, file, env, flag), as "
         "`hearth serve` with the same options would use it. Reference: docs/configuration.md.",
         "  hearth config show\n  hearth config show --http 8081 --json", client=False,
         parents=[common, settings])
-    _json_flag(show_config)
+    json_flag(show_config)
 
     _add_channel(sub, common)
     _add_broadcast(sub, common)
@@ -863,13 +838,13 @@ def build_parser() -> argparse.ArgumentParser:
     cli_access.add_grant_parser(sub, common)
     add_analytics_parser(sub, common)
     _add_stream_aliases(sub, common)
-    _command(sub, "tui", cmd_tui, "the operator's dashboard (Textual)",
+    command(sub, "tui", cmd_tui, "the operator's dashboard (Textual)",
              "Open the live dashboard on the running appliance.", "  hearth tui",
              client=False, parents=[common])
-    status = _command(sub, "status", cmd_status, "one-screen health summary",
+    status = command(sub, "status", cmd_status, "one-screen health summary",
                       "Print a one-screen health summary.", "  hearth status --json",
                       parents=[common])
-    _json_flag(status)
+    json_flag(status)
     return parser
 
 

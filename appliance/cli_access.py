@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.api.schema import GrantCreated, GrantsRevoked
+from appliance.cli_parsing import Formatter
 
 _DURATION_RE = re.compile(r"^([0-9]{1,7})([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -43,9 +44,6 @@ def read_password() -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
 
 def add_grant_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``grant create|revoke-all`` on the top-level subparsers."""
@@ -54,7 +52,7 @@ def add_grant_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         description="A grant is a signed viewer link that expires. It lets its holder watch a "
                     "private channel (a channel id) or one private broadcast (a broadcast "
                     "id): page, playlists, recordings, thumbnails, WebRTC and chat.",
-        formatter_class=_Formatter)
+        formatter_class=Formatter)
     gsub = grant.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = gsub.add_parser(
         "create", parents=[common], help="make a viewer link (prints watch_url)",
@@ -63,7 +61,7 @@ def add_grant_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                     "send to servers or caches; the page turns it into a cookie.",
         epilog="examples:\n  hearth grant create 3f2a9c1b7d0e --expires 2h\n"
                "  hearth grant create 9d8e7f6a5b4c --expires 7d --json",
-        formatter_class=_Formatter)
+        formatter_class=Formatter)
     p.set_defaults(func=cmd_create, client=True, parser=p)
     p.add_argument("id", help="channel id or broadcast id")
     p.add_argument("--expires", type=parse_duration, default=parse_duration("24h"),
@@ -74,7 +72,7 @@ def add_grant_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Every viewer link and password session of the channel stops working at "
                     "once (viewers holding one are cut off on their next request). Links made "
                     "afterwards work.",
-        epilog="examples:\n  hearth grant revoke-all 3f2a9c1b7d0e", formatter_class=_Formatter)
+        epilog="examples:\n  hearth grant revoke-all 3f2a9c1b7d0e", formatter_class=Formatter)
     p.set_defaults(func=cmd_revoke_all, client=True, parser=p)
     p.add_argument("id", help="channel id")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -24,22 +24,9 @@ from appliance.api.schema import (
     safe_text,
 )
 from appliance.cli_access import parse_duration
+from appliance.cli_parsing import leaf
 
 SPARK = " ▁▂▃▄▅▆▇█"
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def _leaf(sub: Any, common: argparse.ArgumentParser, name: str, func: Any, summary: str,
-          description: str, examples: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name, parents=[common], help=summary, description=description,
-        epilog=f"examples:\n{examples}", formatter_class=_Formatter)
-    p.set_defaults(func=func, client=True, parser=p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    return p
 
 
 def _days(raw: str) -> int:
@@ -60,25 +47,25 @@ def add_analytics_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                     "kinds, devices and chat (docs/analytics.md). No address or User-Agent "
                     "is stored: viewers are counted by a hash that changes every day.")
     asub = an.add_subparsers(dest="action", required=True, metavar="ACTION")
-    b = _leaf(asub, common, "broadcast", cmd_broadcast, "one broadcast's audience",
-              "A broadcast's audience: timeline of concurrent viewers, peak, unique viewers, "
-              "watch time, player kind and device split, chat; recording playback apart.",
-              "  hearth analytics broadcast 9d8e7f6a5b4c\n"
-              "  hearth analytics broadcast 9d8e7f6a5b4c --json")
+    b = leaf(asub, common, "broadcast", cmd_broadcast, "one broadcast's audience",
+             "A broadcast's audience: timeline of concurrent viewers, peak, unique viewers, "
+             "watch time, player kind and device split, chat; recording playback apart.",
+             "  hearth analytics broadcast 9d8e7f6a5b4c\n"
+             "  hearth analytics broadcast 9d8e7f6a5b4c --json")
     b.add_argument("id", help="broadcast id (from `hearth broadcast list`)")
-    c = _leaf(asub, common, "channel", cmd_channel, "a channel's audience over days",
-              "The broadcasts of a channel that started in the last N days, rolled up, "
-              "per day and per broadcast.",
-              "  hearth analytics channel 3f2a9c1b7d0e --days 7\n"
-              "  hearth analytics channel 3f2a9c1b7d0e --json")
+    c = leaf(asub, common, "channel", cmd_channel, "a channel's audience over days",
+             "The broadcasts of a channel that started in the last N days, rolled up, "
+             "per day and per broadcast.",
+             "  hearth analytics channel 3f2a9c1b7d0e --days 7\n"
+             "  hearth analytics channel 3f2a9c1b7d0e --json")
     c.add_argument("id", help="channel id (from `hearth channel list`)")
     c.add_argument("--days", type=_days, default=30, metavar="N",
                    help="last N days (default 30)")
-    link = _leaf(asub, common, "link", cmd_link, "a link to the channel owner's analytics page",
-                 "Make a link to the channel's analytics page for its owner (no admin access "
-                 "needed): signed, expiring, ended early by `hearth grant revoke-all CHANNEL`.",
-                 "  hearth analytics link 3f2a9c1b7d0e --expires 30d\n"
-                 "  hearth analytics link 3f2a9c1b7d0e --json")
+    link = leaf(asub, common, "link", cmd_link, "a link to the channel owner's analytics page",
+                "Make a link to the channel's analytics page for its owner (no admin access "
+                "needed): signed, expiring, ended early by `hearth grant revoke-all CHANNEL`.",
+                "  hearth analytics link 3f2a9c1b7d0e --expires 30d\n"
+                "  hearth analytics link 3f2a9c1b7d0e --json")
     link.add_argument("id", help="channel id (from `hearth channel list`)")
     link.add_argument("--expires", type=parse_duration, default=parse_duration("7d"),
                       metavar="DURATION", help="how long the link works: 30m, 2h, 7d, 2w "

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from appliance.api.schema import RestreamTarget, safe_text
+from appliance.cli_parsing import Formatter, leaf
 from media.rtmp.url import RtmpUrlError, parse_rtmp_url
 
 LIST_FIELDS = ("id", "server_url", "key", "state", "bitrate_kbps", "bytes_sent",
@@ -26,17 +27,10 @@ LIST_FIELDS = ("id", "server_url", "key", "state", "bitrate_kbps", "bytes_sent",
 """``hearth channel restream list --json`` keys (the contract)."""
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
 
 def _leaf(sub: Any, common: argparse.ArgumentParser, name: str, func: Any, summary: str,
           description: str, examples: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name, parents=[common], help=summary, description=description,
-        epilog=f"examples:\n{examples}", formatter_class=_Formatter)
-    p.set_defaults(func=func, client=True, parser=p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = leaf(sub, common, name, func, summary, description, examples)
     p.add_argument("id", help="channel id")
     return p
 
@@ -48,7 +42,7 @@ def add_restream_parser(csub: Any, common: argparse.ArgumentParser) -> None:
         description="While the channel is live, Hearth publishes a copy of the stream (no "
                     "re-encoding) to each target over RTMP or RTMPS, reconnecting when a "
                     "target drops. Targets keep their keys secret: they are never shown again.",
-        formatter_class=_Formatter)
+        formatter_class=Formatter)
     rsub = rs.add_subparsers(dest="restream_action", required=True, metavar="ACTION")
     add = _leaf(rsub, common, "add", cmd_add, "add a target",
                 "Add an rtmp:// or rtmps:// target. The stream key is the URL's last path "

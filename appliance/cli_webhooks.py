@@ -21,25 +21,12 @@ from appliance.api.schema import (
     WebhookTestQueued,
     safe_text,
 )
+from appliance.cli_parsing import leaf
 from appliance.webhooks.payload import WebhookError, parse_events, validate_url
 
 LIST_FIELDS = ("id", "url", "events", "state", "last_status", "last_error",
                "consecutive_failures", "pending", "dropped", "last_success_at", "created_at")
 """``hearth webhook list --json`` keys (the contract)."""
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def _leaf(sub: Any, common: argparse.ArgumentParser, name: str, func: Any, summary: str,
-          description: str, examples: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name, parents=[common], help=summary, description=description,
-        epilog=f"examples:\n{examples}", formatter_class=_Formatter)
-    p.set_defaults(func=func, client=True, parser=p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    return p
 
 
 def add_webhook_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -50,27 +37,27 @@ def add_webhook_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                     "event it subscribed to happens (docs/webhooks.md). Events: "
                     + ", ".join(WEBHOOK_EVENTS) + ".")
     wsub = wh.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = _leaf(wsub, common, "add", cmd_add, "add an endpoint (prints its secret once)",
-                "Add an endpoint. Without --event it receives every event. The signing "
-                "secret is printed once: keep it with the receiver.",
-                "  hearth webhook add https://ntfy.sh/my-topic --event broadcast.live\n"
-                "  hearth webhook add http://127.0.0.1:9000/hook --json")
+    add = leaf(wsub, common, "add", cmd_add, "add an endpoint (prints its secret once)",
+               "Add an endpoint. Without --event it receives every event. The signing "
+               "secret is printed once: keep it with the receiver.",
+               "  hearth webhook add https://ntfy.sh/my-topic --event broadcast.live\n"
+               "  hearth webhook add http://127.0.0.1:9000/hook --json")
     add.add_argument("url", help="http:// or https:// URL to POST to")
     add.add_argument("--event", action="append", default=[], metavar="EVENT",
                      help="subscribe to EVENT (repeatable; default: all): "
                           + ", ".join(WEBHOOK_EVENTS))
-    _leaf(wsub, common, "list", cmd_list, "list endpoints with their delivery state",
-          "List endpoints: state (new, ok, failing), last HTTP status and error, "
-          "consecutive failures, deliveries waiting.",
-          "  hearth webhook list\n  hearth webhook list --json")
-    rm = _leaf(wsub, common, "remove", cmd_remove, "remove an endpoint",
-               "Remove an endpoint and drop its undelivered messages.",
-               "  hearth webhook remove 3f2a9c1b7d4e")
+    leaf(wsub, common, "list", cmd_list, "list endpoints with their delivery state",
+         "List endpoints: state (new, ok, failing), last HTTP status and error, "
+         "consecutive failures, deliveries waiting.",
+         "  hearth webhook list\n  hearth webhook list --json")
+    rm = leaf(wsub, common, "remove", cmd_remove, "remove an endpoint",
+              "Remove an endpoint and drop its undelivered messages.",
+              "  hearth webhook remove 3f2a9c1b7d4e")
     rm.add_argument("id", help="webhook id (from `hearth webhook list`)")
-    test = _leaf(wsub, common, "test", cmd_test, "send a webhook.test message",
-                 "Queue a webhook.test message to this endpoint (delivered with retries "
-                 "like any other; see `hearth webhook list` for the outcome).",
-                 "  hearth webhook test 3f2a9c1b7d4e")
+    test = leaf(wsub, common, "test", cmd_test, "send a webhook.test message",
+                "Queue a webhook.test message to this endpoint (delivered with retries "
+                "like any other; see `hearth webhook list` for the outcome).",
+                "  hearth webhook test 3f2a9c1b7d4e")
     test.add_argument("id", help="webhook id (from `hearth webhook list`)")
 
 
