@@ -166,7 +166,8 @@ def _print_broadcast(b: AdminBroadcast) -> None:
         print(f"  ingest{via} from {i.remote}: {i.verdict}; {i.video_codec} {res} {i.fps} fps, "
               f"{i.bitrate_kbps} kbit/s, keyframe every {i.keyframe_interval} s, "
               f"B-frames {'yes' if i.bframes else 'no'}; audio {i.audio_codec} "
-              f"{i.sample_rate} Hz; frames dropped {i.frames_discarded}")
+              f"{i.sample_rate} Hz; frames dropped for slow readers (viewers, restream "
+              f"targets) {i.frames_discarded}")
         for reason in i.verdict_reasons:
             print(f"  WARNING {safe_text(reason)}")
         for r in i.ladder:
@@ -257,7 +258,8 @@ async def cmd_status(client: UnixSocketAdminClient, args: argparse.Namespace) ->
     print(f"  channels    {st.streams_total}; broadcasts {st.streams_live} live, "
           f"{st.broadcasts_planned} planned; {st.publishers} publishing, {st.viewers} viewers")
     print(f"  RTMP        {st.rtmp_connections} connections, "
-          f"{st.auth_failures} refused keys, {st.frames_discarded} frames dropped, "
+          f"{st.auth_failures} refused keys, {st.frames_discarded} frames dropped for slow "
+          "readers, "
           f"{st.rtmp_refused} refused before publishing")
     if st.srt_url:
         print(f"  SRT         {st.srt_url}KEY: {st.srt_connections} connections, "

@@ -164,6 +164,9 @@ class IngestInfo(Dto):
     verdict: str
     bytes_in: int
     frames_discarded: int
+    """Frames dropped for readers that fell behind (WebRTC viewers, restream targets): not
+    an ingest fault. A restream target's own are also in
+    :attr:`RestreamTarget.frames_dropped`."""
     reconnects: int
     verdict_reasons: list[str] = field(default_factory=list)
     """Why the verdict is not ``ok``, each with the OBS setting that fixes it."""
