@@ -36,7 +36,7 @@ class StreamReader:
         """True once :meth:`feed_eof` was called."""
         return self._eof
 
-    def feed_data(self, data: bytes) -> None:
+    def feed_data(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes received from the peer.
 
         Raises:

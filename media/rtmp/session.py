@@ -407,8 +407,9 @@ class RtmpServerSession:
             if self._state in _PARSING_STATES:
                 self._maybe_acknowledge()
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the peer; ``b""`` means the peer closed (EOF).
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the peer; ``b""`` means the peer closed (EOF). The bytes
+        are copied: a caller may reuse its buffer afterwards.
 
         Never raises for peer input: violations become a :class:`ProtocolFailed` event.
         """
