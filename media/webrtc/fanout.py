@@ -32,10 +32,14 @@ from media.webrtc.rtp import (
     sender_report,
 )
 
-__all__ = ["MAX_NACKED", "Outbound", "Sink"]
+__all__ = ["MAX_NACKED", "RETRANSMIT_BUDGET", "Outbound", "Sink"]
 
 MAX_NACKED = 128
 """Sequence numbers served per NACK packet: a repair, not a replay of the history."""
+RETRANSMIT_BUDGET = 200
+"""Retransmissions per viewer per second (half the packet rate of a 3 Mbit/s stream, far
+above what real loss needs): a viewer sending NACK after NACK cannot make the server spend
+its CPU on it (docs/threat-model.md §whep)."""
 
 _HEADER = struct.Struct("!BBHII")
 _OSN = struct.Struct("!H")
@@ -61,9 +65,11 @@ class Sink:
         "pt",
         "retransmitted",
         "route",
+        "rtx_budget",
         "rtx_pt",
         "rtx_seq",
         "rtx_ssrc",
+        "rtx_window",
         "seq_offset",
         "srtcp_errors",
         "ssrc",
@@ -96,6 +102,8 @@ class Sink:
         self.failed = False
         self.error = ""
         self.srtcp_errors = 0
+        self.rtx_window = 0.0
+        self.rtx_budget = RETRANSMIT_BUDGET
 
     def start_at(self, index: int) -> None:
         """The first packet this viewer gets is the stream's packet ``index``."""
@@ -227,6 +235,7 @@ class Outbound:
         self.nack_requests = 0
         self.retransmitted = 0
         self.unrecoverable = 0
+        self.over_budget = 0
         self.plis = 0
 
     def attach(self, sink: Sink) -> None:
@@ -285,13 +294,20 @@ class Outbound:
         self.nack_requests += 1
         if sink.first_index < 0:
             return
+        now = time.monotonic()
+        if now - sink.rtx_window >= 1.0:
+            sink.rtx_window, sink.rtx_budget = now, RETRANSMIT_BUDGET
         abs_time = abs_send_time(time.time())
         for seq in lost[:MAX_NACKED]:
+            if sink.rtx_budget <= 0:
+                self.over_budget += 1
+                continue
             index16 = (seq - sink.seq_offset) & 0xFFFF
             entry = self.history.get(index16, sink.last_index)
             if entry is None or entry.index < sink.first_index:
                 self.unrecoverable += 1
                 continue
+            sink.rtx_budget -= 1
             if sink.retransmit(entry, abs_time):
                 self.retransmitted += 1
             elif sink.failed:

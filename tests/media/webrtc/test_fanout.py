@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from media.h264 import H264Error
 from media.units import VideoConfig
 from media.webrtc.compat import MediaRoute, SendParameters, SrtpOut
-from media.webrtc.fanout import MAX_NACKED, Outbound, Sink
+from media.webrtc.fanout import MAX_NACKED, RETRANSMIT_BUDGET, Outbound, Sink
 from media.webrtc.rtp import (
     URI_ABS_SEND_TIME,
     URI_MID,
@@ -286,6 +286,14 @@ def test_a_hostile_nack_is_bounded(viewers: list[Viewer]) -> None:
     v.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     out.nack(v.sink, list(range(65536)) * 3)
     assert out.retransmitted + out.unrecoverable == MAX_NACKED
+    # A flood of NACKs for packets it has: at most RETRANSMIT_BUDGET a second.
+    sent = v.sink.last_index
+    wanted = [(sent - i + v.sink.seq_offset) & 0xFFFF for i in range(100)]
+    before = out.retransmitted
+    for _ in range(50):
+        out.nack(v.sink, wanted)
+    assert out.retransmitted - before <= RETRANSMIT_BUDGET
+    assert out.over_budget >= 50 * 100 - RETRANSMIT_BUDGET
 
 
 class FullSocket:
