@@ -320,8 +320,6 @@ class WebRtcManager:
         self.analytics: AnalyticsService | None = None
         """Told about each connected peer (player kind WebRTC) and its close."""
         compat.register_h264_profiles()
-        compat.share_h264_packetization()
-        compat.use_fast_ntp_clock()
 
     async def start(self) -> None:
         self.tasks.spawn(self._touch_viewers(), name="webrtc-viewers")

@@ -23,8 +23,6 @@ __all__ = [
     "NAL_SPS",
     "H264Error",
     "Sps",
-    "annexb_with_parameter_sets",
-    "avcc_to_annexb",
     "build_avcc",
     "contains_idr",
     "is_idr",
@@ -144,42 +142,6 @@ def contains_idr(data: bytes, length_size: int) -> bool:
         H264Error: if the framing is invalid.
     """
     return any(data[pos] & 0x1F == NAL_IDR for pos, _ in _nalu_spans(data, length_size))
-
-
-def avcc_to_annexb(data: bytes, length_size: int) -> bytes:
-    """Convert AVCC framing to Annex-B (H.264 Annex B: a 4-byte start code before each NALU).
-
-    Raises:
-        H264Error: if the framing is invalid.
-    """
-    nalus = list(iter_nalus(data, length_size))
-    return b"".join(START_CODE + n for n in nalus)
-
-
-def annexb_with_parameter_sets(data: bytes, config: VideoConfig) -> bytes:
-    """Annex-B access unit with the config's SPS/PPS placed before an IDR picture.
-
-    RTP/WebRTC receivers join mid-stream and need the parameter sets in-band (RFC 6184
-    §8.4); FLV/fMP4 keep them out of band in the avcC record. SPS/PPS are inserted after an
-    access unit delimiter (H.264 §7.4.1.2.3 requires the AUD to come first) and only when the
-    access unit contains an IDR slice and does not already carry an SPS.
-
-    Args:
-        data: AVCC-framed access unit.
-        config: the stream's decoder configuration (parameter sets and length size).
-
-    Returns:
-        The Annex-B access unit.
-
-    Raises:
-        H264Error: if the framing is invalid.
-    """
-    nalus = list(iter_nalus(data, config.nal_length_size))
-    types = [n[0] & 0x1F for n in nalus]
-    if NAL_IDR in types and NAL_SPS not in types:
-        insert_at = 1 if types and types[0] == NAL_AUD else 0
-        nalus[insert_at:insert_at] = [*config.sps, *config.pps]
-    return b"".join(START_CODE + n for n in nalus)
 
 
 def split_annexb(data: bytes) -> list[bytes]:

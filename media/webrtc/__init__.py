@@ -1,7 +1,7 @@
-"""WebRTC egress building blocks: pre-encoded tracks, AAC → Opus, host-candidate gathering in a
-port range, and the stray-datagram guard in front of aioice/aiortc."""
+"""WebRTC building blocks: RTP packetization and the per-viewer send path (fan-out), WHIP
+receive helpers, AAC ↔ Opus, host-candidate gathering in a port range, and the stray-datagram
+guard in front of aioice/aiortc; every aiortc/aioice internal is in :mod:`media.webrtc.compat`."""
 
 from media.webrtc.guard import DatagramGuard, guard_connection
-from media.webrtc.tracks import EncodedTrack, video_packet
 
-__all__ = ["DatagramGuard", "EncodedTrack", "guard_connection", "video_packet"]
+__all__ = ["DatagramGuard", "guard_connection"]

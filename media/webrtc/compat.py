@@ -20,16 +20,7 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
    (``Connection._check_list``, ``CandidatePair.state``/``.remote_addr``) and the receive
    queue (``Connection._queue``).
 
-5. **Shared packetization**: :func:`share_h264_packetization` makes aiortc's
-   ``H264Encoder.pack`` (called by every peer's ``RTCRtpSender`` for each pre-encoded
-   packet) remember its result for the last few packets, so one frame shared by N peers is
-   split into RTP payloads once per stream instead of N times.
-
-6. **A cheaper NTP clock**: aiortc's ``clock.current_ntp_time`` (called twice per RTP
-   packet by every sender: abs-send-time and the SR mapping) does ``datetime`` arithmetic;
-   :func:`use_fast_ntp_clock` replaces it with the same value computed from ``time.time()``.
-
-7. **Encoded frames in (WHIP)**: aiortc's ``RTCRtpReceiver`` always decodes. Hearth keeps
+5. **Encoded frames in (WHIP)**: aiortc's ``RTCRtpReceiver`` always decodes. Hearth keeps
    its receiver for SRTP, RTX unwrapping, NACK, REMB and receiver reports, and replaces its
    jitter buffer (``RTCRtpReceiver.__jitter_buffer``, fed each depacketized packet as
    ``packet._data``) with a tap (:func:`install_receiver_tap`) that hands every packet to
@@ -37,7 +28,7 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
    thread then never gets a frame. Sender reports reach Hearth by wrapping the receiver's
    ``_handle_rtcp_packet``.
 
-8. **Our own media send path** (:mod:`media.webrtc.fanout`): :func:`take_over_sender` stops
+6. **Our own media send path** (:mod:`media.webrtc.fanout`): :func:`take_over_sender` stops
    an ``RTCRtpSender``'s media and RTCP loops (instance overrides of ``_run_rtp``,
    ``_run_rtcp`` and ``_handle_rtcp_packet``, which set the private started/exited events
    ``stop()`` waits on) and reports the negotiated send parameters once aiortc starts it;
@@ -60,18 +51,13 @@ import asyncio
 import asyncio.selector_events
 import inspect
 import socket
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
-import aiortc.clock
-import aiortc.codecs.h264
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
-import aiortc.rtcrtpsender
 import aiortc.rtp
 import pylibsrtp
 from aioice.candidate import Candidate
@@ -109,8 +95,6 @@ __all__ = [
     "register_h264_profiles",
     "replace_gathering",
     "set_video_codecs",
-    "share_h264_packetization",
-    "use_fast_ntp_clock",
     "video_codecs",
     "MediaRoute",
     "SendParameters",
@@ -169,53 +153,6 @@ def set_video_codecs(transceiver: RTCRtpTransceiver,
                      codecs: list[RTCRtpCodecParameters]) -> None:
     """Replace the negotiated codecs; the answer and the sender use them (first = sent)."""
     transceiver._codecs = codecs
-
-
-PACK_CACHE_SIZE = 64
-"""Packets whose RTP payloads are remembered (~2 s of 30 fps video): every peer of a stream
-packs the same ``av.Packet`` within a few milliseconds of the others."""
-
-
-def share_h264_packetization() -> None:
-    """Packetize each shared H.264 packet once, whatever the number of peers (idempotent).
-
-    Keyed by the packet object (kept referenced while cached, so its ``id`` cannot be
-    reused); the payloads are immutable ``bytes`` that the senders only read.
-    """
-    encoder_cls: Any = aiortc.codecs.h264.H264Encoder
-    if getattr(encoder_cls.pack, "_hearth_shared", False):
-        return
-    original = encoder_cls.pack
-    cache: OrderedDict[int, tuple[Any, tuple[list[bytes], int]]] = OrderedDict()
-
-    def pack(self: Any, packet: Any) -> tuple[list[bytes], int]:
-        entry = cache.get(id(packet))
-        if entry is not None and entry[0] is packet:
-            return entry[1]
-        result: tuple[list[bytes], int] = original(self, packet)
-        cache[id(packet)] = (packet, result)
-        if len(cache) > PACK_CACHE_SIZE:
-            cache.popitem(last=False)
-        return result
-
-    pack._hearth_shared = True  # type: ignore[attr-defined]
-    encoder_cls.pack = pack
-
-
-NTP_UNIX_OFFSET = 2_208_988_800
-"""Seconds from the NTP epoch (1900) to the Unix epoch (1970), RFC 5905 §6."""
-
-
-def fast_ntp_time() -> int:
-    """64-bit NTP timestamp of now (RFC 3550 §4), as aiortc's, without ``datetime``."""
-    now = time.time()
-    seconds = int(now)
-    return ((seconds + NTP_UNIX_OFFSET) << 32) | int((now - seconds) * 4_294_967_296)
-
-
-def use_fast_ntp_clock() -> None:
-    """Make every aiortc sender read the NTP clock through :func:`fast_ntp_time`."""
-    aiortc.clock.current_ntp_time = fast_ntp_time
 
 
 # ---- WHIP: encoded frames in -------------------------------------------------------------------
@@ -588,11 +525,6 @@ async def _aiortc_problems() -> list[str]:
     table = getattr(aiortc_codecs, "CODECS", None)
     if not isinstance(table, dict) or not isinstance(table.get("video"), list):
         found.append("aiortc.codecs.CODECS['video'] is not a list")
-    if "clock.current_ntp_time()" not in inspect.getsource(aiortc.rtcrtpsender):
-        found.append("RTCRtpSender no longer reads aiortc.clock.current_ntp_time")
-    pack = getattr(aiortc.codecs.h264.H264Encoder, "pack", None)
-    if pack is None or list(inspect.signature(pack).parameters) != ["self", "packet"]:
-        found.append("aiortc H264Encoder.pack(self, packet) changed")
     found += _receiver_problems()
     pc = RTCPeerConnection()
     try:

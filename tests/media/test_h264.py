@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import av
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.h264 import (
-    NAL_IDR,
     NAL_PPS,
-    NAL_SPS,
     H264Error,
-    annexb_with_parameter_sets,
-    avcc_to_annexb,
     build_avcc,
     contains_idr,
     is_idr,
@@ -21,7 +16,6 @@ from media.h264 import (
     nal_type,
     parse_avcc,
     parse_sps,
-    split_annexb,
 )
 from tests.media.hls.media_factory import encode_avcc
 
@@ -202,6 +196,14 @@ def test_build_avcc_round_trips() -> None:
         build_avcc(cfg.sps, cfg.pps, nal_length_size=3)
 
 
+def test_contains_idr_reads_only_nal_headers() -> None:
+    record, units = encode_avcc(320, 240, frames=30)
+    size = parse_avcc(record).nal_length_size
+    assert contains_idr(units[0], size) and not any(contains_idr(u, size) for u in units[1:])
+    with pytest.raises(H264Error):
+        contains_idr(b"\x00\x00\x00\x09\x65", 4)
+
+
 def test_iter_nalus_bounds() -> None:
     data = b"\x00\x03abc\x00\x01d"
     assert list(iter_nalus(data, 2)) == [b"abc", b"d"]
@@ -214,34 +216,6 @@ def test_iter_nalus_bounds() -> None:
         list(iter_nalus(b"\x00\x00\x00\x00", 4))
     with pytest.raises(H264Error, match="1, 2 or 4"):
         list(iter_nalus(data, 3))
-
-
-def test_annexb_with_parameter_sets_decodes() -> None:
-    """Annex-B with SPS/PPS before each IDR decodes with no out-of-band extradata (RFC 6184)."""
-    record, units = encode_avcc(320, 240, frames=30)
-    cfg = parse_avcc(record)
-    first = units[0]
-    assert contains_idr(first, 4)
-    assert not any(nal_type(n) == NAL_SPS for n in iter_nalus(first, 4))
-    annexb = annexb_with_parameter_sets(first, cfg)
-    nalus = split_annexb(annexb)
-    types = [nal_type(n) for n in nalus]
-    assert types.index(NAL_SPS) < types.index(NAL_PPS) < types.index(NAL_IDR)
-    # P frames are converted without parameter sets
-    assert NAL_SPS not in [
-        nal_type(n) for n in split_annexb(annexb_with_parameter_sets(units[1], cfg))
-    ]
-    assert split_annexb(avcc_to_annexb(units[1], 4)) == list(iter_nalus(units[1], 4))
-
-    ctx = av.CodecContext.create("h264", "r")
-    frames = 0
-    for unit in units:
-        for pkt in ctx.parse(annexb_with_parameter_sets(unit, cfg)):
-            frames += len(ctx.decode(pkt))
-    for pkt in ctx.parse(b""):
-        frames += len(ctx.decode(pkt))
-    frames += len(ctx.decode(None))
-    assert frames == len(units) == 30
 
 
 def test_is_idr() -> None:

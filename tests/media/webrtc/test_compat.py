@@ -43,39 +43,6 @@ async def test_registered_profiles_let_aiortc_accept_a_high_only_offer() -> None
         await client.close()
 
 
-def test_shared_packetization_packs_each_packet_once() -> None:
-    """N senders packing the same av.Packet get the same payloads; the work is done once."""
-    from fractions import Fraction
-
-    import av
-    from aiortc.codecs.h264 import H264Encoder
-
-    compat.share_h264_packetization()
-    compat.share_h264_packetization()  # idempotent
-    nal = b"\x00\x00\x00\x01\x65" + bytes(range(256)) * 20  # an IDR slice > one MTU
-    packet = av.Packet(nal)
-    packet.pts, packet.time_base = 3000, Fraction(1, 90000)
-    first = H264Encoder().pack(packet)
-    again = H264Encoder().pack(packet)
-    assert again is first and len(first[0]) > 1 and first[1] == 3000
-    other = av.Packet(nal)
-    other.pts, other.time_base = 6000, Fraction(1, 90000)
-    assert H264Encoder().pack(other)[1] == 6000
-
-
-def test_fast_ntp_clock_matches_aiortcs() -> None:
-    import datetime
-
-    from aiortc import clock
-
-    reference = clock.datetime_to_ntp(datetime.datetime.now(datetime.UTC))
-    fast = compat.fast_ntp_time()
-    assert abs(fast - reference) < (1 << 32) // 10  # within 100 ms (two reads of the clock)
-    compat.use_fast_ntp_clock()
-    assert clock.current_ntp_time is compat.fast_ntp_time
-    assert (clock.current_ntp_time() >> 32) - (reference >> 32) in (0, 1)
-
-
 async def test_taken_over_sender_reports_its_route_and_sends_through_it() -> None:
     """Two aiortc peers over loopback: the server's sender, taken over, reports what was
     negotiated once DTLS is up, sends nothing itself, and a packet written through its

@@ -9,13 +9,11 @@ from typing import Any
 
 import av
 import numpy as np
-import pytest
 
 from media.aac import parse_asc
 from media.units import CLOCK_RATE, MediaUnit, TrackKind
 from media.webrtc.guard import MAX_QUEUED_DATAGRAMS, guard_connection, looks_like_stun
 from media.webrtc.opus import AacToOpus
-from media.webrtc.tracks import EncodedTrack
 
 STUN = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"\x00" * 12
 
@@ -94,22 +92,6 @@ def test_guard_bounds_the_receive_queue() -> None:
         conn._queue.put_nowait(b"x")
     conn._protocols[0].datagram_received(b"\x80rtp", ("10.0.0.1", 4000))
     assert guard.dropped_flood == 1
-
-
-async def test_encoded_track_starts_at_keyframe_and_skips_when_behind() -> None:
-    track = EncodedTrack("video", capacity=4)
-    pk = [av.Packet(bytes([i])) for i in range(10)]
-    track.push(pk[0], keyframe=False)  # dropped: no keyframe yet
-    track.push(pk[1], keyframe=True)
-    assert bytes(await track.recv()) == b"\x01"
-    for p in pk[2:7]:
-        track.push(p, keyframe=False)  # overflow at the 5th → wait for a keyframe
-    track.push(pk[7], keyframe=True)
-    assert bytes(await track.recv()) == b"\x07"
-    assert track.dropped == 4
-    track.finish()
-    with pytest.raises(Exception):  # noqa: B017 - aiortc's MediaStreamError
-        await track.recv()
 
 
 def _aac_units(seconds: float) -> tuple[bytes, list[MediaUnit]]:
