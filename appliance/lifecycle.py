@@ -34,7 +34,7 @@ from appliance.api.public import build_public_app, load_static
 from appliance.bus import BroadcastChanged, BroadcastReason, Bus
 from appliance.channels import ChannelService
 from appliance.config import Config, with_bound_ports
-from appliance.db import Store
+from appliance.db import Store, queries
 from appliance.delivery.recorder import Recorder
 from appliance.delivery.service import Delivery
 from appliance.delivery.storage import Storage
@@ -408,9 +408,7 @@ async def apply_retention(delivery: Delivery, config: Config, store: Store) -> N
     while all recordings exceed ``recording.disk_cap_gb``."""
     rc = config.recording
     default = rc.max_age_days * 86400 or None
-    days: dict[str, int | None] = dict(await store.read(lambda db: db.execute(
-        "SELECT b.id, c.retention_days FROM broadcasts b "
-        "JOIN channels c ON c.id = b.channel_id").fetchall()))
+    days = await store.read(queries.retention_days_by_broadcast)
 
     def max_age(broadcast_id: str) -> float | None:
         d = days.get(broadcast_id)

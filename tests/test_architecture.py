@@ -133,3 +133,19 @@ def test_threat_model_citations_name_existing_sections() -> None:
     stale = sorted(str(p.relative_to(ROOT)) for p, t in texts.items()
                    if re.search("bad-input", t, re.IGNORECASE))
     assert not stale, f"cite docs/threat-model.md §<section> instead of bad-input: {stale}"
+
+
+# ---- all SQL lives in appliance/db ---------------------------------------------------------------
+
+_SQL = re.compile(r"""["'](SELECT|INSERT INTO|INSERT OR|DELETE FROM|UPDATE \w+ SET|CREATE """
+                  r"""(TABLE|INDEX)|ALTER TABLE|PRAGMA)\b""")
+
+
+def test_sql_lives_only_in_the_db_package() -> None:
+    """Queries belong in ``appliance/db`` (one writer, one place to review them)."""
+    outside = sorted(
+        f"{p.relative_to(ROOT)}:{n}"
+        for pkg in ("appliance", "tui", "media", "relay_client")
+        for p in (ROOT / pkg).rglob("*.py") if "db" not in p.relative_to(ROOT).parts[1:2]
+        for n, line in enumerate(p.read_text().splitlines(), 1) if _SQL.search(line))
+    assert not outside, f"SQL outside appliance/db: {outside}"

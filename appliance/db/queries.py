@@ -224,6 +224,13 @@ def visibilities(db: Database) -> tuple[dict[str, Visibility],
     return channels, broadcasts
 
 
+def retention_days_by_broadcast(db: Database) -> dict[str, int | None]:
+    """Each broadcast's channel ``retention_days`` (None: the global recording age)."""
+    return dict(db.execute(
+        "SELECT b.id, c.retention_days FROM broadcasts b "
+        "JOIN channels c ON c.id = b.channel_id").fetchall())
+
+
 def record_viewers(db: Database, broadcast_id: str, peak: int, total: int) -> None:
     db.execute(
         "UPDATE broadcasts SET peak_viewers = MAX(peak_viewers, ?), "
