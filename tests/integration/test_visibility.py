@@ -240,3 +240,70 @@ def test_public_announces_and_private_again_sends_a_verified_nip09_deletion(
     assert bid not in app.get("/api/broadcasts").text
     assert json.loads(app.cli("broadcast", "show", bid, "--json").stdout)[
         "visibility"] == "private"
+
+
+async def _webrtc_peers(app: ApplianceProcess) -> int:
+    metrics = (await asyncio.to_thread(app.get, "/metrics")).text
+    gauge = re.search(r"^hearth_webrtc_peers (\S+)$", metrics, re.M)
+    assert gauge, metrics
+    return int(float(gauge[1]))
+
+
+async def _until_peers(app: ApplianceProcess, n: int, timeout: float = 8) -> None:
+    async with asyncio.timeout(timeout):
+        while await _webrtc_peers(app) != n:
+            await asyncio.sleep(0.1)
+
+
+async def _closed(client: Any, timeout: float = 8) -> None:
+    """Wait until the server has closed ``client``'s peer connection: aiortc sees the DTLS
+    close_notify and goes "closed" (or "failed" once ICE consent fails), and its tracks end."""
+    async with asyncio.timeout(timeout):
+        while client.pc.connectionState not in ("closed", "failed"):
+            await asyncio.sleep(0.05)
+    frames = len(client.video_frames)
+    await asyncio.sleep(0.5)
+    assert len(client.video_frames) == frames  # no media after the close
+
+
+async def test_connected_whep_peers_are_cut_off_when_private_and_on_revoke_all(
+        app: ApplianceProcess, show: dict[str, str]) -> None:
+    """Changing visibility takes effect at once for WebRTC too (issue 14 §1): two real aiortc
+    WHEP peers receive a public broadcast; the channel turns private → the one admitted
+    without a grant is closed by the server, the one holding a Bearer grant keeps receiving;
+    ``hearth grant revoke-all`` → that one is closed too."""
+    from tests.integration.test_whep import WhepClient
+
+    cid, bid = show["cid"], show["bid"]
+    await asyncio.to_thread(app.cli, "channel", "edit", cid, "--visibility", "public")
+    grant = await asyncio.to_thread(app.cli_json, "grant", "create", bid, "--expires", "10m")
+    url = f"{app.base}/whep/{bid}"
+    anonymous, holder = WhepClient(), WhepClient()
+    try:
+        assert await anonymous.connect(url) == 201, anonymous.answer
+        assert await holder.connect(
+            url, {"Authorization": f"Bearer {grant['token']}"}) == 201, holder.answer
+        await anonymous.wait_frames(video=10, audio=0)
+        await holder.wait_frames(video=10, audio=0)
+        assert await _webrtc_peers(app) == 2
+
+        await asyncio.to_thread(app.cli, "channel", "edit", cid, "--visibility", "private")
+        await _until_peers(app, 1)
+        await _closed(anonymous)
+        seen = len(holder.video_frames)
+        await holder.wait_frames(video=seen + 25, audio=0, timeout=8)
+        assert holder.pc.connectionState == "connected"
+
+        await asyncio.to_thread(app.cli, "grant", "revoke-all", cid)
+        await _until_peers(app, 0)
+        await _closed(holder)
+        # And a new offer with the revoked grant is refused before any negotiation.
+        again = WhepClient()
+        try:
+            assert await again.connect(
+                url, {"Authorization": f"Bearer {grant['token']}"}) == 403
+        finally:
+            await again.close()
+    finally:
+        await anonymous.close()
+        await holder.close()

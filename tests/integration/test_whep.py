@@ -76,13 +76,13 @@ class WhepClient:
         except Exception:
             return
 
-    async def connect(self, url: str) -> int:
+    async def connect(self, url: str, headers: dict[str, str] | None = None) -> int:
         self.pc.addTransceiver("video", direction="recvonly")
         self.pc.addTransceiver("audio", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         async with aiohttp.ClientSession() as http, http.post(
                 url, data=self.pc.localDescription.sdp,
-                headers={"Content-Type": "application/sdp"}) as resp:
+                headers={"Content-Type": "application/sdp", **(headers or {})}) as resp:
             body = await resp.text()
             if resp.status != 201:
                 self.answer = body
