@@ -49,6 +49,10 @@ PRIVATE_CACHE = "private, no-store"
 PRIVATE_HEADERS = {"Cache-Control": PRIVATE_CACHE, "X-Content-Type-Options": "nosniff"}
 PASSWORD_GRANT_SECONDS = 12 * 3600.0
 """How long the grant from a correct channel password lasts."""
+GRANT_RECHECK_SECONDS = 5.0
+"""Open WHEP sessions and chat sockets of private broadcasts are re-checked this often even
+without any event, so a grant that expires while its holder watches ends them within this
+long (HLS re-checks on every request; docs/threat-model.md §grants)."""
 _NEXT_RE = re.compile(r"^/(watch|c)/[a-z0-9]{6,32}$")
 _RANK = {Visibility.PUBLIC: 0, Visibility.UNLISTED: 1, Visibility.PRIVATE: 2}
 

@@ -16,6 +16,7 @@ id and signature verify, so forged events cannot silence their claimed author).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
-from appliance.api.access import check_broadcast, has_grant, mark_private
+from appliance.api.access import GRANT_RECHECK_SECONDS, check_broadcast, has_grant, mark_private
 from appliance.api.http import CORS, STATE
 from appliance.api.schema import ChatChange, ChatMessage
 from appliance.bus import (
@@ -204,8 +205,13 @@ PRIVATE_CLOSE = 4403
 async def _forward(ws: web.WebSocketResponse, sub: Subscription, stream_id: str,
                    allowed: Callable[[], bool]) -> None:
     while not ws.closed:
-        ev = await sub.get()
-        if isinstance(ev, BroadcastChanged | ChannelChanged):
+        ev: Event | None = None
+        # Also re-checked without an event: a grant may expire meanwhile. Subscription.get
+        # is a Queue.get, so a timeout loses no event.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(GRANT_RECHECK_SECONDS):
+                ev = await sub.get()
+        if ev is None or isinstance(ev, BroadcastChanged | ChannelChanged):
             if not allowed():
                 await ws.close(code=PRIVATE_CLOSE, message=b"private")
                 return

@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from appliance.api.access import check_broadcast, grant_in, shown_via_channel
+from appliance.api.access import (
+    GRANT_RECHECK_SECONDS,
+    check_broadcast,
+    grant_in,
+    shown_via_channel,
+)
 from appliance.api.http import CORS, STATE, client_address
 from appliance.bus import BroadcastChanged, ChannelChanged
 from appliance.domain import ID_RE, Visibility
@@ -185,12 +190,17 @@ async def close_unauthorised(app: web.Application) -> int:
 
 
 async def _follow_visibility(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: re-check connected peers on every channel or broadcast change."""
+    """cleanup_ctx: re-check connected peers on every channel or broadcast change, and every
+    :data:`GRANT_RECHECK_SECONDS` for grants that expired meanwhile."""
     bus = app[STATE].bus
 
     async def run() -> None:
         async with bus.subscribe(BroadcastChanged, ChannelChanged, maxsize=100) as events:
-            async for _ in events:
+            while True:
+                # Subscription.get is a Queue.get: a timeout loses no event.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(GRANT_RECHECK_SECONDS):
+                        await events.get()
                 await close_unauthorised(app)
 
     task = asyncio.get_running_loop().create_task(run(), name="whep-visibility")
