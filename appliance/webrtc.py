@@ -41,8 +41,8 @@ from appliance.tasks import BackgroundTasks
 from media.units import CLOCK_RATE, AudioConfig, CodecConfig, MediaUnit, TrackKind, VideoConfig
 from media.webrtc import compat
 from media.webrtc.fanout import Outbound, Sink
-from media.webrtc.gathering import configure_gathering
-from media.webrtc.guard import DatagramGuard, guard_connection
+from media.webrtc.gathering import NoUdpPort, OfferNotAnswerable, answer_with_gathering
+from media.webrtc.guard import DatagramGuard
 from media.webrtc.opus import AacToOpus
 from media.webrtc.profile import (
     H264Answer,
@@ -418,17 +418,14 @@ class WebRtcManager:
             self._take_over(peer, pc.addTrack(SenderTrack("video")))
             if with_audio and any(t.kind == "audio" for t in pc.getTransceivers()):
                 self._take_over(peer, pc.addTrack(SenderTrack("audio")))
-            connections = compat.ice_connections(pc)
-            for conn in connections:
-                configure_gathering(conn, port_min=cfg.udp_port_min, port_max=cfg.udp_port_max,
-                                    public_ip=cfg.public_ip)
             try:
-                await pc.setLocalDescription(await pc.createAnswer())
-            except OSError as exc:
+                peer.guards = await answer_with_gathering(
+                    pc, port_min=cfg.udp_port_min, port_max=cfg.udp_port_max,
+                    public_ip=cfg.public_ip)
+            except NoUdpPort as exc:
                 raise WhepError(503, f"no UDP port available for WebRTC: {exc}") from None
-            except Exception as exc:
+            except OfferNotAnswerable as exc:
                 raise WhepError(400, f"cannot answer this offer: {exc}") from None
-            peer.guards = [guard_connection(conn) for conn in connections]
             compat.release_unused_receivers(pc)  # ~100 KiB per peer never used (sendonly)
         except BaseException:
             await self._close_peer(peer)

@@ -47,8 +47,8 @@ from appliance.tasks import BackgroundTasks
 from media.aac import build_asc, parse_asc
 from media.units import CLOCK_RATE, CodecConfig, MediaUnit, TrackKind
 from media.webrtc import compat
-from media.webrtc.gathering import configure_gathering
-from media.webrtc.guard import DatagramGuard, guard_connection
+from media.webrtc.gathering import NoUdpPort, OfferNotAnswerable, answer_with_gathering
+from media.webrtc.guard import DatagramGuard
 from media.webrtc.opus import OpusToAac
 from media.webrtc.whip import (
     FrameReassembler,
@@ -255,17 +255,14 @@ class WhipManager:
                 partial(self._packet, session, kind),
                 partial(self._sender_report, session, kind))
             session.clock.add_track(kind, codecs[0].clockRate)
-        connections = compat.ice_connections(pc)
-        for conn in connections:
-            configure_gathering(conn, port_min=cfg.udp_port_min, port_max=cfg.udp_port_max,
-                                public_ip=cfg.public_ip)
         try:
-            await pc.setLocalDescription(await pc.createAnswer())
-        except OSError as exc:
+            session.guards = await answer_with_gathering(
+                pc, port_min=cfg.udp_port_min, port_max=cfg.udp_port_max,
+                public_ip=cfg.public_ip)
+        except NoUdpPort as exc:
             raise WhipError(503, f"no UDP port available for WebRTC: {exc}") from None
-        except Exception as exc:
+        except OfferNotAnswerable as exc:
             raise WhipError(400, f"cannot answer this offer: {exc}") from None
-        session.guards = [guard_connection(conn) for conn in connections]
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

@@ -7,6 +7,7 @@ The connection hygiene (per-address cap, request head and body deadlines) lives 
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from aiohttp import web
 
@@ -17,6 +18,9 @@ from appliance.state import AppState
 
 STATE: web.AppKey[AppState] = web.AppKey("state", AppState)
 CORS = {"Access-Control-Allow-Origin": "*"}
+SESSION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+"""The token in a WHIP/WHEP session resource's URL (``secrets.token_urlsafe``)."""
+_ICE_UFRAG_RE = re.compile(r"^a=ice-ufrag:([A-Za-z0-9+/]{4,256})\r?$", re.M)
 CONTENT_TYPES = {
     "m3u8": "application/vnd.apple.mpegurl",
     "m4s": "video/iso.segment",
@@ -52,3 +56,19 @@ def client_address(request: web.Request) -> str:
             except ValueError:
                 pass
     return remote
+
+
+def status_error(status: int, reason: str, headers: dict[str, str]) -> web.HTTPException:
+    """An HTTP error with any ``status`` (a manager's WhipError/WhepError), ``reason`` as
+    its plain-text body."""
+    exc = web.HTTPException(text=reason, headers=headers)
+    exc.set_status(status)
+    return exc
+
+
+def ice_session_etag(answer_sdp: str) -> str | None:
+    """The strong entity-tag naming a WHIP/WHEP session's ICE session: the answer's ICE
+    ufrag, quoted (RFC 9725 §4.3.1; draft-ietf-wish-whep "HTTP PATCH request usage", optional
+    without ICE restarts but given so clients can match sessions); None without a ufrag."""
+    ufrag = _ICE_UFRAG_RE.search(answer_sdp)
+    return f'"{ufrag[1]}"' if ufrag else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
@@ -29,16 +28,21 @@ from appliance.api.access import (
     grant_in,
     shown_via_channel,
 )
-from appliance.api.http import CORS, STATE, client_address
+from appliance.api.http import (
+    CORS,
+    SESSION_TOKEN_RE,
+    STATE,
+    client_address,
+    ice_session_etag,
+    status_error,
+)
 from appliance.bus import BroadcastChanged, ChannelChanged
 from appliance.domain import ID_RE, Visibility
 
 if TYPE_CHECKING:
     from appliance.webrtc import WebRtcManager
 
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 WHEP_CORS = {**CORS, "Access-Control-Expose-Headers": "Location, Link, ETag"}
-ICE_UFRAG_RE = re.compile(r"^a=ice-ufrag:([A-Za-z0-9+/]{4,256})\r?$", re.M)
 RESOURCE_METHODS = ("DELETE", "OPTIONS")
 GRANTED: web.AppKey[dict[str, tuple[str | None, str | None]]] = web.AppKey("whep_granted", dict)
 """Per WHEP session: the grant cookie and Authorization header it was admitted with, so a
@@ -92,16 +96,14 @@ async def whep_post(request: web.Request) -> web.Response:
         headers = dict(WHEP_CORS)
         if err.status in (429, 503):
             headers["Retry-After"] = "2"
-        raise _error(err.status, err.reason, headers) from None
+        raise status_error(err.status, err.reason, headers) from None
     ls = request.app[STATE].service.runtime(stream_id)
     if ls is not None:
         request.app[GRANTED][token] = (
             request.headers.get("Cookie"), request.headers.get("Authorization"))
     headers = {**WHEP_CORS, "Location": f"/whep/{stream_id}/{token}"}
-    if ufrag := ICE_UFRAG_RE.search(answer):
-        # A strong entity-tag for the ICE session (draft-ietf-wish-whep "HTTP PATCH request
-        # usage"; optional without ICE restarts, given so clients can match sessions).
-        headers["ETag"] = f'"{ufrag[1]}"'
+    if etag := ice_session_etag(answer):
+        headers["ETag"] = etag
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers=headers)
 
@@ -124,16 +126,10 @@ def _check_access(request: web.Request, stream_id: str) -> None:
                                 ) from None
 
 
-def _error(status: int, reason: str, headers: dict[str, str]) -> web.HTTPException:
-    exc = web.HTTPException(text=reason, headers=headers)
-    exc.set_status(status)
-    return exc
-
-
 async def whep_delete(request: web.Request) -> web.Response:
     manager, stream_id = _manager(request)
     token = request.match_info["token"]
-    if not TOKEN_RE.fullmatch(token) or not await manager.delete(stream_id, token):
+    if not SESSION_TOKEN_RE.fullmatch(token) or not await manager.delete(stream_id, token):
         raise web.HTTPNotFound(headers=WHEP_CORS)
     return web.Response(status=200, headers=WHEP_CORS)
 

@@ -24,15 +24,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from appliance.api.http import CORS, STATE
+from appliance.api.http import CORS, SESSION_TOKEN_RE, STATE, ice_session_etag, status_error
 from appliance.domain import ID_RE
 from appliance.pages import CSP, golive_page, not_found_page
 
 if TYPE_CHECKING:
     from appliance.whip import WhipManager
 
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-ICE_UFRAG_RE = re.compile(r"^a=ice-ufrag:([A-Za-z0-9+/]{4,256})\r?$", re.M)
 BEARER_RE = re.compile(r"^Bearer ([\x21-\x7e]{1,512})$")
 WHIP_CORS = {**CORS, "Access-Control-Expose-Headers": "Location, Link, ETag"}
 RESOURCE_METHODS = ("DELETE", "OPTIONS")
@@ -48,12 +46,6 @@ def _manager(request: web.Request) -> tuple[WhipManager, str]:
         raise web.HTTPNotFound(text="WHIP publishing is disabled on this server (it needs "
                                     "webrtc.enabled and webrtc.whip)", headers=WHIP_CORS)
     return manager, channel_id
-
-
-def _error(status: int, reason: str, headers: dict[str, str]) -> web.HTTPException:
-    exc = web.HTTPException(text=reason, headers=headers)
-    exc.set_status(status)
-    return exc
 
 
 async def whip_options(request: web.Request) -> web.Response:
@@ -93,11 +85,10 @@ async def whip_post(request: web.Request) -> web.Response:
         token, answer = await manager.publish(channel_id, auth[1] if auth else None, offer,
                                               address, port)
     except WhipError as err:
-        raise _error(err.status, err.reason, {**WHIP_CORS, **err.headers}) from None
+        raise status_error(err.status, err.reason, {**WHIP_CORS, **err.headers}) from None
     headers = {**WHIP_CORS, "Location": f"/whip/{channel_id}/{token}"}
-    if ufrag := ICE_UFRAG_RE.search(answer):
-        # RFC 9725 §4.3.1: a strong entity-tag identifying the ICE session.
-        headers["ETag"] = f'"{ufrag[1]}"'
+    if etag := ice_session_etag(answer):
+        headers["ETag"] = etag
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers=headers)
 
@@ -105,7 +96,7 @@ async def whip_post(request: web.Request) -> web.Response:
 async def whip_delete(request: web.Request) -> web.Response:
     manager, channel_id = _manager(request)
     token = request.match_info["token"]
-    if not TOKEN_RE.fullmatch(token) or not await manager.delete(channel_id, token):
+    if not SESSION_TOKEN_RE.fullmatch(token) or not await manager.delete(channel_id, token):
         raise web.HTTPNotFound(headers=WHIP_CORS)
     return web.Response(status=200, headers=WHIP_CORS)
 

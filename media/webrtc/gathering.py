@@ -10,6 +10,10 @@ per-component gathering step (through :mod:`media.webrtc.compat`) with one that
   wildcard address otherwise.
 
 Only host candidates are gathered: a LAN appliance has no STUN/TURN servers.
+
+:func:`answer_with_gathering` is the answer step WHIP ingest and WHEP egress share: it
+configures every ICE connection of a peer this way, answers the offer (aiortc gathers during
+``setLocalDescription``) and puts the stray-datagram guard in front of each connection.
 """
 
 from __future__ import annotations
@@ -18,18 +22,39 @@ import asyncio
 import ipaddress
 import random
 import socket
+from typing import TYPE_CHECKING
 
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 
+from media.webrtc import compat
 from media.webrtc.compat import Connection, StunProtocol, add_protocols, replace_gathering
+from media.webrtc.guard import DatagramGuard, guard_connection
 
-__all__ = ["configure_gathering", "PortRangeExhausted"]
+if TYPE_CHECKING:
+    from aiortc import RTCPeerConnection
+
+__all__ = ["AnswerFailed", "NoUdpPort", "OfferNotAnswerable", "PortRangeExhausted",
+           "answer_with_gathering", "configure_gathering"]
 
 RCVBUF = 1 << 20
 
 
 class PortRangeExhausted(OSError):
     """Every port of the configured UDP range is in use."""
+
+
+class AnswerFailed(Exception):
+    """:func:`answer_with_gathering` could not answer; ``str()`` is the underlying reason."""
+
+
+class NoUdpPort(AnswerFailed):
+    """No UDP socket could be bound (any ``OSError`` while answering): the server is out of
+    ports, not the offer's fault, so callers answer 503 (retry later)."""
+
+
+class OfferNotAnswerable(AnswerFailed):
+    """aiortc could not build an answer to this (already accepted) remote offer: callers
+    answer 400."""
 
 
 async def _bind(connection: Connection, address: str, port_min: int, port_max: int
@@ -107,3 +132,28 @@ def configure_gathering(connection: Connection, *, port_min: int = 0, port_max: 
         return candidates
 
     replace_gathering(connection, get_component_candidates)
+
+
+async def answer_with_gathering(pc: RTCPeerConnection, *, port_min: int = 0, port_max: int = 0,
+                                public_ip: str = "") -> list[DatagramGuard]:
+    """Answer ``pc``'s remote offer, gathering host candidates as :func:`configure_gathering`.
+
+    ``pc`` must have its remote description (and any tracks/codec preferences) set. Every
+    distinct aioice connection of ``pc`` is configured before ``setLocalDescription``
+    gathers, and after it a :class:`DatagramGuard` is put in front of each (returned, one
+    per connection; the caller keeps them for its counters).
+
+    Raises:
+        NoUdpPort: binding failed (an ``OSError``, e.g. :class:`PortRangeExhausted`).
+        OfferNotAnswerable: anything else ``createAnswer``/``setLocalDescription`` raised.
+    """
+    connections = compat.ice_connections(pc)
+    for conn in connections:
+        configure_gathering(conn, port_min=port_min, port_max=port_max, public_ip=public_ip)
+    try:
+        await pc.setLocalDescription(await pc.createAnswer())
+    except OSError as exc:
+        raise NoUdpPort(str(exc)) from exc
+    except Exception as exc:
+        raise OfferNotAnswerable(str(exc)) from exc
+    return [guard_connection(conn) for conn in connections]
