@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from appliance.api.schema import AdminStream
+from rich.text import Text
+
+from appliance.api.schema import AdminStream, IngestInfo
 
 
 def clock_time(ts: float) -> str:
@@ -65,6 +67,15 @@ def health(stream: AdminStream, now: float) -> str:
     if ingest.verdict == "ok" and ingest.bframes:
         return "B-frames"
     return ingest.verdict
+
+
+def ingest_source(ingest: IngestInfo) -> Text:
+    """How and from where the publisher sends, e.g. ``WHIP from 192.0.2.10`` (the port
+    dropped; just ``from …`` from a server too old to say the protocol). Text, never markup:
+    both parts come from the appliance."""
+    host = ingest.remote.rpartition(":")[0] or ingest.remote
+    proto = f"{ingest.protocol.upper()} " if ingest.protocol else ""
+    return Text(f"{proto}from {host}")
 
 
 def number(value: float | None, digits: int = 0) -> str:

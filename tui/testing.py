@@ -43,8 +43,10 @@ T0 = 1_700_000_000.0
 
 
 def make_stream(n: int, *, status: str = "live", viewers: int = 3, title: str | None = None,
-                verdict: str = "ok", publishing: bool = True) -> AdminStream:
-    """A deterministic stream fixture; live ones carry ingest health figures."""
+                verdict: str = "ok", publishing: bool = True,
+                protocol: str = "rtmp") -> AdminStream:
+    """A deterministic stream fixture; live ones carry ingest health figures and a publisher
+    on ``protocol`` (rtmp, whip, srt) from 192.0.2.10."""
     sid = f"s{n:011d}"
     ingest = None
     if status == "live" and publishing:
@@ -53,7 +55,8 @@ def make_stream(n: int, *, status: str = "live", viewers: int = 3, title: str | 
             bitrate_kbps=2500.0 + n, fps=30.0, width=1280, height=720,
             keyframe_interval=2.0 if verdict == "ok" else 8.0, bframes=False,
             video_codec="h264", audio_codec="aac", sample_rate=48000, channels=2,
-            verdict=verdict, bytes_in=10_000_000, frames_discarded=0, reconnects=0)
+            verdict=verdict, bytes_in=10_000_000, frames_discarded=0, reconnects=0,
+            protocol=protocol)
     return AdminStream(
         id=sid, title=title or f"Stream {n}", summary="", tags=["music"], image="",
         status=status, created_at=T0 - 3600 - n, started_at=T0 - 600 - n * 60

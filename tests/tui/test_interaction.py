@@ -406,3 +406,38 @@ async def test_ladder_in_the_form_and_a_dropped_rendition_in_the_caption() -> No
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert fake.calls[-1][2].ladder == ()
+
+
+async def test_the_caption_names_the_ingest_protocol_and_address() -> None:
+    """The selected live stream's caption says how and from where its publisher sends
+    (``WHIP from 192.0.2.10``; IPv6 keeps its address, only the port goes); appliance text
+    stays text: markup in it is shown, not applied."""
+    from rich.text import Text
+
+    from appliance.api.schema import StreamChange, StreamEvent
+    from tui.testing import make_stream
+    from tui.widgets.viewer_graph import ViewerGraph
+
+    whip = make_stream(1, protocol="whip")
+    assert whip.ingest is not None
+    fake = FakeAdminClient([whip])
+    app = DashboardApp(fake, clock=clock)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await fake.subscribed.wait()
+        await pilot.pause()
+        graph = app.screen.query_one(ViewerGraph)
+        assert isinstance(graph.caption, Text)
+        assert graph.caption.plain.endswith(" · WHIP from 192.0.2.10")
+        for ingest, shown in (
+                (replace(whip.ingest, protocol="srt", remote="[2001:db8::7]:9000"),
+                 "SRT from [2001:db8::7]"),
+                (replace(whip.ingest, protocol="", remote="198.51.100.3:1935"),
+                 " · from 198.51.100.3"),
+                (replace(whip.ingest, protocol="[b]rtmp[/b]"), "[B]RTMP[/B] from 192.0.2.10")):
+            fake.emit(StreamEvent(whip.id, StreamChange.UPDATED, T0,
+                                  replace(whip, ingest=ingest)))
+            for _ in range(100):
+                await pilot.pause(0.02)
+                if shown in graph.caption:
+                    break
+            assert shown in graph.caption, graph.caption

@@ -27,6 +27,7 @@ from tui.testing import (
     make_analytics,
     make_chat,
     make_recording,
+    make_stream,
     make_webhook,
 )
 
@@ -297,3 +298,12 @@ def test_channels_live_planned_and_off_air(snap_compare: Snap, size: tuple[int, 
                             make_stream(3, status="ended", title="Rehearsals")], relays=[])
     assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
                         run_before=settled(fake), press=["down"])
+
+
+@SIZES
+def test_whip_publisher(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """A channel published from a browser over WHIP: the caption says so (at 80 columns the
+    protocol still shows; the address is cut first)."""
+    fake = FakeAdminClient([make_stream(1, viewers=4, title="Studio camera", protocol="whip")])
+    assert snap_compare(DashboardApp(fake, clock=clock), terminal_size=size,
+                        run_before=settled(fake))

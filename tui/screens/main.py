@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -31,7 +32,7 @@ from appliance.api.schema import (
     ViewersEvent,
 )
 from tui.client import AdminClient, ApplianceError, ApplianceUnreachable, StreamDraft
-from tui.format import duration, when
+from tui.format import duration, ingest_source, when
 from tui.messages import (
     ChatLoaded,
     ChatReceived,
@@ -302,7 +303,10 @@ class MainScreen(Screen[None]):
             live = sum(t.state.value == "live" for t in stream.restream)
             up += f" · restream {live}/{len(stream.restream)}"
         if stream.status == "live":
-            graph.caption = f"{stream.viewers} watching, peak {stream.peak_viewers}{up}{warning}"
+            caption = Text(f"{stream.viewers} watching, peak {stream.peak_viewers}{up}")
+            if stream.ingest is not None:
+                caption.append(" · ").append_text(ingest_source(stream.ingest))
+            graph.caption = caption.append(warning)
         elif stream.next_planned_at is not None:  # the time first: it must fit at 80 columns
             graph.caption = (f"Next: {when(stream.next_planned_at)} · "
                              f"{stream.next_planned_title or stream.title}")

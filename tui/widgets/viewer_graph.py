@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
@@ -19,7 +20,7 @@ class ViewerGraph(Vertical):
     """
 
     history: reactive[tuple[int, ...]] = reactive(tuple, init=False, repaint=False)
-    caption: reactive[str] = reactive("", init=False, repaint=False)
+    caption: reactive[str | Text] = reactive("", init=False, repaint=False)
 
     def compose(self) -> ComposeResult:
         yield Caption("No stream selected", id="viewer-caption")
@@ -30,5 +31,5 @@ class ViewerGraph(Vertical):
         data = list(history) if len(history) > 1 else list(history) * 2
         self.query_one(Sparkline).data = data
 
-    def watch_caption(self, caption: str) -> None:
+    def watch_caption(self, caption: str | Text) -> None:
         self.query_one("#viewer-caption", Caption).text = caption
