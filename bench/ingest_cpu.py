@@ -146,6 +146,8 @@ class Target:
     rtmp_urls: list[str]
     playlist_urls: list[str]
     fmt: str = "flv"
+    log: Path | None = None
+    """The server's log (Hearth): a dead publisher's note quotes why the server closed it."""
 
 
 def _free_udp_port() -> int:
@@ -166,7 +168,7 @@ def hearth_target(n: int, protocol: str = "rtmp") -> Iterator[Target]:
             playlists.append(h.base + (path or f"/hls/{s['id']}/index.m3u8"))
             urls.append(f"srt://127.0.0.1:{srt_port}?streamid={s['stream_key']}" if srt_port
                         else h.rtmp_url(s["stream_key"]))
-        yield Target(h.proc.pid, True, urls, playlists, "mpegts" if srt_port else "flv")
+        yield Target(h.proc.pid, True, urls, playlists, "mpegts" if srt_port else "flv", h.log)
 
 
 @contextlib.contextmanager
@@ -204,24 +206,39 @@ def run_one(
             vcsw0 = voluntary_switches(server_pids)
             server.start()
             ff.start()
+            started = time.monotonic() - WARMUP_S
+            exited: dict[int, float] = {}  # publisher index -> seconds after its start
             end = time.monotonic() + duration
             while time.monotonic() < end:
                 time.sleep(min(1.0, max(0.0, end - time.monotonic())))
                 server.sample()
                 ff.sample()
+                for i, p in enumerate(pubs):
+                    if i not in exited and p.poll() is not None:
+                        exited[i] = time.monotonic() - started
             cpu_s, wall = server.stop()
             ff_s, _ = ff.stop()
             vcsw = (voluntary_switches(server_pids) - vcsw0) / wall / n
             counts = strace_counts(server_pids, STRACE_WINDOW_S) if SYSCALLS else {}
             dead = [i for i, p in enumerate(pubs) if p.poll() is not None]
             ok = sum(http_get(u, 2.0)[0] == 200 for u in t.playlist_urls)
+            closes = _server_closes(t.log) if dead else []
         finally:
             for p in pubs:
                 terminate(p, timeout=5)
     note = ""
     if dead:
         lines = (logdir / f"ff{dead[0]}.log").read_text(errors="replace").strip().splitlines()
-        note = f"publisher {dead[0]} exited: {lines[-1][:120] if lines else '?'}"
+        when = exited.get(dead[0])
+        note = (f"publisher {dead[0]} exited"
+                + (f" after {when:.0f} s" if when is not None else "")
+                + (f" (rc {pubs[dead[0]].returncode})" if pubs[dead[0]].returncode else "")
+                + f": {lines[-1][:120] if lines else '?'}")
+        # Say who ended it: the server's close lines (reason after the last ':'), e.g.
+        # "idle-deadline", "unread-replies", "ok" (the publisher closed), an ingest error.
+        if closes:
+            note += f"; server: {closes[0][:160]}" + (f" (+{len(closes) - 1} more)"
+                                                      if len(closes) > 1 else "")
     shutil.rmtree(logdir, ignore_errors=True)
     alive = n - len(dead)
     server_pct = 100.0 * cpu_s / wall
@@ -233,6 +250,18 @@ def run_one(
     return Row(name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok, note,
                vcsw=vcsw, loop_wakeups=wakeups / per if counts else float("nan"),
                reads=reads / per if counts else float("nan"))
+
+
+def _server_closes(log: Path | None) -> list[str]:
+    """Hearth's log lines saying why a publishing connection ended (empty without a log)."""
+    if log is None:
+        return []
+    with contextlib.suppress(OSError):
+        text = log.read_text(errors="replace")
+        return [line.split(" ", 3)[-1] for line in text.splitlines()
+                if " closed after " in line or "ingest.disconnected" in line
+                or "Publish.Failed" in line or "ingest.malformed" in line]
+    return []
 
 
 def _uptime() -> str:

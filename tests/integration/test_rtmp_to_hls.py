@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -230,3 +232,37 @@ def test_unsupported_codec_is_refused_with_reason(appliance: ApplianceProcess) -
     status = appliance.cli("status").stdout
     assert "unsupported video codec 'h263'" in status
     assert "H.264" in status
+
+
+def test_publisher_looping_a_file_stays_through_the_loop_points(
+        appliance: ApplianceProcess, tmp_path: Path) -> None:
+    """``ffmpeg -stream_loop N -re -i FILE -c copy`` (a bench publisher, an operator's holding
+    loop) crosses the file's end twice: the connection is kept, the timeline continues (one
+    broadcast, no discontinuity) and the segments stay monotonic across the loop points."""
+    assert FFMPEG
+    src = tmp_path / "loop.flv"
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin",
+         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "2",
+         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0",
+         "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv",
+         str(src)], check=True, timeout=60)
+    created = appliance.create_stream("looped file")
+    pub = subprocess.Popen(
+        [FFMPEG, "-hide_banner", "-loglevel", "warning", "-nostdin", "-stream_loop", "2",
+         "-re", "-i", str(src), "-c", "copy", "-f", "flv",
+         f"{appliance.rtmp_base}/{created['stream_key']}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert pub.wait(60) == 0, pub.stderr.read() if pub.stderr else ""
+    finally:
+        pub.kill()
+    # The server saw the publisher close after all three passes (about 6 s), not a drop.
+    closes = re.findall(r"rtmp#\d+ \S+ closed after ([\d.]+)s, \d+ bytes: (.*)", appliance.log())
+    assert closes and closes[-1][1] == "ok" and float(closes[-1][0]) >= 5.0, closes
+    pl, url = _wait_playlist(appliance, created["id"], min_segments=2)
+    assert "#EXT-X-DISCONTINUITY\n" not in pl.text and pl.discontinuity_sequence == 0
+    _check_hls(pl, url)
+    # Listed segments reach the second loop point (4 s); the open one is not listed yet.
+    assert sum(duration for _, duration, *_ in pl.segments) >= 3.5
