@@ -257,10 +257,11 @@ def _server_closes(log: Path | None) -> list[str]:
     if log is None:
         return []
     with contextlib.suppress(OSError):
-        text = log.read_text(errors="replace")
-        return [line.split(" ", 3)[-1] for line in text.splitlines()
-                if " closed after " in line or "ingest.disconnected" in line
-                or "Publish.Failed" in line or "ingest.malformed" in line]
+        lines = [line.split(" ", 3)[-1] for line in log.read_text(errors="replace").splitlines()]
+        # The connection's close line (with its reason) first, then what the ingest said.
+        return ([x for x in lines if " closed after " in x]
+                + [x for x in lines if "ingest.disconnected" in x or "Publish.Failed" in x
+                   or "ingest.malformed" in x])
     return []
 
 
