@@ -339,7 +339,11 @@ async def test_chat_follows_new_messages_until_the_operator_scrolls_up() -> None
         await pilot.pause()
         chat = app.screen.query_one(ChatLog)
         chat.focus()
-        await pilot.pause()
+        # The history arrives from a worker; on a loaded machine it may land after the focus.
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if chat.message_count == len(fake.chat[sid]):
+                break
         assert chat.highlighted is not None
         assert chat.highlighted.id == fake.chat[sid][-1].id
         for i in range(30):
@@ -355,6 +359,32 @@ async def test_chat_follows_new_messages_until_the_operator_scrolls_up() -> None
         assert chat.highlighted == first  # the operator's place is kept
         await pilot.press("end")
         assert chat.highlighted is not None and chat.highlighted.content == "message 200"
+
+
+async def test_chat_focused_before_its_history_arrives_follows_the_newest() -> None:
+    """The operator may focus the chat before the history has loaded: once it arrives the
+    cursor is on the newest message and keeps following (CI saw no cursor at all)."""
+    from textual.app import App, ComposeResult
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ChatLog()
+
+    app = One()
+    async with app.run_test(size=(60, 10)) as pilot:
+        chat = app.query_one(ChatLog)
+        chat.focus()
+        await pilot.pause()
+        assert chat.highlighted is None
+        history = [make_chat("s", i) for i in range(5)]
+        chat.set_messages(history)
+        assert chat.highlighted is not None and chat.highlighted.id == history[-1].id
+        chat.set_messages([*history, make_chat("s", 5)])
+        assert chat.highlighted is not None and chat.highlighted.content == "message 5"
+        chat.blur()
+        await pilot.pause()
+        chat.set_messages([*history, make_chat("s", 5), make_chat("s", 6)])
+        assert chat.highlighted is not None and chat.highlighted.content == "message 5"
 
 
 async def test_unknown_and_malformed_events_are_skipped() -> None:

@@ -128,6 +128,10 @@ class ChatLog(Widget, can_focus=True):
         if len(self._wrapped) > 2 * len(self._messages) + 16:
             self._wrapped = {k: v for k, v in self._wrapped.items() if k in self._index}
         self._invalidate()
+        if self.has_focus:
+            # Focused before the history arrived, or the cursor's message dropped off the
+            # front: place the cursor as focusing does, so the list follows new messages.
+            self._place_cursor()
 
     # ---- rendering ----------------------------------------------------------------------------
 
@@ -205,10 +209,15 @@ class ChatLog(Widget, can_focus=True):
         self._view = None
 
     def on_focus(self) -> None:
+        self._place_cursor()
+        self._invalidate()
+
+    def _place_cursor(self) -> None:
+        """Without a cursor, put it on the newest message, or the first on screen if the
+        operator had scrolled away from the newest."""
         if self._cursor is None and self._messages:
             self._cursor = self._messages[-1].id if self._top is None and self._bottom is None \
                 else self._visible_range()[0]
-        self._invalidate()
 
     def on_blur(self) -> None:
         self._invalidate()
