@@ -98,6 +98,8 @@ class Row:
     """epoll_wait calls per stream per second (strace window)."""
     reads: float = float("nan")
     """Socket reads (recvfrom/read) per stream per second (strace window)."""
+    threads: dict[str, float] | None = None
+    """% of a core per live stream by server thread name (the main thread is the loop)."""
 
 
 def voluntary_switches(pids: list[int]) -> int:
@@ -112,6 +114,33 @@ def voluntary_switches(pids: list[int]) -> int:
                     if m:
                         total += int(m.group(1))
     return total
+
+
+def thread_cpu(pids: list[int]) -> dict[str, float]:
+    """CPU seconds (user+sys) of every thread of ``pids``, summed by thread name."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    data = (task / "stat").read_text()
+                    name = data[data.index("(") + 1:data.rindex(")")]
+                    # Pool threads carry a counter ("asyncio_3", "ThreadPoolExec"): one row.
+                    name = re.sub(r"[_-]?\d+$", "", name) or name
+                    fields = data.rsplit(")", 1)[1].split()
+                    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    key = f"{pid}:{task.name}:{name}"
+                    out[key] = cpu
+    return out
+
+
+def by_thread_name(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per thread name between two :func:`thread_cpu` samples."""
+    out: dict[str, float] = {}
+    for key, cpu in after.items():
+        name = key.split(":", 2)[2]
+        out[name] = out.get(name, 0.0) + cpu - before.get(key, 0.0)
+    return out
 
 
 def strace_counts(pids: list[int], seconds: float) -> dict[str, int]:
@@ -204,6 +233,7 @@ def run_one(
             ff = CpuSampler([p.pid for p in pubs])
             server_pids = tree_pids(t.server_pid) if t.tree else [t.server_pid]
             vcsw0 = voluntary_switches(server_pids)
+            threads0 = thread_cpu(server_pids)
             server.start()
             ff.start()
             started = time.monotonic() - WARMUP_S
@@ -219,6 +249,8 @@ def run_one(
             cpu_s, wall = server.stop()
             ff_s, _ = ff.stop()
             vcsw = (voluntary_switches(server_pids) - vcsw0) / wall / n
+            threads = by_thread_name(threads0, thread_cpu(tree_pids(t.server_pid) if t.tree
+                                                          else [t.server_pid]))
             counts = strace_counts(server_pids, STRACE_WINDOW_S) if SYSCALLS else {}
             dead = [i for i, p in enumerate(pubs) if p.poll() is not None]
             ok = sum(http_get(u, 2.0)[0] == 200 for u in t.playlist_urls)
@@ -247,8 +279,9 @@ def run_one(
     per = STRACE_WINDOW_S * n
     wakeups = sum(counts.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
     reads = sum(counts.get(k, 0) for k in ("recvfrom", "read", "recvmsg"))
+    split = {k: 100.0 * v / wall / max(alive, 1) for k, v in threads.items() if v > 0}
     return Row(name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok, note,
-               vcsw=vcsw, loop_wakeups=wakeups / per if counts else float("nan"),
+               vcsw=vcsw, threads=split, loop_wakeups=wakeups / per if counts else float("nan"),
                reads=reads / per if counts else float("nan"))
 
 
@@ -334,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"playlists {row.playlists}/{n} {row.note}",
                 flush=True,
             )
+            if row.threads:
+                print("   by thread, %/stream: " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in sorted(row.threads.items(),
+                                                      key=lambda kv: -kv[1])), flush=True)
             print(f"   # uptime: {_uptime()}", flush=True)
 
     print("\nCPU as % of one core (user+sys); wake-ups per live stream per second")

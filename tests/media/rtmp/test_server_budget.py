@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -169,12 +170,24 @@ async def test_late_refusal_after_delete_stream_is_still_sent(make_server: objec
     assert b"NetStream.Publish.BadName" in replies
 
 
-async def test_unread_replies_drop_the_connection(make_server: object) -> None:
+async def test_unread_replies_drop_the_connection(make_server: object,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A peer that floods pings but never reads the pongs is dropped, not buffered forever."""
+    import media.rtmp.server as rtmp_server
+
+    # The mechanism, not the 1 MiB figure: a smaller cap needs a 16× shorter flood (the full
+    # one took > 20 s of pure-Python parsing on a loaded CI box).
+    monkeypatch.setattr(rtmp_server, "MAX_WRITE_BUFFER", 64 << 10)
     server: Server = await make_server(PreAuthBudget(  # type: ignore[operator]
         chunks_per_second=1e6, burst_chunks=1e6, total_chunks_per_second=1e6,
         bytes_per_second=1e9, burst_bytes=1e9))
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    # A small receive buffer: the pongs back up after kilobytes, not after the megabytes
+    # loopback autotuning would accept (which took > 20 s of flooding on a loaded CI box).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
     transport = writer.transport
     try:
         await attacks.rtmp_handshake(reader, writer)
