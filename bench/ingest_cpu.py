@@ -125,8 +125,11 @@ def thread_cpu(pids: list[int]) -> dict[str, float]:
                 with contextlib.suppress(OSError, IndexError, ValueError):
                     data = (task / "stat").read_text()
                     name = data[data.index("(") + 1:data.rindex(")")]
-                    # Pool threads carry a counter ("asyncio_3", "ThreadPoolExec"): one row.
+                    # Pool threads carry a counter ("asyncio_3"): one row. Python threads
+                    # inherit the process name, so the main thread (the loop) is told apart
+                    # by its id.
                     name = re.sub(r"[_-]?\d+$", "", name) or name
+                    name = f"{name} main" if task.name == str(pid) else f"{name} other"
                     fields = data.rsplit(")", 1)[1].split()
                     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
                     key = f"{pid}:{task.name}:{name}"
@@ -321,11 +324,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="Hearth ingest protocols, comma-separated: rtmp, srt (default rtmp)")
     ap.add_argument("--syscalls", action="store_true",
                     help="count loop wake-ups and socket reads with strace (separate window)")
+    ap.add_argument("--warmup", type=float, default=3.0,
+                    help="seconds of publishing before the window (default 3; Hearth's live "
+                         "window fills for ~2 × hls.window segments, ~40 s, before its "
+                         "memory stops growing: use 45 for the steady state)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every (server, streams) pair this many times, interleaved")
     args = ap.parse_args(argv)
-    global PIN, SYSCALLS
+    global PIN, SYSCALLS, WARMUP_S
     PIN = not args.no_pin
+    WARMUP_S = args.warmup
     SYSCALLS = args.syscalls
     duration = 5.0 if args.quick else args.duration
     counts = [1, 3] if args.quick else [int(x) for x in args.streams.split(",") if x.strip()]
