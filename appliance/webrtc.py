@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -110,6 +110,13 @@ class Peer:
         return sum(g.dropped for g in self.guards)
 
 
+async def _paced(pass_: Iterator[None]) -> None:
+    """Run a fan-out pass, letting the loop run between its slices (fanout.SLICE_PACKETS):
+    a keyframe to hundreds of viewers must not hold ingest and HTTP for tens of ms."""
+    for _ in pass_:
+        await asyncio.sleep(0)
+
+
 class StreamSource:
     """The per-stream fan-out: hub reader → shared packets → every peer's tracks."""
 
@@ -148,7 +155,7 @@ class StreamSource:
             while (item := await self.reader.get()) is not None:
                 if isinstance(item, MediaUnit):
                     if item.kind is TrackKind.VIDEO:
-                        if not self._video(item):
+                        if not await self._video(item):
                             return
                     else:
                         self._audio(item)
@@ -164,7 +171,7 @@ class StreamSource:
             self.reader.close()
             self.manager._source_done(self)
 
-    def _video(self, unit: MediaUnit) -> bool:
+    async def _video(self, unit: MediaUnit) -> bool:
         if self._max_pts is not None and unit.pts < self._max_pts:
             self.manager.refuse_bframes(self.key)
             return False
@@ -177,7 +184,7 @@ class StreamSource:
         except ValueError:
             return True  # malformed access unit: HLS counts it; here it is just skipped
         self.clock.observe(unit.pts / CLOCK_RATE, unit.arrival)
-        self.video.send([(payloads, unit.pts, unit.keyframe)])
+        await _paced(self.video.send_in_slices([(payloads, unit.pts, unit.keyframe)]))
         return True
 
     async def _run_opus(self) -> None:
@@ -185,8 +192,9 @@ class StreamSource:
             while (item := await self.opus_reader.get()) is not None:
                 if isinstance(item, MediaUnit) and self.ls.native_opus and self.audio.sinks:
                     # RFC 7587 §4.1: the 48 kHz RTP clock, on the broadcast's timeline.
-                    self.audio.send([([item.data], item.dts * OPUS_CLOCK // CLOCK_RATE, True)],
-                                    marker_last=False)
+                    await _paced(self.audio.send_in_slices(
+                        [([item.data], item.dts * OPUS_CLOCK // CLOCK_RATE, True)],
+                        marker_last=False))
         finally:
             self.opus_reader.close()
 
@@ -215,7 +223,7 @@ class StreamSource:
             except Exception:
                 logger.exception("[%s] AAC → Opus failed", self.key)
                 return
-            self.audio.send(packets, marker_last=False)
+            await _paced(self.audio.send_in_slices(packets, marker_last=False))
 
     def _transcode(self, config: AudioConfig, units: list[MediaUnit], reset: bool
                    ) -> list[tuple[list[bytes], int, bool]]:

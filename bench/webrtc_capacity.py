@@ -46,6 +46,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -56,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     CpuSampler,
     hearth_server,
+    http_get,
     make_source,
     pct,
     print_system_info,
@@ -245,6 +247,38 @@ async def _client(conn: Connection, whep_url: str, n: int) -> None:
 # --------------------------------------------------------------------------- parent
 
 
+class LoopProbe:
+    """GET /healthz every 20 ms from a thread: the reply time is how long any request (and
+    every ingest read) waits for the server's one event loop, e.g. behind a fan-out pass."""
+
+    def __init__(self, base: str) -> None:
+        self.url = base + "/healthz"
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            t0 = time.perf_counter()
+            if http_get(self.url, 5.0)[0] == 200:
+                self.times.append(time.perf_counter() - t0)
+
+    def __enter__(self) -> LoopProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        """p50/p99/max reply time in ms."""
+        if not self.times:
+            return "-"
+        ms = [1000 * t for t in self.times]
+        return f"{pct(ms, 50):.1f}/{pct(ms, 99):.1f}/{max(ms):.1f}"
+
+
 def measure_n(whep_url: str, server_pid: int, n: int, procs: int, window: float) -> dict[str, Any]:
     shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     shares = [s for s in shares if s]
@@ -281,7 +315,8 @@ def measure_n(whep_url: str, server_pid: int, n: int, procs: int, window: float)
         s0 = server_sent(base)
         p0, d0 = packets(), udp_rcvbuf_errors()
         sampler.start()
-        time.sleep(window)
+        with LoopProbe(base) as probe:
+            time.sleep(window)
         cpu_s, wall = sampler.stop()
         p1, d1 = packets(), udp_rcvbuf_errors()
         s1 = server_sent(base)
@@ -302,7 +337,8 @@ def measure_n(whep_url: str, server_pid: int, n: int, procs: int, window: float)
     return {"cpu": cpu_s / wall, "pps": (p1 - p0) / wall, "rss": rss, "setups": setups,
             "sent": sent, "sent_dropped": dropped,
             "drops": (d1 - d0) / wall,
-            "connected": len(setups), "failures": failures, "reasons": reasons}  # fmt: skip
+            "connected": len(setups), "failures": failures, "reasons": reasons,
+            "healthz": probe.summary()}  # fmt: skip
 
 
 def main() -> None:
@@ -351,7 +387,7 @@ def main() -> None:
             cpu0, wall0 = sampler.stop()
             base_cpu, base_rss = cpu0 / wall0, rss_mb(srv.proc.pid)
             rows.append(["0 (stream only)", "-", f"{100 * base_cpu:.1f}", *["-"] * 7,
-                         f"{base_rss:.0f}", "-", "-", "-"])  # fmt: skip
+                         f"{base_rss:.0f}", "-", "-", "-", "-"])  # fmt: skip
             results: list[tuple[int, dict[str, Any]]] = []
             for n in ns:
                 results.append((n, measure_n(whep_url, srv.proc.pid, n, procs, window)))
@@ -387,6 +423,7 @@ def main() -> None:
                     f"{us_total:.1f}", f"{us_marg:.1f}", f"{per_core:.0f}", f"{r['rss']:.0f}",
                     f"{rss_peer:.2f}", f"{slope:.2f}",
                     f"{pct(r['setups'], 50):.2f}/{pct(r['setups'], 95):.2f}",
+                    r["healthz"],
                 ])  # fmt: skip
         finally:
             terminate(pub)
@@ -399,7 +436,7 @@ def main() -> None:
          "µs/pkt",
          "µs/pkt marginal",
          "viewers/core @80%", "RSS MB", "MB/peer", "MB/peer since previous N",
-         "setup p50/p95 s"],
+         "setup p50/p95 s", "/healthz p50/p99/max ms"],
         rows,
     )  # fmt: skip
 

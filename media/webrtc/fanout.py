@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from media.webrtc.compat import MediaRoute, SendParameters, current_route
 from media.webrtc.rtp import (
@@ -32,7 +32,7 @@ from media.webrtc.rtp import (
     sender_report,
 )
 
-__all__ = ["MAX_NACKED", "RETRANSMIT_BUDGET", "Outbound", "Sink"]
+__all__ = ["MAX_NACKED", "RETRANSMIT_BUDGET", "SLICE_PACKETS", "Outbound", "Sink"]
 
 MAX_NACKED = 128
 """Sequence numbers served per NACK packet: a repair, not a replay of the history."""
@@ -40,6 +40,11 @@ RETRANSMIT_BUDGET = 200
 """Retransmissions per viewer per second (half the packet rate of a 3 Mbit/s stream, far
 above what real loss needs): a viewer sending NACK after NACK cannot make the server spend
 its CPU on it (docs/threat-model.md §whep)."""
+
+SLICE_PACKETS = 256
+"""Packets sent in one go by :meth:`Outbound.send_in_slices` before the loop gets a turn
+(~1.5 ms at ~6 µs per packet). A keyframe is ~80 packets at 3 Mbit/s: to 200 viewers that is
+16,000 packets, ~100 ms during which ingest reads, HTTP and other streams would wait."""
 
 _HEADER = struct.Struct("!BBHII")
 _OSN = struct.Struct("!H")
@@ -50,6 +55,7 @@ class Sink:
 
     __slots__ = (
         "abs_offset",
+        "attached",
         "dropped",
         "error",
         "ext",
@@ -100,6 +106,7 @@ class Sink:
         self.nacks = 0
         self.plis = 0
         self.failed = False
+        self.attached = False
         self.error = ""
         self.srtcp_errors = 0
         self.rtx_window = 0.0
@@ -242,9 +249,11 @@ class Outbound:
         """Start sending to ``sink`` (video sinks wait for the next keyframe)."""
         if not sink.needs_keyframe:
             sink.start_at(self.next_index)
+        sink.attached = True
         self.sinks.append(sink)
 
     def detach(self, sink: Sink) -> None:
+        sink.attached = False
         if sink in self.sinks:
             self.sinks.remove(sink)
 
@@ -255,12 +264,30 @@ class Outbound:
         Each frame's packets take the next stream indexes (history first, then the viewers);
         a viewer waiting for a keyframe starts at the first one.
         """
-        if not frames:
-            return
+        for _ in self.send_in_slices(frames, marker_last):
+            pass
+
+    def send_in_slices(self, frames: Sequence[tuple[Sequence[bytes], int, bool]],
+                       marker_last: bool = True, slice_packets: int = SLICE_PACKETS
+                       ) -> Iterator[None]:
+        """:meth:`send`, yielding after every ~``slice_packets`` packets sent.
+
+        The frames are numbered and put in the history at once (a NACK can be served while
+        the pass is under way); the caller lets the loop run at each yield (``await
+        asyncio.sleep(0)``) and must finish the pass before starting the next one on this
+        Outbound, so every viewer gets the frames in order. A viewer detached meanwhile
+        gets nothing more; one attached meanwhile starts with a later pass.
+        """
+        plan = self._number(frames, marker_last)
+        if not plan or not self.sinks:
+            return iter(())
+        return self._deliver(plan, list(self.sinks), marker_last, slice_packets)
+
+    def _number(self, frames: Sequence[tuple[Sequence[bytes], int, bool]], marker_last: bool
+                ) -> list[tuple[int, Sequence[bytes], int, bool]]:
         history = self.history
-        first = self.next_index
         plan: list[tuple[int, Sequence[bytes], int, bool]] = []
-        index = first
+        index = self.next_index
         for payloads, timestamp, keyframe in frames:
             last = len(payloads) - 1
             for i, payload in enumerate(payloads):
@@ -270,11 +297,15 @@ class Outbound:
             index += len(payloads)
         self.next_index = index
         self.frames += len(frames)
-        if not self.sinks:
-            return
+        return plan
+
+    def _deliver(self, plan: list[tuple[int, Sequence[bytes], int, bool]], sinks: list[Sink],
+                 marker_last: bool, slice_packets: int) -> Iterator[None]:
         abs_time = abs_send_time(time.time())
-        failed: list[Sink] = []
-        for sink in self.sinks:
+        sent = 0
+        for sink in sinks:
+            if not sink.attached:  # detached (or failed) while the pass was paused
+                continue
             for start, payloads, timestamp, keyframe in plan:
                 if sink.needs_keyframe:
                     if not keyframe:
@@ -282,11 +313,14 @@ class Outbound:
                     sink.needs_keyframe = False
                     sink.start_at(start)
                 sink.send_frame(start, payloads, timestamp, abs_time, marker_last)
+                sent += len(payloads)
                 if sink.failed:
-                    failed.append(sink)
+                    self._fail(sink)
                     break
-        for sink in failed:
-            self._fail(sink)
+            if sent >= slice_packets:
+                yield
+                sent = 0
+                abs_time = abs_send_time(time.time())
 
     def nack(self, sink: Sink, lost: Sequence[int]) -> None:
         """Serve a viewer's NACK (RFC 4585 §6.2.1) from the history."""

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from media.h264 import H264Error
 from media.units import VideoConfig
 from media.webrtc.compat import MediaRoute, SendParameters, SrtpOut
-from media.webrtc.fanout import MAX_NACKED, RETRANSMIT_BUDGET, Outbound, Sink
+from media.webrtc.fanout import MAX_NACKED, RETRANSMIT_BUDGET, SLICE_PACKETS, Outbound, Sink
 from media.webrtc.rtp import (
     URI_ABS_SEND_TIME,
     URI_MID,
@@ -335,6 +335,36 @@ def test_a_full_or_failed_viewer_never_stalls_the_others(viewers: list[Viewer]) 
     slow_sock.room = 10
     out.send([_frame(2, 9000, False)])
     assert slow.sink.packets == 4 and len(good.packets(2)) == 2
+
+
+def test_a_big_pass_yields_between_slices_and_every_viewer_gets_every_packet(
+        viewers: list[Viewer]) -> None:
+    """A keyframe to many viewers is sent in slices (the loop runs between them); each viewer
+    still gets the frame whole and in order; one detached during a pause gets nothing more,
+    one attached during it starts with the next keyframe."""
+    crowd = [Viewer(ssrc=100 + i) for i in range(6)]
+    late = Viewer(ssrc=999)
+    viewers += [*crowd, late]
+    out = Outbound("video", 90000)
+    for v in crowd:
+        out.attach(v.sink)
+    pauses = 0
+    for _ in out.send_in_slices([_frame(10, 3000, True, tag=1)], slice_packets=20):
+        pauses += 1
+        if pauses == 1:
+            out.detach(crowd[-1].sink)  # leaves after the first slice (2 viewers were sent)
+            out.attach(late.sink)
+    assert pauses == 2  # 20 packets per slice (2 viewers each); the 5th viewer ends the pass
+    for v in crowd[:-1]:
+        got = v.packets(10)
+        assert [p.payload[1] for p in got] == list(range(10))
+        assert [p.marker for p in got] == [0] * 9 + [1]
+    assert crowd[-1].sink.packets == 0
+    assert late.sink.packets == 0 and late.sink.needs_keyframe
+    out.send([_frame(1, 6000, False, tag=2), _frame(2, 9000, True, tag=3)])
+    assert [p.payload[0] for p in late.packets(2)] == [3, 3]
+    # The default slice is what the appliance uses; a small pass is one slice, no pause.
+    assert list(out.send_in_slices([_frame(SLICE_PACKETS // 8, 12000, False)])) == []
 
 
 def test_sender_reports_map_rtp_time_to_the_wall_clock(viewers: list[Viewer]) -> None:
