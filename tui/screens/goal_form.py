@@ -6,18 +6,18 @@ broadcast's live event (``POST /v1/streams/{id}/goal``, as ``hearth nostr goal``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Input, Label
 
 from appliance.api.schema import StreamGoal
-from tui.screens.field_errors import show_field_error
+from tui.screens.draft_form import DraftForm
 
 MAX_SATS_DIGITS = 16
 """21 million BTC is 2.1e15 sats: 16 digits (the appliance checks the exact bound)."""
@@ -46,7 +46,7 @@ def describe_goal(goal: StreamGoal | None) -> Text:
                 f"{goal.amount_msats // 1000:,} sats")
 
 
-class GoalForm(ModalScreen[GoalDraft | None]):
+class GoalForm(DraftForm[GoalDraft]):
     """Dismisses with the goal (Ctrl+S / Save) or ``None`` (Esc).
 
     ``error`` is ``(field, message)`` from the appliance's last refusal: under the title or the
@@ -55,17 +55,18 @@ class GoalForm(ModalScreen[GoalDraft | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Publish", priority=True),
-        Binding("escape", "cancel", "Cancel"),
     ]
+    SAVE_LABEL: ClassVar[str] = "Publish"
+    ERROR_FIELDS: ClassVar[Mapping[str, str]] = {
+        "title": "title", "sats": "sats", "amount_sats": "sats"}
 
     def __init__(self, channel_title: str, current: StreamGoal | None, *,
                  draft: GoalDraft | None = None,
                  error: tuple[str | None, str] | None = None) -> None:
-        super().__init__()
+        super().__init__(error)
         self._channel_title = channel_title
         self._current = current
         self._draft = draft
-        self._error = error
 
     def compose(self) -> ComposeResult:
         title = self._draft.title if self._draft else (
@@ -83,30 +84,8 @@ class GoalForm(ModalScreen[GoalDraft | None]):
             yield Input(sats, placeholder="5000", id="f-sats", compact=True,
                         restrict=r"[0-9 ,_]*", max_length=24)
             yield Label("", id="err-sats", classes="field-error")
-            yield Label("", id="err-form", classes="field-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Publish (Ctrl+S)", variant="primary", id="save")
-                yield Button("Cancel (Esc)", id="cancel")
+            yield from self.compose_buttons()
         yield Footer()
-
-    def on_mount(self) -> None:
-        if self._error is not None:
-            self._show_error(*self._error)
-        else:
-            self.query_one("#f-title", Input).focus()
-
-    def _show_error(self, field: str | None, message: str) -> None:
-        target = {"title": "title", "sats": "sats", "amount_sats": "sats"}.get(field or "")
-        show_field_error(self, target, message)
-
-    def on_input_submitted(self) -> None:
-        self.action_save()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.action_cancel()
 
     def action_save(self) -> None:
         title = self.query_one("#f-title", Input).value.strip()
@@ -118,6 +97,3 @@ class GoalForm(ModalScreen[GoalDraft | None]):
             self._show_error("sats", "A whole number of sats, 1 or more.")
             return
         self.dismiss(GoalDraft(title, sats))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

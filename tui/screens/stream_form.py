@@ -3,16 +3,15 @@ validation messages."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select
+from textual.widgets import Checkbox, Footer, Input, Label, Select
 
 from tui.client import StreamDraft
-from tui.screens.field_errors import show_field_error
+from tui.screens.draft_form import DraftForm
 
 FIELDS = (("title", "Title", "What is on? (required)"),
           ("summary", "Summary", "One line for the discovery page"),
@@ -55,26 +54,24 @@ def parse_tags(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.lstrip("#") for p in parts if p.lstrip("#")))
 
 
-class StreamForm(ModalScreen[StreamDraft | None]):
+class StreamForm(DraftForm[StreamDraft]):
     """Dismisses with the draft (Ctrl+S / Save) or ``None`` (Esc).
 
     ``error`` is ``(field, message)`` from the appliance's last refusal, shown under the field.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", priority=True), Binding("escape", "cancel", "Cancel"),
-    ]
+    ERROR_FIELDS: ClassVar[Mapping[str, str]] = {
+        n: n for n in (*(f for f, _, _ in FIELDS), *RECORDING_FIELDS, "ladder")}
 
     def __init__(self, draft: StreamDraft | None = None, *, editing: bool = False,
                  error: tuple[str | None, str] | None = None,
                  visibility: str = "public") -> None:
         """``visibility``: the channel's current one (the draft sends it only if changed)."""
-        super().__init__()
+        super().__init__(error)
         self._draft = draft or StreamDraft("")
         self._baseline = visibility
         self._visibility = draft.visibility if draft and draft.visibility else visibility
         self._editing = editing
-        self._error = error
 
     def compose(self) -> ComposeResult:
         values = {"title": self._draft.title, "summary": self._draft.summary,
@@ -109,30 +106,8 @@ class StreamForm(ModalScreen[StreamDraft | None]):
                             compact=True, max_length=64)
                 yield Label("e.g. 720p,480p,360p (empty: off)", classes="field-label")
             yield Label("", id="err-ladder", classes="field-error")
-            yield Label("", id="err-form", classes="field-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (Ctrl+S)", variant="primary", id="save")
-                yield Button("Cancel (Esc)", id="cancel")
+            yield from self.compose_buttons()
         yield Footer()
-
-    def on_mount(self) -> None:
-        if self._error is not None:
-            self._show_error(*self._error)
-        else:
-            self.query_one("#f-title", Input).focus()
-
-    def _show_error(self, field: str | None, message: str) -> None:
-        known = {n for n, _, _ in FIELDS} | set(RECORDING_FIELDS) | {"ladder"}
-        show_field_error(self, field if field in known else None, message)
-
-    def on_input_submitted(self) -> None:
-        self.action_save()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.action_cancel()
 
     def action_save(self) -> None:
         def value(name: str) -> str:
@@ -152,6 +127,3 @@ class StreamForm(ModalScreen[StreamDraft | None]):
                                  value("image"), self.query_one("#f-record", Checkbox).value,
                                  retention, parse_ladder_field(value("ladder")),
                                  visibility=None if chosen == self._baseline else chosen))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
