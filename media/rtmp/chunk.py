@@ -331,15 +331,7 @@ class ChunkReader:
             return None
         # Earlier chunks of this message were counted as buffered; this one was not.
         self._buffered -= len(payload) - size if data is None else 0
-        state.payload = None
-        if state.message_length < self.smallest_message or not self.smallest_message:
-            self.smallest_message = state.message_length
-        return RawMessage(
-            message_type_id=state.message_type_id,
-            message_stream_id=state.message_stream_id,
-            timestamp=state.timestamp,
-            payload=data if data is not None else bytes(payload),
-        )
+        return self._complete(state, data if data is not None else bytes(payload))
 
     def _peek_chunk(self, buf: bytearray, fmt: int, csid: int, header_at: int
                     ) -> tuple[_ChunkStreamState | None, int, bool, int] | None:
@@ -448,6 +440,11 @@ class ChunkReader:
         if len(payload) < state.message_length:
             return None
         self._buffered -= len(payload)
+        return self._complete(state, bytes(payload))
+
+    def _complete(self, state: _ChunkStreamState, payload: bytes) -> RawMessage:
+        """The message on ``state`` is whole: free its buffer, note its size (read
+        coalescing's smallest message) and hand it out."""
         state.payload = None
         if state.message_length < self.smallest_message or not self.smallest_message:
             self.smallest_message = state.message_length
@@ -455,7 +452,7 @@ class ChunkReader:
             message_type_id=state.message_type_id,
             message_stream_id=state.message_stream_id,
             timestamp=state.timestamp,
-            payload=bytes(payload),
+            payload=payload,
         )
 
 
