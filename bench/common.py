@@ -350,6 +350,8 @@ class HearthServer:
     proc: subprocess.Popen[bytes]
     log: Path
     startup_s: float
+    exe: Sequence[str] = ()
+    """The CLI it was started with (default: :func:`hearth_exe`)."""
 
     @property
     def base(self) -> str:
@@ -359,7 +361,7 @@ class HearthServer:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{key}"
 
     def cli(self, *args: str, timeout: float = 20.0) -> str:
-        cmd = [*hearth_exe(), *args]
+        cmd = [*(self.exe or hearth_exe()), *args]
         env = {**os.environ, "HEARTH_DATA_DIR": str(self.data_dir)}
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if r.returncode != 0:
@@ -387,15 +389,18 @@ class HearthServer:
 
 @contextlib.contextmanager
 def hearth_server(
-    extra_args: Sequence[str] = (), startup_timeout: float = 30.0
+    extra_args: Sequence[str] = (), startup_timeout: float = 30.0,
+    exe: Sequence[str] = (),
 ) -> Iterator[HearthServer]:
-    """Run ``hearth serve`` on loopback ports with a throwaway data dir."""
+    """Run ``hearth serve`` on loopback ports with a throwaway data dir (``exe``: the CLI to
+    run, default :func:`hearth_exe`)."""
+    exe = tuple(exe) or tuple(hearth_exe())
     # Short path: the admin Unix socket lives in the data dir (108-byte limit).
     tmp = Path(tempfile.mkdtemp(prefix="hb-", dir="/tmp"))
     http_port, rtmp_port = free_ports(2)
     log = tmp / "hearth.log"
     cmd = [
-        *hearth_exe(), "serve",
+        *exe, "serve",
         "--data-dir", str(tmp / "d"),
         "--http", f"127.0.0.1:{http_port}",
         "--rtmp", f"127.0.0.1:{rtmp_port}",
@@ -419,7 +424,8 @@ def hearth_server(
             terminate(proc)
             tail = log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"hearth did not start: {e}\n--- log tail ---\n{tail}") from e
-        yield HearthServer(tmp / "d", http_port, rtmp_port, proc, log, time.monotonic() - t0)
+        yield HearthServer(tmp / "d", http_port, rtmp_port, proc, log, time.monotonic() - t0,
+                           exe)
     finally:
         terminate(proc)
         if os.environ.get("BENCH_KEEP") != "1":

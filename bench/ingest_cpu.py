@@ -12,11 +12,16 @@ second as the server's voluntary context switches (all threads, from /proc) and,
 socket reads (``recvfrom``/``read``) counted by ``strace -c`` over a separate 5 s window (strace
 slows the traced process, so this window is not the CPU window).
 
+With ``--together`` the servers run at the same time and are measured over the same window
+(all on core 0): on a shared machine whose speed drifts by ±20 % between minutes, their
+ratio is then steadier than that of runs in turn. ``--hearth-b CMD`` adds a second Hearth
+started with another command (another checkout), for before/after comparisons.
+
 Prints numbers, never asserts. Usage::
 
     python bench/ingest_cpu.py [--duration 20] [--streams 1,10] [--quick] [--syscalls]
                                [--hearth-only | --nginx-only] [--no-pin] [--repeat N]
-                               [--protocol rtmp,srt]
+                               [--protocol rtmp,srt] [--together] [--hearth-b CMD]
 
 On a machine with two or more cores the server (every thread, and nginx's workers) is pinned
 to core 0 and the publishers to the other cores (``taskset``), so load generation does not
@@ -29,6 +34,7 @@ import argparse
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -37,7 +43,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +106,8 @@ class Row:
     """Socket reads (recvfrom/read) per stream per second (strace window)."""
     threads: dict[str, float] | None = None
     """% of a core per live stream by server thread name (the main thread is the loop)."""
+    rss_mb: float = float("nan")
+    """Resident memory of the server (all its processes) at the end of the window, MB."""
 
 
 def voluntary_switches(pids: list[int]) -> int:
@@ -114,6 +122,17 @@ def voluntary_switches(pids: list[int]) -> int:
                     if m:
                         total += int(m.group(1))
     return total
+
+
+def resident_mb(pids: list[int]) -> float:
+    """Sum of VmRSS over ``pids``, in MB (nan if none could be read)."""
+    total, seen = 0, False
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            m = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+            if m:
+                total, seen = total + int(m.group(1)), True
+    return total / 1024 if seen else float("nan")
 
 
 def thread_cpu(pids: list[int]) -> dict[str, float]:
@@ -189,10 +208,10 @@ def _free_udp_port() -> int:
 
 
 @contextlib.contextmanager
-def hearth_target(n: int, protocol: str = "rtmp") -> Iterator[Target]:
+def hearth_target(n: int, protocol: str = "rtmp", exe: Sequence[str] = ()) -> Iterator[Target]:
     srt_port = _free_udp_port() if protocol == "srt" else 0
     extra = ("--srt", f"127.0.0.1:{srt_port}") if srt_port else ()
-    with hearth_server(extra) as h:
+    with hearth_server(extra, exe=exe) as h:
         urls, playlists = [], []
         for i in range(n):
             s = h.create_stream(f"cpu {i}")
@@ -212,80 +231,111 @@ def nginx_target(n: int) -> Iterator[Target]:
         )
 
 
-def run_one(
-    name: str,
-    target_cm: contextlib.AbstractContextManager[Target],
-    n: int,
-    src: Path,
-    duration: float,
-) -> Row:
-    pubs: list[subprocess.Popen[bytes]] = []
-    logdir = Path(tempfile.mkdtemp(prefix="bench-ff-"))
-    with target_cm as t:
-        try:
-            cpus = _cpus()
-            pin([t.server_pid], cpus[:1], tree=t.tree)
-            for i, url in enumerate(t.rtmp_urls):
-                pubs.append(start_publisher(src, url, loop=True, log=logdir / f"ff{i}.log",
-                                            fmt=t.fmt))
-            time.sleep(WARMUP_S)
-            # Again after warm-up: threads (workers, PyAV) started since inherit nothing.
-            pin([t.server_pid], cpus[:1], tree=t.tree)
-            pin([p.pid for p in pubs], cpus[1:])
-            server = CpuSampler([t.server_pid], tree=t.tree)
-            ff = CpuSampler([p.pid for p in pubs])
-            server_pids = tree_pids(t.server_pid) if t.tree else [t.server_pid]
-            vcsw0 = voluntary_switches(server_pids)
-            threads0 = thread_cpu(server_pids)
-            server.start()
-            ff.start()
-            started = time.monotonic() - WARMUP_S
-            exited: dict[int, float] = {}  # publisher index -> seconds after its start
-            end = time.monotonic() + duration
-            while time.monotonic() < end:
-                time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-                server.sample()
-                ff.sample()
-                for i, p in enumerate(pubs):
-                    if i not in exited and p.poll() is not None:
-                        exited[i] = time.monotonic() - started
-            cpu_s, wall = server.stop()
-            ff_s, _ = ff.stop()
-            vcsw = (voluntary_switches(server_pids) - vcsw0) / wall / n
-            threads = by_thread_name(threads0, thread_cpu(tree_pids(t.server_pid) if t.tree
-                                                          else [t.server_pid]))
-            counts = strace_counts(server_pids, STRACE_WINDOW_S) if SYSCALLS else {}
-            dead = [i for i, p in enumerate(pubs) if p.poll() is not None]
-            ok = sum(http_get(u, 2.0)[0] == 200 for u in t.playlist_urls)
-            closes = _server_closes(t.log) if dead else []
-        finally:
-            for p in pubs:
-                terminate(p, timeout=5)
-    note = ""
-    if dead:
-        lines = (logdir / f"ff{dead[0]}.log").read_text(errors="replace").strip().splitlines()
-        when = exited.get(dead[0])
-        note = (f"publisher {dead[0]} exited"
-                + (f" after {when:.0f} s" if when is not None else "")
-                + (f" (rc {pubs[dead[0]].returncode})" if pubs[dead[0]].returncode else "")
-                + f": {lines[-1][:120] if lines else '?'}")
-        # Say who ended it: the server's close lines (reason after the last ':'), e.g.
-        # "idle-deadline", "unread-replies", "ok" (the publisher closed), an ingest error.
-        if closes:
-            note += f"; server: {closes[0][:160]}" + (f" (+{len(closes) - 1} more)"
-                                                      if len(closes) > 1 else "")
-    shutil.rmtree(logdir, ignore_errors=True)
-    alive = n - len(dead)
-    server_pct = 100.0 * cpu_s / wall
-    # Per stream = over the publishers still alive at the end (dead ones cost little).
-    per_stream = server_pct / max(alive, 1)
-    per = STRACE_WINDOW_S * n
-    wakeups = sum(counts.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
-    reads = sum(counts.get(k, 0) for k in ("recvfrom", "read", "recvmsg"))
-    split = {k: 100.0 * v / wall / max(alive, 1) for k, v in threads.items() if v > 0}
-    return Row(name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok, note,
-               vcsw=vcsw, threads=split, loop_wakeups=wakeups / per if counts else float("nan"),
-               reads=reads / per if counts else float("nan"))
+class Run:
+    """One server with its ``n`` publishers, measured over a window.
+
+    :func:`run_together` measures one server, or several in the same window (``--together``:
+    all servers on core 0), so slow phases of a shared machine hit every server alike and
+    their ratio is steadier than that of two runs in turn.
+    """
+
+    def __init__(self, name: str, target_cm: contextlib.AbstractContextManager[Target],
+                 n: int, src: Path) -> None:
+        self.name, self.n, self.src = name, n, src
+        self.target_cm = target_cm
+        self.pubs: list[subprocess.Popen[bytes]] = []
+        self.logdir = Path(tempfile.mkdtemp(prefix="bench-ff-"))
+        self.exited: dict[int, float] = {}  # publisher index -> seconds after its start
+
+    def start(self, stack: contextlib.ExitStack) -> None:
+        """Start the server and its publishers (stopped when ``stack`` closes)."""
+        self.t = stack.enter_context(self.target_cm)
+        stack.callback(self._stop_publishers)
+        pin([self.t.server_pid], _cpus()[:1], tree=self.t.tree)
+        for i, url in enumerate(self.t.rtmp_urls):
+            self.pubs.append(start_publisher(self.src, url, loop=True,
+                                             log=self.logdir / f"ff{i}.log", fmt=self.t.fmt))
+        self.started = time.monotonic()
+
+    def _stop_publishers(self) -> None:
+        for p in self.pubs:
+            terminate(p, timeout=5)
+
+    def begin_window(self) -> None:
+        t = self.t
+        # Again after warm-up: threads (workers, PyAV) started since inherit nothing.
+        pin([t.server_pid], _cpus()[:1], tree=t.tree)
+        pin([p.pid for p in self.pubs], _cpus()[1:])
+        self.server = CpuSampler([t.server_pid], tree=t.tree)
+        self.ff = CpuSampler([p.pid for p in self.pubs])
+        self.server_pids = tree_pids(t.server_pid) if t.tree else [t.server_pid]
+        self.vcsw0 = voluntary_switches(self.server_pids)
+        self.threads0 = thread_cpu(self.server_pids)
+        self.server.start()
+        self.ff.start()
+
+    def sample(self) -> None:
+        self.server.sample()
+        self.ff.sample()
+        for i, p in enumerate(self.pubs):
+            if i not in self.exited and p.poll() is not None:
+                self.exited[i] = time.monotonic() - self.started
+
+    def end_window(self) -> Row:
+        t, n, pubs = self.t, self.n, self.pubs
+        cpu_s, wall = self.server.stop()
+        ff_s, _ = self.ff.stop()
+        rss = resident_mb(tree_pids(t.server_pid) if t.tree else [t.server_pid])
+        vcsw = (voluntary_switches(self.server_pids) - self.vcsw0) / wall / n
+        threads = by_thread_name(self.threads0, thread_cpu(tree_pids(t.server_pid) if t.tree
+                                                           else [t.server_pid]))
+        counts = strace_counts(self.server_pids, STRACE_WINDOW_S) if SYSCALLS else {}
+        dead = [i for i, p in enumerate(pubs) if p.poll() is not None]
+        ok = sum(http_get(u, 2.0)[0] == 200 for u in t.playlist_urls)
+        closes = _server_closes(t.log) if dead else []
+        note = ""
+        if dead:
+            lines = (self.logdir / f"ff{dead[0]}.log").read_text(
+                errors="replace").strip().splitlines()
+            when = self.exited.get(dead[0])
+            note = (f"publisher {dead[0]} exited"
+                    + (f" after {when:.0f} s" if when is not None else "")
+                    + (f" (rc {pubs[dead[0]].returncode})" if pubs[dead[0]].returncode else "")
+                    + f": {lines[-1][:120] if lines else '?'}")
+            # Say who ended it: the server's close lines (reason after the last ':'), e.g.
+            # "idle-deadline", "unread-replies", "ok" (the publisher closed), an ingest error.
+            if closes:
+                note += f"; server: {closes[0][:160]}" + (f" (+{len(closes) - 1} more)"
+                                                          if len(closes) > 1 else "")
+        shutil.rmtree(self.logdir, ignore_errors=True)
+        alive = n - len(dead)
+        server_pct = 100.0 * cpu_s / wall
+        # Per stream = over the publishers still alive at the end (dead ones cost little).
+        per_stream = server_pct / max(alive, 1)
+        per = STRACE_WINDOW_S * n
+        wakeups = sum(counts.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
+        reads = sum(counts.get(k, 0) for k in ("recvfrom", "read", "recvmsg"))
+        split = {k: 100.0 * v / wall / max(alive, 1) for k, v in threads.items() if v > 0}
+        return Row(self.name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok,
+                   note, vcsw=vcsw, threads=split, rss_mb=rss,
+                   loop_wakeups=wakeups / per if counts else float("nan"),
+                   reads=reads / per if counts else float("nan"))
+
+
+def run_together(runs: list[Run], duration: float) -> list[Row]:
+    """Start every run, warm up, and measure them all over the same window."""
+    with contextlib.ExitStack() as stack:
+        for r in runs:
+            r.start(stack)
+        time.sleep(WARMUP_S)
+        for r in runs:
+            r.begin_window()
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            for r in runs:
+                r.sample()
+        return [r.end_window() for r in runs]
 
 
 def _server_closes(log: Path | None) -> list[str]:
@@ -299,6 +349,21 @@ def _server_closes(log: Path | None) -> list[str]:
                 + [x for x in lines if "ingest.disconnected" in x or "Publish.Failed" in x
                    or "ingest.malformed" in x])
     return []
+
+
+def _print_row(row: Row) -> None:
+    n = row.streams
+    print(
+        f"   {row.server}: server {row.server_pct:.1f}% of a core, "
+        f"{row.per_stream_pct:.2f}%/stream; {row.vcsw:.1f} voluntary switches/stream/s; "
+        f"ffmpeg {row.ffmpeg_pct:.2f}%/publisher; alive {row.alive}/{n}; "
+        f"playlists {row.playlists}/{n}; resident {row.rss_mb:.0f} MB {row.note}",
+        flush=True,
+    )
+    if row.threads:
+        print("   by thread, %/stream: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in sorted(row.threads.items(),
+                                              key=lambda kv: -kv[1])), flush=True)
 
 
 def _uptime() -> str:
@@ -330,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
                          "memory stops growing: use 45 for the steady state)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every (server, streams) pair this many times, interleaved")
+    ap.add_argument("--together", action="store_true",
+                    help="run the servers at the same time and measure them over the same "
+                         "window (all on core 0), instead of one after another: a shared "
+                         "machine's slow phases then hit both alike")
+    ap.add_argument("--hearth-b", metavar="CMD", default="",
+                    help="also run a second Hearth, started with this command (e.g. a "
+                         "wrapper that runs another checkout), as 'hearth-b'")
     args = ap.parse_args(argv)
     global PIN, SYSCALLS, WARMUP_S
     PIN = not args.no_pin
@@ -358,37 +430,31 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"# nginx-rtmp skipped: {reason}")
             else:
                 plan.append(("nginx-rtmp", nginx_target(n)))
-        for name, cm in plan:
-            print(f"## {name}: {n} publisher(s) ...", flush=True)
+        if args.hearth_b and not args.nginx_only:
+            plan.insert(1, ("hearth-b", hearth_target(n, "rtmp", exe=shlex.split(args.hearth_b))))
+        batches = [plan] if args.together else [[step] for step in plan]
+        for batch in batches:
+            names = " + ".join(name for name, _ in batch)
+            print(f"## {names}: {n} publisher(s) each ...", flush=True)
             try:
-                row = run_one(name, cm, n, src, duration)
+                got = run_together([Run(name, cm, n, src) for name, cm in batch], duration)
             except Exception as e:  # report and go on
                 first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                row = Row(
-                    name, n, float("nan"), float("nan"), float("nan"), 0, 0, f"FAILED: {first}"
-                )
-            rows.append(row)
-            print(
-                f"   server {row.server_pct:.1f}% of a core, {row.per_stream_pct:.2f}%/stream; "
-                f"{row.vcsw:.1f} voluntary switches/stream/s; "
-                f"ffmpeg {row.ffmpeg_pct:.2f}%/publisher; alive {row.alive}/{n}; "
-                f"playlists {row.playlists}/{n} {row.note}",
-                flush=True,
-            )
-            if row.threads:
-                print("   by thread, %/stream: " + ", ".join(
-                    f"{k} {v:.3f}" for k, v in sorted(row.threads.items(),
-                                                      key=lambda kv: -kv[1])), flush=True)
+                got = [Row(name, n, float("nan"), float("nan"), float("nan"), 0, 0,
+                           f"FAILED: {first}") for name, _ in batch]
+            for row in got:
+                rows.append(row)
+                _print_row(row)
             print(f"   # uptime: {_uptime()}", flush=True)
 
     print("\nCPU as % of one core (user+sys); wake-ups per live stream per second")
     print_table(
         ["server", "streams", "server total %", "server %/live stream", "vol. switches/s",
          "loop wake-ups/s", "socket reads/s", "ffmpeg %/publisher", "publishers alive",
-         "playlists 200", "note"],
+         "playlists 200", "resident MB", "note"],
         [[r.server, r.streams, r.server_pct, r.per_stream_pct, r.vcsw, r.loop_wakeups,
           r.reads, r.ffmpeg_pct, f"{r.alive}/{r.streams}", f"{r.playlists}/{r.streams}",
-          r.note] for r in rows],
+          r.rss_mb, r.note] for r in rows],
     )  # fmt: skip
     print(f"# uptime at the end: {_uptime()}")
     return 0

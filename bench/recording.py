@@ -60,13 +60,13 @@ PART_RE = re.compile(r'#EXT-X-PART:DURATION=([0-9.]+),URI="part-(\d+)-(\d+)\.m4s
 def serve(mode: str, data: str, http_port: int, rtmp_port: int) -> None:
     """Run an appliance with recording ``off``, ``on`` or ``on`` over a stalled disk."""
     from appliance.config import load_config
-    from appliance.delivery.storage import Storage
+    from appliance.delivery.storage import Data, Storage
     from appliance.lifecycle import Appliance
 
     class StalledDisk(Storage):
         """Every segment write blocks (the recorder's backlog fills, then it stops)."""
 
-        def write_atomic(self, path: Path, data: bytes) -> None:
+        def write_atomic(self, path: Path, data: Data) -> None:
             if path.name.startswith("seg-"):
                 time.sleep(3600)
             super().write_atomic(path, data)

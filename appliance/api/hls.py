@@ -46,6 +46,7 @@ from aiohttp import web
 
 from appliance.api.access import check_broadcast, mark_private, shown_via_channel
 from appliance.api.http import CONTENT_TYPES, CORS, STATE, client_address
+from appliance.api.payload import ChunksPayload
 from appliance.config import HlsConfig
 from appliance.domain import ID_RE
 from appliance.viewers import PLAYER_ID_RE
@@ -439,18 +440,20 @@ async def _media_object(request: web.Request, ls: LiveBroadcast, muxer: HlsMuxer
                         name: str) -> web.Response:
     """An init segment, segment or part; parts and segments count the viewer."""
     state = request.app[STATE]
-    data = muxer.get(name)
+    data = muxer.chunks(name)
     if data is None and state.config.hls.low_latency and (m := PART_NAME_RE.fullmatch(name)):
         data = await _await_hinted_part(request, muxer, int(m[1]), int(m[2]))
     if data is None:
         raise web.HTTPNotFound(headers=CORS)
-    state.metrics_hls_bytes += len(data)
+    # a segment is its parts, sent one after another (never joined: appliance/api/payload.py)
+    body: bytes | ChunksPayload = data[0] if len(data) == 1 else ChunksPayload(data)
+    state.metrics_hls_bytes += sum(len(c) for c in data)
     kind = name.split("-", 1)[0]  # init / seg / part (names are allow-listed by the muxer)
     request.app[HLS_GATE].count(kind)
     if kind != "init" and not ls.ended:
         _count_viewer(request, ls, player_id=request.headers.get(PLAYER_HEADER))
     ext = name.rsplit(".", 1)[1]
-    return web.Response(body=data, headers={
+    return web.Response(body=body, headers={
         **CORS, "Content-Type": CONTENT_TYPES[ext], "Cache-Control": MEDIA_CACHE_CONTROL})
 
 
@@ -476,7 +479,7 @@ async def viewing_beacon(request: web.Request) -> web.Response:
 
 
 async def _await_hinted_part(request: web.Request, muxer: HlsMuxer, msn: int,
-                             part: int) -> bytes | None:
+                             part: int) -> tuple[bytes, ...] | None:
     """Hold a request for the part named by EXT-X-PRELOAD-HINT until it is published."""
     if muxer.ended or muxer.last_msn is None or muxer.last_part is None:
         return None
@@ -487,7 +490,7 @@ async def _await_hinted_part(request: web.Request, muxer: HlsMuxer, msn: int,
     gate = request.app[HLS_GATE]
     with gate.slot(client_address(request), state.config.hls):
         await gate.watch(muxer).wait(msn, part, _block_timeout(state.config.hls, muxer))
-    return muxer.get(f"part-{msn}-{part}.m4s")
+    return muxer.chunks(f"part-{msn}-{part}.m4s")
 
 
 def hls_metrics(app: web.Application) -> list[str]:

@@ -233,7 +233,7 @@ class Recorder:
                 self._early.append(segment)
             return
         if (self._pending >= self._max_backlog
-                or self._pending_bytes + len(segment.data) > self._max_backlog_bytes):
+                or self._pending_bytes + segment.size > self._max_backlog_bytes):
             self._fail(f"disk too slow: {self._pending} segments waiting to be written; "
                        "recording stopped (live delivery continues)")
             return
@@ -250,12 +250,12 @@ class Recorder:
             seg=name, init=self._init_name, duration=segment.duration,
             discontinuity=segment.discontinuity or self._force_discontinuity or (
                 new_init and self._next_seg > 1),
-            size=len(segment.data), program_date_time=segment.program_date_time,
+            size=segment.size, program_date_time=segment.program_date_time,
             independent=segment.independent)
         self._force_discontinuity = False
-        data = segment.data
+        data = segment.parts
         self._pending += 1
-        self._pending_bytes += len(data)
+        self._pending_bytes += entry.size
 
         def job() -> None:
             if self._stopped.is_set():

@@ -155,17 +155,19 @@ class Thumbnailer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, sink: ThumbnailSink, mp4: bytes) -> None:
+    def _spawn(self, sink: ThumbnailSink, mp4: tuple[bytes, ...]) -> None:
+        """Make a thumbnail of the fMP4 that is the concatenation of ``mp4`` (joined on the
+        worker, not here on the loop)."""
         task = asyncio.get_running_loop().create_task(self._make(sink, mp4),
                                                       name=f"thumbnail-{sink.broadcast_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _make(self, sink: ThumbnailSink, mp4: bytes) -> None:
+    async def _make(self, sink: ThumbnailSink, mp4: tuple[bytes, ...]) -> None:
         try:
             async with self._semaphore:
-                jpeg, width, height = await asyncio.to_thread(make_thumbnail, mp4,
-                                                              self.max_width)
+                jpeg, width, height = await asyncio.to_thread(
+                    lambda: make_thumbnail(b"".join(mp4), self.max_width))
             thumb = Thumbnail(jpeg, width, height, self.wall_clock())
             self._latest[sink.broadcast_id] = thumb
             self.made += 1
@@ -209,7 +211,11 @@ class ThumbnailSink:
             return
         self._last = now
         self.in_flight = True
-        self.owner._spawn(self, segment.init + segment.data)
+        # A segment that starts with a keyframe needs only its first part (the IDR opens it):
+        # less to join and less for the demuxer to walk. One cut inside a long GOP is
+        # searched whole for its first IDR (make_thumbnail).
+        parts = segment.parts[:1] if segment.independent else segment.parts
+        self.owner._spawn(self, (segment.init, *parts))
 
     def end(self) -> None:
         self._ended = True

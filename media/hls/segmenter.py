@@ -120,7 +120,10 @@ class CompletedSegment:
 
     Attributes:
         msn: its media sequence number in the live playlist.
-        name: ``seg-N.m4s``; ``data`` is its bytes (all its parts' ``moof``+``mdat``).
+        name: ``seg-N.m4s``; ``parts`` are its bytes: each part's ``moof``+``mdat``, in order.
+            The segment is their concatenation; it is never joined on the ingest path (a copy
+            of every segment on the loop was a fifth of the loop's ingest cost, and doubled
+            the memory each stream holds, issue 17), so write them with ``writev``.
         init_name: ``init-K.mp4``, the EXT-X-MAP it needs; ``init`` is that init segment.
         duration: seconds (exact, from the samples' durations).
         discontinuity: the segment follows a reconnect or a codec change.
@@ -130,13 +133,18 @@ class CompletedSegment:
 
     msn: int
     name: str
-    data: bytes
+    parts: tuple[bytes, ...]
     init_name: str
     init: bytes
     duration: float
     discontinuity: bool
     program_date_time: float
     independent: bool = True
+
+    @property
+    def size(self) -> int:
+        """The segment's length in bytes (the sum of its parts')."""
+        return sum(len(p) for p in self.parts)
 
 
 class SegmentSink(Protocol):
@@ -255,8 +263,10 @@ class HlsMuxer:
         self._audio: AudioConfig | None = None
         self._init_index = -1
         self._init_base = first_msn  # init-K names start here (see first_msn)
-        self._objects: dict[str, bytes] = {}
+        self._objects: dict[str, bytes] = {}  # init segments and parts, by name
+        self._inits: set[int] = set()  # init indices held in _objects
         self._segments: deque[_Segment] = deque()  # complete, retained (≤ 2 × window)
+        self._complete: dict[str, _Segment] = {}  # the same segments, by name
         self._open: _Segment | None = None
         self._next_msn = first_msn
         self._fragment_seq = 1
@@ -322,6 +332,7 @@ class HlsMuxer:
         self._video, self._audio = video, audio
         self._init_index += 1
         self._objects[self._init_name(self._init_index)] = init_segment(video, audio)
+        self._inits.add(self._init_index)
         self._evict_inits()
 
     def push(self, unit: MediaUnit) -> None:
@@ -477,10 +488,29 @@ class HlsMuxer:
         return None if v is None else render_multivariant_playlist([v])
 
     def get(self, name: str) -> bytes | None:
-        """Return an object by name, or None for unknown, malformed or expired names."""
+        """Return an object by name, or None for unknown, malformed or expired names.
+
+        A segment is joined from its parts on every call (a copy): servers use
+        :meth:`chunks`.
+        """
+        chunks = self.chunks(name)
+        if chunks is None:
+            return None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def chunks(self, name: str) -> tuple[bytes, ...] | None:
+        """Return an object by name as the byte strings it is the concatenation of, without
+        copying: one for an init segment or a part, a segment's parts for a segment. None for
+        unknown, malformed or expired names (docs/threat-model.md §paths allow-list)."""
         if not is_object_name(name):
             return None
-        return self._objects.get(name)
+        data = self._objects.get(name)
+        if data is not None:
+            return (data,)
+        seg = self._complete.get(name)
+        if seg is None:
+            return None
+        return tuple([self._objects[p.name] for p in seg.parts])
 
     @property
     def media_sequence(self) -> int:
@@ -763,8 +793,8 @@ class HlsMuxer:
         assert seg is not None
         self._open = None
         seg.duration = sum(p.duration for p in seg.parts)
-        self._objects[seg.name] = b"".join(self._objects[p.name] for p in seg.parts)
         self._segments.append(seg)
+        self._complete[seg.name] = seg
         self._segments_emitted += 1
         if seg.discontinuity:
             self._disc_total += 1
@@ -780,7 +810,8 @@ class HlsMuxer:
             init_name = self._init_name(seg.init_index)
             try:
                 sink.segment(CompletedSegment(
-                    msn=seg.msn, name=seg.name, data=self._objects[seg.name],
+                    msn=seg.msn, name=seg.name,
+                    parts=tuple([self._objects[p.name] for p in seg.parts]),
                     init_name=init_name, init=self._objects[init_name],
                     duration=seg.duration / CLOCK_RATE, discontinuity=seg.discontinuity,
                     program_date_time=seg.program_date_time,
@@ -790,7 +821,7 @@ class HlsMuxer:
         # RFC 8216 §6.2.2: keep segments that left the playlist for another window.
         while len(self._segments) > 2 * self._window:
             old = self._segments.popleft()
-            self._objects.pop(old.name, None)
+            del self._complete[old.name]
             for part in old.parts:
                 self._objects.pop(part.name, None)
         self._evict_inits()
@@ -800,10 +831,9 @@ class HlsMuxer:
         used.add(self._init_index)
         if self._open is not None:
             used.add(self._open.init_index)
-        keep = {self._init_name(i) for i in used}
-        for name in [n for n in self._objects if n.startswith("init-")]:
-            if name not in keep:
-                del self._objects[name]
+        for index in self._inits - used:
+            del self._objects[self._init_name(index)]
+        self._inits &= used
 
     def _init_name(self, init_index: int) -> str:
         return f"init-{self._init_base + init_index}.mp4"

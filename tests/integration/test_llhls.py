@@ -170,6 +170,10 @@ def test_playlist_rules(live: tuple[ApplianceProcess, str, str]) -> None:
     # A plain (non-LL) client reading the same playlist gets complete segments.
     seg = http_get(f"{base}/{pl.segments[-1][0]}").body
     assert demux(init + seg).duration == pytest.approx(pl.segments[-1][1], abs=0.1)
+    # A segment is sent as its parts, one after another (never joined in memory): exactly
+    # the bytes of its parts, in order.
+    assert pl.segments[-1][2]
+    assert seg == b"".join(http_get(f"{base}/{u}").body for u, _, _ in pl.segments[-1][2])
 
 
 def test_ll_playlist_lists_parts_before_the_first_segment(ll_app: ApplianceProcess) -> None:

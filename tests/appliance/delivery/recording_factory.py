@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from appliance.delivery.recorder import DiskWriter, Recorder
-from appliance.delivery.storage import Storage
+from appliance.delivery.storage import Data, Storage
 from media.hls.segmenter import HlsMuxer
 from media.units import CLOCK_RATE, MediaUnit
 from tests.media.hls.media_factory import SyntheticStream, make_stream
@@ -23,7 +23,7 @@ class FailingStorage(Storage):
         self.err = err
         self.writes = 0
 
-    def write_atomic(self, path: Path, data: bytes) -> None:
+    def write_atomic(self, path: Path, data: Data) -> None:
         if path.name.startswith(("seg-", "init-")):
             self.writes += 1
             if self.writes > self.ok_writes:
@@ -37,7 +37,7 @@ class StallingStorage(Storage):
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def write_atomic(self, path: Path, data: bytes) -> None:
+    def write_atomic(self, path: Path, data: Data) -> None:
         if path.name.startswith("seg-"):
             self.release.wait(30)
         super().write_atomic(path, data)

@@ -47,7 +47,7 @@ def decode_jpeg(data: bytes) -> tuple[int, int]:
 
 def test_thumbnail_is_a_jpeg_of_sane_size() -> None:
     seg = segments(1280, 720, 2.0)[0]
-    jpeg, w, h = make_thumbnail(seg.init + seg.data)
+    jpeg, w, h = make_thumbnail(seg.init + b"".join(seg.parts))
     assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
     assert (w, h) == (640, 360) == decode_jpeg(jpeg)
     assert 1000 < len(jpeg) < 200_000
@@ -55,7 +55,7 @@ def test_thumbnail_is_a_jpeg_of_sane_size() -> None:
 
 def test_small_pictures_are_not_upscaled() -> None:
     seg = segments(320, 240, 2.0)[0]
-    _, w, h = make_thumbnail(seg.init + seg.data)
+    _, w, h = make_thumbnail(seg.init + b"".join(seg.parts))
     assert (w, h) == (320, 240)
 
 
@@ -80,7 +80,7 @@ def test_audio_only_has_no_thumbnail() -> None:
     publish(muxer, make_stream(2.0, video=False))
     muxer.end()
     with pytest.raises(ThumbnailError):
-        make_thumbnail(out[0].init + out[0].data)
+        make_thumbnail(out[0].init + b"".join(out[0].parts))
 
 
 @pytest.mark.parametrize(("w", "h", "expect"), [(1920, 1080, (640, 360)), (641, 481, (640, 480)),

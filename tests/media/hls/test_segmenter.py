@@ -515,3 +515,37 @@ def test_audio_decode_time_never_goes_back_when_timestamps_drift(rate: float) ->
     emitted = sorted(u.dts for u in units if u.kind is TrackKind.AUDIO)
     assert tracks["audio"].decoded >= 0.9 * len(emitted) * min(1.0, rate)
     assert dts[-1] - emitted[-1] <= (AUDIO_MAX_LAG_FRAMES + 1) * spf
+
+
+def test_segment_is_its_parts_without_a_copy() -> None:
+    """A segment is served and handed to sinks as its parts (the very part objects, never a
+    joined copy: issue 17), and it is exactly their concatenation."""
+    s = make_stream(8.0)
+    done: list[object] = []
+
+    class Sink:
+        def segment(self, seg: object) -> None:
+            done.append(seg)
+
+        def end(self) -> None:
+            pass
+
+    muxer = HlsMuxer(part_target=0.5)
+    muxer.sink = Sink()
+    muxer.set_config(s.video, s.audio)
+    for u in s.units:
+        muxer.push(u)
+    pl = parse(muxer.playlist(low_latency=True) or "")
+    seg = pl.segments[-1]
+    chunks = muxer.chunks(seg.uri)
+    assert chunks is not None and len(chunks) == len(seg.parts) >= 2
+    for chunk, (uri, _, _) in zip(chunks, seg.parts, strict=True):
+        part = muxer.chunks(uri)
+        assert part is not None and part[0] is chunk, "the part object itself, not a copy"
+    assert muxer.get(seg.uri) == b"".join(chunks)
+    handed = [d for d in done if getattr(d, "name", None) == seg.uri]
+    assert len(handed) == 1
+    assert all(a is b for a, b in zip(handed[0].parts, chunks, strict=True))  # type: ignore[attr-defined]
+    assert handed[0].size == len(b"".join(chunks))  # type: ignore[attr-defined]
+    for bad in ("seg-999.m4s", "../seg-0.m4s", "seg-00.m4s", "init-9.mp4", ""):
+        assert muxer.chunks(bad) is None and muxer.get(bad) is None
