@@ -160,6 +160,7 @@ class WhipManager:
         self.ingest = ingest
         self.keyframe_interval = keyframe_interval
         self.sessions: dict[str, WhipSession] = {}
+        self._any_session = asyncio.Event()  # the watchdog sleeps on it while there is none
         self.by_address: Counter[str] = Counter()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="whip-aac")
         self.tasks = BackgroundTasks("whip")
@@ -225,6 +226,7 @@ class WhipManager:
                               has_audio=bool(checked.opus))
         session.link = WhipLink(session, f"{address}:{port}")
         self.sessions[session.token] = session
+        self._any_session.set()
         self.by_address[address] += 1
         try:
             answer = await self._negotiate(session, offer)
@@ -298,6 +300,8 @@ class WhipManager:
         if session.timeout is not None:
             session.timeout.cancel()
         self.sessions.pop(session.token, None)
+        if not self.sessions:
+            self._any_session.clear()
         self.by_address[session.address] -= 1
         if self.by_address[session.address] <= 0:
             del self.by_address[session.address]
@@ -448,6 +452,7 @@ class WhipManager:
 
     async def _watch(self) -> None:
         while True:
+            await self._any_session.wait()  # no session, no timer: an idle server sleeps
             await asyncio.sleep(WATCH_INTERVAL)
             now = time.monotonic()
             for session in list(self.sessions.values()):

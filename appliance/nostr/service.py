@@ -160,9 +160,12 @@ class NostrService:
         """Start following the bus and sending the outbox (once the public URL is final)."""
         p = self.parts
         self._spawn(p.live.follow_bus(), "nostr-bus")
-        self._spawn(p.outbox.run(), "nostr-outbox")
         self._spawn(p.live.tick(), "nostr-tick")
-        self._spawn(self._fetch_profiles(), "nostr-profiles")
+        if self.relays:
+            # Without relays the sender never has a delivery due and no profile can be
+            # fetched: no once-a-second timers for them (an idle appliance wakes less).
+            self._spawn(p.outbox.run(), "nostr-outbox")
+            self._spawn(self._fetch_profiles(), "nostr-profiles")
         self._spawn(p.live.reconcile(), "nostr-reconcile")
         self._spawn(self._service_identity.publish_if_changed(self._config), "nostr-identity")
 
