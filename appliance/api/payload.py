@@ -1,8 +1,8 @@
 """A response body that is several byte strings sent in order, never joined.
 
-A live segment is its parts (:meth:`media.hls.segmenter.HlsMuxer.chunks`): joining them for
-every segment cost a fifth of the loop's ingest time and doubled the memory a stream holds
-(issue 17), so the segment's response writes the parts one after another instead.
+A live segment is its parts (:meth:`media.hls.segmenter.HlsMuxer.chunks`): keeping a joined
+copy of every segment doubled the memory a stream holds (issue 17), so the segment's response
+writes the parts one after another instead.
 """
 
 from __future__ import annotations

@@ -37,9 +37,9 @@ MAX_WIDTH = 640
 JPEG_QUALITY = 5
 """FFmpeg mjpeg qscale (2 best … 31 worst): 5 gives ~20–40 kB at 640×360."""
 MAX_INPUT_BYTES = 32 << 20
+"""A segment larger than this is not decoded for a thumbnail (a 2 s segment is ~1 MB)."""
 MAX_TRACKS = 2
 """Tracks in a live init segment (video and audio; media/fmp4.py)."""
-"""A segment larger than this is not decoded for a thumbnail (a 2 s segment is ~1 MB)."""
 
 
 class ThumbnailError(ValueError):

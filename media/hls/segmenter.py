@@ -121,9 +121,9 @@ class CompletedSegment:
     Attributes:
         msn: its media sequence number in the live playlist.
         name: ``seg-N.m4s``; ``parts`` are its bytes: each part's ``moof``+``mdat``, in order.
-            The segment is their concatenation; it is never joined on the ingest path (a copy
-            of every segment on the loop was a fifth of the loop's ingest cost, and doubled
-            the memory each stream holds, issue 17), so write them with ``writev``.
+            The segment is their concatenation; it is never joined on the ingest path (a
+            joined copy of every segment made each stream hold its media twice: 10 streams
+            held 435 MB instead of 279, issue 17), so write them with ``writev``.
         init_name: ``init-K.mp4``, the EXT-X-MAP it needs; ``init`` is that init segment.
         duration: seconds (exact, from the samples' durations).
         discontinuity: the segment follows a reconnect or a codec change.
