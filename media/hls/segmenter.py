@@ -508,8 +508,9 @@ class HlsMuxer:
         if data is not None:
             return (data,)
         seg = self._complete.get(name)
-        if seg is None:
-            return None
+        return None if seg is None else self._parts_of(seg)
+
+    def _parts_of(self, seg: _Segment) -> tuple[bytes, ...]:
         return tuple([self._objects[p.name] for p in seg.parts])
 
     @property
@@ -811,7 +812,7 @@ class HlsMuxer:
             try:
                 sink.segment(CompletedSegment(
                     msn=seg.msn, name=seg.name,
-                    parts=tuple([self._objects[p.name] for p in seg.parts]),
+                    parts=self._parts_of(seg),
                     init_name=init_name, init=self._objects[init_name],
                     duration=seg.duration / CLOCK_RATE, discontinuity=seg.discontinuity,
                     program_date_time=seg.program_date_time,
