@@ -575,10 +575,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from appliance.event_loop import loop_factory
     from appliance.lifecycle import serve
 
     try:
-        asyncio.run(serve(config))
+        with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
+            runner.run(serve(config))
     except ConfigError as exc:  # found only at start-up (e.g. an unreadable key file)
         print(f"hearth: configuration error: {exc}", file=sys.stderr)
         return 2

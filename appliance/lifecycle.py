@@ -440,7 +440,8 @@ async def serve(config: Config) -> None:
     logsafe.install()  # every log line inert, whatever peers put in names and messages
     started = time.monotonic()
     async with Appliance(config) as app:
-        logger.info("started in %.2f s", time.monotonic() - started)
+        logger.info("started in %.2f s (event loop: %s)", time.monotonic() - started,
+                    type(asyncio.get_running_loop()).__module__.partition(".")[0])
         with _signals(app.stop):
             await app.wait()
         logger.info("shutting down")

@@ -37,8 +37,9 @@ Hearth needs four things the public APIs of aiortc 1.16 / aioice 0.13 do not off
    pylibsrtp's own buffer (``Session._cdata``/``_srtp`` with ``lib.srtp_protect``, exactly
    what ``Session.protect`` does, without its three copies) and the nominated ICE pair's
    socket (``Connection._nominated``, ``CandidatePair.protocol``, the asyncio transport's
-   ``_sock``) so packets go out with one ``sendto`` each and a full socket buffer (EAGAIN)
-   is seen, not queued without bound.
+   ``_sock``; under uvloop, whose transports keep no Python socket, a ``dup`` of the
+   transport's descriptor owned by the route) so packets go out with one ``sendto`` each
+   and a full socket buffer (EAGAIN) is seen, not queued without bound.
 
 The supported range is pinned in ``pyproject.toml``; ``tests/media/webrtc/test_compat.py``
 runs :func:`problems` so an upgrade that changes any of these fails a test instead of a
@@ -50,7 +51,9 @@ from __future__ import annotations
 import asyncio
 import asyncio.selector_events
 import inspect
+import os
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -318,7 +321,7 @@ class SrtpOut:
         return self.session.protect_rtcp(packet)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class MediaRoute:
     """Where one viewer's media goes: the SRTP session and the nominated pair's socket.
 
@@ -333,12 +336,42 @@ class MediaRoute:
     pair: Any = None
 
 
-def _pair_route(srtp: SrtpOut, nominated: dict[int, Any], pair: Any) -> MediaRoute | None:
-    sock = getattr(pair.protocol.transport, "_sock", None)
-    if not isinstance(sock, socket.socket):
+def transport_socket(transport: Any) -> tuple[socket.socket, bool] | None:
+    """A socket to ``sendto`` on for a datagram transport, and whether the caller owns it.
+
+    asyncio's selector transports keep theirs in ``_sock`` (borrowed). uvloop's keep none
+    (``get_extra_info("socket")`` is a stand-in without ``sendto``): the descriptor is
+    duplicated, so a socket the loop closes, and whose number the kernel reuses, is never
+    written to through a stale number; the caller must close the duplicate.
+    """
+    if transport is None or transport.is_closing():
         return None
+    sock = getattr(transport, "_sock", None)
+    if isinstance(sock, socket.socket):
+        return sock, False
+    fileno = getattr(transport.get_extra_info("socket"), "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        own = socket.socket(fileno=os.dup(fileno()))
+    except OSError:
+        return None
+    own.setblocking(False)
+    return own, True
+
+
+def _pair_route(srtp: SrtpOut, nominated: dict[int, Any], pair: Any) -> MediaRoute | None:
+    found = transport_socket(pair.protocol.transport)
+    if found is None:
+        return None
+    sock, owned = found
     addr = pair.remote_addr
-    return MediaRoute(srtp, sock, (addr[0], addr[1]), nominated, pair)
+    route = MediaRoute(srtp, sock, (addr[0], addr[1]), nominated, pair)
+    if owned:
+        # The duplicate lives exactly as long as the route (a viewer's sender holds it; a
+        # new nomination makes a new route and drops this one).
+        weakref.finalize(route, sock.close)
+    return route
 
 
 def media_route(sender: RTCRtpSender) -> MediaRoute | None:

@@ -92,6 +92,29 @@ def test_ffmpeg_publish_plays_as_hls(appliance: ApplianceProcess) -> None:
     assert pl_end is not None and pl_end[0].ended
 
 
+def test_serve_runs_on_uvloop_and_on_asyncio_when_asked(
+        appliance: ApplianceProcess, tmp_path: Path) -> None:
+    """``event_loop = "auto"`` picks uvloop (installed with Hearth), which every other test
+    here runs on; ``asyncio`` runs the standard library's loop, through which a publish
+    plays the same (the WebRTC fan-out's socket differs between them: its own tests)."""
+    assert "(event loop: uvloop)" in appliance.wait_for(
+        lambda: (log := appliance.log()) and "started in" in log and log)
+    other = ApplianceProcess(tmp_path, env_overrides={"HEARTH_EVENT_LOOP": "asyncio"})
+    other.start()
+    try:
+        assert "(event loop: asyncio)" in other.wait_for(
+            lambda: (log := other.log()) and "started in" in log and log)
+        created = other.create_stream("asyncio loop")
+        pub = ffmpeg_publish(f"{other.rtmp_base}/{created['stream_key']}", 4)
+        try:
+            pl, url = _wait_playlist(other, created["id"], min_segments=1)
+            _check_hls(pl, url)
+        finally:
+            assert pub.wait(30) == 0, pub.stderr.read() if pub.stderr else ""
+    finally:
+        other.stop()
+
+
 def test_pyav_publish_plays_as_hls(appliance: ApplianceProcess) -> None:
     """PyAV (libavformat's RTMP client) as the publisher."""
     created = appliance.create_stream("pyav test")

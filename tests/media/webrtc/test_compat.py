@@ -6,6 +6,8 @@ media/webrtc/compat.py and the pinned range in pyproject.toml).
 
 from __future__ import annotations
 
+import socket
+
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from media.webrtc import compat
@@ -47,6 +49,47 @@ async def test_taken_over_sender_reports_its_route_and_sends_through_it() -> Non
     """Two aiortc peers over loopback: the server's sender, taken over, reports what was
     negotiated once DTLS is up, sends nothing itself, and a packet written through its
     route arrives at the client's SRTP layer; closing does not hang on the idle loops."""
+    await _taken_over_sender_sends()
+
+
+def test_under_uvloop_the_route_owns_a_duplicate_and_closes_it() -> None:
+    """The same under uvloop (``event_loop = "auto"``'s choice when installed), whose
+    transports hold no Python socket: the route sends on its own duplicate of the
+    descriptor and closes it once dropped."""
+    import asyncio
+    import gc
+
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        sock = runner.run(_taken_over_sender_sends())
+    gc.collect()
+    assert sock.fileno() == -1
+
+
+async def test_transport_socket_of_a_closing_or_foreign_transport_is_none() -> None:
+    import asyncio
+
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    found = compat.transport_socket(transport)
+    assert found is not None and found[1] is False
+    transport.close()
+    assert compat.transport_socket(transport) is None
+    assert compat.transport_socket(None) is None
+    assert compat.transport_socket(_NoSocket()) is None
+
+
+class _NoSocket:
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+
+async def _taken_over_sender_sends() -> socket.socket:
+    """The route test's body; returns the socket the route sent on."""
     import asyncio
 
     from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -96,6 +139,12 @@ async def test_taken_over_sender_reports_its_route_and_sends_through_it() -> Non
             while not got:
                 await asyncio.sleep(0.02)
         assert got[0][1] & 0x7F == params.payload_type and got[0].endswith(b"x" * 100)
+        transport = route.pair.protocol.transport
+        if isinstance(getattr(transport, "_sock", None), socket.socket):
+            assert route.sock is transport._sock
+        else:
+            assert route.sock.fileno() != transport.get_extra_info("socket").fileno()
+        return route.sock
     finally:
         RTCDtlsTransport._handle_rtp_data = original  # type: ignore[method-assign]
         async with asyncio.timeout(10):

@@ -400,6 +400,9 @@ class _Transport:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
 
+    def is_closing(self) -> bool:
+        return self._sock.fileno() == -1
+
 
 class _Protocol:
     def __init__(self, sock: socket.socket) -> None:
@@ -407,7 +410,8 @@ class _Protocol:
 
 
 class _Pair:
-    """aioice's CandidatePair as compat reads it (protocol.transport._sock, remote_addr)."""
+    """aioice's CandidatePair as compat reads it (protocol.transport with _sock and
+    is_closing, remote_addr)."""
 
     def __init__(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         self.protocol = _Protocol(sock)
