@@ -201,6 +201,14 @@ class Target:
     """The server's log (Hearth): a dead publisher's note quotes why the server closed it."""
 
 
+def _event_loop(log: Path | None) -> str:
+    """The event loop a Hearth ran on, from its start-up line (appliance/lifecycle.py)."""
+    if log is None or not log.exists():
+        return ""
+    found = re.search(r"\(event loop: (\w+)\)", log.read_text(errors="replace"))
+    return found.group(1) if found else ""
+
+
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -307,6 +315,9 @@ class Run:
             if closes:
                 note += f"; server: {closes[0][:160]}" + (f" (+{len(closes) - 1} more)"
                                                           if len(closes) > 1 else "")
+        loop = _event_loop(t.log)
+        if loop:
+            note = f"{loop} loop" + (f"; {note}" if note else "")
         shutil.rmtree(self.logdir, ignore_errors=True)
         alive = n - len(dead)
         server_pct = 100.0 * cpu_s / wall
