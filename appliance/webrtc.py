@@ -257,6 +257,12 @@ class StreamSource:
         for kind, sink in peer.sinks.items():
             (self.video if kind == "video" else self.audio).detach(sink)
 
+    def reception(self, peer: Peer, kind: str, report: compat.ReceptionReport) -> None:
+        sink = peer.sinks.get(kind)
+        if sink is not None:
+            (self.video if kind == "video" else self.audio).receive_report(
+                sink, report, time.time())
+
     def feedback(self, peer: Peer, kind: str, what: str, lost: list[int]) -> None:
         sink = peer.sinks.get(kind)
         if sink is None:
@@ -302,6 +308,9 @@ class SendTotals:
     dropped: int = 0
     retransmitted: int = 0
     nacks: int = 0
+    reported_lost: int = 0
+    """Packets the viewers last reported lost in all (RFC 3550 §6.4.1 cumulative number of
+    packets lost: what retransmission did not repair in time)."""
 
     def add(self, sinks: Iterable[Sink]) -> None:
         for sink in sinks:
@@ -309,6 +318,7 @@ class SendTotals:
             self.dropped += sink.dropped
             self.retransmitted += sink.retransmitted
             self.nacks += sink.nacks
+            self.reported_lost += sink.lost
 
 
 class WebRtcManager:
@@ -342,11 +352,23 @@ class WebRtcManager:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def send_totals(self) -> SendTotals:
-        """RTP packets sent, dropped (a full socket buffer), retransmitted, NACKs received."""
+        """RTP packets sent, dropped (a full socket buffer), retransmitted, NACKs received,
+        reported lost."""
         totals = SendTotals(**vars(self._closed_totals))
         for peer in self.peers.values():
             totals.add(peer.sinks.values())
         return totals
+
+    def round_trips(self) -> list[float]:
+        """Each connected viewer's last round-trip time (seconds) from its reception
+        reports, smallest first (a viewer's video and audio reports agree; video's is used,
+        audio's for an audio-only viewer)."""
+        rtts = []
+        for peer in self.peers.values():
+            sink = peer.sinks.get("video") or peer.sinks.get("audio")
+            if sink is not None and sink.rtt is not None:
+                rtts.append(sink.rtt)
+        return sorted(rtts)
 
     @property
     def pending(self) -> int:
@@ -485,7 +507,12 @@ class WebRtcManager:
             if source is not None:
                 source.feedback(peer, kind, what, lost)
 
-        compat.take_over_sender(sender, on_start, on_feedback)
+        def on_report(report: compat.ReceptionReport) -> None:
+            source = self.sources.get(peer.stream_id)
+            if source is not None:
+                source.reception(peer, kind, report)
+
+        compat.take_over_sender(sender, on_start, on_feedback, on_report)
 
     def _set_video_codec(self, pc: RTCPeerConnection, publisher: Publisher) -> None:
         """Answer with the offered H.264 payload type that can carry the stream.
@@ -558,12 +585,16 @@ class WebRtcManager:
             await peer.pc.close()
         sinks = peer.sinks.values()
         self._closed_totals.add(sinks)
+        rtt = next((s.rtt for s in sinks if s.rtt is not None), None)
         logger.info("[%s] WebRTC peer %s closed after %.1f s (%d stray datagrams dropped; "
-                    "RTP sent %d, dropped %d, retransmitted %d for %d NACKs, %d PLIs)",
+                    "RTP sent %d, dropped %d, retransmitted %d for %d NACKs, %d PLIs; "
+                    "reported lost %d, round trip %s)",
                     peer.stream_id, peer.remote, time.monotonic() - peer.created,
                     peer.datagrams_dropped, sum(s.packets for s in sinks),
                     sum(s.dropped for s in sinks), sum(s.retransmitted for s in sinks),
-                    sum(s.nacks for s in sinks), sum(s.plis for s in sinks))
+                    sum(s.nacks for s in sinks), sum(s.plis for s in sinks),
+                    sum(s.lost for s in sinks),
+                    "unknown" if rtt is None else f"{rtt * 1000:.1f} ms")
 
     def _source_done(self, source: StreamSource) -> None:
         if self.sources.get(source.key) is source:

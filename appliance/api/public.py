@@ -355,6 +355,11 @@ async def metrics(request: web.Request) -> web.Response:
             "# HELP hearth_webrtc_nacks_total NACK feedback packets from WHEP viewers.",
             "# TYPE hearth_webrtc_nacks_total counter",
             f"hearth_webrtc_nacks_total {sent.nacks}",
+            "# HELP hearth_webrtc_reported_lost_packets Packets WHEP viewers reported lost "
+            "(RTCP receiver reports; closed viewers' last figure included).",
+            "# TYPE hearth_webrtc_reported_lost_packets gauge",
+            f"hearth_webrtc_reported_lost_packets {sent.reported_lost}",
+            *_round_trip_lines(state.webrtc.round_trips()),
         ]
     # The label stays "stream" (dashboards keep working); its value is the channel id.
     for lb in lives:
@@ -374,6 +379,22 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n",
                         content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _round_trip_lines(rtts: list[float]) -> list[str]:
+    """The median and largest round trip of the viewers that reported one (none: no
+    sample), and how many did."""
+    lines = ["# HELP hearth_webrtc_round_trip_seconds Round trip to WHEP viewers from their "
+             "RTCP receiver reports: median and largest over those that reported one.",
+             "# TYPE hearth_webrtc_round_trip_seconds gauge"]
+    if rtts:
+        lines += [f'hearth_webrtc_round_trip_seconds{{quantile="0.5"}} '
+                  f"{rtts[len(rtts) // 2]:.6f}",
+                  f'hearth_webrtc_round_trip_seconds{{quantile="1"}} {rtts[-1]:.6f}']
+    return [*lines,
+            "# HELP hearth_webrtc_round_trip_viewers WHEP viewers whose round trip is known.",
+            "# TYPE hearth_webrtc_round_trip_viewers gauge",
+            f"hearth_webrtc_round_trip_viewers {len(rtts)}"]
 
 
 @web.middleware

@@ -74,6 +74,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
@@ -100,12 +101,15 @@ __all__ = [
     "set_video_codecs",
     "video_codecs",
     "MediaRoute",
+    "ReceptionReport",
     "SendParameters",
     "SrtpOut",
     "current_route",
     "media_route",
+    "reception_report",
     "release_unused_receivers",
     "take_over_sender",
+    "transport_socket",
 ]
 
 SUPPORTED = {"aiortc": (1, 16), "aioice": (0, 13), "pylibsrtp": (1, 0)}
@@ -404,7 +408,7 @@ def current_route(route: MediaRoute) -> MediaRoute:
 def rtcp_feedback(packet: Any) -> tuple[str, list[int]] | None:
     """An RTCP packet aiortc routed to a sender, as ("nack", lost sequence numbers) or
     ("pli", []) (RFC 4585 §6.2.1, §6.3.1; FIR, RFC 5104 §4.3.1, counts as a PLI); None for
-    the rest (receiver reports, REMB)."""
+    the rest (receiver reports: :func:`reception_report`; REMB)."""
     if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
         return "nack", list(packet.lost)
     if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -412,16 +416,47 @@ def rtcp_feedback(packet: Any) -> tuple[str, list[int]] | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ReceptionReport:
+    """What a viewer reported about one of our RTP streams: a report block of its receiver
+    report (RFC 3550 §6.4.1, §6.4.2), fields as sent."""
+
+    fraction_lost: int
+    """Of 256: the share of packets lost since the viewer's previous report."""
+    packets_lost: int
+    """Cumulative: expected minus received (negative with duplicates)."""
+    jitter: int
+    """Interarrival jitter in RTP timestamp units."""
+    lsr: int
+    """The middle 32 bits of the NTP timestamp of our last sender report it got (0: none)."""
+    dlsr: int
+    """Delay since that sender report, in 1/65536 s."""
+
+
+def reception_report(packet: Any, ssrc: int) -> ReceptionReport | None:
+    """The block about ``ssrc`` in a receiver (or sender) report aiortc routed to a sender
+    (it routes a report to every sender one of its blocks names, so a report about audio
+    and video reaches both, and each takes its own block)."""
+    if not isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        return None
+    for block in packet.reports:
+        if block.ssrc == ssrc:
+            return ReceptionReport(block.fraction_lost, block.packets_lost, block.jitter,
+                                   block.lsr, block.dlsr)
+    return None
+
+
 def take_over_sender(sender: RTCRtpSender,
                      on_start: Callable[[SendParameters], None],
-                     on_feedback: Callable[[str, list[int]], None]) -> None:
+                     on_feedback: Callable[[str, list[int]], None],
+                     on_report: Callable[[ReceptionReport], None] | None = None) -> None:
     """Keep aiortc's sender for negotiation, SSRCs and RTCP routing, send media ourselves.
 
     Must be called before the connection starts the sender. Its RTP and RTCP loops become
     idle tasks (so ``stop()`` still finds its started/exited events), no RTCP sender report
     or BYE goes out from aiortc, and RTCP feedback routed to it (by media SSRC) reaches
-    ``on_feedback``. ``on_start`` gets the negotiated parameters right after aiortc's
-    ``send()`` (DTLS is connected then).
+    ``on_feedback``, the viewer's reception reports about it ``on_report``. ``on_start``
+    gets the negotiated parameters right after aiortc's ``send()`` (DTLS is connected then).
     """
     original_send = sender.send
     events = {name: getattr(sender, f"_RTCRtpSender__{name}")
@@ -455,6 +490,10 @@ def take_over_sender(sender: RTCRtpSender,
         feedback = rtcp_feedback(packet)
         if feedback is not None:
             on_feedback(*feedback)
+        elif on_report is not None:
+            report = reception_report(packet, sender._ssrc)
+            if report is not None:
+                on_report(report)
 
     sender._run_rtp = idle(  # type: ignore[method-assign,assignment]
         events["rtp_started"], events["rtp_exited"])

@@ -22,7 +22,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from media.webrtc.compat import MediaRoute, SendParameters, current_route
+from media.webrtc.compat import MediaRoute, ReceptionReport, SendParameters, current_route
 from media.webrtc.rtp import (
     History,
     HistoryEntry,
@@ -32,7 +32,7 @@ from media.webrtc.rtp import (
     sender_report,
 )
 
-__all__ = ["MAX_NACKED", "RETRANSMIT_BUDGET", "SLICE_PACKETS", "Outbound", "Sink"]
+__all__ = ["MAX_NACKED", "MAX_RTT", "RETRANSMIT_BUDGET", "SLICE_PACKETS", "Outbound", "Sink"]
 
 MAX_NACKED = 128
 """Sequence numbers served per NACK packet: a repair, not a replay of the history."""
@@ -45,6 +45,9 @@ SLICE_PACKETS = 256
 """Packets sent in one go by :meth:`Outbound.send_in_slices` before the loop gets a turn
 (~1.5 ms at ~6 µs per packet). A keyframe is ~80 packets at 3 Mbit/s: to 200 viewers that is
 16,000 packets, ~100 ms during which ingest reads, HTTP and other streams would wait."""
+
+MAX_RTT = 60.0
+"""Seconds above which a computed round trip is taken for a wrapped (negative) one."""
 
 _HEADER = struct.Struct("!BBHII")
 _OSN = struct.Struct("!H")
@@ -61,7 +64,10 @@ class Sink:
         "ext",
         "failed",
         "first_index",
+        "fraction_lost",
+        "jitter",
         "last_index",
+        "lost",
         "nacks",
         "needs_keyframe",
         "octets",
@@ -69,8 +75,10 @@ class Sink:
         "params",
         "plis",
         "pt",
+        "reports",
         "retransmitted",
         "route",
+        "rtt",
         "rtx_budget",
         "rtx_pt",
         "rtx_seq",
@@ -111,6 +119,12 @@ class Sink:
         self.srtcp_errors = 0
         self.rtx_window = 0.0
         self.rtx_budget = RETRANSMIT_BUDGET
+        # From the viewer's reception reports (Outbound.receive_report).
+        self.reports = 0
+        self.lost = 0
+        self.fraction_lost = 0.0
+        self.jitter = 0.0
+        self.rtt: float | None = None
 
     def start_at(self, index: int) -> None:
         """The first packet this viewer gets is the stream's packet ``index``."""
@@ -353,6 +367,22 @@ class Outbound:
         publisher's GOP) repairs. Counted."""
         sink.plis += 1
         self.plis += 1
+
+    def receive_report(self, sink: Sink, report: ReceptionReport, now: float) -> None:
+        """Keep what a viewer reports about its stream: loss, jitter, and the round trip
+        from our sender report it echoes (RFC 3550 §6.4.1: RTT = A - LSR - DLSR, A being
+        the middle 32 bits of the NTP time ``now``). A figure that cannot be a round trip
+        (an echo of nothing, or of a report from before a clock step) is not kept; a viewer
+        misreporting only misreports itself."""
+        sink.reports += 1
+        sink.lost = max(0, report.packets_lost)
+        sink.fraction_lost = report.fraction_lost / 256
+        sink.jitter = report.jitter / self.clock_rate
+        if report.lsr:
+            arrival = (ntp_timestamp(now) >> 16) & 0xFFFFFFFF
+            rtt = ((arrival - report.lsr - report.dlsr) & 0xFFFFFFFF) / 65536
+            if rtt <= MAX_RTT:
+                sink.rtt = rtt
 
     def report(self, now: float, media_seconds: float | None) -> None:
         """An RTCP sender report (+ SDES) to every viewer (RFC 3550 §6.4.1).

@@ -270,6 +270,18 @@ async def test_lost_packets_come_back_and_sender_reports_keep_time(
         assert metrics["hearth_webrtc_rtp_retransmitted_total"] >= len(owed), metrics
         assert metrics["hearth_webrtc_nacks_total"] >= 1, metrics
         assert len(client.video_frames) > 10  # and the repaired stream decodes
+        # aiortc's receiver reports (every 0.5-1.5 s) echo our sender reports (every 1 s):
+        # the round trip on loopback is milliseconds.
+        deadline = time.monotonic() + 10
+        while metrics.get("hearth_webrtc_round_trip_viewers") != 1 and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            metrics = {line.split()[0]: float(line.split()[1])
+                       for line in rtc_app.get("/metrics").text.splitlines()
+                       if line.startswith("hearth_webrtc_")}
+        rtt = metrics['hearth_webrtc_round_trip_seconds{quantile="0.5"}']
+        assert 0 <= rtt < 0.5 and rtt == metrics['hearth_webrtc_round_trip_seconds{quantile="1"}']
+        assert metrics["hearth_webrtc_reported_lost_packets"] >= 0
 
         mapped: dict[int, list[float]] = {}
         for pt, clock in ((t.video_pt, 90000), (t.audio_pt, 48000)):

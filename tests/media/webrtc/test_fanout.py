@@ -12,12 +12,23 @@ from typing import Any
 import pylibsrtp
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpSdesPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.h264 import H264Error
 from media.units import VideoConfig
+from media.webrtc import compat
 from media.webrtc.compat import MediaRoute, SendParameters, SrtpOut
 from media.webrtc.fanout import MAX_NACKED, RETRANSMIT_BUDGET, SLICE_PACKETS, Outbound, Sink
 from media.webrtc.rtp import (
@@ -383,6 +394,42 @@ def test_sender_reports_map_rtp_time_to_the_wall_clock(viewers: list[Viewer]) ->
     assert (sr.sender_info.rtp_timestamp - first.timestamp) % 2**32 == 45000
     assert (sr.sender_info.packet_count, sr.sender_info.octet_count) == (2, 200)
     assert isinstance(sdes, RtcpSdesPacket)
+
+
+def test_reception_reports_give_loss_jitter_and_the_round_trip(viewers: list[Viewer]) -> None:
+    """A viewer's receiver report (RFC 3550 §6.4.1), as aiortc parses it from the wire: the
+    block about this sink's SSRC is kept (not the other stream's), RTT = A - LSR - DLSR
+    against our sender report's NTP time, and an echo that cannot be a round trip is not."""
+    v = Viewer()
+    viewers.append(v)
+    out = Outbound("video", 90000)
+    out.attach(v.sink)
+    sr_time = 1000.25
+    lsr = (ntp_timestamp(sr_time) >> 16) & 0xFFFFFFFF
+    other = RtcpReceiverInfo(ssrc=v.params.ssrc ^ 1, fraction_lost=255, packets_lost=999,
+                             highest_sequence=0, jitter=0, lsr=0, dlsr=0)
+    ours = RtcpReceiverInfo(ssrc=v.params.ssrc, fraction_lost=64, packets_lost=7,
+                            highest_sequence=5000, jitter=900, lsr=lsr,
+                            dlsr=int(0.1 * 65536))  # held 100 ms before replying
+    (packet,) = RtcpPacket.parse(bytes(RtcpRrPacket(ssrc=1234, reports=[other, ours])))
+    assert compat.reception_report(packet, v.params.ssrc ^ 2) is None
+    assert compat.reception_report(RtcpPacket.parse(_nack(1))[0], v.params.ssrc) is None
+    report = compat.reception_report(packet, v.params.ssrc)
+    assert report is not None
+    out.receive_report(v.sink, report, sr_time + 0.13)  # arrives 130 ms after our report
+    sink = v.sink
+    assert (sink.reports, sink.lost, sink.fraction_lost) == (1, 7, 0.25)
+    assert sink.jitter == pytest.approx(0.01)
+    assert sink.rtt == pytest.approx(0.03, abs=1e-4)
+    # No sender report echoed yet (LSR 0), or an echo from the future: the last RTT stays.
+    out.receive_report(sink, compat.ReceptionReport(0, -3, 0, 0, 0), sr_time + 5)
+    assert sink.lost == 0  # duplicates made it negative: nothing lost
+    out.receive_report(sink, compat.ReceptionReport(0, 2, 0, lsr, 0), sr_time - 1)
+    assert sink.rtt == pytest.approx(0.03, abs=1e-4) and sink.lost == 2 and sink.reports == 3
+
+
+def _nack(seq: int) -> bytes:
+    return bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=2, lost=[seq]))
 
 
 def test_srtp_in_place_matches_pylibsrtp() -> None:
