@@ -68,12 +68,17 @@ class StreamReader:
                 raise EOFError(f"stream ended with {self.buffered} of {n} bytes")
             yield
         start = self._pos
-        self._pos += n
-        data = bytes(self._buffer[start : self._pos])
-        if self._pos >= _COMPACT_THRESHOLD or self._pos == len(self._buffer):
-            del self._buffer[: self._pos]
-            self._pos = 0
+        data = bytes(self._buffer[start : start + n])
+        self.consume_to(start + n)
         return data
+
+    def consume_to(self, pos: int) -> None:
+        """Mark the buffered bytes before ``pos`` (an offset into the internal buffer, for
+        parsers that read it in place) as read."""
+        if pos >= _COMPACT_THRESHOLD or pos == len(self._buffer):
+            del self._buffer[:pos]
+            pos = 0
+        self._pos = pos
 
     def at_eof(self) -> Generator[None, None, bool]:
         """Wait until data is available or the stream ended; return True on a clean end."""

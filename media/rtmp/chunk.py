@@ -12,7 +12,7 @@ import struct
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from .buffer import _COMPACT_THRESHOLD, StreamReader
+from .buffer import StreamReader
 from .errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -125,27 +125,13 @@ class _ChunkStreamState:
         self.payload: bytearray | None = None  # partial message being reassembled
 
 
+_NEW_STREAM = _ChunkStreamState()
+"""Stands for the state of a chunk stream id not seen yet while its first chunk is checked
+(never changed: the chunk gets a fresh state once it is applied)."""
+
+
 def _read_u24(data: bytes | bytearray, offset: int) -> int:
     return (data[offset] << 16) | (data[offset + 1] << 8) | data[offset + 2]
-
-
-def _peek_basic_header(buf: bytearray, pos: int) -> tuple[int, int, int] | None:
-    """§5.3.1.1 basic header at ``buf[pos]`` without consuming it: (fmt, csid, where the
-    message header starts), or None when it is not complete."""
-    end = len(buf)
-    if pos >= end:
-        return None
-    first = buf[pos]
-    csid = first & 0x3F
-    if csid == 0:
-        if pos + 2 > end:
-            return None
-        return first >> 6, 64 + buf[pos + 1], pos + 2
-    if csid == 1:
-        if pos + 3 > end:
-            return None
-        return first >> 6, 64 + buf[pos + 1] + (buf[pos + 2] << 8), pos + 3
-    return first >> 6, csid, pos + 1
 
 
 class ChunkReader:
@@ -173,6 +159,9 @@ class ChunkReader:
         self._chunk_size = DEFAULT_CHUNK_SIZE
         self._streams: dict[int, _ChunkStreamState] = {}
         self._buffered = 0
+        self.completed = _ChunkStreamState()
+        """The header fields of the message the last :meth:`try_payload` completed (valid until
+        the next call)."""
         self.smallest_message = 0
         """Payload size of the smallest message completed since the owner last reset this to
         0 (0: none yet). Read coalescing keeps its low-water mark under it."""
@@ -233,58 +222,80 @@ class ChunkReader:
             self._buffered -= len(state.payload)
             state.payload = None
 
-    def _limit_for(self, message_type_id: int) -> int:
-        if message_type_id in _MEDIA_TYPE_IDS:
-            return self.max_media_message_size
-        return self.max_control_message_size
-
-    def _new_stream(self, csid: int, fmt: int) -> _ChunkStreamState:
+    def _check_new_stream(self, csid: int, fmt: int) -> None:
+        """Raise unless a chunk of type ``fmt`` may open chunk stream ``csid`` (not seen yet)."""
         if fmt != 0:
             raise RemoteProtocolError(
                 f"first chunk on chunk stream {csid} has type {fmt}, expected type 0"
             )
         if len(self._streams) >= self.max_chunk_streams:
             raise RemoteProtocolError(f"too many chunk streams (limit {self.max_chunk_streams})")
+
+    def _new_stream(self, csid: int, fmt: int) -> _ChunkStreamState:
+        self._check_new_stream(csid, fmt)
         state = _ChunkStreamState()
         self._streams[csid] = state
         return state
 
+    def _check_message_size(self, message_length: int, message_type_id: int) -> None:
+        """Raise if a message of this length and type exceeds its limit (checked as soon as
+        the header that starts it is in, before any of its payload is buffered)."""
+        limit = (self.max_media_message_size if message_type_id in _MEDIA_TYPE_IDS
+                 else self.max_control_message_size)
+        if message_length > limit:
+            raise RemoteProtocolError(
+                f"message of {message_length} bytes exceeds the {limit}-byte limit "
+                f"for message type {message_type_id}"
+            )
+
+    def _over_buffered(self) -> RemoteProtocolError:
+        """The error for a chunk that would take partial messages over the total cap."""
+        return RemoteProtocolError(
+            f"partial messages exceed {self.max_buffered_bytes} buffered bytes"
+        )
+
+    @staticmethod
     def _start_message(
-        self, state: _ChunkStreamState, fmt: int, header: bytes | bytearray,
-        timestamp_field: int, at: int = 0,
-    ) -> bytearray:
-        """Apply the header of a chunk that begins a message (no partial payload pending);
-        the message header starts at ``header[at]``."""
+        state: _ChunkStreamState, fmt: int, timestamp_field: int, message_length: int,
+        message_type_id: int, header: bytes | bytearray, at: int,
+    ) -> None:
+        """Apply the header of a chunk that begins a message (no partial payload pending)
+        once its size is checked: the message header starts at ``header[at]``, and its
+        length and type id, or the ones of ``state`` that it omits, are already decoded."""
         if fmt == 0:
-            # §5.3.1.2.1: absolute timestamp; length, type id and the little-endian
-            # message stream id. §5.3.1.2.4: a type-3 chunk after a type-0 chunk uses the
-            # type-0 timestamp as its delta.
+            # §5.3.1.2.1: absolute timestamp and the little-endian message stream id.
+            # §5.3.1.2.4: a type-3 chunk after a type-0 chunk uses the type-0 timestamp as
+            # its delta.
             state.timestamp = timestamp_field
             state.timestamp_delta = timestamp_field
-            state.message_length = _read_u24(header, at + 3)
-            state.message_type_id = header[at + 6]
             (state.message_stream_id,) = _LE_U32.unpack_from(header, at + 7)
         else:
             if fmt <= 2:
                 state.timestamp_delta = timestamp_field
-            if fmt == 1:
-                state.message_length = _read_u24(header, at + 3)
-                state.message_type_id = header[at + 6]
             state.timestamp = (state.timestamp + state.timestamp_delta) & 0xFFFFFFFF
-        limit = self._limit_for(state.message_type_id)
-        if state.message_length > limit:
-            raise RemoteProtocolError(
-                f"message of {state.message_length} bytes exceeds the {limit}-byte limit "
-                f"for message type {state.message_type_id}"
-            )
-        state.payload = bytearray()
-        return state.payload
+        state.message_length = message_length
+        state.message_type_id = message_type_id
 
     def try_chunk(self, reader: StreamReader) -> RawMessage | _Incomplete | None:
-        """Parse one chunk if it is complete in ``reader``'s buffer, without generators or
-        intermediate copies (the hot path: a read holds many complete chunks).
+        """Parse one chunk if it is complete in ``reader``'s buffer (see :meth:`try_payload`).
 
         Returns the message the chunk completes, ``None`` for a chunk that leaves its message
+        partial, or :data:`INCOMPLETE` (nothing consumed, no state changed).
+        """
+        payload = self.try_payload(reader)
+        if isinstance(payload, bytes):
+            done = self.completed
+            return RawMessage(done.message_type_id, done.message_stream_id, done.timestamp,
+                              payload)
+        return payload
+
+    def try_payload(self, reader: StreamReader) -> bytes | _Incomplete | None:
+        """Parse one chunk if it is complete in ``reader``'s buffer, without generators,
+        intermediate objects or copies beyond the payload's (the hot path: a read holds many
+        complete chunks, and nearly every one is a media message or a piece of one).
+
+        Returns the payload of the message the chunk completes (its header fields are then in
+        :attr:`completed` until the next call), ``None`` for a chunk that leaves its message
         partial, or :data:`INCOMPLETE` (nothing consumed, no state changed) when the buffer
         ends inside the chunk: call again once more bytes are buffered. Errors are
         :meth:`read_chunk`'s, raised as soon as the headers that decide them are buffered (a
@@ -292,100 +303,106 @@ class ChunkReader:
         message by the message limits).
         """
         buf = reader._buffer
-        basic = _peek_basic_header(buf, reader._pos)
-        if basic is None:
+        pos = reader._pos
+        end = len(buf)
+        if pos >= end:
             return INCOMPLETE
-        fmt, csid, header_at = basic
-        head = self._peek_chunk(buf, fmt, csid, header_at)
-        if head is None:
-            return INCOMPLETE
-        state, timestamp_field, extended, p = head
-        # The whole chunk is buffered: apply it exactly as read_chunk would.
-        if state is None:
-            state = self._new_stream(csid, fmt)
-        if fmt <= 2:
-            state.extended = extended
+        # §5.3.1.1 basic header: fmt in the top 2 bits, csid in the low 6; csid 0 and 1
+        # select the 2- and 3-byte forms (64-319 and 64-65599).
+        first = buf[pos]
+        fmt = first >> 6
+        csid = first & 0x3F
+        at = pos + 1  # where the message header starts
+        if csid <= 1:
+            at += csid + 1
+            if at > end:
+                return INCOMPLETE
+            csid = 64 + buf[pos + 1] + (buf[pos + 2] << 8 if csid else 0)
+        state = self._streams.get(csid, _NEW_STREAM)
         payload = state.payload
-        if payload is None:
-            payload = self._start_message(state, fmt, buf, timestamp_field, header_at)
+        if payload is None or fmt != 3:
+            return self._try_first_chunk(reader, state, fmt, csid, at)
+        # Continuation of a message (§5.3.1.2.4): a type-3 chunk has no message header, but
+        # repeats the extended timestamp if the message has one (§5.3.1.3).
+        p = at
+        if state.extended:
+            p += 4
+            if p > end:
+                return INCOMPLETE
         size = min(self._chunk_size, state.message_length - len(payload))
         if self._buffered + size > self.max_buffered_bytes:
-            raise RemoteProtocolError(
-                f"partial messages exceed {self.max_buffered_bytes} buffered bytes"
-            )
-        complete = len(payload) + size >= state.message_length
-        data: bytes | None = None
-        if size:
-            with memoryview(buf) as view:
-                if complete and not payload:
-                    data = bytes(view[p : p + size])  # a single-chunk message: one copy
-                else:
-                    payload += view[p : p + size]
-            p += size
-        reader._pos = p
-        if p >= _COMPACT_THRESHOLD or p == len(buf):
-            del buf[:p]
-            reader._pos = 0
-        if not complete:
+            raise self._over_buffered()
+        chunk_end = p + size
+        if chunk_end > end:
+            return INCOMPLETE
+        with memoryview(buf) as view:
+            payload += view[p:chunk_end]
+        reader.consume_to(chunk_end)
+        if len(payload) < state.message_length:
             self._buffered += size
             return None
         # Earlier chunks of this message were counted as buffered; this one was not.
-        self._buffered -= len(payload) - size if data is None else 0
-        return self._complete(state, data if data is not None else bytes(payload))
+        self._buffered -= len(payload) - size
+        self._finish(state)
+        return bytes(payload)
 
-    def _peek_chunk(self, buf: bytearray, fmt: int, csid: int, header_at: int
-                    ) -> tuple[_ChunkStreamState | None, int, bool, int] | None:
-        """Check a chunk whose message header starts at ``buf[header_at]`` without changing
-        any state: (its stream state or None for a new stream, timestamp field, extended,
-        where its payload starts), or None when the buffer ends inside the chunk. Raises
-        read_chunk's errors for what the headers alone decide."""
-        state = self._streams.get(csid)
-        if state is None and (fmt != 0 or len(self._streams) >= self.max_chunk_streams):
-            self._new_stream(csid, fmt)  # raises, as read_chunk does at this point
+    def _try_first_chunk(self, reader: StreamReader, state: _ChunkStreamState, fmt: int,
+                         csid: int, at: int) -> bytes | _Incomplete | None:
+        """:meth:`try_payload` for a chunk that should begin a message: its basic header is
+        read and its message header starts at ``at``. ``state`` is :data:`_NEW_STREAM` for
+        a chunk stream id not seen yet."""
+        if state is _NEW_STREAM:
+            self._check_new_stream(csid, fmt)  # raises as read_chunk does at this point
+        buf = reader._buffer
         end = len(buf)
-        p = header_at + _MESSAGE_HEADER_SIZE[fmt]
+        p = at + _MESSAGE_HEADER_SIZE[fmt]
         if p > end:
-            return None
-        timestamp_field = 0
-        if fmt <= 2:
-            timestamp_field = _read_u24(buf, header_at)
-            extended = timestamp_field == EXTENDED_TIMESTAMP_SENTINEL
+            return INCOMPLETE
+        if fmt == 3:
+            timestamp_field = 0
+            extended = state.extended
         else:
-            extended = state is not None and state.extended
+            timestamp_field = (buf[at] << 16) | (buf[at + 1] << 8) | buf[at + 2]
+            extended = timestamp_field == EXTENDED_TIMESTAMP_SENTINEL
         if extended:
+            # §5.3.1.3; for type 3 this is the repetition of the previous header's value.
             if p + 4 > end:
-                return None
+                return INCOMPLETE
             (timestamp_field,) = _U32.unpack_from(buf, p)
             p += 4
-        if state is not None and state.payload is not None:
-            if fmt != 3:
-                raise RemoteProtocolError(
-                    f"chunk type {fmt} on chunk stream {csid} interrupts a "
-                    f"{state.message_length}-byte message (expected type 3)"
-                )
-            missing = state.message_length - len(state.payload)
-        else:
-            # A new message: its size limit is checked as soon as its header is in.
-            if fmt <= 1:
-                missing = _read_u24(buf, header_at + 3)
-                type_id = buf[header_at + 6]
-            else:
-                assert state is not None  # a new stream starts with type 0
-                missing, type_id = state.message_length, state.message_type_id
-            limit = self._limit_for(type_id)
-            if missing > limit:
-                raise RemoteProtocolError(
-                    f"message of {missing} bytes exceeds the {limit}-byte limit "
-                    f"for message type {type_id}"
-                )
-        size = min(self._chunk_size, missing)
-        if self._buffered + size > self.max_buffered_bytes:
+        if state.payload is not None:  # and so fmt is not 3 (see try_payload)
             raise RemoteProtocolError(
-                f"partial messages exceed {self.max_buffered_bytes} buffered bytes"
+                f"chunk type {fmt} on chunk stream {csid} interrupts a "
+                f"{state.message_length}-byte message (expected type 3)"
             )
+        if fmt <= 1:
+            length = (buf[at + 3] << 16) | (buf[at + 4] << 8) | buf[at + 5]
+            type_id = buf[at + 6]
+        else:  # not a new stream: that starts with type 0
+            length, type_id = state.message_length, state.message_type_id
+        self._check_message_size(length, type_id)
+        size = min(self._chunk_size, length)
+        if self._buffered + size > self.max_buffered_bytes:
+            raise self._over_buffered()
         if p + size > end:
+            return INCOMPLETE
+
+        # The whole chunk is buffered: apply it exactly as read_chunk would.
+        if state is _NEW_STREAM:
+            state = self._new_stream(csid, fmt)
+        state.extended = extended  # (unchanged for type 3)
+        self._start_message(state, fmt, timestamp_field, length, type_id, buf, at)
+        if size < length:
+            with memoryview(buf) as view:
+                state.payload = bytearray(view[p : p + size])
+            reader.consume_to(p + size)
+            self._buffered += size
             return None
-        return state, timestamp_field, extended, p
+        with memoryview(buf) as view:
+            data = bytes(view[p : p + size])  # a single-chunk message: one copy
+        reader.consume_to(p + size)
+        self._finish(state)
+        return data
 
     def read_chunk(self, reader: StreamReader) -> Generator[None, None, RawMessage | None]:
         """Read one chunk; return the message it completes, or ``None``.
@@ -394,8 +411,7 @@ class ChunkReader:
             RemoteProtocolError: on malformed headers or exceeded limits.
             EOFError: if the stream ends mid-chunk.
         """
-        # §5.3.1.1 basic header: fmt in the top 2 bits, csid in the low 6; csid 0 and 1
-        # select the 2- and 3-byte forms (64-319 and 64-65599).
+        # §5.3.1.1 basic header (see try_payload).
         first = (yield from reader.read_exact(1))[0]
         fmt = first >> 6
         csid = first & 0x3F
@@ -427,33 +443,32 @@ class ChunkReader:
                     f"{state.message_length}-byte message (expected type 3)"
                 )
         else:
-            payload = self._start_message(state, fmt, header, timestamp_field)
+            length, type_id = ((_read_u24(header, 3), header[6]) if fmt <= 1
+                               else (state.message_length, state.message_type_id))
+            self._check_message_size(length, type_id)
+            self._start_message(state, fmt, timestamp_field, length, type_id, header, 0)
+            state.payload = payload = bytearray()
 
         size = min(self._chunk_size, state.message_length - len(payload))
         if self._buffered + size > self.max_buffered_bytes:
-            raise RemoteProtocolError(
-                f"partial messages exceed {self.max_buffered_bytes} buffered bytes"
-            )
+            raise self._over_buffered()
         if size:
             payload += yield from reader.read_exact(size)
             self._buffered += size
         if len(payload) < state.message_length:
             return None
         self._buffered -= len(payload)
-        return self._complete(state, bytes(payload))
+        self._finish(state)
+        return RawMessage(state.message_type_id, state.message_stream_id, state.timestamp,
+                          bytes(payload))
 
-    def _complete(self, state: _ChunkStreamState, payload: bytes) -> RawMessage:
+    def _finish(self, state: _ChunkStreamState) -> None:
         """The message on ``state`` is whole: free its buffer, note its size (read
-        coalescing's smallest message) and hand it out."""
+        coalescing's smallest message) and its state (:attr:`completed`)."""
         state.payload = None
         if state.message_length < self.smallest_message or not self.smallest_message:
             self.smallest_message = state.message_length
-        return RawMessage(
-            message_type_id=state.message_type_id,
-            message_stream_id=state.message_stream_id,
-            timestamp=state.timestamp,
-            payload=payload,
-        )
+        self.completed = state
 
 
 # --------------------------------------------------------------------------- writing

@@ -19,7 +19,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import cast
 
 from . import amf0
 from .amf0 import AmfValue
@@ -589,22 +588,31 @@ class RtmpServerSession:
         yield from reader.read_exact(HANDSHAKE_SIZE)
         self._transition(_Input.HANDSHAKE_DONE)
         chunks = self._chunks
+        try_payload = chunks.try_payload
         while True:
             while self._pending_publish is not None or self._chunk_allowance == 0:
                 yield  # held: see the class docstring
             # Chunks are parsed only once complete in the buffer, without a generator or a
-            # copy per chunk (ChunkReader.try_chunk); a partial one waits for more input.
-            while (parsed := chunks.try_chunk(reader)) is INCOMPLETE:
+            # copy per chunk (ChunkReader.try_payload); a partial one waits for more input.
+            while (payload := try_payload(reader)) is INCOMPLETE:
                 if reader.eof:
                     raise EOFError(f"stream ended inside a chunk ({reader.buffered} bytes)")
                 yield
-            message = cast(RawMessage | None, parsed)
             self.chunks_received += 1
             if self._chunk_allowance is not None:
                 self._chunk_allowance -= 1
-            if message is not None:
+            if isinstance(payload, bytes):  # (not None or INCOMPLETE)
                 self.messages_received += 1
-                self._handle_message(message)
+                done = chunks.completed
+                type_id = done.message_type_id
+                if type_id == _AUDIO or type_id == _VIDEO:
+                    # Nearly every message: straight to the event (AudioMessage/VideoMessage
+                    # .parse only wrap the body), without a RawMessage.
+                    self._handle_media(done.message_stream_id, done.timestamp,
+                                       payload, type_id == _VIDEO)
+                    continue
+                self._handle_message(RawMessage(type_id, done.message_stream_id,
+                                                done.timestamp, payload))
                 if self._state not in _PARSING_STATES:
                     return  # CLOSING after play/reject: stop reading
 
@@ -645,13 +653,8 @@ class RtmpServerSession:
         self._send_command(message_stream_id, "onStatus", 0.0, None, info)
 
     def _handle_message(self, raw: RawMessage) -> None:
-        type_id = raw.message_type_id
-        if type_id == _AUDIO or type_id == _VIDEO:
-            # Nearly every message: straight to the event (AudioMessage/VideoMessage.parse
-            # only wrap the body).
-            self._handle_media(raw, type_id == _VIDEO)
-            return
-        message = parse_message(type_id, raw.payload)
+        """Act on a message other than audio and video (those go to :meth:`_handle_media`)."""
+        message = parse_message(raw.message_type_id, raw.payload)
         if isinstance(message, SetChunkSize):
             self._chunks.set_chunk_size(message.chunk_size)
         elif isinstance(message, Abort):
@@ -671,20 +674,21 @@ class RtmpServerSession:
             logger.debug("ignoring RTMP message type %d", message.message_type_id)
         # Acknowledgement and SetPeerBandwidth from a publisher need no action.
 
-    def _handle_media(self, raw: RawMessage, video: bool) -> None:
+    def _handle_media(self, message_stream_id: int, timestamp: int, body: bytes, video: bool
+                      ) -> None:
         # Media on a stream whose publish awaits the application's decision is passed on too:
         # a client that does not wait for NetStream.Publish.Start (or whose sequence headers
         # share a TCP read with ``publish``) would otherwise lose its codec configuration. The
         # events follow PublishRequested in order, so the application sees its own decision
         # first and drops them if it refused.
-        if raw.message_stream_id not in (self._publishing, self._pending_publish) or (
+        if message_stream_id not in (self._publishing, self._pending_publish) or (
                 self._publishing is None and self._pending_publish is None):
             self.ignored_media_messages += 1
             return
         if video:
-            self._events.append(VideoReceived(raw.message_stream_id, raw.timestamp, raw.payload))
+            self._events.append(VideoReceived(message_stream_id, timestamp, body))
         else:
-            self._events.append(AudioReceived(raw.message_stream_id, raw.timestamp, raw.payload))
+            self._events.append(AudioReceived(message_stream_id, timestamp, body))
 
     def _handle_data(self, message_stream_id: int, message: DataMessage) -> None:
         values = list(message.values)

@@ -232,19 +232,34 @@ class ChunkParser:
                 yield
             if raw is not None:
                 assert isinstance(raw, RawMessage)
-                self._out.append(raw)
-                if raw.message_type_id == 1:
-                    msg = parse_message(1, raw.payload)
-                    assert isinstance(msg, SetChunkSize)
-                    self.chunks.set_chunk_size(msg.chunk_size)
-                if raw.message_type_id == 2:
-                    self.chunks.abort(int.from_bytes(raw.payload, "big"))
+                self._handle(raw)
+
+    def _handle(self, raw: RawMessage) -> None:
+        self._out.append(raw)
+        if raw.message_type_id == 1:
+            msg = parse_message(1, raw.payload)
+            assert isinstance(msg, SetChunkSize)
+            self.chunks.set_chunk_size(msg.chunk_size)
+        if raw.message_type_id == 2:
+            self.chunks.abort(int.from_bytes(raw.payload, "big"))
 
     def feed(self, data: bytes) -> list[object]:
         self.reader.feed_data(data)
         next(self._gen)
         out, self._out = self._out, []
         return out
+
+
+class GeneratorChunkParser(ChunkParser):
+    """:class:`ChunkParser` over :meth:`ChunkReader.read_chunk` (the generator path the client
+    uses) instead of the in-place :meth:`ChunkReader.try_chunk`: the two must agree."""
+
+    def _run(self) -> Generator[None, None, None]:
+        yield
+        while True:
+            raw = yield from self.chunks.read_chunk(self.reader)
+            if raw is not None:
+                self._handle(raw)
 
 
 def amf(*values: AmfValue) -> bytes:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from media.rtmp.chunk import (
     ChunkReader,
@@ -12,7 +16,7 @@ from media.rtmp.chunk import (
 )
 from media.rtmp.errors import RemoteProtocolError, RtmpError
 from media.rtmp.messages import Abort, SetChunkSize
-from tests.media.rtmp.rtmp_factory import ChunkParser, chunk, feed_all_ways
+from tests.media.rtmp.rtmp_factory import ChunkParser, GeneratorChunkParser, chunk, feed_all_ways
 
 
 def raw(type_id: int, msid: int, ts: int, payload: bytes) -> RawMessage:
@@ -244,3 +248,83 @@ def test_errors_are_value_errors() -> None:
     with pytest.raises(ValueError):
         SetChunkSize.parse(b"\x00\x00\x00\x00")
     assert issubclass(RemoteProtocolError, RtmpError)
+
+
+# ----------------------------------------------- in-place parsing vs the generator path
+
+_CSIDS = (2, 3, 4, 6, 63, 64, 319, 320, 65599)
+_TIMESTAMPS = (0, 5, 40, 0xFFFFFE, 0xFFFFFF, 0x1000000, 0xFFFFFFFF)
+
+
+def _parse_with(factory: type[ChunkParser], pieces: list[bytes], **limits: int
+                ) -> tuple[list[object], str | None]:
+    """Messages parsed from ``pieces`` fed one by one, and the error that stopped it."""
+    parser = factory(**limits)
+    got: list[object] = []
+    try:
+        for piece in pieces:
+            got += parser.feed(piece)
+    except RemoteProtocolError as exc:
+        return got + parser._out, f"{type(exc).__name__}: {exc}"  # and the ones before it
+    return got, None
+
+
+def _chunk_ops() -> st.SearchStrategy[bytes]:
+    """Chunks with every header type, csid form and (extended) timestamp, valid or not."""
+    return st.builds(
+        chunk,
+        st.integers(0, 3),
+        st.sampled_from(_CSIDS),
+        st.binary(max_size=300),
+        timestamp=st.sampled_from(_TIMESTAMPS),
+        length=st.none() | st.integers(0, 700),
+        type_id=st.sampled_from((8, 9, 20, 18)),
+        msid=st.integers(0, 2),
+        extended_timestamp=st.none() | st.sampled_from(_TIMESTAMPS),
+    ) | st.sampled_from([
+        chunk(0, 2, SetChunkSize(200).serialize(), type_id=1),
+        chunk(0, 2, SetChunkSize(64).serialize(), type_id=1),
+        chunk(0, 2, Abort(6).serialize(), type_id=2),
+    ])
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_chunk_ops(), max_size=12), st.lists(st.integers(0, 1 << 16), max_size=6))
+def test_in_place_parsing_matches_the_generator_path(ops: list[bytes], cuts: list[int]) -> None:
+    """try_chunk (parsing complete chunks in place) gives the same messages and the same
+    error as read_chunk for any chunk sequence, however the input is split."""
+    data = b"".join(ops)
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    limits = {"max_media_message_size": 600, "max_control_message_size": 400,
+              "max_chunk_streams": 5}
+    expected = _parse_with(GeneratorChunkParser, [data], **limits)
+    assert _parse_with(ChunkParser, pieces, **limits) == expected
+    assert _parse_with(GeneratorChunkParser, pieces, **limits) == expected
+
+
+def test_in_place_parsing_matches_the_generator_path_at_every_split() -> None:
+    """A stream using every header type, the long csid forms, extended timestamps, a chunk
+    size change and interleaved messages parses the same both ways, split at every byte."""
+    video = bytes(range(256)) * 2
+    data = (
+        chunk(0, 6, video[:128], length=512, type_id=9, msid=1, timestamp=0xFFFFFF + 9)
+        + chunk(0, 320, b"audio", type_id=8, msid=1, timestamp=7)
+        + chunk(3, 6, video[128:256], extended_timestamp=0xFFFFFF + 9)
+        + chunk(0, 2, SetChunkSize(300).serialize(), type_id=1)
+        + chunk(3, 6, video[256:], extended_timestamp=0xFFFFFF + 9)
+        + chunk(0, 64, b"", type_id=20, msid=0)
+        + chunk(1, 320, b"aa", type_id=8, timestamp=21)
+        + chunk(2, 320, b"bb", timestamp=0xFFFFFF)
+        + chunk(3, 320, b"cc", extended_timestamp=0xFFFFFF)
+        + chunk(1, 6, video[:300], length=400, type_id=9, timestamp=33)
+        + chunk(3, 6, video[300:400], extended_timestamp=None)
+    )
+    expected = _parse_with(GeneratorChunkParser, [data])
+    assert len(expected[0]) == 8 and expected[1] is None
+    for cut in range(len(data) + 1):
+        pieces = [data[:cut], data[cut:]]
+        assert _parse_with(ChunkParser, pieces) == expected, cut
+        assert _parse_with(GeneratorChunkParser, pieces) == expected, cut
+    one_by_one = [data[i : i + 1] for i in range(len(data))]
+    assert _parse_with(ChunkParser, one_by_one) == expected
