@@ -82,7 +82,10 @@ class FlvDepacketizer:
         self._clock = clock
         self.video: VideoConfig | None = None
         self.audio: AudioConfig | None = None
-        self._last_dts: dict[TrackKind, int] = {}
+        # Each track's last DTS (plain attributes: a dict keyed by TrackKind hashes the enum
+        # member in Python code, twice per unit).
+        self._last_video_dts: int | None = None
+        self._last_audio_dts: int | None = None
         self.frames_before_config = 0
 
     def new_session(self, floor: int = -1, config: CodecConfig | None = None) -> None:
@@ -97,12 +100,11 @@ class FlvDepacketizer:
         if config is not None:
             self.video, self.audio = config.video, config.audio
 
-    def _dts(self, kind: TrackKind, timestamp_ms: int) -> int:
+    def _dts(self, timestamp_ms: int, last: int | None) -> int:
+        """The DTS of a unit of a track whose last DTS was ``last`` (None: none yet)."""
         dts = self.timeline.map(timestamp_ms)
-        last = self._last_dts.get(kind)
         if last is not None and dts <= last:
             dts = last + 1  # keep each track strictly increasing (bad encoders repeat stamps)
-        self._last_dts[kind] = dts
         return dts
 
     def video_tag(self, timestamp_ms: int, body: bytes) -> list[Output]:
@@ -150,7 +152,7 @@ class FlvDepacketizer:
             keyframe = contains_idr(data, self.video.nal_length_size)
         except H264Error as exc:
             raise MalformedMediaError(f"bad H.264 frame: {exc}") from None
-        dts = self._dts(TrackKind.VIDEO, timestamp_ms)
+        dts = self._last_video_dts = self._dts(timestamp_ms, self._last_video_dts)
         return [
             MediaUnit(
                 kind=TrackKind.VIDEO,
@@ -191,7 +193,7 @@ class FlvDepacketizer:
         if self.audio is None:
             self.frames_before_config += 1
             return []
-        dts = self._dts(TrackKind.AUDIO, timestamp_ms)
+        dts = self._last_audio_dts = self._dts(timestamp_ms, self._last_audio_dts)
         return [
             MediaUnit(
                 kind=TrackKind.AUDIO, dts=dts, pts=dts, keyframe=True, data=data,

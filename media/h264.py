@@ -46,6 +46,9 @@ START_CODE = b"\x00\x00\x00\x01"
 VALID_LENGTH_SIZES = (1, 2, 4)
 """ISO/IEC 14496-15 §5.3.3.1.2: lengthSizeMinusOne is 0, 1 or 3 (a 3-byte prefix is invalid)."""
 
+# The big-endian NALU length prefix of each valid size.
+_LENGTH_PREFIX = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
+
 MAX_PARAMETER_SETS = 32
 """H.264 §7.4.2.1.1 allows 32 SPS ids (and avcC has 5 bits for the count)."""
 
@@ -93,6 +96,7 @@ def _check_length_size(length_size: int) -> None:
 def _nalu_spans(data: bytes, length_size: int) -> Iterator[tuple[int, int]]:
     """``(offset, size)`` of each NAL unit in AVCC-framed ``data``, validating the framing."""
     _check_length_size(length_size)
+    read_length = _LENGTH_PREFIX[length_size].unpack_from  # (no slice per NALU)
     pos = 0
     end = len(data)
     while pos < end:
@@ -100,7 +104,7 @@ def _nalu_spans(data: bytes, length_size: int) -> Iterator[tuple[int, int]]:
             raise H264Error(
                 f"truncated NALU length prefix at offset {pos}: {end - pos} of {length_size} bytes"
             )
-        size = int.from_bytes(data[pos : pos + length_size], "big")
+        (size,) = read_length(data, pos)
         pos += length_size
         if size == 0:
             raise H264Error(f"zero-length NALU at offset {pos - length_size}")
@@ -141,7 +145,10 @@ def contains_idr(data: bytes, length_size: int) -> bool:
     Raises:
         H264Error: if the framing is invalid.
     """
-    return any(data[pos] & 0x1F == NAL_IDR for pos, _ in _nalu_spans(data, length_size))
+    for pos, _ in _nalu_spans(data, length_size):
+        if data[pos] & 0x1F == NAL_IDR:
+            return True  # (what any() did: the framing after the IDR is not walked)
+    return False
 
 
 def split_annexb(data: bytes) -> list[bytes]:
