@@ -340,7 +340,9 @@ def fragment(sequence_number: int, tracks: Sequence[TrackRun]) -> bytes:
     if not 0 <= sequence_number <= 0xFFFF_FFFF:
         raise Fmp4Error(f"sequence number {sequence_number} does not fit 32 bits")
     mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence_number))
-    pieces: list[tuple[bytes, bytes, bytes]] = []  # (traf prefix incl. trun header, table, data)
+    # (traf prefix incl. trun header, sample table, the samples' data, its size): the data
+    # are copied once, into the fragment, not joined per track first.
+    pieces: list[tuple[bytes, bytes, list[bytes], int]] = []
     for run in tracks:
         if not run.samples:
             raise Fmp4Error(f"track {run.track_id} run has no samples")
@@ -351,18 +353,19 @@ def fragment(sequence_number: int, tracks: Sequence[TrackRun]) -> bytes:
         trun_header, table = _trun_parts(run)
         traf_size = 8 + len(tfhd) + len(tfdt) + len(trun_header) + 4 + len(table)
         prefix = struct.pack(">I4s", traf_size, b"traf") + tfhd + tfdt + trun_header
-        data = b"".join(s.data for s in run.samples)
-        pieces.append((prefix, table, data))
-    moof_size = 8 + len(mfhd) + sum(len(p) + 4 + len(t) for p, t, _ in pieces)
-    mdat_size = 8 + sum(len(d) for _, _, d in pieces)
+        data = [s.data for s in run.samples]
+        pieces.append((prefix, table, data, sum(map(len, data))))
+    moof_size = 8 + len(mfhd) + sum(len(p) + 4 + len(t) for p, t, _, _ in pieces)
+    mdat_size = 8 + sum(size for _, _, _, size in pieces)
     if moof_size + mdat_size > MAX_BOX_SIZE:
         raise Fmp4Error(f"fragment of {moof_size + mdat_size} bytes is too large")
     out = [struct.pack(">I4s", moof_size, b"moof"), mfhd]
     # data_offset is relative to the first byte of the moof (default-base-is-moof).
     offset = moof_size + 8
-    for prefix, table, data in pieces:
+    for prefix, table, _, size in pieces:
         out += [prefix, struct.pack(">i", offset), table]
-        offset += len(data)
+        offset += size
     out.append(struct.pack(">I4s", mdat_size, b"mdat"))
-    out += [d for _, _, d in pieces]
+    for _, _, data, _ in pieces:
+        out += data
     return b"".join(out)
