@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from media.units import CLOCK_RATE, AudioConfig, MediaUnit, TrackKind, VideoConfig
 
 WINDOW_SECONDS = 5.0
+_WINDOW_TICKS = int(WINDOW_SECONDS * CLOCK_RATE)
 
 MAX_KEYFRAME_INTERVAL = 4.0
 """Seconds between keyframes above which the verdict warns: segments are cut at keyframes,
@@ -94,20 +95,24 @@ class HealthMeter:
         self.units += 1
         size = len(unit.data)
         self.bytes_in += size
-        window = int(WINDOW_SECONDS * CLOCK_RATE)
+        dts = unit.dts
         if unit.kind is TrackKind.VIDEO:
             q = self._video
             if unit.keyframe:
-                self._keyframes.append(unit.dts)
-            self._last_video_dts = unit.dts
+                self._keyframes.append(dts)
+            self._last_video_dts = dts
             # Presentation order differing from decode order means B-frames (reordering).
-            if self._max_pts is not None and unit.pts < self._max_pts:
+            pts = unit.pts
+            max_pts = self._max_pts
+            if max_pts is None or pts > max_pts:
+                self._max_pts = pts
+            elif pts < max_pts:
                 self.bframes = True
-            self._max_pts = unit.pts if self._max_pts is None else max(self._max_pts, unit.pts)
         else:
             q = self._audio
-        q.append((unit.dts, size))
-        while q and q[0][0] < unit.dts - window:
+        q.append((dts, size))
+        start = dts - _WINDOW_TICKS
+        while q and q[0][0] < start:
             q.popleft()
 
     @staticmethod
