@@ -1,9 +1,12 @@
 """RTMP chunk stream (RTMP 1.0 §5.3): parsing chunks into messages and writing messages.
 
-The reader is straight-line generator code over :class:`~media.rtmp.buffer.StreamReader`:
+The reader parses one chunk at a time from a :class:`~media.rtmp.buffer.StreamReader`:
 basic header, message header by ``fmt``, extended timestamp, then at most one chunk of
-payload. State per chunk stream id lives in :class:`_ChunkStreamState`. Every limit that
-protects memory is enforced here; see the named constants below.
+payload, either in place once the whole chunk is buffered (:meth:`ChunkReader.try_payload`,
+the server's hot path) or as straight-line generator code (:meth:`ChunkReader.read_chunk`);
+the two agree message for message and error for error. State per chunk stream id lives in
+:class:`_ChunkStreamState`. Every limit that protects memory is enforced here; see the
+named constants below.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ class _Incomplete:
 
 
 INCOMPLETE = _Incomplete()
-"""Returned by :meth:`ChunkReader.try_chunk` when the buffered bytes hold no complete chunk."""
+"""Returned by :meth:`ChunkReader.try_payload` and :meth:`ChunkReader.try_chunk` when the
+buffered bytes hold no complete chunk."""
 
 
 class _ChunkStreamState:
@@ -290,9 +294,9 @@ class ChunkReader:
         return payload
 
     def try_payload(self, reader: StreamReader) -> bytes | _Incomplete | None:
-        """Parse one chunk if it is complete in ``reader``'s buffer, without generators,
-        intermediate objects or copies beyond the payload's (the hot path: a read holds many
-        complete chunks, and nearly every one is a media message or a piece of one).
+        """Parse one chunk if it is complete in ``reader``'s buffer, without generators or
+        intermediate objects (the hot path: a read holds many complete chunks, and nearly
+        every one is a media message or a piece of one).
 
         Returns the payload of the message the chunk completes (its header fields are then in
         :attr:`completed` until the next call), ``None`` for a chunk that leaves its message
