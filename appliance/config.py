@@ -376,9 +376,10 @@ class Config:
     shutdown_timeout: float = 10.0
     """Seconds to let publishers and viewers finish before connections are cut."""
     event_loop: str = "auto"
-    """The event loop ``hearth serve`` runs on: ``uvloop`` (libuv; measured 13 % less CPU
-    per ingest stream, docs/architecture.md), ``asyncio`` (the standard library's), or
-    ``auto``: uvloop when it is installed, else asyncio."""
+    """The event loop ``hearth serve`` runs on: ``uvloop`` (libuv; measured 7-13 % less CPU
+    per ingest stream and a quarter less per WebRTC packet, docs/architecture.md),
+    ``asyncio`` (the standard library's), or ``auto``: uvloop when it is installed, else
+    asyncio."""
     http: HttpConfig = field(default_factory=HttpConfig)
     rtmp: RtmpConfig = field(default_factory=RtmpConfig)
     srt: SrtConfig = field(default_factory=SrtConfig)
