@@ -377,7 +377,7 @@ class Config:
     """Seconds to let publishers and viewers finish before connections are cut."""
     event_loop: str = "auto"
     """The event loop ``hearth serve`` runs on: ``uvloop`` (libuv; measured 7-13 % less CPU
-    per ingest stream and a quarter less per WebRTC packet, docs/architecture.md),
+    per ingest stream and a fifth less per WebRTC packet, docs/architecture.md),
     ``asyncio`` (the standard library's), or ``auto``: uvloop when it is installed, else
     asyncio."""
     http: HttpConfig = field(default_factory=HttpConfig)

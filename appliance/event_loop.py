@@ -1,10 +1,11 @@
 """The event loop ``hearth serve`` runs on (the ``event_loop`` option).
 
 uvloop runs the same asyncio code on libuv: measured 7-13 % less CPU per ingest stream and
-a quarter less per WebRTC packet sent (docs/architecture.md "Ingest hot path"), because the
-loop's own work per wake-up (poll, handles, the transport's read) is in C. Everything Hearth does is written against the
-asyncio interfaces both loops implement; the one place that reaches under them, the WebRTC
-fan-out's socket, handles both (media/webrtc/compat.py ``transport_socket``).
+a fifth less per WebRTC packet sent (docs/architecture.md "Ingest hot path"), because the
+loop's own work per wake-up (poll, handles, the transport's read) is in C. Everything
+Hearth does is written against the asyncio interfaces both loops implement; the one place
+that reaches under them, the WebRTC fan-out's socket, handles both (media/webrtc/compat.py
+``transport_socket``).
 """
 
 from __future__ import annotations
