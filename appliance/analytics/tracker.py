@@ -29,12 +29,15 @@ sessions are not tallied (``overflow`` counts them).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
+import itertools
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
+from typing import TypeAlias, TypeVar
 
 from appliance.analytics.ua import device_class, ua_bucket
 from appliance.api.schema import DeviceClass, PlayerKind
@@ -44,6 +47,16 @@ MAX_SESSIONS = 20_000
 MAX_KEYS = 100_000
 MAX_TALLIES = 1_000
 LIVE_KINDS = frozenset({PlayerKind.LLHLS, PlayerKind.HLS, PlayerKind.WEBRTC})
+FLUSH_STEP = 500
+"""Sessions, intervals or concurrency events a flush handles in one step, between two of
+which the event loop runs (bench/analytics_hits.py: a step of the slowest kind, the walk over
+open sessions, takes 1.5 to 3.5 ms on the 2-core test box). A step also sorts one second's
+starts or ends: more than this only if more sessions than this start or end within one
+second (sorting 100,000 that arrived in order takes about 1 ms)."""
+
+_T = TypeVar("_T")
+Steps: TypeAlias = Generator[None, None, _T]
+"""Work done in bounded steps: each ``next`` runs one, the return value is the result."""
 
 SplitKey = tuple[PlayerKind, DeviceClass]
 
@@ -127,6 +140,7 @@ class Tally:
         self._max_keys = max_keys
         self._low_latency: dict[str, None] = {}  # sessions seen doing blocking reloads
         self._closed: list[tuple[float, float]] = []  # live sessions not yet past a final minute
+        self._walked: dict[str, _Session] | None = None  # see flush_steps
         self._next_minute: int | None = None
         self._max_gap = 0.0
         self._viewers: set[str] = set()  # live viewer keys (unique viewers)
@@ -240,66 +254,120 @@ class Tally:
         self._account(s)
         if s.kind in LIVE_KINDS and s.device is not DeviceClass.BOT:
             self._closed.append((s.first, s.last))
+            if self._walked is not None:  # a flush's walk noted it open: count it closed
+                self._walked.pop(key, None)
 
     # ---- flush ----------------------------------------------------------------------------
 
-    def flush(self, now: float, *, final: bool = False) -> TallyDelta:
+    def flush_steps(self, now: float, *, final: bool = False) -> Steps[TallyDelta]:
         """Close expired sessions (all of them when ``final``), finalize every minute no open
-        session can still change, and hand out the delta accumulated since the last flush."""
-        for key, s in list(self.sessions.items()):
-            if final or now - s.last > s.gap:
-                self._close(key, s)
-            else:
-                self._account(s)
-        self._finalize_minutes(now, final)
+        session can still change, and hand out the delta accumulated since the last flush.
+
+        A generator that yields after each bounded step (:data:`FLUSH_STEP`), so that the
+        caller can let the event loop run in between; requests may arrive meanwhile. Every
+        step leaves the tally consistent: a flush dropped halfway loses nothing, the next one
+        redoes what it did not hand out. Flushes of one tally must not overlap.
+
+        Why requests in between change no final figure: one on a session the walk has not
+        reached yet is as if it came before the flush, one on a session the walk has passed
+        (or a new session) as if after it. Each live session's interval is counted once:
+        the walk notes the open live sessions it passes (``_walked``), and strikes one of
+        them closed before the walk ends (its interval is then in ``_closed``); one closed
+        later is counted as open, and its interval kept for the next flush. A request
+        changes a session's interval only after ``now - gap``, which no minute finalized now
+        contains (:meth:`_minutes_steps`); a provisional minute may see it or not, either is
+        a lower bound.
+        """
+        # No object is made per session (nor per interval below): besides its cost, that
+        # would set off the garbage collector, whose full passes hold the loop far longer
+        # than a step; and freeing them would be a long step too. So is letting go of a list
+        # of 100,000 references (2 ms: a cache miss each), hence the ``del`` below and no
+        # copy of ``walked``.
+        walked: dict[str, _Session] = {}
+        self._walked = walked
+        try:
+            keys, sessions = list(self.sessions), list(self.sessions.values())
+            for i in range(0, len(keys), FLUSH_STEP):
+                for key, s in zip(keys[i:i + FLUSH_STEP], sessions[i:i + FLUSH_STEP],
+                                  strict=True):
+                    if self.sessions.get(key) is not s:
+                        continue  # closed by a request meanwhile, and counted there
+                    if final or now - s.last > s.gap:
+                        self._close(key, s)
+                    else:
+                        self._account(s)
+                        if s.kind in LIVE_KINDS and s.device is not DeviceClass.BOT:
+                            walked[key] = s
+                yield
+            del keys, sessions
+        finally:
+            self._walked = None
+        found: list[tuple[int, int, float]] = []
+        if self._next_minute is not None:
+            closed = self._closed
+            taken = len(closed)  # intervals closed by now; later ones belong to the next flush
+            minute = yield from self._minutes_steps(closed[:taken], walked.values(), now, final,
+                                                    found)
+            kept: list[tuple[float, float]] = []
+            for i in range(0, taken, FLUSH_STEP):
+                kept += [iv for iv in closed[i:min(i + FLUSH_STEP, taken)] if iv[1] >= minute]
+                yield
+            self._closed = kept + closed[taken:]
+            self._next_minute = minute
+        for minute, viewers, at in found:
+            self._delta.minutes.append((minute, viewers))
+            self._note_peak(viewers, at)
         delta, self._delta = self._delta, TallyDelta(self.broadcast_id)
         return delta
 
-    def _live_intervals(self) -> list[tuple[float, float]]:
-        return [*self._closed, *((s.first, s.last) for s in self.sessions.values()
-                                 if s.kind in LIVE_KINDS and s.device is not DeviceClass.BOT)]
+    def _minutes_steps(self, closed: list[tuple[float, float]], open_: Iterable[_Session],
+                       now: float, final: bool,
+                       found: list[tuple[int, int, float]]) -> Steps[int]:
+        """Append (minute, concurrent viewers, first instant reached) to ``found`` for every
+        minute from ``_next_minute`` that is final, then for the minutes up to ``now`` that
+        are not (provisional); return the first minute that is not final. The live sessions
+        are the ``closed`` intervals and the ``open_`` sessions (up to their last request:
+        one after the flush began only adds instants after ``now - gap``).
 
-    def _finalize_minutes(self, now: float, final: bool) -> None:
-        # A minute is final once every open live session's last request is after its end:
-        # an open session satisfies now - last <= gap, so minutes ending by now - max gap are.
-        if self._next_minute is None:
-            return
+        A minute is final once every open live session's last request is after its end: an
+        open session satisfies now - last <= gap, so minutes ending by now - max gap are.
+        Provisional minutes come from what is known now (open sessions up to their last
+        request so far): a lower bound of each minute's final figure, since sessions only
+        grow to the right; they are written so that a crash loses no minute up to the last
+        flush, and the final figure replaces them later (minute rows are maxima).
+        """
+        first = self._next_minute
+        assert first is not None
         horizon = float("inf") if final else now - self._max_gap
-        intervals = self._live_intervals()
-        minute = self._next_minute
-        while intervals and minute + MINUTE <= horizon:
-            active = [(a, b) for a, b in intervals if a < minute + MINUTE and b >= minute]
-            if not active:
-                later = [a for a, _ in intervals if a >= minute + MINUTE]
-                if not later:
+        index = yield from _MinuteIndex.build(closed, open_, first)
+        # The minutes visited, and the one returned, are those of the earlier algorithm, which
+        # walked a list of intervals minute by minute: it stopped once no interval ended at or
+        # after the minute (``reaches``), jumped over a minute without viewers to the next
+        # one in which an interval starts, and dropped the intervals ended before a minute
+        # only after a minute with viewers (``reach``; None: nothing dropped yet).
+        minute = first
+        reach: int | None = None
+        while index.reaches(reach) and minute + MINUTE <= horizon:
+            if not index.active(minute):
+                later = index.next_start(minute + MINUTE)
+                if later is None:
                     minute += MINUTE
                     break
-                minute = int(min(later) // MINUTE) * MINUTE
+                minute = later
                 continue
-            viewers, at = _max_concurrency(active, minute)
-            self._delta.minutes.append((minute, viewers))
-            self._note_peak(viewers, at)
+            viewers, at = yield from index.concurrency(minute)
+            found.append((minute, viewers, at))
             minute += MINUTE
-            intervals = [(a, b) for a, b in intervals if b >= minute]
-        self._next_minute = minute
-        self._closed = [(a, b) for a, b in self._closed if b >= minute]
+            reach = minute
         if not final:
-            self._provisional(intervals, minute, now)
-
-    def _provisional(self, intervals: list[tuple[float, float]], minute: int,
-                     now: float) -> None:
-        """Minutes that are not final yet, from what is known now (open sessions up to their
-        last request so far). That is a lower bound of each minute's final figure, since
-        sessions only grow to the right; it is written so that a crash loses no minute up to
-        the last flush, and the final figure replaces it later (minute rows are maxima)."""
-        current = int(now // MINUTE) * MINUTE
-        while intervals and minute <= current:
-            active = [(a, b) for a, b in intervals if a < minute + MINUTE and b >= minute]
-            if active:
-                viewers, at = _max_concurrency(active, minute)
-                self._delta.minutes.append((minute, viewers))
-                self._note_peak(viewers, at)
-            minute += MINUTE
+            current = int(now // MINUTE) * MINUTE
+            provisional = minute
+            while index.reaches(reach) and provisional <= current:
+                if index.active(provisional):
+                    viewers, at = yield from index.concurrency(provisional)
+                    found.append((provisional, viewers, at))
+                provisional += MINUTE
+        return minute
 
     def _note_peak(self, viewers: int, at: float) -> None:
         d = self._delta
@@ -317,23 +385,134 @@ class Tally:
         return self._next_minute is not None or bool(self._chatters)
 
 
-def _max_concurrency(intervals: list[tuple[float, float]], start: float) -> tuple[int, float]:
-    """Most intervals (closed: [a, b]) covering one instant at or after ``start``, and the
-    first such instant; intervals have been clipped to the minute by the caller's filter."""
-    events: list[tuple[float, int]] = []
-    for a, b in intervals:
-        events.append((max(a, start), 0))  # 0 sorts before 1: a start before an end at t
-        events.append((b, 1))
-    events.sort()
-    best, at, count = 0, start, 0
-    for t, kind in events:
-        if kind == 0:
-            count += 1
-            if count > best:
-                best, at = count, t
-        else:
-            count -= 1
-    return best, at
+class _MinuteIndex:
+    """One flush's live sessions as intervals [first, last] (closed), indexed by minute so
+    that a minute's concurrency costs the sessions that start or end in it, not all of them.
+
+    The most intervals covering one instant of minute M, and the first such instant, come
+    from a sweep in time order: the intervals covering M's first instant (``_covering``,
+    from a difference array over minutes), then the starts after it and the ends within the
+    minute, kept by whole second (sorting each second's and taking the seconds in order
+    sorts the minute's). An end after the minute follows every start in it, so it cannot
+    change the figure and is not swept.
+    """
+
+    def __init__(self, first_minute: int) -> None:
+        self.count = 0
+        self.last_end = float("-inf")
+        self._first_minute = first_minute
+        self._start_minutes: set[int] = set()
+        self._starts: list[int] = []
+        """The minutes in which intervals start, ascending."""
+        self._changes: dict[int, int] = {}
+        self._cover_at: list[int] = []
+        """Minutes (ascending) from which ``_cover`` holds until the next one."""
+        self._cover: list[int] = []
+        self._starts_in: dict[int, list[float]] = {}
+        """By whole second, the starts after the first instant of their minute."""
+        self._ends_in: dict[int, list[float]] = {}
+
+    @classmethod
+    def build(cls, closed: list[tuple[float, float]], open_: Iterable[_Session],
+              first_minute: int) -> Steps[_MinuteIndex]:
+        """Index ``closed`` and the ``open_`` sessions for minutes from ``first_minute`` on,
+        in steps (``open_`` must not change meanwhile)."""
+        index = cls(first_minute)
+        index.count = len(closed)
+        add = index._add
+        for i in range(0, len(closed), FLUSH_STEP):
+            for a, b in closed[i:i + FLUSH_STEP]:
+                add(a, b)
+            yield
+        sessions = iter(open_)
+        while chunk := list(itertools.islice(sessions, FLUSH_STEP)):
+            index.count += len(chunk)
+            for s in chunk:
+                add(s.first, s.last)
+            yield
+        index._starts = sorted(index._start_minutes)
+        total = 0
+        for minute in sorted(index._changes):
+            total += index._changes[minute]
+            index._cover_at.append(minute)
+            index._cover.append(total)
+        return index
+
+    def _add(self, a: float, b: float) -> None:
+        start = int(a // MINUTE) * MINUTE
+        self._start_minutes.add(start)
+        if b > self.last_end:
+            self.last_end = b
+        if b < self._first_minute:
+            return
+        end = int(b // MINUTE) * MINUTE
+        covered = max(self._first_minute, start if start == a else start + MINUTE)
+        if covered <= end:  # it covers the first instant of minutes covered..end
+            self._changes[covered] = self._changes.get(covered, 0) + 1
+            self._changes[end + MINUTE] = self._changes.get(end + MINUTE, 0) - 1
+        if a > start >= self._first_minute:
+            self._starts_in.setdefault(int(a), []).append(a)
+        self._ends_in.setdefault(int(b), []).append(b)
+
+    def reaches(self, minute: int | None) -> bool:
+        """Whether an interval ends at or after ``minute`` (None: whether there is one)."""
+        return self.count > 0 if minute is None else self.last_end >= minute
+
+    def next_start(self, minute: int) -> int | None:
+        """The first minute from ``minute`` on in which an interval starts."""
+        i = bisect.bisect_left(self._starts, minute)
+        return self._starts[i] if i < len(self._starts) else None
+
+    def active(self, minute: int) -> bool:
+        """Whether an interval overlaps ``minute`` (covers its first instant or starts in
+        it)."""
+        return minute in self._start_minutes or bool(self._covering(minute))
+
+    def _covering(self, minute: int) -> int:
+        i = bisect.bisect_right(self._cover_at, minute)
+        return self._cover[i - 1] if i else 0
+
+    def concurrency(self, minute: int) -> Steps[tuple[int, float]]:
+        """The most intervals covering one instant of ``minute``, and the first instant.
+        Each minute is swept once (its seconds are dropped)."""
+        count = best = self._covering(minute)
+        at: float = minute
+        swept = 0
+        for second in range(minute, minute + MINUTE):
+            starts = self._starts_in.pop(second, None)
+            ends = self._ends_in.pop(second, None)
+            if ends is None:
+                if starts is None:
+                    continue
+                ends = []
+            else:
+                ends.sort()
+            if starts is not None:
+                starts.sort()
+                j = 0
+                for t in starts:
+                    while j < len(ends) and ends[j] < t:  # an end at t comes after the start
+                        count -= 1
+                        j += 1
+                    count += 1
+                    if count > best:
+                        best, at = count, t
+                    swept += 1
+                    if swept >= FLUSH_STEP:
+                        swept = 0
+                        yield
+            count -= len(ends) if starts is None else len(ends) - j
+        return best, at
+
+
+def finish(steps: Steps[_T]) -> _T:
+    """Run ``steps`` to the end at once (tests and benches; on the event loop, step them)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +525,8 @@ class Gaps:
 
 
 class AnalyticsTracker:
-    """Every broadcast's :class:`Tally`; see the module docstring. Runs on the event loop."""
+    """Every broadcast's :class:`Tally`; see the module docstring. Runs on the event loop,
+    which runs between the steps of a flush (:func:`appliance.analytics.service.sliced`)."""
 
     def __init__(self, clock: Callable[[], float] = time.time, *,
                  keys: DailyKeys | None = None, gaps: Gaps | None = None,
@@ -417,7 +597,12 @@ class AnalyticsTracker:
             t.chat(self.keys.chatter(pubkey))
 
     def end(self, broadcast_id: str) -> TallyDelta | None:
-        """The broadcast ended: close its live sessions and hand out its final delta."""
+        """:meth:`end_steps` at once."""
+        return finish(self.end_steps(broadcast_id))
+
+    def end_steps(self, broadcast_id: str) -> Steps[TallyDelta | None]:
+        """The broadcast ended: close its live sessions and hand out its final delta (in
+        steps, see :meth:`Tally.flush_steps`)."""
         self._ended[broadcast_id] = None
         if len(self._ended) > self._max_tallies:
             del self._ended[next(iter(self._ended))]
@@ -425,7 +610,7 @@ class AnalyticsTracker:
         if t is None:
             return None
         t.ended = True
-        delta = t.flush(self.clock(), final=True)
+        delta = yield from t.flush_steps(self.clock(), final=True)
         if t.idle():
             del self.tallies[broadcast_id]
         return delta
@@ -435,12 +620,17 @@ class AnalyticsTracker:
         return 0 if t is None else t.current(self.clock())
 
     def flush(self, *, final: bool = False) -> list[TallyDelta]:
-        """Deltas of every tally; idle tallies of ended broadcasts (or recording-only ones)
-        are forgotten."""
+        """:meth:`flush_steps` at once."""
+        return finish(self.flush_steps(final=final))
+
+    def flush_steps(self, *, final: bool = False) -> Steps[list[TallyDelta]]:
+        """Deltas of every tally, in steps (:meth:`Tally.flush_steps`); idle tallies of ended
+        broadcasts (or recording-only ones) are forgotten. Flushes (and :meth:`end_steps`)
+        must not overlap."""
         now = self.clock()
         out: list[TallyDelta] = []
         for bid, t in list(self.tallies.items()):
-            delta = t.flush(now, final=final)
+            delta = yield from t.flush_steps(now, final=final)
             if not delta.empty():
                 out.append(delta)
             if final or (t.idle() and (t.ended or not t.has_live())):
