@@ -588,12 +588,12 @@ class WebRtcManager:
         rtt = next((s.rtt for s in sinks if s.rtt is not None), None)
         logger.info("[%s] WebRTC peer %s closed after %.1f s (%d stray datagrams dropped; "
                     "RTP sent %d, dropped %d, retransmitted %d for %d NACKs, %d PLIs; "
-                    "reported: lost %d, last loss %.1f %%, jitter %.1f ms, round trip %s)",
+                    "%d reports: lost %d, last loss %.1f %%, jitter %.1f ms, round trip %s)",
                     peer.stream_id, peer.remote, time.monotonic() - peer.created,
                     peer.datagrams_dropped, sum(s.packets for s in sinks),
                     sum(s.dropped for s in sinks), sum(s.retransmitted for s in sinks),
                     sum(s.nacks for s in sinks), sum(s.plis for s in sinks),
-                    sum(s.lost for s in sinks),
+                    sum(s.reports for s in sinks), sum(s.lost for s in sinks),
                     100 * max((s.fraction_lost for s in sinks), default=0.0),
                     1000 * max((s.jitter for s in sinks), default=0.0),
                     "unknown" if rtt is None else f"{rtt * 1000:.1f} ms")

@@ -100,8 +100,8 @@ class _Incomplete:
 
 
 INCOMPLETE = _Incomplete()
-"""Returned by :meth:`ChunkReader.try_payload` and :meth:`ChunkReader.try_chunk` when the
-buffered bytes hold no complete chunk."""
+"""Returned by :meth:`ChunkReader.try_payload` when the buffered bytes hold no complete
+chunk."""
 
 
 class _ChunkStreamState:
@@ -279,19 +279,6 @@ class ChunkReader:
             state.timestamp = (state.timestamp + state.timestamp_delta) & 0xFFFFFFFF
         state.message_length = message_length
         state.message_type_id = message_type_id
-
-    def try_chunk(self, reader: StreamReader) -> RawMessage | _Incomplete | None:
-        """Parse one chunk if it is complete in ``reader``'s buffer (see :meth:`try_payload`).
-
-        Returns the message the chunk completes, ``None`` for a chunk that leaves its message
-        partial, or :data:`INCOMPLETE` (nothing consumed, no state changed).
-        """
-        payload = self.try_payload(reader)
-        if isinstance(payload, bytes):
-            done = self.completed
-            return RawMessage(done.message_type_id, done.message_stream_id, done.timestamp,
-                              payload)
-        return payload
 
     def try_payload(self, reader: StreamReader) -> bytes | _Incomplete | None:
         """Parse one chunk if it is complete in ``reader``'s buffer, without generators or

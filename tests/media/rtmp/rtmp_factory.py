@@ -228,11 +228,12 @@ class ChunkParser:
         yield
         while True:
             # As the session does: a chunk is parsed once it is complete in the buffer.
-            while (raw := self.chunks.try_chunk(self.reader)) is INCOMPLETE:
+            while (payload := self.chunks.try_payload(self.reader)) is INCOMPLETE:
                 yield
-            if raw is not None:
-                assert isinstance(raw, RawMessage)
-                self._handle(raw)
+            if isinstance(payload, bytes):
+                done = self.chunks.completed
+                self._handle(RawMessage(done.message_type_id, done.message_stream_id,
+                                        done.timestamp, payload))
 
     def _handle(self, raw: RawMessage) -> None:
         self._out.append(raw)
@@ -252,7 +253,7 @@ class ChunkParser:
 
 class GeneratorChunkParser(ChunkParser):
     """:class:`ChunkParser` over :meth:`ChunkReader.read_chunk` (the generator path the client
-    uses) instead of the in-place :meth:`ChunkReader.try_chunk`: the two must agree."""
+    uses) instead of the in-place :meth:`ChunkReader.try_payload`: the two must agree."""
 
     def _run(self) -> Generator[None, None, None]:
         yield

@@ -291,7 +291,7 @@ def _chunk_ops() -> st.SearchStrategy[bytes]:
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_chunk_ops(), max_size=12), st.lists(st.integers(0, 1 << 16), max_size=6))
 def test_in_place_parsing_matches_the_generator_path(ops: list[bytes], cuts: list[int]) -> None:
-    """try_chunk (parsing complete chunks in place) gives the same messages and the same
+    """try_payload (parsing complete chunks in place) gives the same messages and the same
     error as read_chunk for any chunk sequence, however the input is split."""
     data = b"".join(ops)
     bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
