@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.api.schema import (
     AddressBlock,
@@ -37,6 +37,9 @@ from appliance.api.schema import (
     encode_event,
 )
 from tui.client import ApplianceError, ApplianceUnreachable, StreamDraft, typed_events
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
 
 T0 = 1_700_000_000.0
 """The frozen 'now' of fixtures (2023-11-14 22:13:20 UTC)."""
@@ -414,3 +417,15 @@ class FakeAdminClient:
 
     async def close(self) -> None:
         self.calls.append(("close",))
+
+
+async def drawn(pilot: Pilot[Any]) -> None:
+    """Wait until the dashboard has drawn everything queued. Its redraws are throttled to
+    one per 0.1 s by a timer, which ``pilot.pause()`` does not wait for: on a busy machine
+    a snapshot or an assertion ran before the last redraw."""
+    await pilot.pause()
+    for _ in range(200):
+        if not any(getattr(s, "redraw_pending", False) for s in pilot.app.screen_stack):
+            break
+        await pilot.pause(0.02)
+    await pilot.pause()

@@ -11,7 +11,7 @@ from tui.app import DashboardApp
 from tui.client import ApplianceError
 from tui.screens.analytics import AnalyticsScreen
 from tui.screens.error import ErrorScreen
-from tui.testing import T0, make_analytics, make_recording
+from tui.testing import T0, drawn, make_analytics, make_recording
 
 
 def _text(screen: AnalyticsScreen, selector: str) -> str:
@@ -28,7 +28,7 @@ async def test_dashboard_a_opens_the_channels_analytics_and_steps_broadcasts() -
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 32)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("a")
         await pilot.pause()
         screen = app.screen
@@ -71,6 +71,7 @@ async def test_recordings_a_opens_that_broadcast() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 32)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("R")
         await pilot.pause()
         await pilot.press("a")
@@ -85,6 +86,7 @@ async def test_no_broadcast_yet_and_a_refusal() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 32)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("a")
         await pilot.pause()
         await pilot.pause()

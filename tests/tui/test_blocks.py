@@ -6,7 +6,7 @@ from appliance.api.schema import AddressBlock
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
 from tui.screens.confirm import ConfirmScreen
-from tui.testing import FakeAdminClient
+from tui.testing import FakeAdminClient, drawn
 
 
 async def test_b_lists_blocks_and_lifts_them_after_confirmation() -> None:
@@ -16,6 +16,7 @@ async def test_b_lists_blocks_and_lifts_them_after_confirmation() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("b")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
@@ -31,6 +32,7 @@ async def test_b_without_blocks_only_notifies() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("b")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)

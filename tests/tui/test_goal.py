@@ -12,6 +12,7 @@ from tui.client import ApplianceError
 from tui.screens.error import ErrorScreen
 from tui.screens.goal_form import GoalForm, parse_sats
 from tui.screens.main import MainScreen
+from tui.testing import drawn
 
 
 def _text(app: DashboardApp, selector: str) -> str:
@@ -24,7 +25,7 @@ async def test_set_a_goal_for_the_selected_channel() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("g")
         await pilot.pause()
         assert isinstance(app.screen, GoalForm)
@@ -44,7 +45,7 @@ async def test_the_current_goal_is_shown_and_prefilled() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("g")
         await pilot.pause()
         assert _text(app, "#goal-current") == "Current goal: Guitar strings: 150 / 2,000 sats"
@@ -64,7 +65,7 @@ async def test_bad_input_is_refused_locally_and_refusals_keep_the_form() -> None
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("g", "tab", *"100", "ctrl+s")  # no title
         await pilot.pause()
         assert "zaps are for" in _text(app, "#err-title")
@@ -92,7 +93,7 @@ async def test_an_appliance_refusal_opens_the_error_dialog() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("g", *"Mic", "tab", *"100", "ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, ErrorScreen)
@@ -105,7 +106,7 @@ async def test_reading_the_goal_fails_before_the_form() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("g")
         await pilot.pause()
         assert isinstance(app.screen, ErrorScreen)

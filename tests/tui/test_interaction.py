@@ -13,7 +13,7 @@ from tui.client import ApplianceError, StreamDraft
 from tui.screens.credentials import CredentialsScreen
 from tui.screens.main import MainScreen
 from tui.screens.plan_form import PlanForm
-from tui.testing import T0, FakeAdminClient, make_chat
+from tui.testing import T0, FakeAdminClient, drawn, make_chat
 from tui.widgets.banner import ConnectionBanner
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.log_pane import LogPane
@@ -25,6 +25,7 @@ async def test_create_stream_shows_key_once() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("n", *"Jam", "tab", *"Live tonight", "tab", *"music, #jazz",
                           "ctrl+s")
         await pilot.pause()
@@ -43,6 +44,7 @@ async def test_validation_error_keeps_the_form_and_resubmits() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("n", *"Jam", "ctrl+s")
         await pilot.pause()
         assert str(app.screen.query_one("#err-title").render()) == "title is too long"
@@ -57,6 +59,7 @@ async def test_empty_title_is_refused_locally() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("n", "ctrl+s")
         await pilot.pause()
         assert fake.calls == []
@@ -69,6 +72,7 @@ async def test_create_channel_with_recording_off_and_a_retention() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("n", *"Talks", "tab", "tab", "tab", "tab", "space", "tab", *"30",
                           "ctrl+s")
         await pilot.pause()
@@ -85,7 +89,7 @@ async def test_edit_prefills_recording_policy_and_clears_retention() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("e")
         await pilot.pause()
         assert app.screen.query_one("#f-record", Checkbox).value is False
@@ -114,6 +118,7 @@ async def test_retention_errors_show_under_the_field() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("n", *"Jam", "tab", "tab", "tab", "tab", "tab", "0", "ctrl+s")
         await pilot.pause()
         assert fake.calls == []
@@ -134,7 +139,7 @@ async def test_edit_rotate_and_end_with_confirmation() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(120, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("e", "end", *" (encore)", "ctrl+s")
         await pilot.pause()
         assert fake.calls[-1][0:2] == ("update_stream", sid)
@@ -163,7 +168,7 @@ async def test_plan_a_broadcast_of_the_selected_channel() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("p")
         await pilot.pause()
         form = app.screen
@@ -196,7 +201,7 @@ async def test_chat_reply_hide_mute_pin() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(120, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("c", *"welcome all", "enter")
         await pilot.pause()
         assert fake.calls[-1] == ("send_chat", sid, "welcome all", None)
@@ -222,7 +227,7 @@ async def test_moderation_events_update_the_chat() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(120, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         hidden = make_chat(sid, 1, "sound is great", hidden=True)
         fake.emit(ChatEvent(sid, ChatChange.HIDDEN, hidden, at=T0))
         await pilot.pause()
@@ -243,7 +248,7 @@ async def test_lost_socket_shows_banner_and_reconnects() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(120, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         banner = app.screen.query_one(ConnectionBanner)
         assert not banner.display
         fake.disconnect()
@@ -268,7 +273,7 @@ async def test_chat_burst_is_coalesced() -> None:
 
     async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         before = redraws
         for i in range(200):
             fake.emit(ChatEvent(sid, ChatChange.NEW, make_chat(sid, 100 + i), at=T0))
@@ -286,6 +291,7 @@ async def test_enter_on_the_key_screen_closes_it_without_copying() -> None:
     app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("n", *"Jam", "ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, CredentialsScreen)
@@ -302,7 +308,7 @@ async def test_footer_keeps_its_keys_while_typing_chat() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("c", *"hi")
         await pilot.pause()
         from textual.widgets._footer import FooterKey
@@ -321,7 +327,7 @@ async def test_events_wrap_whole_and_name_their_stream() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.pause()
         log = app.screen.query_one(LogPane)
         text = " ".join(strip.text.strip() for strip in log.lines)
@@ -336,7 +342,7 @@ async def test_chat_follows_new_messages_until_the_operator_scrolls_up() -> None
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(80, 24)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         chat = app.screen.query_one(ChatLog)
         chat.focus()
         # The history arrives from a worker; on a loaded machine it may land after the focus.
@@ -395,7 +401,7 @@ async def test_unknown_and_malformed_events_are_skipped() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(120, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         fake.emit_raw(b'event: broadcast\ndata: {"from": "a newer appliance"}\n\n')
         fake.emit_raw(b'event: viewers\ndata: {"stream_id": "' + sid.encode() + b'"}\n\n')
         fake.emit_raw(b"event: chat\ndata: not json\n\n")
@@ -426,7 +432,7 @@ async def test_ladder_in_the_form_and_a_dropped_rendition_in_the_caption() -> No
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(140, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         caption = app.screen.query_one(ViewerGraph).caption
         assert "ladder 480p 360p✗ (libx264)" in caption and notice in caption
         await pilot.press("e")
@@ -454,7 +460,7 @@ async def test_the_caption_names_the_ingest_protocol_and_address() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(140, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         graph = app.screen.query_one(ViewerGraph)
         assert isinstance(graph.caption, Text)
         assert graph.caption.plain.endswith(" · WHIP from 192.0.2.10")

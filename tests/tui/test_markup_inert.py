@@ -11,7 +11,7 @@ from appliance.api.schema import LogEvent, RelayInfo
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
 from tui.client import ApplianceError
-from tui.testing import T0, FakeAdminClient, make_chat, make_stream
+from tui.testing import T0, FakeAdminClient, drawn, make_chat, make_stream
 
 HOSTILE = "[/]oops[bold red]x[/bold red][@click=app.quit]y[/]"
 
@@ -36,7 +36,7 @@ async def test_peer_text_never_parses_as_markup(keys: list[str]) -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(140, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         for key in keys:
             await pilot.press(key)
             await pilot.pause()
@@ -52,7 +52,7 @@ async def test_server_error_text_is_shown_literally() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(140, 40)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("x")
         await pilot.pause()
         await pilot.press("y")

@@ -8,7 +8,7 @@ from appliance.api.schema import pairing_qr
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
 from tui.screens.nostr import NostrScreen, describe
-from tui.testing import FakeAdminClient
+from tui.testing import FakeAdminClient, drawn
 
 
 async def test_pair_show_qr_and_forget() -> None:
@@ -18,6 +18,7 @@ async def test_pair_show_qr_and_forget() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 60)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("N")
         await pilot.pause()
         assert isinstance(app.screen, NostrScreen)

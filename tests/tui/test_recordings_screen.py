@@ -7,7 +7,7 @@ from textual.widgets import DataTable, Label
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
 from tui.screens.recordings import RecordingsScreen
-from tui.testing import FakeAdminClient, make_recording
+from tui.testing import FakeAdminClient, drawn, make_recording
 
 
 async def test_recordings_keep_and_delete() -> None:
@@ -20,6 +20,7 @@ async def test_recordings_keep_and_delete() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("R")
         await pilot.pause()
         assert isinstance(app.screen, RecordingsScreen)

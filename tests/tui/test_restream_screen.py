@@ -11,7 +11,7 @@ from appliance.api.schema import RestreamState, RestreamTarget
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
 from tui.screens.restream import RestreamScreen
-from tui.testing import T0, FakeAdminClient, make_stream
+from tui.testing import T0, FakeAdminClient, drawn, make_stream
 from tui.widgets.viewer_graph import ViewerGraph
 
 
@@ -34,7 +34,7 @@ async def test_restream_targets_state_figures_and_error() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         assert "restream 1/2" in app.screen.query_one(ViewerGraph).caption
         await pilot.press("m")
         await pilot.pause()

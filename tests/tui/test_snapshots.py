@@ -24,6 +24,7 @@ from tui.client import ApplianceError
 from tui.testing import (
     T0,
     FakeAdminClient,
+    drawn,
     make_analytics,
     make_chat,
     make_recording,
@@ -46,18 +47,6 @@ def settled(fake: FakeAdminClient,
             await drawn(pilot)
 
     return run_before
-
-
-async def drawn(pilot: Pilot[Any]) -> None:
-    """Wait until the dashboard has drawn everything queued. Its redraws are throttled to
-    one per 0.1 s by a timer, which ``pilot.pause()`` does not wait for: on a busy machine
-    the shot was taken before the last redraw."""
-    await pilot.pause()
-    for _ in range(200):
-        if not any(getattr(s, "redraw_pending", False) for s in pilot.app.screen_stack):
-            break
-        await pilot.pause(0.02)
-    await pilot.pause()
 
 
 @SIZES

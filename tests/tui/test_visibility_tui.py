@@ -12,7 +12,7 @@ from tui.app import DashboardApp
 from tui.client import StreamDraft
 from tui.screens.grant import LINK_SECONDS, GrantScreen
 from tui.screens.main import MainScreen
-from tui.testing import FakeAdminClient
+from tui.testing import FakeAdminClient, drawn
 from tui.widgets.stream_table import StreamTable
 
 
@@ -22,7 +22,7 @@ async def test_visibility_is_sent_only_when_changed_and_shown_in_the_list() -> N
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("e")
         await pilot.pause()
         assert app.screen.query_one("#f-visibility", Select).value == "public"
@@ -51,6 +51,7 @@ async def test_new_channel_can_start_unlisted() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("n", *"Rehearsal")
         app.screen.query_one("#f-visibility", Select).value = "unlisted"
         await pilot.press("ctrl+s")
@@ -66,7 +67,7 @@ async def test_v_makes_a_viewer_link() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
-        await pilot.pause()
+        await drawn(pilot)
         await pilot.press("v")
         await pilot.pause()
         assert fake.calls[-1] == ("create_grant", sid, LINK_SECONDS)

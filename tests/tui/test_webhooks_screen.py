@@ -8,7 +8,7 @@ from appliance.api.schema import WebhookState
 from tests.tui.conftest import clock
 from tui.app import DashboardApp
 from tui.screens.webhooks import WebhooksScreen
-from tui.testing import FakeAdminClient, make_webhook
+from tui.testing import FakeAdminClient, drawn, make_webhook
 
 
 async def test_webhooks_state_error_and_test() -> None:
@@ -21,6 +21,7 @@ async def test_webhooks_state_error_and_test() -> None:
     app = DashboardApp(fake, clock=clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await fake.subscribed.wait()
+        await drawn(pilot)
         await pilot.press("W")
         await pilot.pause()
         assert isinstance(app.screen, WebhooksScreen)
