@@ -286,9 +286,10 @@ class Delivery:
         return await asyncio.to_thread(lambda: [info(r) for r in recs])
 
     async def thumbnail(self, broadcast_id: str) -> bytes | None:
-        """Newest thumbnail of a broadcast (memory, else disk, else the recording's poster)."""
+        """Newest thumbnail of a broadcast (memory, made afresh first if the broadcast is live
+        and it is older than the interval; else disk, else the recording's poster)."""
         check_id(broadcast_id)
-        thumb = self.thumbnails.latest(broadcast_id)
+        thumb = await self.thumbnails.current(broadcast_id)
         if thumb is not None:
             return thumb.jpeg
 

@@ -125,3 +125,120 @@ async def test_at_most_one_decode_in_flight_per_stream(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
     assert thumbs.made == 1
     await thumbs.close()
+
+
+def eager_pair(tmp_path: Path, now: list[float]) -> tuple[Thumbnailer, list[CompletedSegment]]:
+    """A Thumbnailer on an injected clock and 1 s segments of a moving 320x240 picture."""
+    thumbs = Thumbnailer(tmp_path, Storage(), interval=10.0, clock=lambda: now[0])
+    return thumbs, segments(320, 240, 12.0)
+
+
+async def settle(thumbs: Thumbnailer) -> None:
+    while any(not t.done() for t in thumbs._tasks):
+        await asyncio.sleep(0.01)
+
+
+async def test_after_the_first_two_a_thumbnail_is_made_only_when_asked(tmp_path: Path) -> None:
+    """Issue 17 (ingest cost): the first two thumbnails come as segments arrive (announce,
+    then the poster ~10 s in); after that none is decoded until one is asked for, and then
+    at most one per interval, from the newest segment."""
+    now = [0.0]
+    thumbs, segs = eager_pair(tmp_path, now)
+    poster_dir = tmp_path / "recordings" / "b1"
+    poster_dir.mkdir(parents=True)
+    sink = thumbs.sink("b1", poster_dir)
+    sink.segment(segs[0])
+    await settle(thumbs)
+    now[0] = 10.0
+    sink.segment(segs[1])
+    await settle(thumbs)
+    second = thumbs.latest("b1")
+    assert second is not None and thumbs.made == 2
+    for i, at in ((2, 20.0), (3, 21.0), (4, 40.0)):
+        now[0] = at
+        sink.segment(segs[i])  # nobody asks: nothing decoded
+    await settle(thumbs)
+    assert thumbs.made == 2 and sink.started == 2
+    fresh = await thumbs.current("b1")
+    assert thumbs.made == 3 and fresh is not None and fresh is thumbs.latest("b1")
+    assert fresh.jpeg != second.jpeg  # the newest segment's picture, not the poster's
+    assert fresh.jpeg == make_thumbnail(b"".join((segs[4].init, segs[4].parts[0])))[0]
+    assert await thumbs.current("b1") is fresh and thumbs.made == 3  # fresh enough
+    now[0] = 55.0
+    assert await thumbs.current("b1") is fresh and thumbs.made == 3  # no newer segment
+    sink.segment(segs[5])
+    assert (await thumbs.current("b1")) is not fresh and thumbs.made == 4
+    assert (poster_dir / POSTER).read_bytes() == second.jpeg  # the poster stays the second
+    latest = thumbs.latest("b1")
+    assert latest is not None
+    assert (tmp_path / "thumbnails" / "b1.jpg").read_bytes() == latest.jpeg
+    await thumbs.close()
+
+
+async def test_many_askers_share_one_decode_and_one_leaving_does_not_cancel_it(
+        tmp_path: Path) -> None:
+    now = [0.0]
+    thumbs, segs = eager_pair(tmp_path, now)
+    sink = thumbs.sink("b1")
+    sink.segment(segs[0])
+    await settle(thumbs)
+    now[0] = 30.0
+    sink.segment(segs[1])  # the second eager one
+    await settle(thumbs)
+    now[0] = 60.0
+    sink.segment(segs[2])
+    askers = [asyncio.create_task(thumbs.current("b1")) for _ in range(20)]
+    await asyncio.sleep(0)
+    askers[0].cancel()  # a viewer that went away
+    results = await asyncio.gather(*askers[1:])
+    assert thumbs.made == 3 and sink.started == 3
+    assert all(r is results[0] is thumbs.latest("b1") for r in results)
+    await thumbs.close()
+
+
+async def test_requests_cannot_raise_the_rate_above_one_per_interval(tmp_path: Path) -> None:
+    """A flood of requests (every 0.25 s for 60 s, a segment every second) decodes at most
+    once per interval: never more than the old always-on schedule."""
+    now = [0.0]
+    thumbs, segs = eager_pair(tmp_path, now)
+    sink = thumbs.sink("b1")
+    for step in range(240):
+        now[0] = step * 0.25
+        if step % 4 == 0:
+            sink.segment(segs[(step // 4) % len(segs)])
+        await thumbs.current("b1")
+    await settle(thumbs)
+    assert 6 <= thumbs.made <= 7  # 0, 10, …, 50 s (one more if a boundary lands on a step)
+    await thumbs.close()
+
+
+async def test_the_end_keeps_a_thumbnail_of_the_newest_segment(tmp_path: Path) -> None:
+    now = [0.0]
+    thumbs, segs = eager_pair(tmp_path, now)
+    sink = thumbs.sink("b1")
+    sink.segment(segs[0])
+    await settle(thumbs)
+    now[0] = 3.0
+    sink.segment(segs[3])  # not due: not decoded
+    await settle(thumbs)
+    assert thumbs.made == 1
+    sink.end()
+    await settle(thumbs)
+    kept = thumbs.latest("b1")
+    assert thumbs.made == 2 and kept is not None
+    assert kept.jpeg == make_thumbnail(b"".join((segs[3].init, segs[3].parts[0])))[0]
+    assert (tmp_path / "thumbnails" / "b1.jpg").read_bytes() == kept.jpeg
+    now[0] = 100.0
+    assert await thumbs.current("b1") is kept and thumbs.made == 2  # ended: no more decodes
+    # Nothing new since the last decode: the end decodes nothing; nor after shutdown began.
+    other = thumbs.sink("b2")
+    other.segment(segs[0])
+    await settle(thumbs)
+    other.end()
+    third = thumbs.sink("b3")
+    third.segment(segs[0])
+    await settle(thumbs)
+    third.segment(segs[1])
+    await thumbs.close()
+    third.end()
+    assert thumbs.made == 4 and not thumbs._tasks
