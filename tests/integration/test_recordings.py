@@ -144,6 +144,42 @@ def test_recording_keeps_pace_while_live(appliance: ApplianceProcess) -> None:
         pub.wait()
 
 
+def test_live_thumbnails_are_made_when_asked_and_once_at_the_end() -> None:
+    """Issue 17 (ingest cost): past the first two, a live thumbnail is decoded only when
+    ``/thumb/{id}.jpg`` is asked for and the newest is older than the interval (here 1 s),
+    so nothing is rewritten while nobody asks; the broadcast's end keeps a last one."""
+    from tests.helpers.appliance import short_tmpdir
+
+    app = ApplianceProcess(short_tmpdir(), env_overrides={
+        "HEARTH_RECORDING_THUMBNAIL_INTERVAL": "1"}).start()
+    try:
+        created = app.create_stream("thumbs")
+        sid = created["id"]
+        kept = app.data_dir / "thumbnails" / f"{sid}.jpg"
+        pub = ffmpeg_publish(f"{app.rtmp_base}/{created['stream_key']}", 16)
+        try:
+            app.wait_for(lambda: app.get(f"/thumb/{sid}.jpg").status == 200, timeout=20)
+            time.sleep(4)  # past the second (eager) thumbnail; then nobody asks
+            unasked = kept.stat().st_mtime_ns
+            time.sleep(3)  # 1 s interval, a 2 s segment or more: the old way rewrote it
+            assert kept.stat().st_mtime_ns == unasked
+            first = app.get(f"/thumb/{sid}.jpg").body  # stale: made afresh for this request
+            assert kept.stat().st_mtime_ns > unasked and kept.read_bytes() == first
+            assert app.get(f"/thumb/{sid}.jpg").body == first  # fresh: served as it is
+            time.sleep(2.5)  # a newer segment, and the interval passed
+            later = app.get(f"/thumb/{sid}.jpg").body
+            assert later[:2] == b"\xff\xd8" and later != first  # the test pattern moves
+            assert pub.wait(30) == 0
+        finally:
+            pub.kill()
+            pub.wait()
+        wait_ended(app, sid)
+        app.wait_for(lambda: kept.read_bytes() != later, timeout=20)  # the end's own
+        assert app.get(f"/thumb/{sid}.jpg").body == kept.read_bytes()
+    finally:
+        app.stop()
+
+
 async def test_disk_full_stops_the_recording_and_live_hls_goes_on(tmp_path_factory: object
                                                                    ) -> None:
     """ENOSPC injected at the storage seam of a real in-process appliance, ffmpeg publishing:
