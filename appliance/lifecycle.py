@@ -48,6 +48,7 @@ from appliance.listeners import (
     ensure_not_running,
 )
 from appliance.nostr.service import NostrService
+from appliance.periodic import every
 from appliance.restream import RestreamService
 from appliance.srt.libsrt import SrtError, SrtPortInUse
 from appliance.srt.server import SrtOptions, SrtServer
@@ -333,12 +334,12 @@ class Appliance:
         self._stack.callback(lambda: config.admin_socket.unlink(missing_ok=True))
 
         self._spawn(record_broadcasts(bus, service, delivery, config), "recordings")
-        self._spawn(self._every(config.recording.retention_interval,
+        self._spawn(every(config.recording.retention_interval,
                                 lambda: apply_retention(delivery, self.config, store)), "retention")
-        self._spawn(self._every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
-        self._spawn(self._every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
-        self._spawn(self._every(VIEWERS_SECONDS, service.emit_viewers), "viewers")
-        self._spawn(self._every(HEALTH_CHECK_SECONDS, ingest.check_health), "ingest-health")
+        self._spawn(every(HEALTH_PERSIST_SECONDS, service.persist_all_health), "health")
+        self._spawn(every(CHECKPOINT_SECONDS, store.checkpoint), "checkpoint")
+        self._spawn(every(VIEWERS_SECONDS, service.emit_viewers), "viewers")
+        self._spawn(every(HEALTH_CHECK_SECONDS, ingest.check_health), "ingest-health")
         watchdog = os.environ.get("WATCHDOG_USEC")
         if watchdog:
             self._spawn(self._watchdog(int(watchdog) / 2e6), "watchdog")
@@ -349,16 +350,6 @@ class Appliance:
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.spawn(coro, name)
-
-    async def _every(self, seconds: float, fn: Callable[[], object]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                result = fn()
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                logger.exception("periodic task %s failed", getattr(fn, "__name__", fn))
 
     async def _watchdog(self, interval: float) -> None:
         # Pinging from a loop task proves the loop is alive, not just the process.

@@ -38,6 +38,7 @@ from appliance.db import Store
 from appliance.db import analytics_queries as aq
 from appliance.db import queries as q
 from appliance.domain import Broadcast
+from appliance.periodic import sleep_to_grid
 from appliance.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class AnalyticsService:
 
     async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.flush_interval)
+            await sleep_to_grid(self.config.flush_interval)  # appliance/periodic.py
             try:
                 await self.flush()
             except Exception:

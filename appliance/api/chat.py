@@ -43,6 +43,7 @@ from appliance.channels import BroadcastNotFound
 from appliance.domain import ID_RE, Visibility
 from appliance.nostr.chat import MAX_JSON_DEPTH, WS_FRAME_BYTES, json_nesting_exceeds
 from appliance.nostr.service import ChatRejected, NostrService
+from appliance.periodic import seconds_to_grid
 from relay_client import nip19
 
 logger = logging.getLogger(__name__)
@@ -204,12 +205,14 @@ PRIVATE_CLOSE = 4403
 
 async def _forward(ws: web.WebSocketResponse, sub: Subscription, stream_id: str,
                    allowed: Callable[[], bool]) -> None:
+    loop = asyncio.get_running_loop()
     while not ws.closed:
         ev: Event | None = None
         # Also re-checked without an event: a grant may expire meanwhile. Subscription.get
         # is a Queue.get, so a timeout loses no event.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(GRANT_RECHECK_SECONDS):
+            # On the grid: every viewer's re-check in one wake-up (appliance/periodic.py).
+            async with asyncio.timeout(seconds_to_grid(GRANT_RECHECK_SECONDS, loop.time())):
                 ev = await sub.get()
         if ev is None or isinstance(ev, BroadcastChanged | ChannelChanged):
             if not allowed():

@@ -38,6 +38,7 @@ from appliance.api.http import (
 )
 from appliance.bus import BroadcastChanged, ChannelChanged
 from appliance.domain import ID_RE, Visibility
+from appliance.periodic import seconds_to_grid
 
 if TYPE_CHECKING:
     from appliance.webrtc import WebRtcManager
@@ -195,7 +196,8 @@ async def _follow_visibility(app: web.Application) -> AsyncIterator[None]:
             while True:
                 # Subscription.get is a Queue.get: a timeout loses no event.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(GRANT_RECHECK_SECONDS):
+                    async with asyncio.timeout(seconds_to_grid(
+                            GRANT_RECHECK_SECONDS, asyncio.get_running_loop().time())):
                         await events.get()
                 await close_unauthorised(app)
 

@@ -34,6 +34,7 @@ from appliance.db import nostr_queries as nq
 from appliance.domain import Broadcast, BroadcastStatus, Visibility
 from appliance.nostr.identity import Identity, SigningDeferred
 from appliance.nostr.outbox import Outbox, add_to_outbox
+from appliance.periodic import sleep_to_grid
 from relay_client import (
     NostrEvent,
     UnsignedEvent,
@@ -188,7 +189,7 @@ class LiveEvents:
         """Republish coalesced viewer figures and keep-alives (one task)."""
         nostr = self.config.nostr
         while True:
-            await asyncio.sleep(min(1.0, nostr.republish_interval))
+            await sleep_to_grid(min(1.0, nostr.republish_interval))  # appliance/periodic.py
             now = time.monotonic()
             for lb in self.streams.live_broadcasts():
                 sid = lb.broadcast_id

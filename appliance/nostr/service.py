@@ -15,7 +15,6 @@ WebSocket.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -41,6 +40,7 @@ from appliance.nostr.profiles import Profiles
 from appliance.nostr.reactions import Reactions
 from appliance.nostr.remote import PairingError, RemoteSigner
 from appliance.nostr.service_identity import ServiceIdentity
+from appliance.periodic import sleep_to_grid
 from appliance.tasks import BackgroundTasks
 from relay_client import NostrEvent, PoolConfig, PrivateKeySigner, RelayPool, RelayStatus
 from relay_client.live import LIVE_ACTIVITY_KIND
@@ -181,7 +181,7 @@ class NostrService:
 
     async def _fetch_profiles(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await sleep_to_grid(1.0)  # with the other periodic jobs (appliance/periodic.py)
             self.parts.profiles.flush()
             self.parts.intake.flush_reaction_subscription()
 
