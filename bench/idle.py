@@ -28,20 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CpuSampler, hearth_server, print_system_info, print_table, tree_pids
+from bench.common import (
+    CpuSampler,
+    hearth_server,
+    print_system_info,
+    print_table,
+    run_ns,
+    tree_pids,
+)
 from bench.ingest_cpu import _event_loop, voluntary_switches
 from bench.peers import nginx_rtmp as nginx_peer
-
-
-def run_ns(pids: list[int]) -> int:
-    """Nanoseconds the threads of ``pids`` have spent on a CPU (schedstat's first field)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError):
-                    total += int((task / "schedstat").read_text().split()[0])
-    return total
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ from bench.common import (
     make_source,
     print_system_info,
     print_table,
+    run_ns,
     start_publisher,
     terminate,
     tree_pids,
@@ -108,6 +109,9 @@ class Row:
     """% of a core per live stream by server thread name (the main thread is the loop)."""
     rss_mb: float = float("nan")
     """Resident memory of the server (all its processes) at the end of the window, MB."""
+    run_time_pct: float = float("nan")
+    """% of a core per live stream from the scheduler's exact run time (bench.common.run_ns)
+    instead of tick-sampled user+sys."""
 
 
 def voluntary_switches(pids: list[int]) -> int:
@@ -278,6 +282,7 @@ class Run:
         self.ff = CpuSampler([p.pid for p in self.pubs])
         self.server_pids = tree_pids(t.server_pid) if t.tree else [t.server_pid]
         self.vcsw0 = voluntary_switches(self.server_pids)
+        self.ns0 = run_ns(self.server_pids)
         self.threads0 = thread_cpu(self.server_pids)
         self.server.start()
         self.ff.start()
@@ -292,6 +297,7 @@ class Run:
     def end_window(self) -> Row:
         t, n, pubs = self.t, self.n, self.pubs
         cpu_s, wall = self.server.stop()
+        ns = run_ns(tree_pids(t.server_pid) if t.tree else [t.server_pid]) - self.ns0
         ff_s, _ = self.ff.stop()
         rss = resident_mb(tree_pids(t.server_pid) if t.tree else [t.server_pid])
         vcsw = (voluntary_switches(self.server_pids) - self.vcsw0) / wall / n
@@ -329,6 +335,7 @@ class Run:
         split = {k: 100.0 * v / wall / max(alive, 1) for k, v in threads.items() if v > 0}
         return Row(self.name, n, server_pct, per_stream, 100.0 * ff_s / wall / n, alive, ok,
                    note, vcsw=vcsw, threads=split, rss_mb=rss,
+                   run_time_pct=100.0 * ns / 1e9 / wall / max(alive, 1),
                    loop_wakeups=wakeups / per if counts else float("nan"),
                    reads=reads / per if counts else float("nan"))
 
@@ -458,12 +465,15 @@ def main(argv: list[str] | None = None) -> int:
                 _print_row(row)
             print(f"   # uptime: {_uptime()}", flush=True)
 
-    print("\nCPU as % of one core (user+sys); wake-ups per live stream per second")
+    print("\nCPU as % of one core (user+sys; 'run time' from the scheduler, exact); wake-ups "
+          "per live stream per second")
     print_table(
-        ["server", "streams", "server total %", "server %/live stream", "vol. switches/s",
+        ["server", "streams", "server total %", "server %/live stream",
+         "%/live stream (run time)", "vol. switches/s",
          "loop wake-ups/s", "socket reads/s", "ffmpeg %/publisher", "publishers alive",
          "playlists 200", "resident MB", "note"],
-        [[r.server, r.streams, r.server_pct, r.per_stream_pct, r.vcsw, r.loop_wakeups,
+        [[r.server, r.streams, r.server_pct, r.per_stream_pct, r.run_time_pct, r.vcsw,
+          r.loop_wakeups,
           r.reads, r.ffmpeg_pct, f"{r.alive}/{r.streams}", f"{r.playlists}/{r.streams}",
           r.rss_mb, r.note] for r in rows],
     )  # fmt: skip
