@@ -13,8 +13,8 @@ sink only keeps a reference to the newest segment (its bytes are the muxer's, al
 memory), and a thumbnail is made from it when someone asks (:meth:`Thumbnailer.current`)
 and the newest one is older than ``interval``; one more is made when the broadcast ends, so
 the one kept shows its end. A decode of a 720p IDR costs ~8 ms of CPU: made every 10 s for
-every live stream whether or not anyone looked, it was a fifth of the ingest cost per stream
-at ten streams (issue 17, docs/architecture.md §Ingest cost). Requests cannot raise the rate
+every live stream whether or not anyone looked, it was 6-12 % of the ingest cost per stream
+at ten streams (docs/architecture.md "Ingest hot path"). Requests cannot raise the rate
 above the old one (at most one per broadcast per ``interval``, however many ask), and CPU is
 bounded twice: at most one decode in flight per broadcast, and a global semaphore across
 broadcasts.
