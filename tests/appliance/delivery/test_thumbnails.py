@@ -242,3 +242,39 @@ async def test_the_end_keeps_a_thumbnail_of_the_newest_segment(tmp_path: Path) -
     await thumbs.close()
     third.end()
     assert thumbs.made == 4 and not thumbs._tasks
+
+
+async def test_a_queue_of_decodes_holds_no_viewer_past_the_refresh_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decodes of many broadcasts queue on one semaphore: a request whose decode waits
+    behind the others gets the newest thumbnail it has after REFRESH_WAIT, not later (a
+    client asking for every broadcast's thumbnail cannot hold another's request)."""
+    import time as clock_time
+
+    from appliance.delivery import thumbnails as module
+
+    now = [0.0]
+    thumbs, segs = eager_pair(tmp_path, now)
+    sinks = [thumbs.sink(f"b{i}") for i in range(4)]
+    for sink in sinks:
+        sink.segment(segs[0])
+    await settle(thumbs)
+    stale = {f"b{i}": thumbs.latest(f"b{i}") for i in range(4)}
+    real = module.make_thumbnail
+
+    def slow(mp4: bytes, max_width: int = module.MAX_WIDTH) -> tuple[bytes, int, int]:
+        clock_time.sleep(0.6)  # a big picture on a slow CPU
+        return real(mp4, max_width)
+
+    monkeypatch.setattr(module, "make_thumbnail", slow)
+    now[0] = 30.0
+    for sink in sinks:
+        sink.segment(segs[1])  # the second eager decodes start, one at a time
+    t0 = clock_time.monotonic()
+    got = await thumbs.current("b3")  # its decode is the last of four in the queue
+    waited = clock_time.monotonic() - t0
+    assert waited < module.REFRESH_WAIT + 0.5, waited
+    assert got is stale["b3"]  # the newest it had, not nothing
+    await settle(thumbs)
+    assert thumbs.latest("b3") is not stale["b3"]  # and the decode still finished
+    await thumbs.close()
