@@ -140,6 +140,11 @@ class RtmpConfig:
     stream. Only for publishers that disable Nagle's algorithm (OBS does; ffmpeg needs
     ``-tcp_nodelay 1``): with others parts arrive 20-50 ms later. 0 (off) reads every
     arrival at once."""
+    native_chunk_reader: bool = True
+    """Parse RTMP chunks in C where that parser was built at install (it needs a C compiler
+    and the Python headers; without them the Python parser is used). Both give the same
+    messages and refuse the same input; the C one costs an ingest stream about 13 % less
+    CPU. false always uses the Python parser."""
 
 
 @dataclass(frozen=True, slots=True)

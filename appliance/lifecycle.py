@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -62,6 +63,7 @@ from media.rtmp.server import (
     RtmpServerStats,
     start_rtmp_server,
 )
+from media.rtmp.session import RtmpServerSession
 from media.transcode import detect_hardware_encoders
 
 logger = logging.getLogger(__name__)
@@ -247,6 +249,8 @@ class Appliance:
             budget=budget,
             stats=rtmp_stats,
             coalescing=ReadCoalescing(window=config.rtmp.read_coalescing),
+            session_factory=functools.partial(
+                RtmpServerSession, native_chunk_reader=config.rtmp.native_chunk_reader),
         )
 
         async def close_rtmp() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Protocol
 
 from .buffer import StreamReader
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -67,6 +68,10 @@ _MEDIA_TYPE_IDS = frozenset({8, 9, 22})
 
 # Message header sizes by fmt (§5.3.1.2).
 _MESSAGE_HEADER_SIZE = (11, 7, 3, 0)
+
+MessageTuple = tuple[int, int, int, bytes]
+"""A message from :meth:`ChunkReader.parse_run`: (message_type_id, message_stream_id,
+timestamp, payload), the fields of :class:`RawMessage`."""
 
 _U32 = struct.Struct(">I")
 _LE_U32 = struct.Struct("<I")
@@ -394,6 +399,44 @@ class ChunkReader:
         self._finish(state)
         return data
 
+    def parse_run(self, reader: StreamReader, max_chunks: int) -> tuple[int, list[MessageTuple]]:
+        """Parse every complete chunk in ``reader``'s buffer, in place, up to ``max_chunks``
+        chunks (-1: no limit), stopping after the first completed message that is not audio
+        or video (8, 9), so the caller can act on it (a chunk size, an abort, a publish to
+        decide) before the next chunk is parsed.
+
+        Returns the number of chunks parsed and the messages they completed, as
+        ``(message_type_id, message_stream_id, timestamp, payload)``. A protocol error is
+        raised when it is at the first chunk; after other chunks, those are returned and the
+        next call raises it (the failing chunk changes nothing), so messages before it are
+        handled first. :class:`media.rtmp._chunks.NativeChunkReader` is this method in C.
+
+        Raises:
+            RemoteProtocolError: as :meth:`try_payload`.
+        """
+        messages: list[MessageTuple] = []
+        chunks = 0
+        try_payload = self.try_payload
+        while chunks != max_chunks:
+            try:
+                payload = try_payload(reader)
+            except RemoteProtocolError:
+                if chunks:
+                    break
+                raise
+            if payload is None:  # a chunk of a message still partial
+                chunks += 1
+                continue
+            if not isinstance(payload, bytes):  # INCOMPLETE
+                break
+            chunks += 1
+            done = self.completed
+            type_id = done.message_type_id
+            messages.append((type_id, done.message_stream_id, done.timestamp, payload))
+            if type_id != 8 and type_id != 9:
+                break
+        return chunks, messages
+
     def read_chunk(self, reader: StreamReader) -> Generator[None, None, RawMessage | None]:
         """Read one chunk; return the message it completes, or ``None``.
 
@@ -558,3 +601,50 @@ class ChunkWriter:
             out += encode_chunk_header(3, chunk_stream_id, extended_timestamp=extended)
             out += payload[offset : offset + step]
         return bytes(out)
+
+
+# --------------------------------------------------------------------------- the native reader
+
+
+class MessageRunReader(Protocol):
+    """What the server session needs of a chunk reader: :class:`ChunkReader`, or the same
+    in C (:class:`media.rtmp._chunks.NativeChunkReader`), which agree message for message,
+    error for error (tests/media/rtmp/test_chunk_native.py)."""
+
+    @property
+    def chunk_size(self) -> int: ...
+    @property
+    def buffered_bytes(self) -> int: ...
+    @property
+    def pending_payload_bytes(self) -> int: ...
+    @property
+    def chunk_stream_count(self) -> int: ...
+    smallest_message: int
+
+    def set_message_limits(self, max_media_message_size: int,
+                           max_control_message_size: int) -> None: ...
+    def set_chunk_size(self, size: int) -> None: ...
+    def abort(self, chunk_stream_id: int) -> None: ...
+    def parse_run(self, reader: StreamReader, max_chunks: int
+                  ) -> tuple[int, list[MessageTuple]]: ...
+
+
+try:
+    from ._chunks import NativeChunkReader
+except ImportError:  # not built here (no C compiler at install): the Python reader serves
+    NATIVE_CHUNK_READER: type[MessageRunReader] | None = None
+else:
+    NATIVE_CHUNK_READER = NativeChunkReader
+
+
+def message_run_reader(*, native: bool = True, max_media_message_size: int,
+                       max_control_message_size: int, max_chunk_streams: int
+                       ) -> MessageRunReader:
+    """The chunk reader for a server session: the C one when it is built and ``native``,
+    else :class:`ChunkReader`."""
+    cls: type[MessageRunReader] = ChunkReader
+    if native and NATIVE_CHUNK_READER is not None:
+        cls = NATIVE_CHUNK_READER
+    return cls(max_media_message_size=max_media_message_size,  # type: ignore[call-arg]
+               max_control_message_size=max_control_message_size,
+               max_chunk_streams=max_chunk_streams)

@@ -24,13 +24,12 @@ from . import amf0
 from .amf0 import AmfValue
 from .buffer import StreamReader
 from .chunk import (
-    INCOMPLETE,
     MAX_CHUNK_STREAMS,
     MAX_CONTROL_MESSAGE_SIZE,
     MAX_MEDIA_MESSAGE_SIZE,
-    ChunkReader,
     ChunkWriter,
     RawMessage,
+    message_run_reader,
 )
 from .errors import LocalProtocolError, RemoteProtocolError
 from .handshake import HANDSHAKE_SIZE, check_c0, make_s0_s1_s2
@@ -266,6 +265,8 @@ class RtmpServerSession:
         window_ack_size: our Window Acknowledgement Size / Set Peer Bandwidth.
         pre_publish_max_message_size: cap for every message type until a publish is
             accepted (the full caps apply afterwards).
+        native_chunk_reader: parse chunks in C where that reader is built (the same
+            messages and errors as the Python one, faster; ``rtmp.native_chunk_reader``).
 
     Parsing pauses in two situations, leaving unread bytes buffered (see :attr:`buffered_bytes`)
     until the owner lets it continue: while a :class:`PublishRequested` awaits the application's
@@ -284,6 +285,7 @@ class RtmpServerSession:
         out_chunk_size: int = 4096,
         window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE,
         pre_publish_max_message_size: int = PRE_PUBLISH_MAX_MESSAGE_SIZE,
+        native_chunk_reader: bool = True,
     ) -> None:
         if not 1 <= out_chunk_size <= 0xFFFFFF:
             raise LocalProtocolError(f"out_chunk_size {out_chunk_size} not in 1..0xFFFFFF")
@@ -292,7 +294,8 @@ class RtmpServerSession:
         self._full_limits = (max_media_message_size, max_control_message_size)
         small = min(pre_publish_max_message_size, max_media_message_size,
                     max_control_message_size)
-        self._chunks = ChunkReader(
+        self._chunks = message_run_reader(
+            native=native_chunk_reader,
             max_media_message_size=small,
             max_control_message_size=small,
             max_chunk_streams=max_chunk_streams,
@@ -587,32 +590,34 @@ class RtmpServerSession:
         self._outgoing += make_s0_s1_s2(c1)
         yield from reader.read_exact(HANDSHAKE_SIZE)
         self._transition(_Input.HANDSHAKE_DONE)
-        chunks = self._chunks
-        try_payload = chunks.try_payload
+        parse_run = self._chunks.parse_run
+        handle_media = self._handle_media
         while True:
             while self._pending_publish is not None or self._chunk_allowance == 0:
                 yield  # held: see the class docstring
-            # Chunks are parsed only once complete in the buffer, without a generator or a
-            # copy per chunk (ChunkReader.try_payload); a partial one waits for more input.
-            while (payload := try_payload(reader)) is INCOMPLETE:
+            # Every complete chunk in the buffer is parsed in place in one call, up to the
+            # first message that is not media (ChunkReader.parse_run; in C where built);
+            # a partial chunk waits for more input.
+            allowance = self._chunk_allowance
+            chunks, messages = parse_run(reader, -1 if allowance is None else allowance)
+            if not chunks:
                 if reader.eof:
                     raise EOFError(f"stream ended inside a chunk ({reader.buffered} bytes)")
                 yield
-            self.chunks_received += 1
-            if self._chunk_allowance is not None:
-                self._chunk_allowance -= 1
-            if isinstance(payload, bytes):  # (not None or INCOMPLETE)
-                self.messages_received += 1
-                done = chunks.completed
-                type_id = done.message_type_id
+                continue
+            self.chunks_received += chunks
+            if allowance is not None:
+                self._chunk_allowance = allowance - chunks
+            self.messages_received += len(messages)
+            for type_id, message_stream_id, timestamp, payload in messages:
                 if type_id == _AUDIO or type_id == _VIDEO:
                     # Nearly every message: straight to the event (AudioMessage/VideoMessage
                     # .parse only wrap the body), without a RawMessage.
-                    self._handle_media(done.message_stream_id, done.timestamp,
-                                       payload, type_id == _VIDEO)
+                    handle_media(message_stream_id, timestamp, payload, type_id == _VIDEO)
                     continue
-                self._handle_message(RawMessage(type_id, done.message_stream_id,
-                                                done.timestamp, payload))
+                # (the last of the run: parse_run stops after it)
+                self._handle_message(RawMessage(type_id, message_stream_id, timestamp,
+                                                payload))
                 if self._state not in _PARSING_STATES:
                     return  # CLOSING after play/reject: stop reading
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from media.rtmp import amf0
+from media.rtmp import chunk as chunk_module
 from media.rtmp.errors import LocalProtocolError
 from media.rtmp.handshake import HANDSHAKE_SIZE
 from media.rtmp.messages import (
@@ -42,6 +43,17 @@ from tests.media.rtmp.rtmp_factory import (
     feed_all_ways,
     handshake,
 )
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def chunk_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every session test runs with the C chunk reader and with the Python one (the
+    fallback where no compiler was at install; rtmp.native_chunk_reader = false)."""
+    if request.param == "python":
+        monkeypatch.setattr(chunk_module, "NATIVE_CHUNK_READER", None)
+    elif chunk_module.NATIVE_CHUNK_READER is None:
+        pytest.skip("the C chunk reader is not built here")
+    return str(request.param)
 
 
 def status_codes(driver: SessionDriver) -> list[tuple[int, str, str]]:
