@@ -144,7 +144,7 @@ stage_source() {
         --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
         --exclude=./bench/out --exclude='*.egg-info' --exclude=__pycache__ \
         --exclude=node_modules --exclude=.mypy_cache --exclude=.ruff_cache \
-        --exclude=.pytest_cache --exclude=.hypothesis \
+        --exclude=.pytest_cache --exclude=.hypothesis --exclude='*.so' \
         -cf - . | tar -C "$STAGE" -xf -
     chmod -R a+rX "$STAGE"
 }
@@ -163,6 +163,7 @@ pip_install() {
     STAGE=""
     [ -x "$venv/bin/hearth" ] || die "pip finished but $venv/bin/hearth is missing"
     say "installed: $("$venv/bin/python" -c 'from importlib.metadata import version; print("hearth", version("hearth"))')"
+    say "RTMP chunk parser: $("$venv/bin/python" -c 'from media.rtmp.chunk import NATIVE_CHUNK_READER as n; print("C" if n else "Python (no C compiler at install)")')"
 }
 
 wait_healthz() {
@@ -296,6 +297,24 @@ install_libsrt() {
         warn "could not install libsrt1.5-gnutls: SRT ingest stays unavailable (RTMP is unaffected)"
 }
 
+# has_c_build PY: a C compiler and PY's headers, so pip builds the C RTMP chunk parser
+# (media/rtmp/_chunks.c; ~13 % less CPU per ingest stream). Without them pip warns and Hearth
+# uses the same parser in Python.
+has_c_build() {
+    command -v cc >/dev/null 2>&1 &&
+        "$1" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1
+}
+
+install_c_build() {
+    local py=$1
+    command -v apt-get >/dev/null 2>&1 || return 0
+    if has_c_build "$py"; then return 0; fi
+    say "installing gcc and python3-dev with apt-get (to build the C RTMP chunk parser)"
+    local -a apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends gcc libc6-dev python3-dev >/dev/null 2>&1 ||
+        warn "could not install gcc/python3-dev: Hearth parses RTMP in Python (the same, a little slower)"
+}
+
 install_system() {
     local py=${HEARTH_PYTHON:-/usr/bin/python3}
     local venv=$SYSTEM_PREFIX/venv
@@ -315,6 +334,7 @@ install_system() {
     check_python "$py"
     has_venv_module "$py" || die "'$py -m venv' is unavailable; install your distribution's python3-venv package"
     install_libsrt
+    install_c_build "$py"
 
     if ! getent group hearth >/dev/null; then
         say "creating system group hearth"
@@ -621,6 +641,11 @@ install_user() {
     mkdir -p "$USER_BASE"
     chmod 0700 "$USER_BASE"
     ensure_venv "$py" "$USER_VENV"
+    if [ "$(id -u)" -eq 0 ]; then
+        install_c_build "$py"
+    elif ! has_c_build "$py"; then
+        say "no C compiler or Python headers: RTMP chunks are parsed in Python (for the C parser: sudo apt-get install gcc python3-dev, then run ./install.sh again)"
+    fi
     pip_install "$USER_VENV"
     if [ -f "$SRC_DIR/README.md" ]; then install -m 0644 "$SRC_DIR/README.md" "$USER_BASE/README.md"; fi
 

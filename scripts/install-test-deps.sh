@@ -4,6 +4,7 @@
 #   bash scripts/install-test-deps.sh
 #
 # - Debian packages (as root, via apt-get; only the missing ones):
+#   gcc libc6-dev python3-dev (pip builds the C RTMP chunk parser, media/rtmp/_chunks.c),
 #   ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream (RTMPS target) tmux shellcheck,
 #   GStreamer (rtmp2sink publisher), libsrt1.5-gnutls (SRT ingest, loaded with ctypes)
 #   Not root: missing packages are reported, and tests that need them skip.
@@ -18,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 
-APT_PACKAGES=(ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream tmux shellcheck caddy libsrt1.5-gnutls
+APT_PACKAGES=(gcc libc6-dev python3-dev ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream tmux shellcheck caddy libsrt1.5-gnutls
     gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
     gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 
@@ -59,7 +60,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Skip pip entirely when the editable install is already current (pyproject unchanged).
 stamp="$venv/.hearth-test-deps.sha256"
-want=$(cat pyproject.toml "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py media/rtmp/_chunks.c "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
     "$venv/bin/python" -c 'import appliance, pytest' >/dev/null 2>&1; then
     log "python test deps already installed in $venv"

@@ -234,6 +234,10 @@ def test_per_user_install_and_upgrade(tmp_path: Path) -> None:
     assert re.search(r"http://\S+:8080/", out), out
     assert "hearth stream create" in out
     assert "starting hearth serve" not in out  # --no-start
+    # Where a compiler and Python's headers exist, pip built the C chunk parser
+    # (media/rtmp/_chunks.c) into the venv, and the installer says which parser runs.
+    if shutil.which("cc") and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        assert "RTMP chunk parser: C" in out, out
 
     link = home / ".local" / "bin" / "hearth"
     assert link.is_symlink() and link.resolve() == (venv / "bin" / "hearth").resolve()
