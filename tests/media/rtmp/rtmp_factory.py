@@ -61,6 +61,26 @@ def chunk(
     return header + payload
 
 
+def mixed_chunk_stream() -> bytes:
+    """Chunks using every header type, both long csid forms, extended timestamps (repeated
+    on type-3 chunks), a chunk size change in the middle of a message and interleaved
+    messages: eight messages in all."""
+    video = bytes(range(256)) * 2
+    return (
+        chunk(0, 6, video[:128], length=512, type_id=9, msid=1, timestamp=0xFFFFFF + 9)
+        + chunk(0, 320, b"audio", type_id=8, msid=1, timestamp=7)
+        + chunk(3, 6, video[128:256], extended_timestamp=0xFFFFFF + 9)
+        + chunk(0, 2, SetChunkSize(300).serialize(), type_id=1)
+        + chunk(3, 6, video[256:], extended_timestamp=0xFFFFFF + 9)
+        + chunk(0, 64, b"", type_id=20, msid=0)
+        + chunk(1, 320, b"aa", type_id=8, timestamp=21)
+        + chunk(2, 320, b"bb", timestamp=0xFFFFFF)
+        + chunk(3, 320, b"cc", extended_timestamp=0xFFFFFF)
+        + chunk(1, 6, video[:300], length=400, type_id=9, timestamp=33)
+        + chunk(3, 6, video[300:400], extended_timestamp=None)
+    )
+
+
 class ClientWriter:
     """Serializes client → server messages the way a publisher would."""
 

@@ -16,7 +16,13 @@ from media.rtmp.chunk import (
 )
 from media.rtmp.errors import RemoteProtocolError, RtmpError
 from media.rtmp.messages import Abort, SetChunkSize
-from tests.media.rtmp.rtmp_factory import ChunkParser, GeneratorChunkParser, chunk, feed_all_ways
+from tests.media.rtmp.rtmp_factory import (
+    ChunkParser,
+    GeneratorChunkParser,
+    chunk,
+    feed_all_ways,
+    mixed_chunk_stream,
+)
 
 
 def raw(type_id: int, msid: int, ts: int, payload: bytes) -> RawMessage:
@@ -306,20 +312,7 @@ def test_in_place_parsing_matches_the_generator_path(ops: list[bytes], cuts: lis
 def test_in_place_parsing_matches_the_generator_path_at_every_split() -> None:
     """A stream using every header type, the long csid forms, extended timestamps, a chunk
     size change and interleaved messages parses the same both ways, split at every byte."""
-    video = bytes(range(256)) * 2
-    data = (
-        chunk(0, 6, video[:128], length=512, type_id=9, msid=1, timestamp=0xFFFFFF + 9)
-        + chunk(0, 320, b"audio", type_id=8, msid=1, timestamp=7)
-        + chunk(3, 6, video[128:256], extended_timestamp=0xFFFFFF + 9)
-        + chunk(0, 2, SetChunkSize(300).serialize(), type_id=1)
-        + chunk(3, 6, video[256:], extended_timestamp=0xFFFFFF + 9)
-        + chunk(0, 64, b"", type_id=20, msid=0)
-        + chunk(1, 320, b"aa", type_id=8, timestamp=21)
-        + chunk(2, 320, b"bb", timestamp=0xFFFFFF)
-        + chunk(3, 320, b"cc", extended_timestamp=0xFFFFFF)
-        + chunk(1, 6, video[:300], length=400, type_id=9, timestamp=33)
-        + chunk(3, 6, video[300:400], extended_timestamp=None)
-    )
+    data = mixed_chunk_stream()
     expected = _parse_with(GeneratorChunkParser, [data])
     assert len(expected[0]) == 8 and expected[1] is None
     for cut in range(len(data) + 1):

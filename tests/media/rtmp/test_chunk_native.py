@@ -27,7 +27,7 @@ from media.rtmp.chunk import (
 )
 from media.rtmp.errors import LocalProtocolError, RemoteProtocolError
 from media.rtmp.messages import Abort, SetChunkSize
-from tests.media.rtmp.rtmp_factory import chunk
+from tests.media.rtmp.rtmp_factory import chunk, mixed_chunk_stream
 
 
 def _compiler_and_headers() -> bool:
@@ -182,22 +182,10 @@ def test_c_matches_python_on_arbitrary_bytes(data: bytes, cuts: list[int]) -> No
 
 @needs_native
 def test_c_matches_python_at_every_split() -> None:
-    """Every header type, both long csid forms, extended timestamps, a chunk size change in
-    the middle of a message and interleaved messages, split at every byte."""
-    video = bytes(range(256)) * 2
-    data = (
-        chunk(0, 6, video[:128], length=512, type_id=9, msid=1, timestamp=0xFFFFFF + 9)
-        + chunk(0, 320, b"audio", type_id=8, msid=1, timestamp=7)
-        + chunk(3, 6, video[128:256], extended_timestamp=0xFFFFFF + 9)
-        + chunk(0, 2, SetChunkSize(300).serialize(), type_id=1)
-        + chunk(3, 6, video[256:], extended_timestamp=0xFFFFFF + 9)
-        + chunk(0, 64, b"", type_id=20, msid=0)
-        + chunk(1, 320, b"aa", type_id=8, timestamp=21)
-        + chunk(2, 320, b"bb", timestamp=0xFFFFFF)
-        + chunk(3, 320, b"cc", extended_timestamp=0xFFFFFF)
-        + chunk(1, 6, video[:300], length=400, type_id=9, timestamp=33)
-        + chunk(3, 6, video[300:400], extended_timestamp=None)
-    )
+    """The stream of test_chunk.py's every-split test (every header type, both long csid
+    forms, extended timestamps, a chunk size change in the middle of a message, interleaved
+    messages), split at every byte."""
+    data = mixed_chunk_stream()
     expected = both([data])
     assert sum(isinstance(e, tuple) and len(e) == 4 for e in expected) == 8
     for cut in range(len(data) + 1):
