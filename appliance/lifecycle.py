@@ -56,6 +56,7 @@ from appliance.srt.server import SrtOptions, SrtServer
 from appliance.state import AppState
 from appliance.tasks import BackgroundTasks
 from appliance.webhooks.service import WebhookService
+from media.rtmp.chunk import NATIVE_CHUNK_READER
 from media.rtmp.server import (
     PreAuthBudget,
     ReadCoalescing,
@@ -435,8 +436,11 @@ async def serve(config: Config) -> None:
     logsafe.install()  # every log line inert, whatever peers put in names and messages
     started = time.monotonic()
     async with Appliance(config) as app:
-        logger.info("started in %.2f s (event loop: %s)", time.monotonic() - started,
-                    type(asyncio.get_running_loop()).__module__.partition(".")[0])
+        native = config.rtmp.native_chunk_reader and NATIVE_CHUNK_READER is not None
+        logger.info("started in %.2f s (event loop: %s, RTMP chunk parser: %s)",
+                    time.monotonic() - started,
+                    type(asyncio.get_running_loop()).__module__.partition(".")[0],
+                    "C" if native else "Python")
         with _signals(app.stop):
             await app.wait()
         logger.info("shutting down")

@@ -4,7 +4,8 @@ Records once what a real ffmpeg publisher sends (client→server bytes of a 30 s
 bench source, through a loopback proxy in front of a throwaway Hearth), then replays those
 bytes through the same pipeline the appliance runs: RTMP session → FLV depacketizer →
 health meter → hub → HLS muxer. Prints µs per unit for each stage and in total, and the
-implied % of one core for a 3 Mbit/s stream. Numbers only; no assertions.
+implied % of one core for a 3 Mbit/s stream, with the C chunk parser (where it is built) and
+with the Python one, in the same run. Numbers only; no assertions.
 
     python bench/ingest_path.py [--rounds 5]
 """
@@ -27,6 +28,7 @@ from bench.common import hearth_server, make_source
 from media.depacketizer import FlvDepacketizer
 from media.health import HealthMeter
 from media.hls.segmenter import HlsMuxer
+from media.rtmp.chunk import NATIVE_CHUNK_READER
 from media.rtmp.session import (
     AudioReceived,
     PublishRequested,
@@ -86,9 +88,9 @@ def record() -> bytes:
     return bytes(sink)
 
 
-def replay(data: bytes, piece: int = 16384) -> dict[str, float]:
+def replay(data: bytes, piece: int = 16384, native: bool = True) -> dict[str, float]:
     """One pass; returns seconds spent per stage and the unit count."""
-    session = RtmpServerSession()
+    session = RtmpServerSession(native_chunk_reader=native)
     depack = FlvDepacketizer()
     health = HealthMeter()
     publisher = Publisher("bench")
@@ -137,22 +139,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     data = record()
-    best: dict[str, float] | None = None
-    for _ in range(args.rounds):
-        t = replay(data)
-        total = sum(v for k, v in t.items() if k != "units")
-        if best is None or total < sum(v for k, v in best.items() if k != "units"):
-            best = t
-    assert best is not None
-    units = best.pop("units")
-    total = sum(best.values())
-    print(f"ingest_path: {len(data) / 1e6:.1f} MB of captured RTMP, {units:.0f} media units "
-          f"(30 s of 720p30 3 Mbit/s + AAC), best of {args.rounds}")
-    for stage, secs in best.items():
-        print(f"  {stage:11} {secs / units * 1e6:7.1f} µs/unit")
-    print(f"  {'total':11} {total / units * 1e6:7.1f} µs/unit  →  "
-          f"{total / 30 * 100:.2f} % of one core per stream (pure Python path, no I/O)")
-
+    print(f"ingest_path: {len(data) / 1e6:.1f} MB of captured RTMP, "
+          f"30 s of 720p30 3 Mbit/s + AAC, best of {args.rounds}")
+    readers = [("C chunk parser", True), ("Python chunk parser", False)]
+    if NATIVE_CHUNK_READER is None:
+        readers = readers[1:]
+        print("  (the C chunk parser is not built here: pip install -e . with a C compiler)")
+    for label, native in readers:
+        best: dict[str, float] | None = None
+        for _ in range(args.rounds):
+            t = replay(data, native=native)
+            total = sum(v for k, v in t.items() if k != "units")
+            if best is None or total < sum(v for k, v in best.items() if k != "units"):
+                best = t
+        assert best is not None
+        units = best.pop("units")
+        total = sum(best.values())
+        print(f"{label}: {units:.0f} media units")
+        for stage, secs in best.items():
+            print(f"  {stage:11} {secs / units * 1e6:7.1f} µs/unit")
+        print(f"  {'total':11} {total / units * 1e6:7.1f} µs/unit  →  "
+              f"{total / 30 * 100:.2f} % of one core per stream (in process, no I/O)")
 
 if __name__ == "__main__":
     asyncio.get_event_loop_policy()  # keep asyncio imported state identical to the server's

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from media.rtmp.chunk import NATIVE_CHUNK_READER
 from tests.helpers.appliance import ApplianceProcess
 from tests.helpers.hls import Playlist, demux, download, fetch_playlist
 from tests.helpers.publishers import (
@@ -96,13 +97,17 @@ def test_serve_runs_on_uvloop_and_on_asyncio_when_asked(
         appliance: ApplianceProcess, tmp_path: Path) -> None:
     """``event_loop = "auto"`` picks uvloop (installed with Hearth), which every other test
     here runs on; ``asyncio`` runs the standard library's loop, through which a publish
-    plays the same (the WebRTC fan-out's socket differs between them: its own tests)."""
-    assert "(event loop: uvloop)" in appliance.wait_for(
+    plays the same (the WebRTC fan-out's socket differs between them: its own tests). The
+    second instance also parses RTMP in Python (``rtmp.native_chunk_reader = false``, the
+    fallback where no compiler was at install): ffmpeg's publish plays the same."""
+    parser = "C" if NATIVE_CHUNK_READER is not None else "Python"
+    assert f"(event loop: uvloop, RTMP chunk parser: {parser})" in appliance.wait_for(
         lambda: (log := appliance.log()) and "started in" in log and log)
-    other = ApplianceProcess(tmp_path, env_overrides={"HEARTH_EVENT_LOOP": "asyncio"})
+    other = ApplianceProcess(tmp_path, env_overrides={
+        "HEARTH_EVENT_LOOP": "asyncio", "HEARTH_RTMP_NATIVE_CHUNK_READER": "false"})
     other.start()
     try:
-        assert "(event loop: asyncio)" in other.wait_for(
+        assert "(event loop: asyncio, RTMP chunk parser: Python)" in other.wait_for(
             lambda: (log := other.log()) and "started in" in log and log)
         created = other.create_stream("asyncio loop")
         pub = ffmpeg_publish(f"{other.rtmp_base}/{created['stream_key']}", 4)
