@@ -5,7 +5,7 @@
  * (docs/threat-model.md §rtmp), the same errors with the same text, checked at the same
  * points. tests/media/rtmp/test_chunk_native.py runs both on generated and hostile input
  * and requires identical messages, errors and state. The pure-Python reader is used
- * wherever this module is not built (media/rtmp/chunk.py make_chunk_reader).
+ * wherever this module is not built (media/rtmp/chunk.py message_run_reader).
  *
  * Why C: a 3 Mbit/s publish is ~140 chunks and ~60 socket reads a second, and in Python the
  * per-chunk bookkeeping was the largest single item of an ingest stream's interpreter time
