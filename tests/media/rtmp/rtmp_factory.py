@@ -7,6 +7,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from hypothesis import strategies as st
+
 from media.rtmp import amf0
 from media.rtmp.amf0 import AmfValue
 from media.rtmp.buffer import StreamReader
@@ -59,6 +61,28 @@ def chunk(
         extended_timestamp=extended_timestamp,
     )
     return header + payload
+
+
+CSIDS = (2, 3, 4, 6, 63, 64, 319, 320, 65599)
+"""Chunk stream ids of every basic-header form (§5.3.1.1) and at their edges."""
+TIMESTAMPS = (0, 5, 40, 0xFFFFFE, 0xFFFFFF, 0x1000000, 0xFFFFFFFF)
+"""Timestamps around the extended-timestamp sentinel (§5.3.1.3) and the 32-bit edge."""
+
+
+def any_chunk(type_ids: Sequence[int] = (8, 9, 20, 18), csids: Sequence[int] = CSIDS,
+              max_payload: int = 300, max_length: int = 700) -> st.SearchStrategy[bytes]:
+    """Chunks with every header type, csid form and (extended) timestamp, valid or not."""
+    return st.builds(
+        chunk,
+        st.integers(0, 3),
+        st.sampled_from(csids),
+        st.binary(max_size=max_payload),
+        timestamp=st.sampled_from(TIMESTAMPS),
+        length=st.none() | st.integers(0, max_length),
+        type_id=st.sampled_from(type_ids),
+        msid=st.integers(0, 2),
+        extended_timestamp=st.none() | st.sampled_from(TIMESTAMPS),
+    )
 
 
 def mixed_chunk_stream() -> bytes:

@@ -27,7 +27,7 @@ from media.rtmp.chunk import (
 )
 from media.rtmp.errors import LocalProtocolError, RemoteProtocolError
 from media.rtmp.messages import Abort, SetChunkSize
-from tests.media.rtmp.rtmp_factory import chunk, mixed_chunk_stream
+from tests.media.rtmp.rtmp_factory import CSIDS, any_chunk, chunk, mixed_chunk_stream
 
 
 def _compiler_and_headers() -> bool:
@@ -106,29 +106,15 @@ def both(pieces: list[bytes], max_chunks: int = -1, **limits: int) -> list[objec
     return expected
 
 
-_CSIDS = (2, 3, 4, 6, 63, 64, 319, 320, 65599)
-_TIMESTAMPS = (0, 5, 40, 0xFFFFFE, 0xFFFFFF, 0x1000000, 0xFFFFFFFF)
-
-
 def _chunk_ops() -> st.SearchStrategy[bytes]:
     """Chunks with every header type, csid form and (extended) timestamp, valid or not, and
     the control messages that change how later chunks parse."""
-    return st.builds(
-        chunk,
-        st.integers(0, 3),
-        st.sampled_from(_CSIDS),
-        st.binary(max_size=300),
-        timestamp=st.sampled_from(_TIMESTAMPS),
-        length=st.none() | st.integers(0, 700),
-        type_id=st.sampled_from((8, 9, 20, 18, 22, 1)),
-        msid=st.integers(0, 2),
-        extended_timestamp=st.none() | st.sampled_from(_TIMESTAMPS),
-    ) | st.builds(
+    return any_chunk(type_ids=(8, 9, 20, 18, 22, 1)) | st.builds(
         lambda size: chunk(0, 2, size.to_bytes(4, "big"), type_id=1),
         st.sampled_from((1, 7, 64, 200, 0x7FFFFFFF, 0x80000000, 0)),
     ) | st.builds(
         lambda csid: chunk(0, 2, Abort(csid).serialize(), type_id=2),
-        st.sampled_from(_CSIDS),
+        st.sampled_from(CSIDS),
     ) | st.just(chunk(0, 5, b"\xff", type_id=8, msid=1))
 
 
@@ -153,17 +139,9 @@ _OPENERS = b"".join(chunk(0, c, b"o", type_id=9, msid=1, timestamp=10) for c in 
 
 @needs_native
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.lists(st.builds(
-    chunk,
-    st.integers(0, 3),
-    st.sampled_from(_OPENED),
-    st.binary(max_size=200),
-    timestamp=st.sampled_from(_TIMESTAMPS),
-    length=st.none() | st.integers(0, 500),
-    type_id=st.sampled_from((8, 9)),
-    msid=st.integers(0, 1),
-    extended_timestamp=st.none() | st.sampled_from(_TIMESTAMPS),
-), max_size=14), st.lists(st.integers(0, 1 << 16), max_size=4))
+@given(st.lists(any_chunk(type_ids=(8, 9), csids=_OPENED, max_payload=200, max_length=500),
+                max_size=14),
+       st.lists(st.integers(0, 1 << 16), max_size=4))
 def test_c_matches_python_on_streams_already_open(ops: list[bytes], cuts: list[int]) -> None:
     """Chunks of every type on chunk streams a type-0 chunk opened, so that deltas,
     continuations and type-3 new messages are reached (not refused at the first chunk)."""
