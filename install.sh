@@ -145,6 +145,7 @@ stage_source() {
         --exclude=./bench/out --exclude='*.egg-info' --exclude=__pycache__ \
         --exclude=node_modules --exclude=.mypy_cache --exclude=.ruff_cache \
         --exclude=.pytest_cache --exclude=.hypothesis --exclude='*.so' \
+        --exclude=./media/_compiled.json \
         -cf - . | tar -C "$STAGE" -xf -
     chmod -R a+rX "$STAGE"
 }
@@ -164,6 +165,7 @@ pip_install() {
     [ -x "$venv/bin/hearth" ] || die "pip finished but $venv/bin/hearth is missing"
     say "installed: $("$venv/bin/python" -c 'from importlib.metadata import version; print("hearth", version("hearth"))')"
     say "RTMP chunk parser: $("$venv/bin/python" -c 'from media.rtmp.chunk import NATIVE_CHUNK_READER as n; print("C" if n else "Python (no C compiler at install)")')"
+    say "ingest path: $("$venv/bin/python" -c 'import media.accel as a; print(a.DECISION.describe())')"
 }
 
 wait_healthz() {

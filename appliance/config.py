@@ -484,6 +484,8 @@ OTHER_VARIABLES: Mapping[str, str] = {
     "HEARTH_VENV": "scripts/test.sh: the test virtualenv",
     "HEARTH_BIN": "tests: the hearth executable under test",
     "HEARTH_NOSTR_RELAY_VENV": "tests: the nostr-relay virtualenv",
+    "HEARTH_COMPILED_MEDIA": "0 runs the compiled ingest path from its Python source "
+                             "(media/accel.py)",
 }
 """``HEARTH_*`` variables that are not options but are not misspellings either."""
 

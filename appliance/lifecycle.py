@@ -56,6 +56,7 @@ from appliance.srt.server import SrtOptions, SrtServer
 from appliance.state import AppState
 from appliance.tasks import BackgroundTasks
 from appliance.webhooks.service import WebhookService
+from media import accel
 from media.rtmp.chunk import NATIVE_CHUNK_READER
 from media.rtmp.server import (
     PreAuthBudget,
@@ -437,10 +438,10 @@ async def serve(config: Config) -> None:
     started = time.monotonic()
     async with Appliance(config) as app:
         native = config.rtmp.native_chunk_reader and NATIVE_CHUNK_READER is not None
-        logger.info("started in %.2f s (event loop: %s, RTMP chunk parser: %s)",
+        logger.info("started in %.2f s (event loop: %s, RTMP chunk parser: %s, ingest path: %s)",
                     time.monotonic() - started,
                     type(asyncio.get_running_loop()).__module__.partition(".")[0],
-                    "C" if native else "Python")
+                    "C" if native else "Python", accel.DECISION.describe())
         with _signals(app.stop):
             await app.wait()
         logger.info("shutting down")

@@ -4,7 +4,8 @@
 #   bash scripts/install-test-deps.sh
 #
 # - Debian packages (as root, via apt-get; only the missing ones):
-#   gcc libc6-dev python3-dev (pip builds the C RTMP chunk parser, media/rtmp/_chunks.c),
+#   gcc libc6-dev python3-dev (pip builds the C RTMP chunk parser, media/rtmp/_chunks.c, and
+#   compiles the ingest path with mypyc, media/accel.py),
 #   ffmpeg chromium nginx libnginx-mod-rtmp libnginx-mod-stream (RTMPS target) tmux shellcheck,
 #   GStreamer (rtmp2sink publisher), libsrt1.5-gnutls (SRT ingest, loaded with ctypes)
 #   Not root: missing packages are reported, and tests that need them skip.
@@ -60,9 +61,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Skip pip entirely when the editable install is already current (pyproject unchanged).
 stamp="$venv/.hearth-test-deps.sha256"
-want=$(cat pyproject.toml setup.py media/rtmp/_chunks.c "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py media/rtmp/_chunks.c media/accel.py "${BASH_SOURCE[0]}" |
+    sha256sum | cut -d' ' -f1)
+# The compiled ingest path (media/accel.py) notices its own sources changing: rebuild then too.
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
-    "$venv/bin/python" -c 'import appliance, pytest' >/dev/null 2>&1; then
+    "$venv/bin/python" -c 'import appliance, pytest' >/dev/null 2>&1 &&
+    "$venv/bin/python" -c 'import sys, media.accel as a; sys.exit("changed since" in a.DECISION.reason)' >/dev/null 2>&1; then
     log "python test deps already installed in $venv"
 else
     log "pip install -e '.[test]' into $venv"

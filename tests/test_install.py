@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.native import compiler_and_headers
+
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_SH = REPO / "install.sh"
 UNIT = REPO / "systemd" / "hearth.service"
@@ -236,8 +238,10 @@ def test_per_user_install_and_upgrade(tmp_path: Path) -> None:
     assert "starting hearth serve" not in out  # --no-start
     # Where a compiler and Python's headers exist, pip built the C chunk parser
     # (media/rtmp/_chunks.c) into the venv, and the installer says which parser runs.
-    if shutil.which("cc") and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+    if compiler_and_headers():
         assert "RTMP chunk parser: C" in out, out
+        # ... and mypyc compiled the ingest path, which the installed venv runs (media/accel.py)
+        assert "ingest path: compiled" in out, out
 
     link = home / ".local" / "bin" / "hearth"
     assert link.is_symlink() and link.resolve() == (venv / "bin" / "hearth").resolve()

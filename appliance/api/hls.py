@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import math
 import re
-import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -98,14 +97,23 @@ class _MuxerWatch:
         # (msn, part) → futures; part -1 means "the complete segment msn".
         self.waiters: dict[tuple[int, int], list[asyncio.Future[None]]] = {}
         self._bodies: dict[bool, tuple[str, bytes]] = {}
-        previous = muxer.on_update
+        self._previous = muxer.on_update
+        muxer.on_update = self._on_update
 
-        def on_update() -> None:
-            if previous is not None:
-                previous()
-            self.release()
+    @staticmethod
+    def of(muxer: HlsMuxer) -> _MuxerWatch | None:
+        """The muxer's watch, found through its ``on_update`` hook (set only here).
 
-        muxer.on_update = on_update
+        Kept on the muxer's own callback rather than in a weak mapping: the watch lives as long
+        as its muxer, and compiled muxers (media/accel.py) take no weak references.
+        """
+        owner = getattr(muxer.on_update, "__self__", None)
+        return owner if isinstance(owner, _MuxerWatch) and owner.muxer is muxer else None
+
+    def _on_update(self) -> None:
+        if self._previous is not None:
+            self._previous()
+        self.release()
 
     def satisfied(self, msn: int, part: int) -> bool:
         m = self.muxer
@@ -164,8 +172,6 @@ class BlockingGate:
 
     parked: int = 0
     per_client: dict[str, int] = field(default_factory=dict)
-    watches: weakref.WeakKeyDictionary[HlsMuxer, _MuxerWatch] = field(
-        default_factory=weakref.WeakKeyDictionary)
     refused: int = 0
     requests: dict[str, int] = field(default_factory=dict)
     """Requests answered, by kind (multivariant, playlist, init, seg, part): /metrics."""
@@ -174,10 +180,7 @@ class BlockingGate:
         self.requests[kind] = self.requests.get(kind, 0) + 1
 
     def watch(self, muxer: HlsMuxer) -> _MuxerWatch:
-        w = self.watches.get(muxer)
-        if w is None:
-            w = self.watches[muxer] = _MuxerWatch(muxer)
-        return w
+        return _MuxerWatch.of(muxer) or _MuxerWatch(muxer)
 
     @contextlib.contextmanager
     def slot(self, client: str, config: HlsConfig) -> Iterator[None]:

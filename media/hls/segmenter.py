@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from media.fmp4 import AUDIO_TRACK_ID, VIDEO_TRACK_ID, Sample, TrackRun, fragment, init_segment
+from media.hls.errors import MuxerStateError
 from media.hls.playlist import (
     LowLatencyInfo,
     PartEntry,
@@ -96,10 +97,6 @@ its timestamps, or timestamps jittering backwards under load), the decode time n
 that would overlap the previous part and decoders see time go backwards. Instead whole frames
 are dropped once the audio would play more than this many frames late (3 AAC frames at 48 kHz
 are 64 ms, inside the lip-sync tolerance of ITU-R BT.1359 for late audio)."""
-
-
-class MuxerStateError(RuntimeError):
-    """The muxer was used out of order (push before set_config, push after end)."""
 
 
 @dataclass(frozen=True, slots=True)

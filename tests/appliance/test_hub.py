@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from appliance.hub import Discontinuity, Publisher
-from media.units import CodecConfig, MediaUnit, TrackKind
+from media.units import CodecConfig, MediaUnit, TrackKind, VideoConfig
+
+# The hub never looks inside a config; any well-typed one will do.
+_VIDEO = VideoConfig(avcc=b"", sps=(b"\x67",), pps=(b"\x68",), nal_length_size=4, width=16,
+                     height=16, profile_idc=100, level_idc=31, constraint_flags=0)
 
 
 def _unit(i: int, key: bool = False, kind: TrackKind = TrackKind.VIDEO) -> MediaUnit:
@@ -17,7 +21,7 @@ async def test_reader_gets_config_then_starts_at_a_keyframe() -> None:
     cfg = CodecConfig(None, None)
     reader = pub.add_reader("r")
     assert await reader.get() == cfg
-    pub.set_config(CodecConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    pub.set_config(CodecConfig(video=_VIDEO, audio=None))
     await reader.get()
     pub.publish(_unit(0))  # not a keyframe: skipped
     pub.publish(_unit(1, key=True))
@@ -28,7 +32,7 @@ async def test_reader_gets_config_then_starts_at_a_keyframe() -> None:
 
 async def test_slow_reader_drops_and_counts_without_blocking() -> None:
     pub = Publisher("s")
-    pub.set_config(CodecConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    pub.set_config(CodecConfig(video=_VIDEO, audio=None))
     slow = pub.add_reader("slow", capacity=10)
     fast = pub.add_reader("fast", capacity=1000)
     for i in range(25):
@@ -56,7 +60,7 @@ async def test_close_ends_readers_after_backlog() -> None:
 
 def test_frames_discarded_never_goes_down_when_a_lagging_reader_leaves() -> None:
     pub = Publisher("s")
-    pub.set_config(CodecConfig(video=object(), audio=None))  # type: ignore[arg-type]
+    pub.set_config(CodecConfig(video=_VIDEO, audio=None))
     slow = pub.add_reader("slow", capacity=2)
     for i in range(10):
         pub.publish(_unit(i, key=i == 0))
@@ -87,7 +91,7 @@ class _RecordingSink:
 
 def test_sink_is_called_inline_in_order_and_closed_once() -> None:
     pub = Publisher("s")
-    cfg = CodecConfig(video=object(), audio=None)  # type: ignore[arg-type]
+    cfg = CodecConfig(video=_VIDEO, audio=None)
     pub.set_config(cfg)
     sink = _RecordingSink()
     pub.add_sink(sink)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from media import accel
 from media.rtmp.chunk import NATIVE_CHUNK_READER
 from tests.helpers.appliance import ApplianceProcess
 from tests.helpers.hls import Playlist, demux, download, fetch_playlist
@@ -99,15 +100,19 @@ def test_serve_runs_on_uvloop_and_on_asyncio_when_asked(
     here runs on; ``asyncio`` runs the standard library's loop, through which a publish
     plays the same (the WebRTC fan-out's socket differs between them: its own tests). The
     second instance also parses RTMP in Python (``rtmp.native_chunk_reader = false``, the
-    fallback where no compiler was at install): ffmpeg's publish plays the same."""
+    fallback where no compiler was at install) and runs the ingest path from its Python source
+    (``HEARTH_COMPILED_MEDIA=0``, media/accel.py): ffmpeg's publish plays the same."""
     parser = "C" if NATIVE_CHUNK_READER is not None else "Python"
-    assert f"(event loop: uvloop, RTMP chunk parser: {parser})" in appliance.wait_for(
-        lambda: (log := appliance.log()) and "started in" in log and log)
+    path = accel.DECISION.describe()
+    assert f"(event loop: uvloop, RTMP chunk parser: {parser}, ingest path: {path})" in \
+        appliance.wait_for(lambda: (log := appliance.log()) and "started in" in log and log)
     other = ApplianceProcess(tmp_path, env_overrides={
-        "HEARTH_EVENT_LOOP": "asyncio", "HEARTH_RTMP_NATIVE_CHUNK_READER": "false"})
+        "HEARTH_EVENT_LOOP": "asyncio", "HEARTH_RTMP_NATIVE_CHUNK_READER": "false",
+        "HEARTH_COMPILED_MEDIA": "0"})
     other.start()
     try:
-        assert "(event loop: asyncio, RTMP chunk parser: Python)" in other.wait_for(
+        assert ("(event loop: asyncio, RTMP chunk parser: Python, "
+                "ingest path: Python (HEARTH_COMPILED_MEDIA=0))") in other.wait_for(
             lambda: (log := other.log()) and "started in" in log and log)
         created = other.create_stream("asyncio loop")
         pub = ffmpeg_publish(f"{other.rtmp_base}/{created['stream_key']}", 4)

@@ -9,9 +9,6 @@ state. Hostile input may only ever raise :class:`RemoteProtocolError`.
 from __future__ import annotations
 
 import itertools
-import shutil
-import sysconfig
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,18 +24,14 @@ from media.rtmp.chunk import (
 )
 from media.rtmp.errors import LocalProtocolError, RemoteProtocolError
 from media.rtmp.messages import Abort, SetChunkSize
+from tests.helpers.native import compiler_and_headers
 from tests.media.rtmp.rtmp_factory import CSIDS, any_chunk, chunk, mixed_chunk_stream
-
-
-def _compiler_and_headers() -> bool:
-    include = sysconfig.get_paths()["include"]
-    return shutil.which("cc") is not None and (Path(include) / "Python.h").exists()
 
 
 def test_the_native_reader_is_built_where_it_can_be() -> None:
     """Where a C compiler and the Python headers exist (CI installs both), the install built
     the C reader: a broken build must not pass unnoticed as the slower fallback."""
-    if not _compiler_and_headers():
+    if not compiler_and_headers():
         pytest.skip("no C compiler or Python headers here: the Python reader serves")
     assert NATIVE_CHUNK_READER is not None, "media/rtmp/_chunks.c was not built (pip install -e .)"
 
