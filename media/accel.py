@@ -91,7 +91,8 @@ def decide(package_dir: Path, environ: Mapping[str, str],
         return Decision(False, f"{ENV}=0")
     missing = [m for m in modules if not _extension_exists(package_dir, m)]
     if len(missing) == len(modules):
-        return Decision(False, "not compiled at install: no C compiler, or mypy unavailable")
+        return Decision(False, "not compiled: pip install compiles it where a C compiler and "
+                               "the Python headers are present")
     if missing:
         return Decision(False, f"incomplete build, {missing[0]} is not compiled")
     try:
