@@ -8,6 +8,7 @@ session and the service, and never blocks: refusals are delayed with ``call_late
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -244,8 +245,8 @@ class IngestHandler:
         for ev in events:
             # Media first: it is nearly every event, the rest happen a few times per connection.
             if isinstance(ev, VideoReceived | AudioReceived):
-                if st.channel_id is not None:
-                    self._media(st, ev)
+                # Only media parsed before the publish was attached: the sink takes the rest.
+                self._media(st, ev.timestamp, ev.body, isinstance(ev, VideoReceived))
             else:
                 self._control_event(conn, st, ev)
 
@@ -291,6 +292,10 @@ class IngestHandler:
         st.link = _Link(conn)
         st.channel_id = channel_id
         self.service.attach(channel_id, st.link)
+        # From here on the session hands this publish's media straight to the broadcast
+        # (media/rtmp/session.py set_media_sink); what accept_publish already parsed is
+        # still queued as events and dispatched first.
+        conn.session.set_media_sink(functools.partial(self._media, st))
 
     # ---- the ingest-agnostic publisher gate (RTMP, WHIP, SRT, ...) ---------------------------
 
@@ -379,16 +384,18 @@ class IngestHandler:
 
     # ---- media -------------------------------------------------------------------------------
 
-    def _media(self, st: _ConnState, ev: VideoReceived | AudioReceived) -> None:
-        assert st.channel_id is not None and st.link is not None
+    def _media(self, st: _ConnState, timestamp: int, body: bytes, video: bool) -> None:
+        """One audio or video message of a publish (from an event, or the session's sink)."""
+        if st.channel_id is None or st.link is None:
+            return  # not attached, or detached by an earlier message of this read
         lb: LiveBroadcast | None = self.service.live_broadcast(st.channel_id)
         if lb is None or not lb.accepts(st.link):
             return
         try:
-            if isinstance(ev, VideoReceived):
-                lb.video_tag(ev.timestamp, ev.body)
+            if video:
+                lb.video_tag(timestamp, body)
             else:
-                lb.audio_tag(ev.timestamp, ev.body)
+                lb.audio_tag(timestamp, body)
         except UnsupportedCodecError as exc:
             if exc.codec not in st.codec_errors:
                 st.codec_errors.add(exc.codec)

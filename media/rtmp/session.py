@@ -53,6 +53,7 @@ __all__ = [
     "AudioReceived",
     "Connected",
     "ConnectionClosed",
+    "MediaSink",
     "ProtocolFailed",
     "PublishRequested",
     "RtmpEvent",
@@ -187,6 +188,11 @@ RtmpEvent = (
     | ConnectionClosed
 )
 
+MediaSink = Callable[[int, bytes, bool], None]
+"""``sink(timestamp, body, video)``: an accepted publish's media, as
+:meth:`RtmpServerSession.set_media_sink` delivers it (the fields of :class:`VideoReceived` or
+:class:`AudioReceived`, ``video`` telling which)."""
+
 
 # --------------------------------------------------------------------------- state machine
 
@@ -317,6 +323,7 @@ class RtmpServerSession:
         # stops being pending, so a late decision is recognised (not a caller bug).
         self._requested_publish: int | None = None
         self._publishing: int | None = None
+        self._media_sink: MediaSink | None = None
         self._published_once = False
         self._accepted = False
         self._chunk_allowance: int | None = None
@@ -433,6 +440,30 @@ class RtmpServerSession:
         elif self._state in _PARSING_STATES:
             self._maybe_acknowledge()
 
+    def set_media_sink(self, sink: MediaSink | None) -> None:
+        """Hand the accepted publish's media to ``sink`` instead of queuing events.
+
+        From now until that publish ends (``FCUnpublish``, ``deleteStream``, ``closeStream``,
+        or :meth:`close`), every audio and video message on the publishing stream is passed to
+        ``sink(timestamp, body, video)`` as it is parsed, in order, instead of becoming an
+        :class:`AudioReceived` or :class:`VideoReceived` event: nearly every message of a
+        publish is media, and an event object per message, queued, dispatched and matched again
+        by the application, cost more than the media path after it (docs/architecture.md, *The
+        media sink*). Other events are still queued; since a publish's media and its control
+        messages are independent, a metadata event may reach the application after media parsed
+        behind it in the same read. Media parsed before this call stays queued as events (the
+        caller dispatches those first, as every ``receive_data`` ends with its events drained).
+
+        ``sink`` must not raise: an exception from it is a bug, logged, and fails the session
+        like any internal parsing error (:class:`ProtocolFailed`). ``None`` goes back to events.
+
+        Raises:
+            LocalProtocolError: if no publish is accepted (a bug in the caller).
+        """
+        if sink is not None and self._publishing is None:
+            raise LocalProtocolError("no accepted publish to take media from")
+        self._media_sink = sink
+
     def events(self) -> list[RtmpEvent]:
         """Return and clear the queued events."""
         events, self._events = self._events, []
@@ -527,6 +558,7 @@ class RtmpServerSession:
             level = "error" if code.endswith(("Failed", "BadName", "BadConnection")) else "status"
             self._send_on_status(stream_id, level, code, description)
         self._publishing = None
+        self._media_sink = None
         self._pending_publish = None
 
     # ------------------------------------------------------------------ internals
@@ -686,6 +718,10 @@ class RtmpServerSession:
         # share a TCP read with ``publish``) would otherwise lose its codec configuration. The
         # events follow PublishRequested in order, so the application sees its own decision
         # first and drops them if it refused.
+        sink = self._media_sink
+        if sink is not None and message_stream_id == self._publishing:
+            sink(timestamp, body, video)
+            return
         if message_stream_id not in (self._publishing, self._pending_publish) or (
                 self._publishing is None and self._pending_publish is None):
             self.ignored_media_messages += 1
@@ -855,6 +891,7 @@ class RtmpServerSession:
             return
         stream_id = self._publishing
         self._publishing = None
+        self._media_sink = None
         self._transition(_Input.UNPUBLISH)
         self._events.append(Unpublished(stream_id))
 

@@ -339,6 +339,63 @@ def test_media_right_after_publish_is_not_lost() -> None:
     assert driver.session.ignored_media_messages == 0
 
 
+def test_media_sink_takes_the_publish_media_in_order_until_it_ends() -> None:
+    """After ``set_media_sink`` the publish's media goes to the sink as parsed, in order and
+    byte for byte, and no media event is queued; media parsed before it stays an event; the
+    sink ends with the publish (FCUnpublish/deleteStream), and media afterwards is dropped."""
+    driver = SessionDriver()
+    driver.connect()
+    msid = driver.create_stream()
+    c = driver.client
+    driver.send(c.command(msid, "publish", 5.0, None, "testkey", "live")
+                + c.video(msid, 0, b"\x17\x00\x00\x00\x00cfg"))
+    assert driver.session.accept_publish(msid)
+    got: list[tuple[int, bytes, bool]] = []
+    driver.session.set_media_sink(lambda ts, body, video: got.append((ts, body, video)))
+    assert driver.session.events() == [VideoReceived(msid, 0, b"\x17\x00\x00\x00\x00cfg")]
+    big = b"\x17\x01\x00\x00\x00" + bytes(range(256)) * 40  # spans several chunks
+    meta = amf0.EcmaArray(encoder="obs")
+    events = driver.send(c.audio(msid, 0, b"\xaf\x00\x12\x10") + c.video(msid, 40, big)
+                         + c.data(msid, "@setDataFrame", "onMetaData", meta)
+                         + c.audio(msid, 21, b"\xaf\x01zz"))
+    assert events == [StreamMetadata(msid, {"encoder": "obs"})]
+    assert got == [(0, b"\xaf\x00\x12\x10", False), (40, big, True), (21, b"\xaf\x01zz", False)]
+    events = driver.send(c.command(0, "FCUnpublish", 6.0, None, "testkey")
+                         + c.video(msid, 80, b"\x17\x01late"))
+    assert events == [Unpublished(msid)]
+    assert len(got) == 3 and driver.session.ignored_media_messages == 1
+
+
+def test_media_sink_needs_an_accepted_publish_and_ends_with_close() -> None:
+    driver = SessionDriver()
+    driver.publish()
+    with pytest.raises(LocalProtocolError):
+        driver.session.set_media_sink(lambda ts, body, video: None)  # still pending
+    driver.session.accept_publish(1)
+    got: list[int] = []
+    driver.session.set_media_sink(lambda ts, body, video: got.append(ts))
+    driver.send(driver.client.video(1, 5, b"\x27\x01x"))
+    driver.session.close("NetStream.Unpublish.Success", "taken over")
+    assert driver.send(driver.client.video(1, 6, b"\x27\x01y")) == []
+    assert got == [5]
+
+
+def test_a_failing_media_sink_fails_the_session_not_the_server() -> None:
+    """A sink that raises is a bug: logged, and the session fails like on any internal
+    parsing error (the connection is dropped, nothing propagates to the event loop)."""
+    driver = SessionDriver()
+    driver.publish()
+    driver.session.accept_publish(1)
+
+    def sink(ts: int, body: bytes, video: bool) -> None:
+        raise ValueError("bug")
+
+    driver.session.set_media_sink(sink)
+    events = driver.send(driver.client.video(1, 0, b"\x17\x01x"))
+    assert "internal error" in only_failure(events)
+    assert driver.session.state is SessionState.ERROR
+
+
 def test_nothing_overtakes_a_pending_publish_decision() -> None:
     """Bytes after ``publish`` (deleteStream, media) wait for the decision: a delayed refusal
     still finds its publish pending and is sent (the wrong-key + deleteStream race)."""
