@@ -291,11 +291,12 @@ class IngestHandler:
             return  # the peer withdrew or hung up before the decision: nothing to attach
         st.link = _Link(conn)
         st.channel_id = channel_id
-        self.service.attach(channel_id, st.link)
+        lb = self.service.attach(channel_id, st.link)
         # From here on the session hands this publish's media straight to the broadcast
         # (media/rtmp/session.py set_media_sink); what accept_publish already parsed is
-        # still queued as events and dispatched first.
-        conn.session.set_media_sink(functools.partial(self._media, st))
+        # still queued as events and dispatched first. A link is only ever accepted by the
+        # broadcast it was attached to, so the sink holds that one.
+        conn.session.set_media_sink(functools.partial(self._broadcast_media, st, lb))
 
     # ---- the ingest-agnostic publisher gate (RTMP, WHIP, SRT, ...) ---------------------------
 
@@ -385,11 +386,18 @@ class IngestHandler:
     # ---- media -------------------------------------------------------------------------------
 
     def _media(self, st: _ConnState, timestamp: int, body: bytes, video: bool) -> None:
-        """One audio or video message of a publish (from an event, or the session's sink)."""
-        if st.channel_id is None or st.link is None:
+        """One audio or video message of a publish, from an event (before the sink)."""
+        if st.channel_id is None:
             return  # not attached, or detached by an earlier message of this read
         lb: LiveBroadcast | None = self.service.live_broadcast(st.channel_id)
-        if lb is None or not lb.accepts(st.link):
+        if lb is not None:
+            self._broadcast_media(st, lb, timestamp, body, video)
+
+    def _broadcast_media(self, st: _ConnState, lb: LiveBroadcast, timestamp: int, body: bytes,
+                         video: bool) -> None:
+        """One audio or video message for ``lb`` (the session's media sink, partially
+        applied); dropped when this connection is no longer the broadcast's publisher."""
+        if st.channel_id is None or st.link is None or not lb.accepts(st.link):
             return
         try:
             if video:

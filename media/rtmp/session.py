@@ -643,9 +643,15 @@ class RtmpServerSession:
             self.messages_received += len(messages)
             for type_id, message_stream_id, timestamp, payload in messages:
                 if type_id == _AUDIO or type_id == _VIDEO:
-                    # Nearly every message: straight to the event (AudioMessage/VideoMessage
-                    # .parse only wrap the body), without a RawMessage.
-                    handle_media(message_stream_id, timestamp, payload, type_id == _VIDEO)
+                    # Nearly every message: without a RawMessage (AudioMessage/VideoMessage
+                    # .parse only wrap the body), to the attached publish's sink if it has one
+                    # (set_media_sink; read per message, a sink may end the publish), else to
+                    # an event.
+                    sink = self._media_sink
+                    if sink is not None and message_stream_id == self._publishing:
+                        sink(timestamp, payload, type_id == _VIDEO)
+                    else:
+                        handle_media(message_stream_id, timestamp, payload, type_id == _VIDEO)
                     continue
                 # (the last of the run: parse_run stops after it)
                 self._handle_message(RawMessage(type_id, message_stream_id, timestamp,
@@ -718,10 +724,6 @@ class RtmpServerSession:
         # share a TCP read with ``publish``) would otherwise lose its codec configuration. The
         # events follow PublishRequested in order, so the application sees its own decision
         # first and drops them if it refused.
-        sink = self._media_sink
-        if sink is not None and message_stream_id == self._publishing:
-            sink(timestamp, body, video)
-            return
         if message_stream_id not in (self._publishing, self._pending_publish) or (
                 self._publishing is None and self._pending_publish is None):
             self.ignored_media_messages += 1
