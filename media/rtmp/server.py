@@ -1,9 +1,11 @@
 """The thin asyncio adapter around :class:`~media.rtmp.session.RtmpServerSession`.
 
 ``data_received → session.receive_data → handler.events_received → flush`` (uvicorn's
-``h11_impl`` shape). This is the only module of :mod:`media.rtmp` that imports asyncio. It
-owns the deadlines (handshake, publish, idle), the connection caps and the budgets of
-unauthenticated peers (docs/threat-model.md §rtmp-pre-auth):
+``h11_impl`` shape; an attached publish's media skip the events and reach the handler's
+sink from inside ``receive_data``, :meth:`RtmpServerSession.set_media_sink`). This is the
+only module of :mod:`media.rtmp` that imports asyncio. It owns the deadlines (handshake,
+publish, idle), the connection caps and the budgets of unauthenticated peers
+(docs/threat-model.md §rtmp-pre-auth):
 
 * until its publish is accepted, a connection may send :attr:`PreAuthBudget.bytes_per_second`
   and have :attr:`PreAuthBudget.chunks_per_second` chunks parsed (token buckets with a
@@ -295,7 +297,8 @@ class RtmpHandler(Protocol):
 
     def events_received(self, conn: RtmpConnection, events: list[RtmpEvent]) -> None:
         """Session events, in order. May call ``conn.session.accept_publish`` etc.;
-        :meth:`RtmpConnection.flush` runs right after this returns."""
+        :meth:`RtmpConnection.flush` runs right after this returns. Media of a publish given a
+        sink (``conn.session.set_media_sink``) go to that sink instead."""
 
     def connection_lost(self, conn: RtmpConnection, error: BaseException | None) -> None:
         """The connection is gone (called exactly once, after the final events)."""
