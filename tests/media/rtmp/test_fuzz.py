@@ -43,13 +43,21 @@ def _client_stream() -> bytes:
 VALID = _client_stream()
 
 
-def _check_session(chunks: list[bytes]) -> RtmpServerSession:
+def _check_session(chunks: list[bytes], with_sink: bool = False) -> RtmpServerSession:
+    """Feed ``chunks``, accepting any publish (``with_sink``: and giving it a media sink, as
+    the appliance does; the sink then sees only bytes bodies of the publishing stream)."""
     session = RtmpServerSession()
+
+    def sink(timestamp: int, body: bytes, video: bool) -> None:
+        assert isinstance(body, bytes) and 0 <= timestamp <= 0xFFFFFFFF
+        assert session.publishing_stream_id is not None
+
     for data in chunks:
         session.receive_data(data)  # must never raise
         for event in session.events():
             if isinstance(event, PublishRequested):
-                session.accept_publish(event.message_stream_id)
+                if session.accept_publish(event.message_stream_id) and with_sink:
+                    session.set_media_sink(sink)
             if isinstance(event, ProtocolFailed):
                 assert "internal error" not in str(event.error)
                 assert session.state is SessionState.ERROR
@@ -73,11 +81,14 @@ def test_session_after_handshake_arbitrary_bytes(chunks: list[bytes]) -> None:
 
 
 @settings(max_examples=300)
-@given(st.integers(0, len(VALID)), st.binary(max_size=64), st.integers(0, len(VALID)))
-def test_session_mutated_valid_stream(cut: int, garbage: bytes, pos: int) -> None:
-    """Truncated, spliced and corrupted valid client streams never raise."""
+@given(st.integers(0, len(VALID)), st.binary(max_size=64), st.integers(0, len(VALID)),
+       st.booleans())
+def test_session_mutated_valid_stream(cut: int, garbage: bytes, pos: int, with_sink: bool
+                                      ) -> None:
+    """Truncated, spliced and corrupted valid client streams never raise, with the accepted
+    publish's media as events or through a media sink."""
     mutated = VALID[:pos] + garbage + VALID[pos + len(garbage) :]
-    _check_session([mutated[:cut], mutated[cut:]])
+    _check_session([mutated[:cut], mutated[cut:]], with_sink)
 
 
 @settings(max_examples=200)
